@@ -1,0 +1,187 @@
+"""The FastAPI application: every answer comes from the published version in Redis, never recomputed per request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from cache.keys import Keys
+from cache.reader import Reader
+from cache.server import connect
+from recommender.config import Settings
+from recommender.loading import ID_PATTERN
+from recommender.schema import MAX_ID_LENGTH
+
+from .schemas import MAX_BATCH, BatchRequest, BatchResponse, Health, Item, ItemList, NextItem, NextPurchase
+
+N = Annotated[int, Query(ge=1, le=100, description="Number of items.")]
+UserQ = Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Visitor or customer id.", examples=["17850"])]
+OptUserQ = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Personalise for this visitor.")]
+UserP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Customer id.", examples=["17850"])]
+ItemP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Item id.", examples=["85123A"])]
+CategoryQ = Annotated[str | None, Query(min_length=1, max_length=200, description="Only items of this category.", examples=["HOLDER"])]
+ExcludeQ = Annotated[str | None, Query(max_length=20_000, description="Comma-separated item ids to leave out (e.g. the cart).")]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    keys = Keys(settings.key_prefix)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        handle = connect(settings.redis_url, settings.data_dir)
+        client = handle.async_client()
+        app.state.reader = Reader(client, keys)
+        try:
+            yield
+        finally:
+            await client.aclose()
+            handle.close()
+
+    app = FastAPI(
+        title="Shop recommendations",
+        version="0.1.0",
+        description=(
+            "Personal picks, bestsellers, new arrivals, similar items and next likely purchases for an online shop, "
+            "answered from the nightly published version in Redis. Every list says which list answered (`source`) "
+            "and the model `version`."
+        ),
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in errors[:5])
+        detail = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in errors]
+        return JSONResponse({"message": f"Invalid request: {message}", "detail": detail}, status_code=422)
+
+    def reader(request: Request) -> Reader:
+        return request.app.state.reader
+
+    async def fetch(request: Request, *suffixes: str) -> tuple[str, list[Any]]:
+        version, values = await reader(request).fetch(*suffixes)
+        if version is None:
+            raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
+        return version, values
+
+    async def items_out(request: Request, version: str, ranked: list[Any], cls: type[Item] = Item) -> list[Any]:
+        ids = [r[0] if isinstance(r, list) else r["item_id"] for r in ranked]
+        meta = await reader(request).item_metadata(version, ids)
+        out = []
+        for r, item_id in zip(ranked, ids):
+            fields = {"item_id": item_id, "score": r[1]} if isinstance(r, list) else dict(r)
+            out.append(cls(**fields, **(meta.get(item_id) or {})))
+        return out
+
+    async def in_category(request: Request, version: str, ranked: list[Any], category: str) -> list[Any]:
+        meta = await reader(request).item_metadata(version, [r[0] for r in ranked])
+        return [r for r in ranked if (meta.get(r[0]) or {}).get("category") == category]
+
+    @app.get("/recommend", response_model=ItemList, tags=["storefront"], summary="Personal picks for a visitor")
+    async def recommend(request: Request, user_id: UserQ, n: N = 10, category: CategoryQ = None, exclude: ExcludeQ = None) -> ItemList:
+        """The visitor's personal picks; a visitor the model does not know gets bestsellers. With `category`, only
+        items of that category; `exclude` leaves out items (e.g. those in the cart). A personal list shorter than
+        `n` after filtering is topped up with bestsellers (`source` = `personal+bestsellers`)."""
+        version, (personal, best) = await fetch(request, Keys.user(user_id), Keys.best(category))
+        if category is not None and best is None:
+            raise HTTPException(404, f"Unknown category '{category}'.")
+        skip = set(filter(None, (exclude or "").split(",")))
+        picks: list[Any] = []
+        source = "bestsellers"
+        if personal:
+            candidates = [r for r in personal if r[0] not in skip]
+            if category is not None:
+                candidates = await in_category(request, version, candidates, category)
+            picks = candidates[:n]
+            source = "personal"
+        if len(picks) < n:
+            taken = {r[0] for r in picks} | skip
+            fill = [r for r in best or [] if r[0] not in taken][: n - len(picks)]
+            if fill and picks:
+                source = "personal+bestsellers"
+            picks += fill
+        return ItemList(source=source, version=version, items=await items_out(request, version, picks))
+
+    @app.get("/bestsellers", response_model=ItemList, tags=["storefront"], summary="Bestsellers, overall or per category")
+    async def bestsellers(request: Request, n: N = 10, category: CategoryQ = None) -> ItemList:
+        """Most bought items over the recent window (distinct buyers)."""
+        version, (best,) = await fetch(request, Keys.best(category))
+        if best is None:
+            raise HTTPException(404, f"Unknown category '{category}'.")
+        return ItemList(source="bestsellers", version=version, items=await items_out(request, version, best[:n]))
+
+    @app.get("/categories", response_model=list[str], tags=["storefront"], summary="Categories that have bestsellers")
+    async def categories(request: Request) -> list[str]:
+        _, (cats,) = await fetch(request, Keys.CATEGORIES)
+        return cats or []
+
+    @app.get("/new-arrivals", response_model=ItemList, tags=["storefront"], summary="New arrivals")
+    async def new_arrivals(request: Request, n: N = 10, user_id: OptUserQ = None) -> ItemList:
+        """Items first seen within the new-arrival window, ranked by early traction. With a known `user_id`, arrivals
+        in the categories of the visitor's personal picks come first (`source` = `new_arrivals+personal`)."""
+        suffixes = [Keys.NEW] + ([Keys.user(user_id)] if user_id else [])
+        version, values = await fetch(request, *suffixes)
+        fresh, personal = values[0] or [], (values[1] if user_id else None)
+        source = "new_arrivals"
+        if personal and fresh:
+            meta = await reader(request).item_metadata(version, [r[0] for r in personal[:20]] + [r[0] for r in fresh])
+            liked = [(meta.get(r[0]) or {}).get("category") for r in personal[:20]]
+            rank = {c: i for i, c in reversed(list(enumerate(liked))) if c is not None}
+            fresh = sorted(fresh, key=lambda r: rank.get((meta.get(r[0]) or {}).get("category"), len(rank)))
+            source = "new_arrivals+personal"
+        return ItemList(source=source, version=version, items=await items_out(request, version, fresh[:n]))
+
+    @app.get("/similar/{item_id}", response_model=ItemList, tags=["storefront"], summary="Items similar to an item",
+             responses={404: {"description": "The item is unknown to the published model."}})
+    async def similar(request: Request, item_id: ItemP, n: N = 10) -> ItemList:
+        """Items whose learned factors are closest to this item's (people who like one tend to like the other)."""
+        version, (sims,) = await fetch(request, Keys.similar(item_id))
+        if sims is None:
+            raise HTTPException(404, f"Unknown item '{item_id}'.")
+        return ItemList(source="similar", version=version, items=await items_out(request, version, sims[:n]))
+
+    @app.get("/next-purchase/{user_id}", response_model=NextPurchase, tags=["e-mail"], summary="Next likely purchases of a customer",
+             responses={404: {"description": "The customer has no purchase history in the published version."}})
+    async def next_purchase(request: Request, user_id: UserP, n: N = 10) -> NextPurchase:
+        """Items the customer is due to buy again (with the expected date), then new items that go with what they buy."""
+        version, (picks,) = await fetch(request, Keys.next(user_id))
+        if picks is None:
+            raise HTTPException(404, f"Customer '{user_id}' has no purchase history.")
+        return NextPurchase(version=version, user_id=user_id, items=await items_out(request, version, picks[:n], NextItem))
+
+    @app.post("/next-purchase/batch", response_model=BatchResponse, tags=["e-mail"], summary=f"Next purchases for up to {MAX_BATCH} customers")
+    async def next_purchase_batch(request: Request, body: Annotated[BatchRequest, Body()]) -> BatchResponse:
+        """One Redis round trip for the whole batch. Customers without purchase history are listed in `unknown`."""
+        ids = list(dict.fromkeys(body.user_ids))
+        version, values = await fetch(request, *(Keys.next(u) for u in ids))
+        results: dict[str, list[NextItem]] = {}
+        unknown: list[str] = []
+        for user_id, picks in zip(ids, values):
+            if picks is None:
+                unknown.append(user_id)
+            else:
+                results[user_id] = await items_out(request, version, picks[: body.n], NextItem)
+        return BatchResponse(version=version, results=results, unknown=unknown)
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["operations"], summary="Redis reachable and a version published",
+             responses={503: {"model": Health}})
+    async def readyz(request: Request) -> Any:
+        try:
+            version, _ = await reader(request).fetch()
+        except Exception as exc:  # any Redis failure means not ready
+            return JSONResponse(Health(status="unavailable", detail=f"Redis unreachable: {type(exc).__name__}").model_dump(), 503)
+        if version is None:
+            return JSONResponse(Health(status="unavailable", detail="no published version").model_dump(), 503)
+        return Health(status="ok", version=version)
+
+    return app

@@ -1,0 +1,54 @@
+"""The key layout. Every key of a published version lives under ``<prefix>:v:<version>:``.
+
+``<prefix>:current`` / ``<prefix>:previous``  version ids serving now / kept for rollback
+``<prefix>:versions``                        set of every version written (complete or not)
+``...:manifest``                             JSON: when, from what, sizes, parameters, evaluation
+``...:user:<user_id>``                       personal picks          ``...:next:<user_id>``  next purchase
+``...:best:`` / ``...:best:<category>``      bestsellers             ``...:new``             new arrivals
+``...:sim:<item_id>``                        similar items           ``...:items``           hash of item metadata
+``...:categories``                           JSON list of categories with bestsellers
+
+Ids reach a key only after validation against the id pattern (letters, digits, ``._:@+-``); categories, which are
+free text, are percent-encoded.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+
+class Keys:
+    def __init__(self, prefix: str = "reco") -> None:
+        self.prefix = prefix
+        self.current = f"{prefix}:current"
+        self.previous = f"{prefix}:previous"
+        self.versions = f"{prefix}:versions"
+
+    def version_prefix(self, version: str) -> str:
+        return f"{self.prefix}:v:{version}:"
+
+    @staticmethod
+    def category(name: str | None) -> str:
+        return quote(name or "", safe="")
+
+    # Suffixes under a version: used by the publisher (with version_prefix) and by the reader's script.
+    MANIFEST = "manifest"
+    ITEMS = "items"
+    NEW = "new"
+    CATEGORIES = "categories"
+
+    @staticmethod
+    def user(user_id: str) -> str:
+        return f"user:{user_id}"
+
+    @staticmethod
+    def next(user_id: str) -> str:
+        return f"next:{user_id}"
+
+    @staticmethod
+    def similar(item_id: str) -> str:
+        return f"sim:{item_id}"
+
+    @classmethod
+    def best(cls, category: str | None = None) -> str:
+        return f"best:{cls.category(category)}"

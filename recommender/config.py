@@ -1,0 +1,63 @@
+"""Configuration: every tunable with its default, read from the environment (prefix ``RECO_``) and CLI options.
+
+``REDIS_URL`` is read without prefix, as is usual for it. Unset means "start an embedded Redis server".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EventWeights(BaseSettings):
+    """Confidence contributed by one event of each type (before time decay)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_WEIGHT_", extra="ignore")
+
+    view: float = Field(1.0, ge=0)
+    cart: float = Field(4.0, ge=0)
+    purchase: float = Field(10.0, ge=0)
+    # Returns carry no confidence: a returned item is neither a positive nor (for ALS) a reliable negative signal.
+    return_: float = Field(0.0, ge=0, validation_alias=AliasChoices("return_", "RECO_WEIGHT_RETURN"))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"view": self.view, "cart": self.cart, "purchase": self.purchase, "return": self.return_}
+
+
+class AlsParams(BaseSettings):
+    """Hyper-parameters of implicit's AlternatingLeastSquares."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
+
+    factors: int = Field(64, ge=1, le=1024)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(1.0, gt=0)
+    iterations: int = Field(15, ge=1, le=500)
+    random_state: int = 42
+
+
+class ListParams(BaseSettings):
+    """Sizes and windows of the published lists."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
+
+    list_size: int = Field(100, ge=1, le=1000, description="items stored per personal/next-purchase list")
+    similar_size: int = Field(50, ge=1, le=1000, description="items stored per similar-items list")
+    bestseller_days: int = Field(30, ge=1, description="recent window for bestsellers, in days")
+    new_arrival_days: int = Field(30, ge=1, description="an item is new when first seen within this many days")
+    exclude_purchased: bool = Field(True, description="drop items the user already bought from personal picks")
+    next_purchase_horizon_days: int = Field(30, ge=1, description="horizon of the next-purchase forecast")
+
+
+class Settings(BaseSettings):
+    """Process-wide settings for the job and the API."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
+
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "RECO_REDIS_URL"))
+    data_dir: Path = Field(Path("var"), description="where the embedded Redis keeps its data file")
+    key_prefix: str = Field("reco", pattern=r"^[A-Za-z0-9_\-]+$")
+    half_life_days: float = Field(60.0, gt=0, description="age at which an event counts half")
+    max_bad_share: float = Field(0.05, ge=0, le=1, description="share of bad rows that fails the run")

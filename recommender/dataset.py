@@ -1,0 +1,37 @@
+"""One call from input files to a validated dataset: adapter, validation, catalogue completion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from .adapters import read_input
+from .loading import LoadReport, complete_catalogue, validate_events, validate_items
+from .schema import empty_items
+
+
+@dataclass
+class Dataset:
+    """Validated events and the complete catalogue, with what happened to the input rows."""
+
+    events: pa.Table
+    items: pa.Table
+    reports: list[LoadReport]
+
+
+def load_dataset(
+    events_path: Path | str, items_path: Path | str | None = None, fmt: str = "generic", max_bad_share: float = 0.05
+) -> Dataset:
+    """Load and validate; raises DataError on a missing file/column or more bad rows than ``max_bad_share``."""
+    raw = read_input(events_path, items_path, fmt)
+    events, ev_report = validate_events(raw.events, raw.events_source)
+    reports = [ev_report]
+    items = empty_items()
+    if raw.items is not None:
+        items, it_report = validate_items(raw.items, raw.items_source or "items")
+        reports.append(it_report)
+    for report in reports:
+        report.check(max_bad_share)
+    return Dataset(events, complete_catalogue(events, items), reports)

@@ -1,0 +1,79 @@
+"""The implicit ALS model: fitting, top-N per user and similar items, in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+from .config import AlsParams
+
+
+def fit_als(matrix: sp.csr_matrix, params: AlsParams, show_progress: bool = False) -> AlternatingLeastSquares:
+    """Fit ALS on a user x item confidence matrix.
+
+    implicit multiplies the matrix by ``alpha`` internally (confidence = 1 + alpha * value) and asks for BLAS to run
+    single-threaded because it parallelises itself; we set that with threadpoolctl.
+    """
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=params.alpha,
+            iterations=params.iterations,
+            random_state=params.random_state,
+        )
+        model.fit(matrix, show_progress=show_progress)
+    return model
+
+
+def recommend_batches(
+    model: AlternatingLeastSquares,
+    filter_matrix: sp.csr_matrix | None,
+    n: int,
+    hidden_items: np.ndarray | None = None,
+    batch_size: int = 10_000,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (user rows, item indices (b x n), scores (b x n)) for every user, batch by batch.
+
+    ``filter_matrix`` rows are the items to leave out per user (None: leave nothing out); ``hidden_items`` are left
+    out for everyone. Entries past the available items carry index -1.
+    """
+    n_users = model.user_factors.shape[0]
+    n = min(n, model.item_factors.shape[0])
+    with threadpool_limits(1, "blas"):
+        for start in range(0, n_users, batch_size):
+            rows = np.arange(start, min(start + batch_size, n_users))
+            ids, scores = model.recommend(
+                rows,
+                filter_matrix[rows] if filter_matrix is not None else None,
+                N=n,
+                filter_already_liked_items=filter_matrix is not None,
+                filter_items=hidden_items if hidden_items is not None and len(hidden_items) else None,
+            )
+            yield rows, np.atleast_2d(ids), np.atleast_2d(scores)
+
+
+def similar_batches(
+    model: AlternatingLeastSquares, n: int, hidden_items: np.ndarray | None = None, batch_size: int = 5_000
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (item indices, similar item indices (b x n), cosine scores) for every item; an item is not its own neighbour."""
+    n_items = model.item_factors.shape[0]
+    k = min(n + 1, n_items)
+    with threadpool_limits(1, "blas"):
+        for start in range(0, n_items, batch_size):
+            rows = np.arange(start, min(start + batch_size, n_items))
+            ids, scores = model.similar_items(
+                rows, N=k, filter_items=hidden_items if hidden_items is not None and len(hidden_items) else None
+            )
+            ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
+            self_hit = ids == rows[:, None]
+            # Drop the item itself from its own row, keep the first n others.
+            order = np.argsort(self_hit, axis=1, kind="stable")
+            ids = np.take_along_axis(ids, order, axis=1)[:, :n]
+            scores = np.take_along_axis(scores, order, axis=1)[:, :n]
+            scores = np.where(np.take_along_axis(self_hit, order, axis=1)[:, :n], -np.inf, scores)
+            yield rows, ids, scores

@@ -1,0 +1,71 @@
+"""The data contract: the canonical event and catalogue tables every module works on.
+
+Loaders and adapters turn input files into these two Arrow tables; everything downstream (weighting, models,
+lists, RFM, KPIs, evaluation) reads only these column names and types.
+
+Events (one row per interaction):
+
+========== ============= ========= =============================================================
+column     Arrow type    required  meaning
+========== ============= ========= =============================================================
+user_id    string        yes       customer or visitor id
+item_id    string        yes       product id
+event_type string        yes       one of ``EVENT_TYPES`` ("return" only comes from adapters that
+                                   read cancellations; it is never counted as a purchase)
+timestamp  timestamp[us] yes       when it happened, UTC, without time zone
+quantity   float64       no (1)    units; positive
+price      float64       no        unit price; non-negative
+order_id   string        no        order/basket id; purchases without one get user_id|timestamp
+========== ============= ========= =============================================================
+
+Catalogue (one row per item):
+
+========== ============= ========= =============================================================
+item_id    string        yes       product id
+title      string        no        display name
+category   string        no        category used for per-category lists and filters
+price      float64       no        current price
+available  bool          no (true) false hides the item from every list
+created_at timestamp[us] no        when the item was added; else first seen in the events
+========== ============= ========= =============================================================
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+VIEW, CART, PURCHASE, RETURN = "view", "cart", "purchase", "return"
+EVENT_TYPES: tuple[str, ...] = (VIEW, CART, PURCHASE, RETURN)
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("event_type", pa.string()),
+        ("timestamp", pa.timestamp("us")),
+        ("quantity", pa.float64()),
+        ("price", pa.float64()),
+        ("order_id", pa.string()),
+    ]
+)
+EVENT_REQUIRED: tuple[str, ...] = ("user_id", "item_id", "event_type", "timestamp")
+
+ITEM_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("title", pa.string()),
+        ("category", pa.string()),
+        ("price", pa.float64()),
+        ("available", pa.bool_()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+ITEM_REQUIRED: tuple[str, ...] = ("item_id",)
+
+MAX_ID_LENGTH = 128
+"""Longest user or item id accepted anywhere (input files, API parameters, cache keys)."""
+
+
+def empty_items() -> pa.Table:
+    """A catalogue with no rows, for runs without a catalogue file."""
+    return ITEM_SCHEMA.empty_table()

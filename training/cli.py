@@ -1,0 +1,206 @@
+"""The ``reco`` command: demo data, the nightly job, the API server, rollback.
+
+Every option also reads an environment variable (shown in ``--help``); options win over the environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recommender.config import AlsParams, EventWeights, ListParams, Settings
+from recommender.loading import DataError, LoadReport
+
+app = typer.Typer(help="Product recommendations for an online shop: train nightly, serve from Redis.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+FORMATS = ("generic", "online-retail", "complete-journey", "rees46")
+RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", envvar="REDIS_URL", help="Redis server; unset starts an embedded one.")]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", envvar="RECO_DATA_DIR", help="Where the embedded Redis keeps its data [default: var].")]
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _settings(redis_url: str | None, data_dir: Path | None, **more: Any) -> Settings:
+    return Settings(**_given(redis_url=redis_url, data_dir=data_dir, **more))
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for events.csv and items.csv.")] = Path("demo-shop"),
+    users: Annotated[int, typer.Option(help="Number of customers.", min=10)] = 2000,
+    items: Annotated[int, typer.Option(help="Number of products.", min=10)] = 400,
+    days: Annotated[int, typer.Option(help="Days of history.", min=14)] = 180,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same shop).")] = 42,
+) -> None:
+    """Write a realistic generated shop (generic format) so every machine has data to run on."""
+    from recommender.demo import generate_shop
+
+    shop = generate_shop(n_users=users, n_items=items, days=days, seed=seed)
+    ev, it = shop.write(out_dir)
+    out.print(f"wrote {shop.events.num_rows:,} events to {ev} and {shop.items.num_rows:,} items to {it}")
+
+
+@app.command()
+def train(
+    events: Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")],
+    items: Annotated[Optional[Path], typer.Option("--items", help="Catalogue file (CSV or Parquet).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")] = "generic",
+    factors: Annotated[Optional[int], typer.Option(envvar="RECO_FACTORS", help="ALS latent factors [default: 64].")] = None,
+    regularization: Annotated[Optional[float], typer.Option(envvar="RECO_REGULARIZATION", help="ALS L2 regularization [default: 0.05].")] = None,
+    alpha: Annotated[Optional[float], typer.Option(envvar="RECO_ALPHA", help="ALS confidence scale: c = 1 + alpha * weight [default: 1.0].")] = None,
+    iterations: Annotated[Optional[int], typer.Option(envvar="RECO_ITERATIONS", help="ALS iterations [default: 15].")] = None,
+    weight_view: Annotated[Optional[float], typer.Option(envvar="RECO_WEIGHT_VIEW", help="Confidence per view [default: 1].")] = None,
+    weight_cart: Annotated[Optional[float], typer.Option(envvar="RECO_WEIGHT_CART", help="Confidence per add-to-cart [default: 4].")] = None,
+    weight_purchase: Annotated[Optional[float], typer.Option(envvar="RECO_WEIGHT_PURCHASE", help="Confidence per purchase [default: 10].")] = None,
+    half_life_days: Annotated[Optional[float], typer.Option(envvar="RECO_HALF_LIFE_DAYS", help="Age at which an event counts half [default: 60].")] = None,
+    bestseller_days: Annotated[Optional[int], typer.Option(envvar="RECO_BESTSELLER_DAYS", help="Bestseller window in days [default: 30].")] = None,
+    new_arrival_days: Annotated[Optional[int], typer.Option(envvar="RECO_NEW_ARRIVAL_DAYS", help="New-arrival window in days [default: 30].")] = None,
+    list_size: Annotated[Optional[int], typer.Option(envvar="RECO_LIST_SIZE", help="Items stored per personal/next-purchase list [default: 100].")] = None,
+    include_purchased: Annotated[bool, typer.Option("--include-purchased", help="Keep already-bought items in personal picks.")] = False,
+    max_bad_share: Annotated[Optional[float], typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run [default: 0.05].")] = None,
+    as_of: Annotated[Optional[datetime], typer.Option(help="Treat this time as 'now' [default: the newest event].")] = None,
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run the nightly job: validate input, train ALS, compute every list and publish a new version."""
+    from cache.server import connect
+    from training.job import JobConfig, run_job
+
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
+    try:
+        cfg = JobConfig(
+            events=events,
+            items=items,
+            fmt=fmt,
+            settings=_settings(redis_url, data_dir, half_life_days=half_life_days, max_bad_share=max_bad_share),
+            weights=EventWeights(**_given(view=weight_view, cart=weight_cart, purchase=weight_purchase)),
+            als=AlsParams(**_given(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations)),
+            lists=ListParams(
+                **_given(bestseller_days=bestseller_days, new_arrival_days=new_arrival_days, list_size=list_size),
+                **({"exclude_purchased": False} if include_purchased else {}),
+            ),
+            as_of=as_of,
+            show_progress=progress,
+        )
+    except ValueError as exc:  # pydantic validation of a value from the environment
+        _fail(f"invalid configuration: {exc}")
+    handle = connect(cfg.settings.redis_url, cfg.settings.data_dir)
+    try:
+        result = run_job(cfg, handle.client)
+    except DataError as exc:
+        _fail(f"{exc} Nothing was published.")
+    finally:
+        handle.close()
+    _print_summary(result)
+
+
+def _print_summary(result: Any) -> None:
+    for report in result.reports:
+        _print_report(report)
+    table = Table(title="run summary", show_header=False)
+    for key, value in result.counts.items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    for stage, seconds in result.seconds.items():
+        table.add_row(f"time: {stage}", f"{seconds:.2f} s")
+    table.add_row("time: total", f"{sum(result.seconds.values()):.2f} s")
+    table.add_row("as of", str(result.as_of))
+    table.add_row("published version", str(result.version))
+    table.add_row("previous version", str(result.replaced))
+    out.print(table)
+
+
+def _print_report(report: LoadReport) -> None:
+    out.print(
+        f"[bold]{report.source}[/]: {report.rows_read:,} rows read, {report.rows_kept:,} kept, "
+        f"{report.rows_bad:,} bad ({report.bad_share:.2%})",
+        highlight=False,
+    )
+    for reason, n in report.excluded.items():
+        out.print(f"  excluded by format rules: {n:,} x {reason}", highlight=False)
+    for reason, n in report.bad_by_reason.items():
+        out.print(f"  skipped: {n:,} x {reason}", highlight=False)
+    for bad in report.sample:
+        out.print(f"    e.g. {bad}", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="RECO_HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="RECO_PORT", help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(envvar="RECO_WORKERS", help="Worker processes.", min=1)] = 1,
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Start the API (answers from the published version in Redis)."""
+    import os
+
+    import uvicorn
+
+    # The app reads its settings from the environment, so options are passed on that way (also to workers).
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
+    if data_dir:
+        os.environ["RECO_DATA_DIR"] = str(data_dir)
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command()
+def rollback(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
+    """Serve the previous published version again (run it twice to undo)."""
+    from cache.keys import Keys
+    from cache.publisher import rollback as do_rollback
+    from cache.server import connect
+
+    settings = _settings(redis_url, data_dir)
+    handle = connect(settings.redis_url, settings.data_dir)
+    try:
+        version = do_rollback(handle.client, Keys(settings.key_prefix))
+    except RuntimeError as exc:
+        _fail(f"cannot roll back: {exc}.")
+    finally:
+        handle.close()
+    out.print(f"now serving version {version}")
+
+
+@app.command()
+def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
+    """Show the current and previous published versions."""
+    from cache.keys import Keys
+    from cache.publisher import current_version, manifest
+    from cache.server import connect
+
+    settings = _settings(redis_url, data_dir)
+    keys = Keys(settings.key_prefix)
+    handle = connect(settings.redis_url, settings.data_dir)
+    try:
+        for label, version in zip(("current", "previous"), current_version(handle.client, keys)):
+            info = manifest(handle.client, keys, version) if version else None
+            counts = info.get("counts", {}) if info else {}
+            out.print(f"{label}: {version or '-'}" + (f"  (as of {info['as_of']}, {counts.get('users', 0):,} users)" if info else ""))
+    finally:
+        handle.close()
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m training.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The nightly job: load, weight, fit ALS, compute every list and publish them as one new version."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from cache.keys import Keys
+from cache.publisher import Publisher
+from recommender import lists
+from recommender.config import AlsParams, EventWeights, ListParams, Settings
+from recommender.dataset import Dataset, load_dataset
+from recommender.loading import LoadReport
+from recommender.model import fit_als
+from recommender.weighting import build_interactions, latest_timestamp, purchase_matrix
+
+
+@dataclass
+class JobConfig:
+    events: Path
+    items: Path | None = None
+    fmt: str = "generic"
+    settings: Settings = field(default_factory=Settings)
+    weights: EventWeights = field(default_factory=EventWeights)
+    als: AlsParams = field(default_factory=AlsParams)
+    lists: ListParams = field(default_factory=ListParams)
+    as_of: datetime | None = None
+    show_progress: bool = True
+
+
+@dataclass
+class JobResult:
+    version: str | None
+    replaced: str | None
+    reports: list[LoadReport]
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    as_of: datetime | None = None
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 3)
+
+
+def item_metadata(items: pa.Table) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(item_id, {title, category, price}) for every catalogue item, as the API returns them."""
+    for row in items.select(["item_id", "title", "category", "price"]).to_pylist():
+        yield row["item_id"], {"title": row["title"], "category": row["category"], "price": row["price"]}
+
+
+def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResult:
+    """Run the whole job against a Redis client and publish; raises DataError on unusable input."""
+    timer = _Timer()
+    with timer.stage("load"):
+        data = data or load_dataset(cfg.events, cfg.items, cfg.fmt, cfg.settings.max_bad_share)
+    events, items = data.events, data.items
+    as_of = cfg.as_of or latest_timestamp(events)
+    events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
+    weights = cfg.weights.as_dict()
+
+    with timer.stage("weight"):
+        inter = build_interactions(events, weights, cfg.settings.half_life_days, as_of)
+        bought = purchase_matrix(events, inter)
+        hidden = lists.hidden_item_indices(items, inter)
+    with timer.stage("fit"):
+        model = fit_als(inter.matrix, cfg.als, show_progress=cfg.show_progress)
+
+    p = cfg.lists
+    publisher = Publisher(client, Keys(cfg.settings.key_prefix))
+    counts: dict[str, int] = {}
+    try:
+        with timer.stage("personal+next"):
+            repeats = lists.repeat_candidates(events, as_of, p.next_purchase_horizon_days)
+            purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
+            exclude = bought if p.exclude_purchased else None
+            n_personal = n_next = 0
+            picks = lists.personal_picks(model, inter, p.list_size, exclude, hidden)
+            bar = tqdm(picks, total=len(inter.user_ids), desc="personal + next", unit="user", disable=not cfg.show_progress)
+            for user_id, ranked in bar:
+                publisher.put(Keys.user(user_id), ranked)
+                n_personal += 1
+                if user_id in purchasers:
+                    explore = ranked if p.exclude_purchased else [r for r in ranked if not _bought(bought, inter, user_id, r[0])]
+                    nxt = lists.next_purchase(repeats, user_id, explore, p.list_size)
+                    publisher.put(Keys.next(user_id), [x.as_dict() for x in nxt])
+                    n_next += 1
+            counts.update(personal_lists=n_personal, next_purchase_lists=n_next)
+        with timer.stage("similar"):
+            sims = lists.similar_items(model, inter, p.similar_size, hidden)
+            counts["similar_lists"] = publisher.put_many(
+                (Keys.similar(i), r)
+                for i, r in tqdm(sims, total=len(inter.item_ids), desc="similar items", unit="item", disable=not cfg.show_progress)
+            )
+        with timer.stage("bestsellers+new"):
+            best = lists.bestsellers(events, items, p.bestseller_days, as_of, p.list_size)
+            for category, ranked in best.items():
+                publisher.put(Keys.best(category), ranked)
+            categories = sorted(c for c in best if c is not None)
+            publisher.put(Keys.CATEGORIES, categories)
+            fresh = lists.new_arrivals(events, items, p.new_arrival_days, as_of, p.list_size, weights)
+            publisher.put(Keys.NEW, fresh)
+            counts.update(bestseller_categories=len(categories), bestsellers=len(best[None]), new_arrivals=len(fresh))
+        with timer.stage("publish"):
+            publisher.put_items(item_metadata(items))
+            counts.update(
+                events=events.num_rows, users=len(inter.user_ids), items=len(inter.item_ids), catalogue=items.num_rows
+            )
+            manifest = {
+                "created_at": datetime.utcnow().isoformat(timespec="seconds") + "Z",
+                "as_of": as_of.isoformat(),
+                "source": {"events": str(cfg.events), "items": str(cfg.items) if cfg.items else None, "format": cfg.fmt},
+                "counts": counts,
+                "params": {
+                    "als": cfg.als.model_dump(),
+                    "weights": weights,
+                    "half_life_days": cfg.settings.half_life_days,
+                    "lists": p.model_dump(),
+                },
+            }
+            replaced = publisher.commit(manifest)
+    except BaseException:
+        publisher.abort()
+        raise
+    return JobResult(publisher.version, replaced, data.reports, counts, timer.seconds, as_of)
+
+
+def _bought(bought: Any, inter: Any, user_id: str, item_id: str) -> bool:
+    row = inter.user_index[user_id]
+    col = inter.item_index[item_id]
+    return bool(bought[row, col])
