@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from cache.keys import Keys
 from cache.publisher import Publisher
-from recommender import lists
+from recommender import lists, repeat
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.dataset import Dataset, load_dataset
 from recommender.loading import LoadReport
@@ -88,7 +88,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     counts: dict[str, int] = {}
     try:
         with timer.stage("personal+next"):
-            repeats = lists.repeat_candidates(events, as_of, p.next_purchase_horizon_days)
+            repeats = repeat.repeat_candidates(events, as_of, p.next_purchase_horizon_days)
             purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
             exclude = bought if p.exclude_purchased else None
             n_personal = n_next = 0
@@ -99,7 +99,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                 n_personal += 1
                 if user_id in purchasers:
                     explore = ranked if p.exclude_purchased else [r for r in ranked if not _bought(bought, inter, user_id, r[0])]
-                    nxt = lists.next_purchase(repeats, user_id, explore, p.list_size)
+                    nxt = repeat.next_purchase(repeats, user_id, explore, p.list_size)
                     publisher.put(Keys.next(user_id), [x.as_dict() for x in nxt])
                     n_next += 1
             counts.update(personal_lists=n_personal, next_purchase_lists=n_next)
