@@ -180,6 +180,47 @@ def rollback(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def examples(
+    base_url: Annotated[str, typer.Option(help="Where the API is (or will be) served.")] = "http://127.0.0.1:8000",
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Print example API calls with ids taken from the published version."""
+    from cache.keys import Keys
+    from cache.publisher import current_version, manifest
+    from cache.server import connect
+
+    settings = _settings(redis_url, data_dir)
+    keys = Keys(settings.key_prefix)
+    handle = connect(settings.redis_url, settings.data_dir)
+    try:
+        version = current_version(handle.client, keys)[0]
+        info = (manifest(handle.client, keys, version) if version else None) or {}
+    finally:
+        handle.close()
+    if not version:
+        _fail("nothing is published yet: run `reco train` first.")
+    ex = info.get("examples", {})
+    user, item, category = ex.get("user_id") or "some-user", ex.get("item_id") or "some-item", ex.get("category")
+    from urllib.parse import quote
+
+    calls = [
+        f"curl '{base_url}/readyz'",
+        f"curl '{base_url}/recommend?user_id={user}&n=5'",
+        f"curl '{base_url}/recommend?user_id=a-new-visitor&n=5'",
+        f"curl '{base_url}/bestsellers?n=5'" + (f"  # or &category={quote(category)}" if category else ""),
+        f"curl '{base_url}/new-arrivals?n=5&user_id={user}'",
+        f"curl '{base_url}/similar/{item}?n=5'",
+        f"curl '{base_url}/next-purchase/{user}?n=5'",
+        f"curl -X POST '{base_url}/next-purchase/batch' -H 'content-type: application/json' "
+        f"-d '{{\"user_ids\": [\"{user}\", \"unknown-customer\"], \"n\": 3}}'",
+    ]
+    out.print(f"\nVersion {version} is published. API documentation: {base_url}/docs\nExample calls:", highlight=False)
+    for call in calls:
+        out.print("  " + call, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
     """Show the current and previous published versions."""
     from cache.keys import Keys

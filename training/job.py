@@ -92,6 +92,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
             exclude = bought if p.exclude_purchased else None
             n_personal = n_next = 0
+            example_user: str | None = None
             picks = lists.personal_picks(model, inter, p.list_size, exclude, hidden)
             bar = tqdm(picks, total=len(inter.user_ids), desc="personal + next", unit="user", disable=not cfg.show_progress)
             for user_id, ranked in bar:
@@ -102,6 +103,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                     nxt = repeat.next_purchase(repeats, user_id, explore, p.list_size)
                     publisher.put(Keys.next(user_id), [x.as_dict() for x in nxt])
                     n_next += 1
+                    example_user = example_user or user_id
             counts.update(personal_lists=n_personal, next_purchase_lists=n_next)
         with timer.stage("similar"):
             sims = lists.similar_items(model, inter, p.similar_size, hidden)
@@ -128,6 +130,11 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                 "as_of": as_of.isoformat(),
                 "source": {"events": str(cfg.events), "items": str(cfg.items) if cfg.items else None, "format": cfg.fmt},
                 "counts": counts,
+                "examples": {
+                    "user_id": example_user or (str(inter.user_ids[0]) if len(inter.user_ids) else None),
+                    "item_id": best[None][0][0] if best[None] else None,
+                    "category": categories[0] if categories else None,
+                },
                 "params": {
                     "als": cfg.als.model_dump(),
                     "weights": weights,
