@@ -18,8 +18,8 @@ from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.loading import DataError, LoadReport
 
 app = typer.Typer(help="Product recommendations for an online shop: train nightly, serve from Redis.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 FORMATS = ("generic", "online-retail", "complete-journey", "rees46")
 RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", envvar="REDIS_URL", help="Redis server; unset starts an embedded one.")]
