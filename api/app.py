@@ -93,20 +93,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, f"Unknown category '{category}'.")
         skip = set(filter(None, (exclude or "").split(",")))
         picks: list[Any] = []
-        source = "bestsellers"
         if personal:
             candidates = [r for r in personal if r[0] not in skip]
             if category is not None:
                 candidates = await in_category(request, version, candidates, category)
             picks = candidates[:n]
-            source = "personal"
+        fill: list[Any] = []
         if len(picks) < n:
             taken = {r[0] for r in picks} | skip
             fill = [r for r in best or [] if r[0] not in taken][: n - len(picks)]
-            if fill and picks:
-                source = "personal+bestsellers"
-            picks += fill
-        return ItemList(source=source, version=version, items=await items_out(request, version, picks))
+        source = ("personal+bestsellers" if fill else "personal") if picks else "bestsellers"
+        return ItemList(source=source, version=version, items=await items_out(request, version, picks + fill))
 
     @app.get("/bestsellers", response_model=ItemList, tags=["storefront"], summary="Bestsellers, overall or per category")
     async def bestsellers(request: Request, n: N = 10, category: CategoryQ = None) -> ItemList:

@@ -108,6 +108,13 @@ def test_recommend_tops_up_short_personal_list_with_bestsellers(client, shop):
     assert len(r["items"]) > 50
 
 
+def test_recommend_says_bestsellers_when_no_personal_pick_is_left(client, shop):
+    user = buyers(shop)[3]
+    personal = [i["item_id"] for i in client.get("/recommend", params={"user_id": user, "n": 100}).json()["items"][:50]]
+    r = client.get("/recommend", params={"user_id": user, "n": 5, "exclude": ",".join(personal)}).json()
+    assert r["source"] == "bestsellers" and r["items"] and not {i["item_id"] for i in r["items"]} & set(personal)
+
+
 def test_bestsellers_overall_and_per_category(client, shop):
     cats = categories_of(shop)
     r = client.get("/bestsellers", params={"n": 4}).json()
