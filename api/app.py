@@ -17,7 +17,23 @@ from recommender.config import Settings
 from recommender.loading import ID_PATTERN
 from recommender.schema import MAX_ID_LENGTH
 
-from .schemas import MAX_BATCH, BatchRequest, BatchResponse, Health, Item, ItemList, NextItem, NextPurchase
+from recommender.rfm import SEGMENTS
+
+from .schemas import (
+    MAX_BATCH,
+    BatchRequest,
+    BatchResponse,
+    CustomerSegment,
+    Health,
+    Item,
+    ItemList,
+    Kpis,
+    NextItem,
+    NextPurchase,
+    Period,
+    Segments,
+    Strategy,
+)
 
 N = Annotated[int, Query(ge=1, le=100, description="Number of items.")]
 UserQ = Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Visitor or customer id.", examples=["17850"])]
@@ -143,28 +159,87 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, f"Unknown item '{item_id}'.")
         return ItemList(source="similar", version=version, items=await items_out(request, version, sims[:n]))
 
+    def strategy_picks(seg: dict | None, picks: list[Any], personal: list[Any] | None, fresh: list[Any], best: list[Any]) -> tuple[str, list[Any]]:
+        """Apply the customer's segment strategy (see recommender.rfm.SEGMENTS) to choose their e-mail list."""
+        strategy = SEGMENTS[seg["segment"]].strategy if seg else "due_again"
+        if strategy == "new_arrivals" and fresh:
+            return strategy, [{"item_id": i, "score": sc, "reason": "new_arrival"} for i, sc in fresh]
+        if strategy == "bestsellers" and best:
+            return strategy, [{"item_id": i, "score": sc, "reason": "bestseller"} for i, sc in best]
+        if strategy == "personal" and personal:
+            return strategy, [{"item_id": i, "score": sc, "reason": "goes_with_your_purchases"} for i, sc in personal]
+        return "due_again", picks  # the next-purchase list already puts items due again first
+
     @app.get("/next-purchase/{user_id}", response_model=NextPurchase, tags=["e-mail"], summary="Next likely purchases of a customer",
              responses={404: {"description": "The customer has no purchase history in the published version."}})
-    async def next_purchase(request: Request, user_id: UserP, n: N = 10) -> NextPurchase:
-        """Items the customer is due to buy again (with the expected date), then new items that go with what they buy."""
-        version, (picks,) = await fetch(request, Keys.next(user_id))
+    async def next_purchase(request: Request, user_id: UserP, n: N = 10, strategy: Strategy = "default") -> NextPurchase:
+        """Items the customer is due to buy again (with the expected date), then new items that go with what they buy.
+        With `strategy=segment`, the list follows the customer's RFM segment strategy (e.g. new arrivals for loyal
+        customers, items due again for those about to sleep; see `GET /customers/{user_id}/segment`)."""
+        if strategy == "default":
+            version, (picks,) = await fetch(request, Keys.next(user_id))
+            segment = None
+        else:
+            version, (picks, seg, personal, fresh, best) = await fetch(
+                request, Keys.next(user_id), Keys.segment(user_id), Keys.user(user_id), Keys.NEW, Keys.best(None)
+            )
         if picks is None:
             raise HTTPException(404, f"Customer '{user_id}' has no purchase history.")
-        return NextPurchase(version=version, user_id=user_id, items=await items_out(request, version, picks[:n], NextItem))
+        if strategy == "segment":
+            segment = seg["segment"] if seg else None
+            strategy, picks = strategy_picks(seg, picks, personal, fresh or [], best or [])
+        items = await items_out(request, version, picks[:n], NextItem)
+        return NextPurchase(version=version, user_id=user_id, strategy=strategy, segment=segment, items=items)
 
     @app.post("/next-purchase/batch", response_model=BatchResponse, tags=["e-mail"], summary=f"Next purchases for up to {MAX_BATCH} customers")
     async def next_purchase_batch(request: Request, body: Annotated[BatchRequest, Body()]) -> BatchResponse:
         """One Redis round trip for the whole batch. Customers without purchase history are listed in `unknown`."""
         ids = list(dict.fromkeys(body.user_ids))
-        version, values = await fetch(request, *(Keys.next(u) for u in ids))
+        by_segment = body.strategy == "segment"
+        per_user = [Keys.next, Keys.segment, Keys.user] if by_segment else [Keys.next]
+        shared = [Keys.NEW, Keys.best(None)] if by_segment else []
+        version, values = await fetch(request, *shared, *(key(u) for u in ids for key in per_user))
+        fresh, best = (values[0] or [], values[1] or []) if by_segment else ([], [])
+        rows = values[len(shared):]
         results: dict[str, list[NextItem]] = {}
+        strategies: dict[str, str] = {}
         unknown: list[str] = []
-        for user_id, picks in zip(ids, values):
+        for k, user_id in enumerate(ids):
+            picks = rows[k * len(per_user)]
             if picks is None:
                 unknown.append(user_id)
-            else:
-                results[user_id] = await items_out(request, version, picks[: body.n], NextItem)
-        return BatchResponse(version=version, results=results, unknown=unknown)
+                continue
+            if by_segment:
+                seg, personal = rows[k * len(per_user) + 1], rows[k * len(per_user) + 2]
+                strategies[user_id], picks = strategy_picks(seg, picks, personal, fresh, best)
+            results[user_id] = await items_out(request, version, picks[: body.n], NextItem)
+        return BatchResponse(version=version, results=results, unknown=unknown, strategies=strategies if by_segment else None)
+
+    @app.get("/customers/{user_id}/segment", response_model=CustomerSegment, tags=["marketing"], summary="RFM scores and segment of a customer",
+             responses={404: {"description": "The customer has no purchase history in the published version."}})
+    async def customer_segment(request: Request, user_id: UserP) -> CustomerSegment:
+        """Recency, frequency and monetary scores (1-5, 5 best), the named segment and its suggested action."""
+        version, (seg,) = await fetch(request, Keys.segment(user_id))
+        if seg is None:
+            raise HTTPException(404, f"Customer '{user_id}' has no purchase history.")
+        info = SEGMENTS[seg["segment"]]
+        return CustomerSegment(
+            version=version, user_id=user_id, **seg, label=info.label, description=info.description,
+            action=info.action, strategy=info.strategy,
+        )
+
+    @app.get("/segments", response_model=Segments, tags=["marketing"], summary="Segment sizes and revenue")
+    async def segments(request: Request) -> Segments:
+        version, (summary,) = await fetch(request, Keys.SEGMENTS)
+        return Segments(version=version, **(summary or {"monetary_unit": "currency", "segments": []}))
+
+    @app.get("/kpis", response_model=Kpis, tags=["marketing"], summary="Repeat-sales KPIs per period")
+    async def kpis(request: Request, period: Annotated[Period, Query(description="Period length.")] = "month") -> Kpis:
+        """Active, new and returning customers, repeat-purchase rate, purchase frequency, average order value, revenue
+        and the share from returning customers, historic and predicted customer value, per period."""
+        version, (table,) = await fetch(request, Keys.kpis(period))
+        table = table or {"monetary_unit": "currency", "rows": []}
+        return Kpis(version=version, period=period, **table)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:

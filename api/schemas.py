@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,9 +31,15 @@ class ItemList(BaseModel):
     items: list[Item]
 
 
+Reason = Literal["due_again", "goes_with_your_purchases", "new_arrival", "bestseller"]
+Strategy = Literal["default", "segment"]
+Period = Literal["week", "month", "quarter", "year"]  # the keys of recommender.kpis.PERIODS
+
+
 class NextItem(Item):
-    reason: Literal["due_again", "goes_with_your_purchases"] = Field(
-        description="'due_again': bought before and due again around `due`; 'goes_with_your_purchases': new to the customer."
+    reason: Reason = Field(
+        description="'due_again': bought before and due again around `due`; 'goes_with_your_purchases': new to the "
+        "customer and close to their taste; 'new_arrival' / 'bestseller': chosen by the segment strategy."
     )
     due: str | None = Field(None, description="Expected repurchase date (ISO) for 'due_again' items.", examples=["2011-12-20"])
 
@@ -42,12 +48,15 @@ class NextPurchase(BaseModel):
     source: Literal["next_purchase"] = "next_purchase"
     version: str
     user_id: str
+    strategy: str = Field("default", description="List strategy applied: 'default' or the segment's strategy.")
+    segment: str | None = Field(None, description="The customer's RFM segment when `strategy=segment` was asked.")
     items: list[NextItem]
 
 
 class BatchRequest(BaseModel):
     user_ids: list[Id] = Field(min_length=1, max_length=MAX_BATCH, description=f"Up to {MAX_BATCH} customer ids.")
     n: int = Field(10, ge=1, le=100, description="Picks per customer.")
+    strategy: Strategy = Field("default", description="'segment' applies each customer's RFM segment strategy.")
 
     model_config = {"json_schema_extra": {"examples": [{"user_ids": ["17850", "13047", "unknown-1"], "n": 5}]}}
 
@@ -56,6 +65,7 @@ class BatchResponse(BaseModel):
     source: Literal["next_purchase"] = "next_purchase"
     version: str
     results: dict[str, list[NextItem]] = Field(description="Picks per known customer, in request order.")
+    strategies: dict[str, str] | None = Field(None, description="Strategy applied per customer when `strategy=segment`.")
     unknown: list[str] = Field(description="Requested ids with no purchase history in the published version.")
 
 
@@ -63,3 +73,33 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     version: str | None = None
     detail: str | None = None
+
+
+class CustomerSegment(BaseModel):
+    version: str
+    user_id: str
+    recency_days: int = Field(description="Days since the last purchase.")
+    frequency: int = Field(description="Number of orders.")
+    monetary: float = Field(description="Net spend (purchases minus returns), in `monetary_unit`.")
+    monetary_unit: str = Field(description="'currency', or 'units' when the log has no prices.")
+    r_score: int = Field(ge=1, le=5)
+    f_score: int = Field(ge=1, le=5)
+    m_score: int = Field(ge=1, le=5)
+    segment: str = Field(examples=["champions"])
+    label: str = Field(examples=["Champions"])
+    description: str
+    action: str = Field(description="Suggested action for the marketer.")
+    strategy: str = Field(description="E-mail list strategy for the segment (used by `strategy=segment`).")
+
+
+class Kpis(BaseModel):
+    version: str
+    period: str
+    monetary_unit: str
+    rows: list[dict[str, Any]] = Field(description="One row per period, oldest first; periods without sales have zeros.")
+
+
+class Segments(BaseModel):
+    version: str
+    monetary_unit: str
+    segments: list[dict[str, Any]]

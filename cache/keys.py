@@ -7,6 +7,8 @@
 ``...:best:`` / ``...:best:<category>``      bestsellers             ``...:new``             new arrivals
 ``...:sim:<item_id>``                        similar items           ``...:items``           hash of item metadata
 ``...:categories``                           JSON list of categories with bestsellers
+``...:seg:<user_id>``                        RFM scores and segment   ``...:segments``  segment summary
+``...:kpis:<period>``                        KPI rows for week, month, quarter or year
 
 Ids reach a key only after validation against the id pattern (letters, digits, ``._:@+-``); categories, which are
 free text, are percent-encoded.
@@ -36,6 +38,7 @@ class Keys:
     ITEMS = "items"
     NEW = "new"
     CATEGORIES = "categories"
+    SEGMENTS = "segments"
 
     @staticmethod
     def user(user_id: str) -> str:
@@ -44,6 +47,14 @@ class Keys:
     @staticmethod
     def next(user_id: str) -> str:
         return f"next:{user_id}"
+
+    @staticmethod
+    def segment(user_id: str) -> str:
+        return f"seg:{user_id}"
+
+    @staticmethod
+    def kpis(period: str) -> str:
+        return f"kpis:{period}"
 
     @staticmethod
     def similar(item_id: str) -> str:

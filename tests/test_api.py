@@ -201,3 +201,54 @@ def test_openapi_documents_every_endpoint(client):
     for path in ["/recommend", "/bestsellers", "/new-arrivals", "/similar/{item_id}", "/next-purchase/{user_id}", "/next-purchase/batch", "/healthz", "/readyz"]:
         assert path in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_customer_segment_for_every_buyer(client, shop):
+    from recommender.rfm import SEGMENTS
+
+    seen = set()
+    for user in buyers(shop):
+        r = client.get(f"/customers/{user}/segment")
+        assert r.status_code == 200, user
+        body = r.json()
+        assert body["segment"] in SEGMENTS and body["action"] == SEGMENTS[body["segment"]].action
+        assert all(1 <= body[k] <= 5 for k in ("r_score", "f_score", "m_score"))
+        seen.add(body["segment"])
+    assert len(seen) >= 4
+    assert client.get("/customers/never-bought/segment").status_code == 404
+    summary = client.get("/segments").json()["segments"]
+    assert sum(s["customers"] for s in summary) == len(buyers(shop))
+
+
+def test_kpis_per_period(client):
+    from recommender.kpis import PERIODS
+
+    month = client.get("/kpis").json()
+    assert month["period"] == "month" and len(month["rows"]) >= 4
+    assert all(0 <= row["repeat_purchase_rate"] <= 1 for row in month["rows"])
+    for period in PERIODS:
+        assert client.get("/kpis", params={"period": period}).json()["rows"]
+    bad = client.get("/kpis", params={"period": "fortnight"})
+    assert bad.status_code == 422 and "period" in bad.json()["message"]
+
+
+def test_next_purchase_segment_strategy(client, shop):
+    from recommender.rfm import SEGMENTS
+
+    ids = buyers(shop)
+    default = client.post("/next-purchase/batch", json={"user_ids": ids, "n": 5}).json()
+    by_segment = client.post("/next-purchase/batch", json={"user_ids": ids, "n": 5, "strategy": "segment"}).json()
+    assert default["strategies"] is None and set(by_segment["strategies"]) == set(ids)
+    new = [i["item_id"] for i in client.get("/new-arrivals", params={"n": 5}).json()["items"]]
+    for user in ids:
+        segment = client.get(f"/customers/{user}/segment").json()["segment"]
+        applied = by_segment["strategies"][user]
+        assert applied in (SEGMENTS[segment].strategy, "due_again")
+        picks = by_segment["results"][user]
+        if applied == "new_arrivals":
+            assert [p["item_id"] for p in picks] == new and {p["reason"] for p in picks} == {"new_arrival"}
+        if applied == "due_again":
+            assert picks == default["results"][user]
+    single = client.get(f"/next-purchase/{ids[0]}", params={"n": 5, "strategy": "segment"}).json()
+    assert single["strategy"] == by_segment["strategies"][ids[0]] and single["segment"]
+    assert single["items"] == by_segment["results"][ids[0]]

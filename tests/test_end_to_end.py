@@ -131,3 +131,14 @@ def test_unusable_input_fails_with_one_sentence_and_publishes_nothing(tmp_path, 
     assert current_version(redis_handle.client, Keys(env["RECO_KEY_PREFIX"])) == before
     ok = runner.invoke(app, ["train", "--events", str(tmp_path / "bad.csv"), "--no-progress", "--max-bad-share", "0.2"], env=env)
     assert ok.exit_code == 0, ok.output
+
+
+def test_report_writes_a_self_contained_page(trained, tmp_path):
+    d = trained["dir"]
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "--events", str(d / "events.csv"), "--items", str(d / "items.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "http://" not in html and "https://" not in html
+    bad = runner.invoke(app, ["report", "--events", str(d / "events.csv"), "--period", "fortnight"])
+    assert bad.exit_code == 2 and "--period must be one of" in bad.output

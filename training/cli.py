@@ -141,6 +141,34 @@ def _print_report(report: LoadReport) -> None:
 
 
 @app.command()
+def report(
+    events: Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")],
+    items: Annotated[Optional[Path], typer.Option("--items", help="Catalogue file (CSV or Parquet).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")] = "generic",
+    out_file: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    period: Annotated[str, typer.Option(help="KPI period: week, month, quarter or year.")] = "month",
+    max_bad_share: Annotated[Optional[float], typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails [default: 0.05].")] = None,
+) -> None:
+    """Write the marketer's HTML report: KPIs over time, segment sizes and revenue, segment movement."""
+    from recommender.dataset import load_dataset
+    from recommender.kpis import PERIODS
+    from recommender.report import write_report
+
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
+    if period not in PERIODS:
+        _fail(f"--period must be one of {', '.join(PERIODS)}, not '{period}'.")
+    try:
+        data = load_dataset(events, items, fmt, Settings(**_given(max_bad_share=max_bad_share)).max_bad_share)
+    except DataError as exc:
+        _fail(str(exc))
+    for rep in data.reports:
+        _print_report(rep)
+    path = write_report(data.events, out_file, period=period, title=f"Customers and repeat sales: {events.name}")
+    out.print(f"wrote {path}")
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="RECO_HOST", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="RECO_PORT", help="Port to listen on.")] = 8000,

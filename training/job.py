@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from cache.keys import Keys
 from cache.publisher import Publisher
-from recommender import lists, repeat
+from recommender import kpis, lists, repeat, rfm
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.dataset import Dataset, load_dataset
 from recommender.loading import LoadReport
@@ -120,6 +120,8 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             fresh = lists.new_arrivals(events, items, p.new_arrival_days, as_of, p.list_size, weights)
             publisher.put(Keys.NEW, fresh)
             counts.update(bestseller_categories=len(categories), bestsellers=len(best[None]), new_arrivals=len(fresh))
+        with timer.stage("segments+kpis"):
+            counts["segmented_customers"] = publish_segments_and_kpis(publisher, events, as_of)
         with timer.stage("publish"):
             publisher.put_items(item_metadata(items))
             counts.update(
@@ -147,6 +149,22 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
         publisher.abort()
         raise
     return JobResult(publisher.version, replaced, data.reports, counts, timer.seconds, as_of)
+
+
+def publish_segments_and_kpis(publisher: Publisher, events: pa.Table, as_of: datetime) -> int:
+    """RFM scores and segment per customer, the segment summary, and KPI rows for every period length."""
+    scores = rfm.compute_rfm(events, rfm.RfmConfig(as_of=as_of))
+    unit = rfm.monetary_unit(scores)
+    n = publisher.put_many(
+        (Keys.segment(row.pop("user_id")), {**row, "monetary_unit": unit}) for row in scores.to_pylist()
+    )
+    publisher.put(Keys.SEGMENTS, {"monetary_unit": unit, "segments": rfm.segment_summary(scores).to_pylist()})
+    for period in kpis.PERIODS:
+        rows = kpis.compute_kpis(events, period).to_pylist()
+        for row in rows:
+            row["period_start"] = row["period_start"].date().isoformat()
+        publisher.put(Keys.kpis(period), {"monetary_unit": unit, "rows": rows})
+    return n
 
 
 def _bought(bought: Any, inter: Any, user_id: str, item_id: str) -> bool:
