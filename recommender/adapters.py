@@ -31,10 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
-from .loading import DataError, ROW, read_table, require_columns
+from .loading import ROW, DataError, connect, read_table, require_columns
 
 
 @dataclass
@@ -48,7 +47,7 @@ class RawInput:
 
 
 def _query(sql: str, **tables: pa.Table) -> pa.Table:
-    con = duckdb.connect()
+    con = connect()
     for name, table in tables.items():
         con.register(name, table)
     return con.sql(sql).to_arrow_table()
@@ -82,7 +81,9 @@ def _online_retail(events_path: Path, items_path: Path | None) -> RawInput:
           upper(trim(CAST(StockCode AS VARCHAR))) AS item_id,
           CASE WHEN CAST(InvoiceNo AS VARCHAR) LIKE 'C%' THEN 'return' ELSE 'purchase' END AS event_type,
           InvoiceDate AS timestamp,
-          CASE WHEN CAST(InvoiceNo AS VARCHAR) LIKE 'C%' THEN -TRY_CAST(Quantity AS DOUBLE) ELSE TRY_CAST(Quantity AS DOUBLE) END AS quantity,
+          CASE WHEN TRY_CAST(Quantity AS DOUBLE) IS NULL THEN CAST(Quantity AS VARCHAR)  -- left for validation to report
+               WHEN CAST(InvoiceNo AS VARCHAR) LIKE 'C%' THEN CAST(-TRY_CAST(Quantity AS DOUBLE) AS VARCHAR)
+               ELSE CAST(TRY_CAST(Quantity AS DOUBLE) AS VARCHAR) END AS quantity,
           UnitPrice AS price,
           CAST(InvoiceNo AS VARCHAR) AS order_id,
           CASE WHEN CustomerID IS NULL OR trim(CAST(CustomerID AS VARCHAR)) = '' THEN 'guest line without CustomerID'
@@ -117,9 +118,10 @@ def _complete_journey(events_path: Path, items_path: Path | None) -> RawInput:
         f"""
         SELECT {ROW}, CAST(household_id AS VARCHAR) AS user_id, CAST(product_id AS VARCHAR) AS item_id,
           'purchase' AS event_type, transaction_timestamp AS timestamp, quantity,
-          CASE WHEN quantity > 0 AND sales_value >= 0 THEN sales_value / quantity END AS price,
+          CASE WHEN TRY_CAST(quantity AS DOUBLE) > 0 AND TRY_CAST(sales_value AS DOUBLE) >= 0
+               THEN TRY_CAST(sales_value AS DOUBLE) / TRY_CAST(quantity AS DOUBLE) END AS price,
           CAST(basket_id AS VARCHAR) AS order_id,
-          CASE WHEN quantity = 0 THEN 'zero-quantity line (coupon or adjustment)' END AS _excluded
+          CASE WHEN TRY_CAST(quantity AS DOUBLE) = 0 THEN 'zero-quantity line (coupon or adjustment)' END AS _excluded
         FROM src""",
         src=src,
     )

@@ -9,6 +9,7 @@ one clear sentence. Row numbers count data rows from 1 (a CSV header line is not
 from __future__ import annotations
 
 import csv
+import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +30,18 @@ EVENT_ALIASES: dict[str, str] = {
     "purchase": "purchase", "transaction": "purchase", "order": "purchase", "buy": "purchase",
     "return": "return", "refund": "return",
 }
+US_DATE_FORMATS = "['%m/%d/%Y %H:%M', '%m/%d/%Y %H:%M:%S', '%m/%d/%Y']"
+"""Accepted besides ISO 8601 and epoch numbers: month/day/year, as in spreadsheet exports."""
 ROW = "_row"
 EXCLUDED = "_excluded"
 SAMPLE_SIZE = 10
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection whose session time zone is UTC, so zone-less times never follow the host's zone."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
 
 
 class DataError(Exception):
@@ -105,7 +115,8 @@ def read_table(path: Path | str, what: str = "events") -> pa.Table:
 
 def _read_csv_as_text(path: Path, use_threads: bool) -> tuple[pa.Table, list[int]]:
     """Every column as text; returns the table and the data row numbers (-1 if unknown) of skipped lines."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as fh:
         header = next(csv.reader(fh), None)
     if not header:
         raise DataError(f"The file '{path}' is empty (no header line).")
@@ -147,7 +158,7 @@ def _timestamp_expr(col: str, arrow_type: pa.DataType | None) -> str:
     return (
         f"CASE WHEN regexp_full_match({raw}, '\\d{{9,11}}') THEN to_timestamp(CAST({raw} AS DOUBLE))::TIMESTAMP "
         f"WHEN regexp_full_match({raw}, '\\d{{12,13}}') THEN to_timestamp(CAST({raw} AS DOUBLE) / 1000)::TIMESTAMP "
-        f"ELSE timezone('UTC', TRY_CAST({raw} AS TIMESTAMPTZ)) END"
+        f"ELSE coalesce(timezone('UTC', TRY_CAST({raw} AS TIMESTAMPTZ)), try_strptime({raw}, {US_DATE_FORMATS})) END"
     )
 
 
@@ -192,7 +203,7 @@ def validate_events(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
     require_columns(raw, EVENT_REQUIRED, source)
     report = LoadReport(source=source, rows_read=raw.num_rows)
     has = set(raw.column_names)
-    con = duckdb.connect()
+    con = connect()
     con.register("raw", raw)
     report.excluded = _excluded_counts(con, EXCLUDED in has)
     aliases = ", ".join(f"'{k}': '{v}'" for k, v in EVENT_ALIASES.items())
@@ -235,7 +246,7 @@ def validate_items(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
     require_columns(raw, ITEM_REQUIRED, source)
     report = LoadReport(source=source, rows_read=raw.num_rows)
     has = set(raw.column_names)
-    con = duckdb.connect()
+    con = connect()
     con.register("raw", raw)
     report.excluded = _excluded_counts(con, EXCLUDED in has)
     created_type = raw.schema.field("created_at").type if "created_at" in has else None
@@ -246,19 +257,22 @@ def validate_items(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
              {_text('category', 'category' in has)} AS c,
              {_text('price', 'price' in has)} AS p_raw, TRY_CAST(p_raw AS DOUBLE) AS p,
              {_text('available', 'available' in has)} AS a_raw, TRY_CAST(a_raw AS BOOLEAN) AS a,
-             {_text('created_at', 'created_at' in has)} AS ca_raw, {_timestamp_expr('created_at', created_type)} AS ca,
-             row_number() OVER (PARTITION BY {_text('item_id', True)} ORDER BY {ROW}) AS dup
-      FROM raw {where})
-    SELECT *, CASE
-      WHEN i IS NULL THEN ['item_id', 'is empty', i]
-      WHEN length(i) > {MAX_ID_LENGTH} THEN ['item_id', 'is longer than {MAX_ID_LENGTH} characters', i]
-      WHEN NOT regexp_full_match(i, '{ID_PATTERN}') THEN ['item_id', 'has characters outside A-Z a-z 0-9 . _ : @ + -', i]
-      WHEN dup > 1 THEN ['item_id', 'appears again (the first row is kept)', i]
-      WHEN p_raw IS NOT NULL AND p IS NULL THEN ['price', 'is not a number', p_raw]
-      WHEN p IS NOT NULL AND (p < 0 OR isnan(p) OR isinf(p)) THEN ['price', 'is negative', p_raw]
-      WHEN a_raw IS NOT NULL AND a IS NULL THEN ['available', 'is not true/false', a_raw]
-      WHEN ca_raw IS NOT NULL AND ca IS NULL THEN ['created_at', 'is not a date-time', ca_raw]
-    END AS err FROM s"""
+             {_text('created_at', 'created_at' in has)} AS ca_raw, {_timestamp_expr('created_at', created_type)} AS ca
+      FROM raw {where}),
+    e AS (
+      SELECT *, CASE
+        WHEN i IS NULL THEN ['item_id', 'is empty', i]
+        WHEN length(i) > {MAX_ID_LENGTH} THEN ['item_id', 'is longer than {MAX_ID_LENGTH} characters', i]
+        WHEN NOT regexp_full_match(i, '{ID_PATTERN}') THEN ['item_id', 'has characters outside A-Z a-z 0-9 . _ : @ + -', i]
+        WHEN p_raw IS NOT NULL AND p IS NULL THEN ['price', 'is not a number', p_raw]
+        WHEN p IS NOT NULL AND (p < 0 OR isnan(p) OR isinf(p)) THEN ['price', 'is negative', p_raw]
+        WHEN a_raw IS NOT NULL AND a IS NULL THEN ['available', 'is not true/false', a_raw]
+        WHEN ca_raw IS NOT NULL AND ca IS NULL THEN ['created_at', 'is not a date-time', ca_raw]
+      END AS own_err FROM s)
+    SELECT *, coalesce(own_err, CASE
+      WHEN row_number() OVER (PARTITION BY i, own_err IS NULL ORDER BY {ROW}) > 1
+      THEN ['item_id', 'appears again (the first valid row is kept)', i] END) AS err
+    FROM e"""
     select = "i AS item_id, t AS title, c AS category, p AS price, coalesce(a, true) AS available, ca AS created_at"
     items = _finish(con, report, checked, select, ITEM_SCHEMA)
     _malformed(raw, report)
@@ -267,7 +281,7 @@ def validate_items(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
 
 def complete_catalogue(events: pa.Table, items: pa.Table) -> pa.Table:
     """Every item of the catalogue or the events, with created_at defaulting to first seen and price to last seen."""
-    con = duckdb.connect()
+    con = connect()
     con.register("ev", events)
     con.register("cat", items)
     out = con.sql(

@@ -192,11 +192,6 @@ def test_online_retail_category_is_the_product_noun(tmp_path, description, categ
     assert raw.items.column("category").to_pylist() == [category]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the online-retail adapter TRY_CASTs Quantity before validation, so a non-numeric Quantity becomes "
-    "NULL and the loader's default turns the line into a kept purchase of quantity 1 instead of a bad row.",
-)
 def test_online_retail_non_numeric_quantity_is_a_bad_row(tmp_path):
     path = tmp_path / "online_retail.csv"
     path.write_text(
@@ -279,13 +274,6 @@ def test_complete_journey_products_as_catalogue(tmp_path):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=duckdb.BinderException,
-    reason="BUG: the complete-journey adapter does arithmetic on the raw columns (sales_value / quantity); a CSV "
-    "transactions file is read as text, so it fails with duckdb BinderException '/(VARCHAR, VARCHAR)' instead of "
-    "loading (or raising DataError).",
-)
 def test_complete_journey_csv_transactions(tmp_path):
     path = tmp_path / "transactions.csv"
     path.write_text(
@@ -438,3 +426,14 @@ def test_adapters_report_a_missing_source_file(tmp_path):
     for fmt in FORMATS:
         with pytest.raises(DataError, match=r"The events file '.*missing_log\.parquet' does not exist\."):
             load_dataset(tmp_path / "missing_log.parquet", fmt=fmt)
+
+
+def test_online_retail_us_style_csv_dates(tmp_path):
+    path = tmp_path / "online_retail.csv"
+    path.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom\n",
+        encoding="utf-8",
+    )
+    ds = load_dataset(path, fmt="online-retail")
+    assert ds.events["timestamp"].to_pylist() == [datetime(2010, 12, 1, 8, 26)]
