@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from threadpoolctl import threadpool_limits
+
 from cache.keys import Keys
+from cache.live import parse_user_events
 from cache.reader import Reader
 from cache.server import connect
 from recommender.config import Settings
@@ -18,6 +22,11 @@ from recommender.loading import ID_PATTERN
 from recommender.schema import MAX_ID_LENGTH
 
 from recommender.rfm import SEGMENTS
+from recommender.session import blend
+
+from .events import recently_viewed
+from .events import router as events_router
+from .session_models import SessionModels
 
 from .schemas import (
     MAX_BATCH,
@@ -50,9 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threadpool_limits(1, "blas")  # fold-ins are tiny; a BLAS thread pool per request would cost more than it saves
         handle = connect(settings.redis_url, settings.data_dir)
         client = handle.async_client()
+        app.state.settings = settings
+        app.state.keys = keys
         app.state.reader = Reader(client, keys)
+        app.state.sessions = SessionModels(app.state.reader)
         try:
             yield
         finally:
@@ -101,25 +114,51 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/recommend", response_model=ItemList, tags=["storefront"], summary="Personal picks for a visitor")
     async def recommend(request: Request, user_id: UserQ, n: N = 10, category: CategoryQ = None, exclude: ExcludeQ = None) -> ItemList:
-        """The visitor's personal picks; a visitor the model does not know gets bestsellers. With `category`, only
-        items of that category; `exclude` leaves out items (e.g. those in the cart). A personal list shorter than
-        `n` after filtering is topped up with bestsellers (`source` = `personal+bestsellers`)."""
-        version, (personal, best) = await fetch(request, Keys.user(user_id), Keys.best(category))
+        """The visitor's personal picks. Events sent to `POST /events` count at once: a visitor the model does not
+        know gets picks folded in from their live events (`session`), a known one gets them blended in
+        (`personal+session`), items bought since the last run drop out when the job excludes bought items, and a
+        visitor with nothing to go on gets bestsellers. With `category`, only items of that category; `exclude`
+        leaves out items (e.g. the cart). A list shorter than `n` after filtering is topped up with bestsellers."""
+        version, (personal, best), live_raw = await reader(request).fetch_with_live(user_id, Keys.user(user_id), Keys.best(category))
+        if version is None:
+            raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
         if category is not None and best is None:
             raise HTTPException(404, f"Unknown category '{category}'.")
         skip = set(filter(None, (exclude or "").split(",")))
-        picks: list[Any] = []
+        sources: list[str] = []
+        ranked: list[Any] = [r for r in personal or [] if r[0] not in skip]
         if personal:
-            candidates = [r for r in personal if r[0] not in skip]
-            if category is not None:
-                candidates = await in_category(request, version, candidates, category)
-            picks = candidates[:n]
+            sources.append("personal")
+        if live_raw:
+            live_events = parse_user_events(live_raw)
+            info = await request.app.state.sessions.manifest(version)
+            if info.get("params", {}).get("lists", {}).get("exclude_purchased", True):
+                skip |= {item for kind, item, _ in live_events if kind == "purchase"}
+                ranked = [r for r in ranked if r[0] not in skip]
+            model = await request.app.state.sessions.get(version)
+            session = model.recommend(live_events, 100, datetime.now(timezone.utc).replace(tzinfo=None), exclude=sorted(skip)) if model else []
+            if session:
+                ranked = [list(r) for r in blend([tuple(r) for r in ranked], session, 100)] if ranked else [list(r) for r in session]
+                sources.append("session")
+        if category is not None and ranked:
+            ranked = await in_category(request, version, ranked, category)
+        picks = ranked[:n]
         fill: list[Any] = []
         if len(picks) < n:
             taken = {r[0] for r in picks} | skip
             fill = [r for r in best or [] if r[0] not in taken][: n - len(picks)]
-        source = ("personal+bestsellers" if fill else "personal") if picks else "bestsellers"
+        if not picks:
+            sources = []
+        source = "+".join(sources + (["bestsellers"] if fill or not sources else []))
         return ItemList(source=source, version=version, items=await items_out(request, version, picks + fill))
+
+    @app.get("/recently-viewed/{user_id}", response_model=ItemList, tags=["storefront"], summary="Items the visitor viewed lately")
+    async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> ItemList:
+        """Distinct items from the visitor's live view events (`POST /events`), newest first."""
+        version, _, live_raw = await reader(request).fetch_with_live(user_id)
+        if version is None:
+            raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
+        return ItemList(source="recently_viewed", version=version, items=await items_out(request, version, recently_viewed(live_raw, n)))
 
     @app.get("/bestsellers", response_model=ItemList, tags=["storefront"], summary="Bestsellers, overall or per category")
     async def bestsellers(request: Request, n: N = 10, category: CategoryQ = None) -> ItemList:
@@ -256,4 +295,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse(Health(status="unavailable", detail="no published version").model_dump(), 503)
         return Health(status="ok", version=version)
 
+    app.include_router(events_router)
     return app

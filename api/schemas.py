@@ -13,7 +13,9 @@ Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PAT
 MAX_BATCH = 1000
 
 Source = Literal[
-    "personal", "personal+bestsellers", "bestsellers", "new_arrivals", "new_arrivals+personal", "similar", "next_purchase"
+    "personal", "personal+bestsellers", "personal+session", "personal+session+bestsellers", "session",
+    "session+bestsellers", "bestsellers", "new_arrivals", "new_arrivals+personal", "similar", "next_purchase",
+    "recently_viewed",
 ]
 
 
@@ -103,3 +105,29 @@ class Segments(BaseModel):
     version: str
     monetary_unit: str
     segments: list[dict[str, Any]]
+
+
+class EventIn(BaseModel):
+    """One event, in the same contract as the job's input files (validated by the same rules)."""
+
+    user_id: str | int = Field(examples=["17850"])
+    item_id: str | int = Field(examples=["85123A"])
+    event_type: str = Field(description="view, cart, purchase or return (aliases as in files).", examples=["view"])
+    timestamp: str | int | float | None = Field(None, description="ISO 8601 or epoch seconds/ms; default: now (UTC).")
+    quantity: float | str | None = None
+    price: float | str | None = None
+    order_id: str | int | None = None
+
+
+class EventBatch(BaseModel):
+    events: list[EventIn] = Field(min_length=1, description="The batch; all of it is stored, or none of it.")
+
+    model_config = {"json_schema_extra": {"examples": [{"events": [
+        {"user_id": "visitor-42", "item_id": "85123A", "event_type": "view"},
+        {"user_id": "visitor-42", "item_id": "85123A", "event_type": "cart", "timestamp": "2026-11-23T10:15:00Z"},
+    ]}]}}
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    ids: list[str] = Field(description="Stream ids of the stored events, in request order.")

@@ -34,21 +34,32 @@ def _epoch_ms(ts: datetime) -> int:
     return int(ts.replace(tzinfo=timezone.utc).timestamp() * 1000)
 
 
-def ingest(client: redis.Redis, keys: Keys, events: pa.Table) -> list[str]:
-    """Store validated events (EVENT_SCHEMA) atomically; returns their stream ids."""
-    pipe = client.pipeline(transaction=True)
+def queue_ingest(pipe: Any, keys: Keys, events: pa.Table) -> int:
+    """Queue the commands storing validated events (EVENT_SCHEMA) on a transactional pipeline (sync or async).
+
+    Executing the pipeline stores the whole batch or nothing (MULTI/EXEC). Returns the number of XADD replies,
+    which come first in the pipeline's results, in event order.
+    """
     users: set[str] = set()
-    for row in events.to_pylist():
+    rows = events.to_pylist()
+    for row in rows:
         fields = {k: ("" if row[k] is None else str(row[k])) for k in FIELDS}
         fields["timestamp"] = str(_epoch_ms(row["timestamp"]))
         pipe.xadd(keys.live_stream, fields)
-        pipe.lpush(keys.live_user(row["user_id"]), f"{row['event_type']}|{row['item_id']}|{fields['timestamp']}")
+    for row in rows:
+        pipe.lpush(keys.live_user(row["user_id"]), f"{row['event_type']}|{row['item_id']}|{_epoch_ms(row['timestamp'])}")
         users.add(row["user_id"])
-    for user in users:
+    for user in sorted(users):
         pipe.ltrim(keys.live_user(user), 0, USER_EVENTS_KEPT - 1)
         pipe.expire(keys.live_user(user), USER_EVENTS_TTL)
-    replies = pipe.execute()
-    return [r.decode() for r in replies if isinstance(r, bytes)]
+    return len(rows)
+
+
+def ingest(client: redis.Redis, keys: Keys, events: pa.Table) -> list[str]:
+    """Store validated events atomically; returns their stream ids."""
+    pipe = client.pipeline(transaction=True)
+    n = queue_ingest(pipe, keys, events)
+    return [r.decode() for r in pipe.execute()[:n]]
 
 
 def parse_user_events(raw: list[bytes] | None) -> list[tuple[str, str, datetime]]:

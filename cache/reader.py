@@ -11,12 +11,15 @@ from .keys import Keys
 
 # Resolve `current` and read every requested key of that version inside one script: atomic, so the values always
 # belong to one version, and one network round trip per request.
+# KEYS[2], when given, is a visitor's live-event list (not versioned), returned second.
 _FETCH = """
 local v = redis.call('GET', KEYS[1])
 if not v then return {false} end
+local live = false
+if KEYS[2] then live = redis.call('LRANGE', KEYS[2], 0, -1) end
 local base = ARGV[1] .. v .. ':'
-local out = {v}
-for i = 2, #ARGV do out[i] = redis.call('GET', base .. ARGV[i]) end
+local out = {v, live}
+for i = 2, #ARGV do out[i + 1] = redis.call('GET', base .. ARGV[i]) end
 return out
 """
 
@@ -33,11 +36,21 @@ class Reader:
 
     async def fetch(self, *suffixes: str) -> tuple[str | None, list[Any]]:
         """Return (current version, decoded values or None per suffix); version None when nothing is published."""
-        reply = await self._fetch(keys=[self.keys.current], args=[self.keys.prefix + ":v:", *suffixes])
+        version, values, _ = await self.fetch_with_live(None, *suffixes)
+        return version, values
+
+    async def fetch_with_live(self, live_user: str | None, *suffixes: str) -> tuple[str | None, list[Any], list[bytes]]:
+        """Like :meth:`fetch`, plus the live-event list of ``live_user`` (newest first), in the same round trip."""
+        keys = [self.keys.current] + ([self.keys.live_user(live_user)] if live_user else [])
+        reply = await self._fetch(keys=keys, args=[self.keys.prefix + ":v:", *suffixes])
         if not reply or reply[0] is None:
-            return None, [None] * len(suffixes)
-        values = list(reply[1:]) + [None] * (len(suffixes) - len(reply) + 1)
-        return reply[0].decode(), [orjson.loads(v) if v is not None else None for v in values]
+            return None, [None] * len(suffixes), []
+        values = list(reply[2:]) + [None] * (len(suffixes) - len(reply) + 2)
+        return reply[0].decode(), [orjson.loads(v) if v is not None else None for v in values], reply[1] or []
+
+    async def raw(self, version: str, suffix: str) -> bytes | None:
+        """One key of a version as stored (for binary values such as item factors)."""
+        return await self.client.get(self.keys.version_prefix(version) + suffix)
 
     async def item_metadata(self, version: str, item_ids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Title, category and price of items (None for items without metadata)."""

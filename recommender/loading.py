@@ -169,7 +169,10 @@ def _excluded_counts(con: duckdb.DuckDBPyConnection, has_excluded: bool) -> dict
     return {reason: int(n) for reason, n in rows}
 
 
-def _finish(con: duckdb.DuckDBPyConnection, report: LoadReport, checked_sql: str, select_good: str, schema: pa.Schema) -> pa.Table:
+def _finish(
+    con: duckdb.DuckDBPyConnection, report: LoadReport, checked_sql: str, select_good: str, schema: pa.Schema,
+    sample_size: int = SAMPLE_SIZE,
+) -> pa.Table:
     """Count and sample bad rows of ``checked`` (with an ``err`` list [field, reason, value]) and return good rows."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {checked_sql}")
     for fld, reason, n in con.execute(
@@ -180,7 +183,7 @@ def _finish(con: duckdb.DuckDBPyConnection, report: LoadReport, checked_sql: str
     report.sample = [
         BadRow(int(r), f, v, why)
         for r, f, why, v in con.execute(
-            f"SELECT {ROW}, err[1], err[2], err[3] FROM checked WHERE err IS NOT NULL ORDER BY {ROW} LIMIT {SAMPLE_SIZE}"
+            f"SELECT {ROW}, err[1], err[2], err[3] FROM checked WHERE err IS NOT NULL ORDER BY {ROW} LIMIT {int(sample_size)}"
         ).fetchall()
     ]
     good = con.sql(f"SELECT {select_good} FROM checked WHERE err IS NULL ORDER BY {ROW}").to_arrow_table()
@@ -198,8 +201,9 @@ def _malformed(table: pa.Table, report: LoadReport) -> None:
         report.sample = sorted(report.sample + [BadRow(r, "line", None, "has the wrong number of fields") for r in rows], key=lambda b: b.row)[:SAMPLE_SIZE]
 
 
-def validate_events(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
-    """Check and cast events in generic column names; return the good rows (EVENT_SCHEMA) and a report."""
+def validate_events(raw: pa.Table, source: str, sample_size: int = SAMPLE_SIZE) -> tuple[pa.Table, LoadReport]:
+    """Check and cast events in generic column names; return the good rows (EVENT_SCHEMA) and a report whose
+    sample holds the first ``sample_size`` bad rows."""
     require_columns(raw, EVENT_REQUIRED, source)
     report = LoadReport(source=source, rows_read=raw.num_rows)
     has = set(raw.column_names)
@@ -236,7 +240,7 @@ def validate_events(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
         "u AS user_id, i AS item_id, e AS event_type, ts AS timestamp, coalesce(q, 1.0) AS quantity, p AS price, "
         "CASE WHEN o IS NULL AND e IN ('purchase', 'return') THEN u || '|' || strftime(ts, '%Y-%m-%dT%H:%M:%S') ELSE o END AS order_id"
     )
-    events = _finish(con, report, checked, select, EVENT_SCHEMA)
+    events = _finish(con, report, checked, select, EVENT_SCHEMA, sample_size)
     _malformed(raw, report)
     return events, report
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                 events=events.num_rows, users=len(inter.user_ids), items=len(inter.item_ids), catalogue=items.num_rows
             )
             manifest = {
-                "created_at": datetime.utcnow().isoformat(timespec="seconds") + "Z",
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "as_of": as_of.isoformat(),
                 "source": {"events": str(cfg.events), "items": str(cfg.items) if cfg.items else None, "format": cfg.fmt},
                 "counts": counts,
