@@ -6,7 +6,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
