@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
+import redis.exceptions
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from threadpoolctl import threadpool_limits
 
@@ -24,8 +25,13 @@ from recommender.schema import MAX_ID_LENGTH
 from recommender.rfm import SEGMENTS
 from recommender.session import blend
 
+from cache.publisher import ROLLBACK_SCRIPT
+
 from .events import recently_viewed
 from .events import router as events_router
+from .fallback import Fallback
+from .operations import Metrics, OperationsMiddleware, configure_logging, log
+from .security import require_read_key, require_write_key
 from .session_models import SessionModels
 
 from .schemas import (
@@ -60,15 +66,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threadpool_limits(1, "blas")  # fold-ins are tiny; a BLAS thread pool per request would cost more than it saves
+        configure_logging()
         handle = connect(settings.redis_url, settings.data_dir)
-        client = handle.async_client()
-        app.state.settings = settings
-        app.state.keys = keys
+        timeout = settings.redis_timeout_seconds
+        client = handle.async_client(socket_timeout=timeout, socket_connect_timeout=timeout)
         app.state.reader = Reader(client, keys)
         app.state.sessions = SessionModels(app.state.reader)
+        app.state.fallback = Fallback(app.state.reader, settings.fallback_refresh_seconds)
+        app.state.fallback.start()
+        log.info("started", extra={"redis": "url" if settings.redis_url else "embedded", "read_key": bool(settings.read_api_key), "write_key": bool(settings.api_key)})
         try:
             yield
         finally:
+            await app.state.fallback.stop()
             await client.aclose()
             handle.close()
 
@@ -81,7 +91,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "and the model `version`."
         ),
         lifespan=lifespan,
+        dependencies=[Depends(require_read_key)],
     )
+    metrics = Metrics()
+    app.state.settings = settings
+    app.state.keys = keys
+    app.state.metrics = metrics
+    app.add_middleware(OperationsMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(redis.exceptions.RedisError)
+    async def redis_unavailable(request: Request, exc: redis.exceptions.RedisError) -> JSONResponse:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.redis_errors.labels(route).inc()
+        log.warning("redis error", extra={"route": route, "error": type(exc).__name__})
+        return JSONResponse({"detail": "The recommendation cache (Redis) is unavailable; try again shortly."}, 503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -119,7 +142,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (`personal+session`), items bought since the last run drop out when the job excludes bought items, and a
         visitor with nothing to go on gets bestsellers. With `category`, only items of that category; `exclude`
         leaves out items (e.g. the cart). A list shorter than `n` after filtering is topped up with bestsellers."""
-        version, (personal, best), live_raw = await reader(request).fetch_with_live(user_id, Keys.user(user_id), Keys.best(category))
+        try:
+            version, (personal, best), live_raw = await reader(request).fetch_with_live(user_id, Keys.user(user_id), Keys.best(category))
+        except redis.exceptions.RedisError as exc:
+            saved = request.app.state.fallback.get(category)
+            if saved is None:
+                raise exc
+            metrics.fallbacks.labels("/recommend").inc()
+            skip = set(filter(None, (exclude or "").split(",")))
+            items = [Item(**r) for r in saved if r["item_id"] not in skip][:n]
+            return ItemList(source="bestsellers", version=request.app.state.fallback.version, items=items, degraded=True)
+        metrics.lookup("personal", personal is not None)
         if version is None:
             raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
         if category is not None and best is None:
@@ -279,6 +312,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version, (table,) = await fetch(request, Keys.kpis(period))
         table = table or {"monetary_unit": "currency", "rows": []}
         return Kpis(version=version, period=period, **table)
+
+    @app.post("/admin/rollback", response_model=Health, tags=["operations"], summary="Serve the previous version again",
+              dependencies=[Depends(require_write_key)], responses={409: {"description": "There is no previous version."}})
+    async def admin_rollback(request: Request) -> Health:
+        """Swap the current and previous published versions (a second call undoes the first). Needs the write key."""
+        try:
+            version = await reader(request).client.eval(ROLLBACK_SCRIPT, 2, keys.current, keys.previous)
+        except redis.exceptions.ResponseError as exc:
+            if "no previous version" not in str(exc):
+                raise
+            raise HTTPException(409, "There is no previous version to roll back to.") from None
+        log.info("rollback", extra={"version": version.decode()})
+        return Health(status="ok", version=version.decode())
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return metrics.render()
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timezone
 from typing import Annotated
 
 import pyarrow as pa
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Security
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import APIKeyHeader
 
 from cache.live import parse_user_events, queue_ingest
 from recommender.loading import ROW, validate_events
 
 from .schemas import EventBatch, EventsAccepted
+from .security import require_write_key
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Key from RECO_API_KEY.")
 router = APIRouter()
-
-
-def require_write_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
-    """Writing needs the configured API key; with none configured, writing is switched off."""
-    expected = request.app.state.settings.api_key
-    if not expected:
-        raise HTTPException(403, "Writing is disabled: set RECO_API_KEY to enable it.")
-    if not key or not secrets.compare_digest(key.encode(), expected.encode()):
-        raise HTTPException(401, "Missing or wrong X-API-Key.", headers={"WWW-Authenticate": "X-API-Key"})
 
 
 def _as_table(batch: EventBatch, now: datetime) -> pa.Table:

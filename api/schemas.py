@@ -29,6 +29,7 @@ class Item(BaseModel):
 
 class ItemList(BaseModel):
     source: Source = Field(description="Which list answered.")
+    degraded: bool = Field(False, description="True when Redis was unavailable and the last known bestsellers answered.")
     version: str = Field(description="Published model version the answer comes from.", examples=["20261123T020000Z-1a2b3c"])
     items: list[Item]
 

@@ -27,7 +27,7 @@ redis.call('SET', KEYS[1], new)
 return cur
 """
 
-_ROLLBACK = """
+ROLLBACK_SCRIPT = """
 local cur = redis.call('GET', KEYS[1])
 local prev = redis.call('GET', KEYS[2])
 if not prev then return redis.error_reply('there is no previous version to roll back to') end
@@ -131,7 +131,7 @@ def cleanup(client: redis.Redis, keys: Keys) -> list[str]:
 def rollback(client: redis.Redis, keys: Keys) -> str:
     """Serve the previous version again (the current one becomes 'previous', so a second rollback undoes it)."""
     try:
-        return client.eval(_ROLLBACK, 2, keys.current, keys.previous).decode()
+        return client.eval(ROLLBACK_SCRIPT, 2, keys.current, keys.previous).decode()
     except redis.ResponseError as exc:
         raise RuntimeError(str(exc)) from None
 

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     max_bad_share: float = Field(0.05, ge=0, le=1, description="share of bad rows that fails the run")
     live_archive_dir: Path | None = Field(None, description="where the job archives live events [default: <data_dir>/live]")
     api_key: str | None = Field(None, repr=False, description="key required by writing endpoints (X-API-Key header)")
+    read_api_key: str | None = Field(None, repr=False, description="when set, read endpoints need it (or api_key)")
+    max_body_bytes: int = Field(1_000_000, ge=1_000, description="largest request body accepted")
+    fallback_refresh_seconds: float = Field(15.0, gt=0, description="how often the API copies bestsellers for outages")
+    redis_timeout_seconds: float = Field(0.5, gt=0, description="API socket timeout towards Redis")
     max_events_batch: int = Field(1000, ge=1, le=100_000, description="most events accepted by one POST /events")
 
     @property

@@ -1,0 +1,106 @@
+"""Operations: Prometheus metrics, one structured (JSON) log line per request, and a request-body size limit.
+
+All three live in one pure ASGI middleware, so a request pays for one wrapper, not three.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pythonjsonlogger.json import JsonFormatter
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("reco.api")
+
+
+def json_formatter() -> JsonFormatter:
+    return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"asctime": "time"})
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr for the service's own loggers (idempotent)."""
+    if any(getattr(h, "_reco", False) for h in log.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(json_formatter())
+    handler._reco = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own (one per app, so tests can build several)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("reco_requests_total", "Requests by route, method and status.", ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "reco_request_duration_seconds", "Request latency by route.", ["route"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.lookups = Counter("reco_cache_lookups_total", "List lookups in Redis by list and result (hit/miss).", ["list", "result"], registry=self.registry)
+        self.fallbacks = Counter("reco_fallbacks_total", "Answers served from the in-process fallback while Redis was unavailable.", ["route"], registry=self.registry)
+        self.redis_errors = Counter("reco_redis_errors_total", "Requests that met a Redis error.", ["route"], registry=self.registry)
+
+    def lookup(self, name: str, found: bool) -> None:
+        self.lookups.labels(name, "hit" if found else "miss").inc()
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class OperationsMiddleware:
+    """Times and counts every request, logs it as one JSON line, and refuses bodies over ``max_body_bytes``."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500, "started": False}
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # No declared length (chunked): read up to the limit first, then replay it to the application.
+            body, more = b"", True
+            while more and len(body) <= self.max_body:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                length = str(len(body)).encode()
+            else:
+                replay = [{"type": "http.request", "body": body, "more_body": False}]
+
+                async def receive() -> Message:  # noqa: F811 - the replaying receive replaces the original
+                    return replay.pop() if replay else {"type": "http.disconnect"}
+
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await self._too_large(scope, receive, send, status)
+        else:
+
+            async def tracking_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status["code"], status["started"] = message["status"], True
+                await send(message)
+
+            await self.app(scope, receive, tracking_send)
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        seconds = time.perf_counter() - start
+        self.metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
+        self.metrics.latency.labels(route).observe(seconds)
+        log.info("request", extra={"method": scope["method"], "route": route, "status": status["code"], "ms": round(seconds * 1000, 3)})
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, status: dict[str, Any]) -> None:
+        status["code"] = 413
+        response = JSONResponse({"detail": f"Request body is larger than {self.max_body} bytes (RECO_MAX_BODY_BYTES)."}, 413)
+        await response(scope, receive, send)
