@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     key_prefix: str = Field("reco", pattern=r"^[A-Za-z0-9_\-]+$")
     half_life_days: float = Field(60.0, gt=0, description="age at which an event counts half")
     max_bad_share: float = Field(0.05, ge=0, le=1, description="share of bad rows that fails the run")
+    publish_batch_size: int = Field(5000, ge=1, description="Redis commands sent per pipeline round trip when publishing")
     live_archive_dir: Path | None = Field(None, description="where the job archives live events [default: <data_dir>/live]")
     api_key: str | None = Field(None, repr=False, description="key required by writing endpoints (X-API-Key header)")
     read_api_key: str | None = Field(None, repr=False, description="when set, read endpoints need it (or api_key)")

@@ -88,7 +88,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
         model = fit_als(inter.matrix, cfg.als, show_progress=cfg.show_progress)
 
     p = cfg.lists
-    publisher = Publisher(client, keys)
+    publisher = Publisher(client, keys, cfg.settings.publish_batch_size)
     counts: dict[str, int] = {}
     try:
         with timer.stage("personal+next"):
