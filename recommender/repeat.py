@@ -1,7 +1,43 @@
-"""Next likely purchase: which previously bought items are due again, blended with discovery from ALS."""
+"""Next likely purchase: which previously bought items are due again, blended with discovery from ALS.
+
+The repeat model scores every (customer, previously bought item) pair with the probability that the customer buys
+the item again within the next ``horizon_days``. It combines three things the next-basket literature found to
+matter (personal frequency with recency, item repeat propensity, repurchase rhythm) and the season:
+
+``freq``
+    How often the customer buys it: the recency-weighted share of the customer's purchase days that contained
+    the item (each day weighs ``0.5 ** (age / half_life_days)``), shrunk towards the item's repeat propensity
+    (the share of all purchases of the item that the same customer followed with another one) with weight
+    ``item_prior_weight`` days. A pair bought on every recent visit approaches 1; a one-off of an item that
+    nobody re-buys approaches 0. This alone is the time-decayed personal frequency of the literature.
+``rhythm``
+    When: the repurchase gap is modelled as a gamma distribution with mean ``gap`` (the customer's own mean
+    gap, shrunk towards the item's median gap across customers with ``gap_prior_weight`` gaps) and a coefficient
+    of variation from the customer's own gaps, shrunk towards the item's typical one (and that towards 1,
+    i.e. no rhythm). ``rhythm = (P(gap ends within the horizon | it has lasted the days since the last
+    purchase) / P(same for a memoryless buyer with that mean gap)) ** (rhythm_weight * regularity)`` with
+    ``regularity = max(0, 1 - cv / regular_cv)``: exactly 1 for irregular buying (a frequent item is never
+    zeroed out for being irregular), far below 1 right after a purchase of a regularly bought item, above 1 when
+    it is due.
+``trend``
+    In season: ``((recent buyers + trend_prior) / (expected recent buyers + trend_prior)) ** trend_weight``, where
+    recent buyers are the item's distinct buyers in the last ``trend_days`` and expected ones its buyers over the
+    whole log at an even pace (Christmas goods in December, barbecue in June).
+``fade`` (off by default)
+    With ``overdue_after`` set, a pair not bought for more than that many gaps fades out as
+    ``exp(-(since / gap - overdue_after) / 2)``; the recency weighting of ``freq`` already does most of this.
+
+The purchase rate per visit ``freq * rhythm * trend * fade`` times the customer's expected visits in the horizon
+(``horizon_days / their mean days between purchase days``) gives a Poisson rate ``r``; the score is
+``P(bought within the horizon) = 1 - exp(-r)``. The expected date shown with "due again" is the last purchase plus
+``gap`` (today if that has passed). Items nobody ever bought twice (durables) get no row at all.
+
+Defaults were chosen on a validation cut-off (see ``docs/QUALITY.md``, next-basket section).
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,9 +46,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.special import ndtr
+from scipy.special import gammaincc
 
 from .lists import Ranked
+
+DUE_AGAIN, GOES_WITH = "due_again", "goes_with_your_purchases"
 
 
 @dataclass(frozen=True)
@@ -28,50 +66,118 @@ class NextPick:
         return {"item_id": self.item_id, "score": self.score, "reason": self.reason, "due": self.due}
 
 
-def repeat_candidates(events: pa.Table, as_of: datetime, horizon_days: int) -> "RepeatIndex":
-    """Per customer and previously bought item: the probability it is bought again within the horizon.
+_PAIRS_SQL = """
+WITH days AS (
+  SELECT DISTINCT user_id, item_id, CAST(timestamp AS DATE) AS d FROM p WHERE timestamp <= CAST($as_of AS TIMESTAMP)),
+gaps AS (
+  SELECT user_id, item_id, d, date_diff('day', lag(d) OVER (PARTITION BY user_id, item_id ORDER BY d), d) AS gap
+  FROM days),
+pair AS (
+  SELECT user_id, item_id, count(*) AS n, max(d) AS last, avg(gap) AS own_gap, stddev_pop(gap) AS own_sd,
+         sum(pow(0.5, date_diff('day', d, CAST($as_of AS DATE)) / $half_life)) AS decayed
+  FROM gaps GROUP BY user_id, item_id),
+span AS (SELECT greatest(date_diff('day', min(d), CAST($as_of AS DATE)), 1) AS days FROM days),
+recent AS (
+  SELECT item_id, count(DISTINCT user_id) AS recent_buyers FROM p
+  WHERE timestamp > CAST($as_of AS TIMESTAMP) - to_days(CAST(ceil($trend_days) AS INTEGER))
+    AND timestamp <= CAST($as_of AS TIMESTAMP)
+  GROUP BY item_id),
+item AS (
+  SELECT item_id, count(*) AS buyers, sum(n - 1) / sum(n) AS propensity, median(own_gap) AS item_gap,
+         median(CASE WHEN n >= 3 THEN own_sd / greatest(own_gap, 1) END) AS item_cv,
+         count(*) FILTER (WHERE n >= 3) AS cv_buyers
+  FROM pair GROUP BY item_id),
+visit AS (SELECT DISTINCT user_id, d FROM days),
+usr AS (
+  SELECT user_id, count(*) AS visits, date_diff('day', min(d), max(d)) / greatest(count(*) - 1, 1) AS visit_gap,
+         sum(pow(0.5, date_diff('day', d, CAST($as_of AS DATE)) / $half_life)) AS decayed_visits
+  FROM visit GROUP BY user_id)
+SELECT user_id, item_id, n, last, own_gap, own_sd, decayed, propensity, item_gap, item_cv, cv_buyers,
+       visits, visit_gap, decayed_visits, date_diff('day', last, CAST($as_of AS DATE)) AS since,
+       coalesce(recent_buyers, 0) AS recent_buyers, buyers * least($trend_days / span.days, 1.0) AS expected_buyers
+FROM pair JOIN item USING (item_id) JOIN usr USING (user_id) LEFT JOIN recent USING (item_id) CROSS JOIN span
+WHERE propensity > 0
+ORDER BY user_id, item_id
+"""
 
-    Per pair: purchase days n, last purchase, own mean gap (if n >= 2); per item: median gap across customers
-    and the share of its buyers who ever bought it twice. Expected gap = own mean gap shrunk towards the item's
-    median (the item counts as two observations); the gap is modelled as normal with sd = half the expected gap,
-    and the score is P(repeat) * P(gap ends within the horizon | it has lasted the days since the last purchase).
-    Items nobody ever bought twice (durables) get no row.
+
+def repeat_candidates(
+    events: pa.Table,
+    as_of: datetime,
+    horizon_days: float = 30,
+    *,
+    half_life_days: float = 90.0,
+    item_prior_weight: float = 1.0,
+    gap_prior_weight: float = 2.0,
+    cv_prior_weight: float = 3.0,
+    item_cv_prior_weight: float = 1.0,
+    rhythm_weight: float = 1.0,
+    regular_cv: float = 0.5,
+    overdue_after: float | None = None,
+    trend_days: float = 30.0,
+    trend_weight: float = 0.25,
+    trend_prior: float = 5.0,
+) -> RepeatIndex:
+    """Per customer and previously bought item: the probability it is bought again within ``horizon_days``.
+
+    Only purchases up to ``as_of`` count. See the module docstring for the model; every keyword is a prior
+    strength or decay of it (defaults tuned on a validation cut-off of real logs).
     """
-    purchases = events.filter(pc.equal(events["event_type"], "purchase"))
+    if horizon_days <= 0 or half_life_days <= 0:
+        raise ValueError("horizon_days and half_life_days must be positive")
+    purchases = events.filter(pc.equal(events["event_type"], "purchase")).select(["user_id", "item_id", "timestamp"])
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.register("p", purchases)
     cols = con.execute(
-        """
-        WITH days AS (SELECT DISTINCT user_id, item_id, CAST(timestamp AS DATE) AS d FROM p WHERE timestamp <= ?),
-        pair AS (
-          SELECT user_id, item_id, count(*) AS n, max(d) AS last,
-                 CASE WHEN count(*) > 1 THEN date_diff('day', min(d), max(d)) / (count(*) - 1.0) END AS own_gap
-          FROM days GROUP BY user_id, item_id),
-        item AS (
-          SELECT item_id, median(own_gap) AS item_gap, avg(CASE WHEN n > 1 THEN 1.0 ELSE 0.0 END) AS repeat_share,
-                 count(*) AS buyers
-          FROM pair GROUP BY item_id)
-        SELECT user_id, item_id, n,
-               greatest(coalesce(((n - 1) * own_gap + 2 * item_gap) / (n + 1.0), item_gap), 1.0) AS gap,
-               CASE WHEN n > 1 THEN n / (n + 1.0) ELSE (repeat_share * buyers + 1) / (buyers + 2.0) END AS p_repeat,
-               date_diff('day', last, CAST(? AS DATE)) AS since, last
-        FROM pair JOIN item USING (item_id) WHERE repeat_share > 0
-        ORDER BY user_id, item_id
-        """,
-        [as_of, as_of],
+        _PAIRS_SQL, {"as_of": as_of, "half_life": float(half_life_days), "trend_days": float(trend_days)}
     ).fetchnumpy()
-    gap = cols["gap"].astype(float)
-    since = cols["since"].astype(float)
-    sd = np.maximum(0.5 * gap, 1.0)
-    survive = 1.0 - ndtr((since - gap) / sd)  # P(gap > since)
-    within = ndtr((since + horizon_days - gap) / sd) - ndtr((since - gap) / sd)
-    p_due = np.where(survive > 1e-9, within / np.maximum(survive, 1e-9), 1.0)
-    # A pair long overdue (more than two gaps) has probably been given up: fade it out.
-    fade = np.exp(-np.maximum(since - 2 * gap, 0) / gap)
-    score = cols["p_repeat"].astype(float) * p_due * fade
+    if len(cols["n"]) == 0:
+        empty = np.array([], dtype=object)
+        return RepeatIndex(empty, empty, np.array([], dtype=float), np.array([], dtype="datetime64[D]"))
+
+    def arr(name: str) -> np.ndarray:
+        return np.asarray(cols[name], dtype=float)  # SQL NULL -> nan
+
+    n, since, horizon = arr("n"), arr("since"), float(horizon_days)
+    own_gap = np.nan_to_num(arr("own_gap"), nan=0.0)
+    repeats = n - 1  # observed gaps of the pair
+
+    # How often: recency-weighted share of the customer's purchase days with the item, shrunk to the item's propensity.
+    freq = (arr("decayed") + item_prior_weight * arr("propensity")) / (arr("decayed_visits") + item_prior_weight)
+
+    # When: gamma-distributed gaps; mean and coefficient of variation shrunk from the pair to the item to "no rhythm".
+    gap = np.maximum((repeats * own_gap + gap_prior_weight * arr("item_gap")) / (repeats + gap_prior_weight), 1.0)
+    cv_buyers = arr("cv_buyers")
+    item_cv = (cv_buyers * np.nan_to_num(arr("item_cv"), nan=1.0) + item_cv_prior_weight) / (
+        cv_buyers + item_cv_prior_weight
+    )
+    own_cv = np.nan_to_num(arr("own_sd") / np.maximum(own_gap, 1.0), nan=1.0)
+    own_weight = np.maximum(n - 2, 0)  # a spread needs two gaps at least
+    cv = np.clip((own_weight * own_cv + cv_prior_weight * item_cv) / (own_weight + cv_prior_weight), 0.1, 3.0)
+    shape = 1.0 / cv**2
+    survive_now = gammaincc(shape, shape * since / gap)
+    survive_end = gammaincc(shape, shape * (since + horizon) / gap)
+    due_within = np.where(survive_now > 1e-12, (survive_now - survive_end) / np.maximum(survive_now, 1e-12), 1.0)
+    memoryless = 1.0 - np.exp(-horizon / gap)
+    # Only regular buying has a rhythm worth trusting: full weight at cv 0, none from cv >= regular_cv on.
+    regularity = np.clip(1.0 - cv / regular_cv, 0.0, 1.0)
+    rhythm = np.clip(due_within / memoryless, 1e-6, None) ** (rhythm_weight * regularity)
+    fade = 1.0 if overdue_after is None else np.exp(-np.maximum(since / gap - overdue_after, 0.0) / 2.0)
+
+    # In season: items bought by more customers lately than their long-run pace get a boost (and vice versa).
+    trend = ((arr("recent_buyers") + trend_prior) / (arr("expected_buyers") + trend_prior)) ** trend_weight
+
+    visits_in_horizon = horizon / np.maximum(arr("visit_gap"), 1.0)
+    single = arr("visits") < 2  # one purchase day: no visit rhythm of their own yet
+    if single.any():
+        typical = float(np.median(arr("visit_gap")[~single])) if (~single).any() else horizon
+        visits_in_horizon[single] = horizon / max(typical, 1.0)
+    score = 1.0 - np.exp(-visits_in_horizon * freq * rhythm * trend * fade)
+
     due = cols["last"].astype("datetime64[D]") + np.round(gap).astype("timedelta64[D]")
     due = np.maximum(due, np.datetime64(as_of.date()))  # overdue: expected from today on
-    return RepeatIndex(cols["user_id"], cols["item_id"], score, due)
+    return RepeatIndex(np.asarray(cols["user_id"], dtype=object), np.asarray(cols["item_id"], dtype=object), score, due)
 
 
 class RepeatIndex:
@@ -80,30 +186,65 @@ class RepeatIndex:
     def __init__(self, user_ids: np.ndarray, item_ids: np.ndarray, scores: np.ndarray, due: np.ndarray) -> None:
         self.item_ids, self.scores, self.due = item_ids, scores, due
         bounds = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1], True]) if len(user_ids) else np.array([0])
-        self._spans = {user_ids[b]: (b, e) for b, e in zip(bounds[:-1], bounds[1:])} if len(user_ids) else {}
+        self._spans = {user_ids[b]: (b, e) for b, e in itertools.pairwise(bounds)} if len(user_ids) else {}
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def users(self) -> list[str]:
+        """Customers with at least one item that may be bought again."""
+        return list(self._spans)
 
     def due_items(self, user_id: str, limit: int, min_score: float = 0.05) -> list[NextPick]:
-        """The customer's items most likely bought again within the horizon, best first."""
+        """The customer's items most likely bought again within the horizon, best first (ties by item id)."""
         b, e = self._spans.get(user_id, (0, 0))
-        order = b + np.argsort(-self.scores[b:e], kind="stable")
+        if limit <= 0 or e <= b:
+            return []
+        order = b + np.lexsort((self.item_ids[b:e], -self.scores[b:e]))
         return [
-            NextPick(self.item_ids[j], round(float(self.scores[j]), 5), "due_again", str(self.due[j]))
+            NextPick(self.item_ids[j], round(float(self.scores[j]), 5), DUE_AGAIN, str(self.due[j]))
             for j in order[:limit]
             if self.scores[j] >= min_score
         ]
 
 
-def next_purchase(repeats: RepeatIndex, user_id: str, explore: Ranked, n: int, explore_share: float = 0.3) -> list[NextPick]:
+def next_purchase(
+    repeats: RepeatIndex,
+    user_id: str,
+    explore: Ranked,
+    n: int,
+    explore_share: float = 0.0,
+    min_score: float = 0.05,
+) -> list[NextPick]:
     """Blend items due again with ALS picks the customer has not bought ("goes with what you buy").
 
-    At most ``n - ceil(explore_share * n)`` slots go to due items; the rest, and unused due slots, to ``explore``
-    (the customer's ALS list without their purchases).
+    Every prefix of the list holds ``floor(explore_share * length)`` exploration picks, so a shorter cut of it (the
+    API's ``n``) keeps the share: with 0.3 the 4th, 7th and 10th picks explore. Due items come best first; slots
+    they cannot fill (nothing else above ``min_score``) go to ``explore`` (the customer's ALS list without their
+    purchases), and due items fill in when exploration runs out.
+
+    The default share is 0: on the validation cut-offs of both real logs every top-10 slot reserved for exploration
+    cost more repeat hits than it won new ones, so exploration takes the slots due items cannot fill with a
+    likely enough pick (and the whole tail of a long list). Set a share to force discovery into the top.
     """
-    picks = repeats.due_items(user_id, max(0, n - int(math.ceil(explore_share * n))))
-    taken = {p.item_id for p in picks}
-    for item_id, score in explore:
-        if len(picks) >= n:
-            break
-        if item_id not in taken:
-            picks.append(NextPick(item_id, score, "goes_with_your_purchases"))
+    share = min(max(float(explore_share), 0.0), 1.0)
+    due = repeats.due_items(user_id, n, min_score)
+    extra = [(item, score) for item, score in explore]
+    taken: set[str] = set()
+    picks: list[NextPick] = []
+    d = x = 0
+    while len(picks) < n and (d < len(due) or x < len(extra)):
+        want_explore = math.floor(share * (len(picks) + 1) + 1e-9) > sum(p.reason == GOES_WITH for p in picks)
+        if (want_explore or d >= len(due)) and x < len(extra):
+            item, score = extra[x]
+            x += 1
+            if item not in taken:
+                picks.append(NextPick(item, score, GOES_WITH))
+                taken.add(item)
+        else:
+            pick = due[d]
+            d += 1
+            if pick.item_id not in taken:
+                picks.append(pick)
+                taken.add(pick.item_id)
     return picks
