@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import csv
 import gzip
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -37,10 +39,20 @@ EXCLUDED = "_excluded"
 SAMPLE_SIZE = 10
 
 
+_local = threading.local()
+
+
 def connect() -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection whose session time zone is UTC, so zone-less times never follow the host's zone."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    """This thread's DuckDB connection, with the session time zone UTC so zone-less times never follow the host's.
+
+    Opening an in-memory database costs tens of milliseconds, which would dominate validating a small batch of
+    live events, so each thread opens one and reuses it. Callers register their tables under fixed names and
+    replace them on the next call.
+    """
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
     return con
 
 
@@ -173,20 +185,25 @@ def _finish(
     con: duckdb.DuckDBPyConnection, report: LoadReport, checked_sql: str, select_good: str, schema: pa.Schema,
     sample_size: int = SAMPLE_SIZE,
 ) -> pa.Table:
-    """Count and sample bad rows of ``checked`` (with an ``err`` list [field, reason, value]) and return good rows."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {checked_sql}")
-    for fld, reason, n in con.execute(
-        "SELECT err[1], err[2], count(*) FROM checked WHERE err IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC"
-    ).fetchall():
-        report.bad_by_reason[f"{fld} {reason}"] = int(n)
-        report.rows_bad += int(n)
-    report.sample = [
-        BadRow(int(r), f, v, why)
-        for r, f, why, v in con.execute(
-            f"SELECT {ROW}, err[1], err[2], err[3] FROM checked WHERE err IS NOT NULL ORDER BY {ROW} LIMIT {int(sample_size)}"
-        ).fetchall()
-    ]
-    good = con.sql(f"SELECT {select_good} FROM checked WHERE err IS NULL ORDER BY {ROW}").to_arrow_table()
+    """Run ``checked_sql`` (rows with an ``err`` list [field, reason, value]) once; count and sample the bad rows
+    and return the good ones cast to ``schema``."""
+    table = con.sql(f"SELECT {select_good}, {ROW}, err FROM ({checked_sql}) ORDER BY {ROW}").to_arrow_table()
+    bad_mask = pc.is_valid(table["err"])
+    bad = table.filter(bad_mask).select([ROW, "err"])
+    if bad.num_rows:
+        fields, reasons, values = (pc.list_element(bad["err"], k) for k in range(3))
+        counts = pc.value_counts(pc.binary_join_element_wise(fields, reasons, " ")).to_pylist()
+        for entry in sorted(counts, key=lambda c: -c["counts"]):
+            report.bad_by_reason[entry["values"]] = int(entry["counts"])
+        report.rows_bad = bad.num_rows
+        head = slice(0, sample_size)
+        report.sample = [
+            BadRow(int(r), f, v, why)
+            for r, f, why, v in zip(
+                bad[ROW].to_pylist()[head], fields.to_pylist()[head], reasons.to_pylist()[head], values.to_pylist()[head]
+            )
+        ]
+    good = table.filter(pc.invert(bad_mask)).select(schema.names)
     report.rows_kept = good.num_rows
     return good.cast(schema)
 
