@@ -49,6 +49,9 @@ class ListParams(BaseSettings):
     new_arrival_days: int = Field(30, ge=1, description="an item is new when first seen within this many days")
     exclude_purchased: bool = Field(True, description="drop items the user already bought from personal picks")
     next_purchase_horizon_days: int = Field(30, ge=1, description="horizon of the next-purchase forecast")
+    next_purchase_explore_share: float = Field(
+        0.0, ge=0, le=1, description="share of next-purchase slots kept for new items from ALS (see docs/QUALITY.md)"
+    )
 
 
 class Settings(BaseSettings):

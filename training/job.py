@@ -104,7 +104,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                 n_personal += 1
                 if user_id in purchasers:
                     explore = ranked if p.exclude_purchased else [r for r in ranked if not _bought(bought, inter, user_id, r[0])]
-                    nxt = repeat.next_purchase(repeats, user_id, explore, p.list_size)
+                    nxt = repeat.next_purchase(repeats, user_id, explore, p.list_size, p.next_purchase_explore_share)
                     publisher.put(Keys.next(user_id), [x.as_dict() for x in nxt])
                     n_next += 1
                     example_user = example_user or user_id
