@@ -1,0 +1,550 @@
+"""Offline evaluation: every model and baseline on one temporal split, scored by one metric code.
+
+Protocol
+--------
+* :func:`recommender.split.time_split` cuts the events at ``cutoff = newest event - test_days``: models learn
+  from the events before it, and are scored on what each user did in the ``test_days`` after it. Nothing is
+  shuffled; no event at or after the cutoff reaches any model.
+* Users with a training event are *warm*; test users without one are *cold* and reported apart.
+* Every model gets the same users, the same ground truth and the same candidate filtering (items the catalogue
+  marks unavailable never count; the "new" targets below remove each user's history from every list), and is
+  scored by :func:`recommender.metrics.evaluate`.
+
+Targets (what counts as a hit)
+------------------------------
+``purchase``
+    every item the user bought in the test window;
+``purchase_new``
+    the test purchases of items the user had not bought before the cutoff; every model's list is computed
+    *without* the user's earlier purchases (a list can't find something new with an item the user already has);
+``interaction``, ``interaction_new``
+    the same for any view, cart or purchase (history = items the user interacted with before the cutoff).
+
+Models
+------
+``production``
+    the personal list as the job serves it (:func:`production_list`): items due again from the repeat model
+    blended with ALS picks the customer has not bought; cold users get the bestsellers (the API's cold answer);
+``als``
+    ALS alone, already bought items allowed; ``als_new``: ALS without the customer's purchases (the discovery
+    part of ``production``). On the ``*_new`` targets the three ALS lists are the same list (ALS without the
+    user's history), reported once as ``als``. Cold users have no ALS list and are not scored for ALS models.
+``global_popularity``
+    distinct interacting users per item; ``recent_popularity``: distinct buyers in the last
+    ``bestseller_days`` of training (then all-time buyers);
+``item_knn_cosine``, ``item_knn_bm25``
+    implicit's item-item neighbours on the binary user x item matrix (filled from popularity);
+``personal_top_frequency``
+    the customer's own most often bought items (purchase target only; filled from popularity).
+
+User groups
+-----------
+``warm``, ``cold``, and warm users by activity: distinct days with a view, cart or purchase before the cutoff,
+``warm:1``, ``warm:2-3``, ``warm:4-9``, ``warm:10-29``, ``warm:30+``.
+
+Figures (the JSON written by ``reco evaluate``)
+-----------------------------------------------
+``Evaluation.figures[target][group][model][metric]``, e.g. ``figures["purchase"]["warm"]["production"]["ndcg@10"]``.
+Metrics per k (default 10 and 20): ``precision@k``, ``recall@k``, ``ndcg@k``, ``map@k``, ``hit_rate@k``,
+``coverage@k`` (distinct items in the group's top-k lists / items with a training event that are available)
+and ``seen_share@k`` (share of the top-k items the user had interacted with before the cutoff); plus ``users``,
+the number of users scored (users of the group with a non-empty truth). :meth:`Evaluation.as_dict` adds ``meta``
+(split, data sizes, parameters, seconds).
+
+The main metric (gate and tuning objective) is :data:`MAIN_METRIC` of ``production`` on warm users' purchases
+(interactions when the holdout has no purchases).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from . import metrics
+from .baselines import (
+    Baseline,
+    GlobalPopularity,
+    ItemKNN,
+    PersonalTopFrequency,
+    RecentPopularity,
+)
+from .config import AlsParams, EventWeights, ListParams
+from .lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
+from .model import fit_als
+from .repeat import NextPick, RepeatIndex, next_purchase, repeat_candidates
+from .split import Split, time_split
+from .split import targets as target_sets
+from .weighting import Interactions, build_interactions, latest_timestamp
+
+MAIN_METRIC = "ndcg@10"
+MAIN_MODEL = "production"
+MAIN_GROUP = "warm"
+TARGETS: tuple[str, ...] = ("purchase", "purchase_new", "interaction", "interaction_new")
+MODELS: tuple[str, ...] = (
+    "production",
+    "als",
+    "als_new",
+    "global_popularity",
+    "recent_popularity",
+    "item_knn_cosine",
+    "item_knn_bm25",
+    "personal_top_frequency",
+)
+ACTIVITY_BUCKETS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 3), (4, 9), (10, 29), (30, None))
+DEFAULT_REPEAT_SHARE: float = ListParams.model_fields["personal_repeat_share"].default
+"""Share of the production list's slots open to items due again before discovery must take one
+(:func:`recommender.repeat.next_purchase` ``explore_share = 1 - repeat_share``). 1.0: discovery takes the slots
+no due item fills with a likely enough pick; tuned per data set (see :mod:`recommender.tuning`)."""
+
+Lists = dict[str, list[str]]
+
+
+# --- parameters ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelParams:
+    """Everything that shapes the production list: ALS, confidence weighting, list settings, repeat share."""
+
+    als: AlsParams = field(default_factory=AlsParams)
+    weights: EventWeights = field(default_factory=EventWeights)
+    half_life_days: float = 60.0
+    lists: ListParams = field(default_factory=ListParams)
+    repeat_share: float = DEFAULT_REPEAT_SHARE
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, the layout of a tuned-settings file (see :func:`recommender.tuning.load_tuned`)."""
+        return {
+            "als": self.als.model_dump(),
+            "weights": self.weights.as_dict(),
+            "half_life_days": self.half_life_days,
+            "repeat_share": self.repeat_share,
+            "lists": self.lists.model_dump(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelParams:
+        """Inverse of :meth:`as_dict`; missing parts keep their defaults."""
+        weights = dict(values.get("weights") or {})
+        if "return" in weights:
+            weights["return_"] = weights.pop("return")
+        return cls(
+            als=AlsParams(**(values.get("als") or {})),
+            weights=EventWeights(**weights),
+            half_life_days=float(values.get("half_life_days", 60.0)),
+            lists=ListParams(**(values.get("lists") or {})),
+            repeat_share=float(values.get("repeat_share", DEFAULT_REPEAT_SHARE)),
+        )
+
+
+# --- the production personal list ------------------------------------------------------------------------
+
+
+def production_list(
+    repeats: RepeatIndex,
+    user_id: str,
+    explore: Ranked,
+    n: int,
+    repeat_share: float = DEFAULT_REPEAT_SHARE,
+    unavailable: AbstractSet[str] = frozenset(),
+) -> list[NextPick]:
+    """The personal list the shop serves: items due again blended with discovery, ``n`` at most.
+
+    :func:`recommender.repeat.next_purchase` with ``explore_share = 1 - repeat_share``: at least that share of
+    every prefix is discovery when there is some, and slots no due item fills likely enough go to discovery.
+    ``explore`` is the customer's ALS list without their purchases, best first (unavailable items already left
+    out); ``unavailable`` items are dropped from the due items too.
+    """
+    share = min(max(float(repeat_share), 0.0), 1.0)
+    if not unavailable:
+        return next_purchase(repeats, user_id, explore, n, explore_share=1.0 - share)
+    picks = next_purchase(repeats, user_id, explore, n + len(unavailable), explore_share=1.0 - share)
+    return [p for p in picks if p.item_id not in unavailable][:n]
+
+
+# --- the evaluation context: split, truth, groups -----------------------------------------------------------
+
+
+@dataclass
+class EvalContext:
+    """A split with everything every model is scored against; built once, reused by tuning trials."""
+
+    split: Split
+    items: pa.Table
+    ks: tuple[int, ...]
+    targets: tuple[str, ...]
+    truth: dict[str, dict[str, set[str]]]
+    """Per target: user -> relevant test items."""
+    history: dict[str, dict[str, set[str]]]
+    """"purchase" / "interaction": user -> items before the cutoff."""
+    groups: dict[str, list[str]]
+    """Group name -> users (sorted), for every group with at least one scored user."""
+    catalogue: frozenset[str]
+    """Items a model can recommend: seen in training and available."""
+    unavailable: frozenset[str]
+
+    @property
+    def depth(self) -> int:
+        return max(self.ks)
+
+    def users_to_score(self, cold: bool = False) -> list[str]:
+        """Warm (or cold) users with a non-empty truth for any target."""
+        pool = self.split.cold_users if cold else self.split.warm_users
+        return sorted({u for truth in self.truth.values() for u, t in truth.items() if t and u in pool})
+
+
+def build_context(
+    events: pa.Table,
+    items: pa.Table,
+    *,
+    test_days: int,
+    ks: Sequence[int] = (10, 20),
+    targets: Sequence[str] = TARGETS,
+    cutoff: datetime | None = None,
+) -> EvalContext:
+    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue."""
+    unknown = set(targets) - set(TARGETS)
+    if unknown:
+        raise ValueError(f"unknown targets {sorted(unknown)}; expected some of {TARGETS}")
+    split = time_split(events, test_days=test_days, cutoff=cutoff)
+    if split.train.num_rows == 0:
+        raise ValueError(f"no events before the cutoff {split.cutoff}: use fewer test days")
+    history = {kind: target_sets(split.train, kind) for kind in ("purchase", "interaction")}
+    truth: dict[str, dict[str, set[str]]] = {}
+    for target in targets:
+        kind = target.removesuffix("_new")
+        full = target_sets(split.test, kind)
+        truth[target] = metrics.split_repeat_new(full, history[kind])[1] if target.endswith("_new") else full
+    unavailable = frozenset(items.filter(pc.invert(pc.fill_null(items["available"], True)))["item_id"].to_pylist())
+    catalogue = frozenset(pc.unique(split.train["item_id"]).to_pylist()) - unavailable
+    ctx = EvalContext(split, items, tuple(sorted(set(ks))), tuple(targets), truth, history, {}, catalogue, unavailable)
+    ctx.groups = _groups(ctx)
+    return ctx
+
+
+def _groups(ctx: EvalContext) -> dict[str, list[str]]:
+    warm, cold = ctx.users_to_score(), ctx.users_to_score(cold=True)
+    groups = {"warm": warm, "cold": cold}
+    activity = _active_days(ctx.split.train)
+    for lo, hi in ACTIVITY_BUCKETS:
+        name = f"warm:{lo}+" if hi is None else (f"warm:{lo}" if lo == hi else f"warm:{lo}-{hi}")
+        groups[name] = [u for u in warm if activity.get(u, 0) >= lo and (hi is None or activity.get(u, 0) <= hi)]
+    return {name: users for name, users in groups.items() if users}
+
+
+def _active_days(train: pa.Table) -> dict[str, int]:
+    con = duckdb.connect()
+    con.register("t", train.select(["user_id", "event_type", "timestamp"]))
+    rows = con.sql(
+        "SELECT user_id, count(DISTINCT CAST(timestamp AS DATE)) FROM t "
+        "WHERE event_type IN ('view', 'cart', 'purchase') GROUP BY user_id"
+    ).fetchall()
+    return dict(rows)
+
+
+# --- the ALS side: fit once, produce the als / als_new / production lists -----------------------------------
+
+
+@dataclass
+class AlsRun:
+    """ALS fitted on the training events as the job would fit it, with the repeat model of the same moment."""
+
+    inter: Interactions
+    model: Any
+    bought: sp.csr_matrix
+    seen: sp.csr_matrix
+    hidden: np.ndarray
+    repeats: RepeatIndex
+    as_of: datetime
+
+    @classmethod
+    def fit(cls, train: pa.Table, items: pa.Table, params: ModelParams, show_progress: bool = False) -> AlsRun:
+        as_of = latest_timestamp(train)
+        inter = build_interactions(train, params.weights.as_dict(), params.half_life_days, as_of)
+        model = fit_als(inter.matrix, params.als, show_progress=show_progress)
+        bought = _pair_matrix(train, inter, ("purchase",))
+        seen = _pair_matrix(train, inter, ("view", "cart", "purchase"))
+        hidden = hidden_item_indices(items, inter)
+        repeats = repeat_candidates(train, as_of, params.lists.next_purchase_horizon_days)
+        return cls(inter, model, bought, seen, hidden, repeats, as_of)
+
+    def rows(self, users: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """Users known to the matrix and their rows."""
+        known = [u for u in users if u in self.inter.user_index]
+        return known, np.array([self.inter.user_index[u] for u in known], dtype=np.int64)
+
+    def ranked(self, users: Sequence[str], n: int, exclude: sp.csr_matrix | None) -> dict[str, Ranked]:
+        """ALS top-n (item_id, score) per known user, leaving out ``exclude`` rows and unavailable items."""
+        known, rows = self.rows(users)
+        out: dict[str, Ranked] = {}
+        n = min(n, self.inter.matrix.shape[1])
+        if not known or n <= 0:
+            return out
+        item_ids = self.inter.item_ids
+        with threadpool_limits(1, "blas"):
+            for start in range(0, len(rows), 10_000):
+                batch = rows[start : start + 10_000]
+                ids, scores = self.model.recommend(
+                    batch,
+                    exclude[batch] if exclude is not None else None,
+                    N=n,
+                    filter_already_liked_items=exclude is not None,
+                    filter_items=self.hidden if len(self.hidden) else None,
+                )
+                ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
+                for user, row_ids, row_scores in zip(known[start : start + len(batch)], ids, scores):
+                    # implicit pads with filtered items scored -FLT_MAX (finite) when n exceeds what is left
+                    keep = (row_ids >= 0) & np.isfinite(row_scores) & (row_scores > FILTERED_SCORE)
+                    out[user] = list(zip(item_ids[row_ids[keep]].tolist(), row_scores[keep].tolist()))
+        return out
+
+
+def _pair_matrix(events: pa.Table, inter: Interactions, types: tuple[str, ...]) -> sp.csr_matrix:
+    """Binary matrix (the maps of ``inter``) of the user-item pairs with an event of ``types``."""
+    rows = events.filter(pc.is_in(events["event_type"], value_set=pa.array(list(types), pa.string())))
+    pairs = rows.select(["user_id", "item_id"]).group_by(["user_id", "item_id"]).aggregate([])
+    u = np.searchsorted(inter.user_ids.astype(str), pairs["user_id"].to_numpy(zero_copy_only=False).astype(str))
+    i = np.searchsorted(inter.item_ids.astype(str), pairs["item_id"].to_numpy(zero_copy_only=False).astype(str))
+    u = np.minimum(u, len(inter.user_ids) - 1)
+    i = np.minimum(i, len(inter.item_ids) - 1)
+    ok = (inter.user_ids[u] == pairs["user_id"].to_numpy(zero_copy_only=False)) & (
+        inter.item_ids[i] == pairs["item_id"].to_numpy(zero_copy_only=False)
+    )
+    return sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (u[ok], i[ok])), shape=inter.matrix.shape)
+
+
+def production_lists(run: AlsRun, users: Sequence[str], n: int, repeat_share: float) -> Lists:
+    """:func:`production_list` for every user known to ``run``; explore = ALS without the user's purchases."""
+    explore = run.ranked(users, n, run.bought)
+    gone = frozenset(run.inter.item_ids[run.hidden].tolist()) if len(run.hidden) else frozenset()
+    return {
+        u: [p.item_id for p in production_list(run.repeats, u, explore.get(u, []), n, repeat_share, gone)] for u in users
+    }
+
+
+def cold_lists(ctx: EvalContext, users: Sequence[str], params: ModelParams) -> Lists:
+    """The cold-start answer (overall bestsellers at the cutoff) for every user."""
+    as_of = latest_timestamp(ctx.split.train)
+    best = [i for i, _ in bestsellers(ctx.split.train, ctx.items, params.lists.bestseller_days, as_of, ctx.depth)[None]]
+    return {u: best for u in users}
+
+
+# --- baselines ------------------------------------------------------------------------------------------------
+
+
+def make_baseline(name: str, params: ModelParams) -> Baseline:
+    """A fresh baseline by model name."""
+    factories: dict[str, Callable[[], Baseline]] = {
+        "global_popularity": GlobalPopularity,
+        "recent_popularity": lambda: RecentPopularity(params.lists.bestseller_days),
+        "item_knn_cosine": lambda: ItemKNN("cosine"),
+        "item_knn_bm25": lambda: ItemKNN("bm25"),
+        "personal_top_frequency": PersonalTopFrequency,
+    }
+    return factories[name]()
+
+
+def _filtered_recommend(model: Baseline, users: Sequence[str], k: int, exclude: Mapping[str, Iterable[str]]) -> Lists:
+    """Top-k per user from a fitted baseline without the user's ``exclude`` items.
+
+    Users are asked for ``k + 2**ceil(log2 |exclude|)`` items in a few batches of similar depth, so that k remain
+    after the exclusion whenever the baseline has that many.
+    """
+    by_depth: dict[int, list[str]] = {}
+    for u in users:
+        extra = len(exclude.get(u, ()))
+        by_depth.setdefault(k + (2 ** math.ceil(math.log2(extra)) if extra else 0), []).append(u)
+    out: Lists = {}
+    for depth, group in by_depth.items():
+        for u, items in model.recommend(group, depth).items():
+            drop = exclude.get(u, ())
+            out[u] = [i for i in items if i not in drop][:k]
+    return out
+
+
+# --- the runner -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """Figures of every model (see the module docstring for the layout) and what produced them."""
+
+    figures: dict[str, dict[str, dict[str, dict[str, float]]]]
+    meta: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta, "figures": self.figures}
+
+    def get(self, target: str, group: str, model: str, metric: str) -> float:
+        """One figure, ``nan`` if it was not measured."""
+        return self.figures.get(target, {}).get(group, {}).get(model, {}).get(metric, float("nan"))
+
+    def main_target(self) -> str:
+        """``purchase`` when warm users bought anything in the test window, else ``interaction``."""
+        for target in ("purchase", "interaction"):
+            if self.figures.get(target, {}).get(MAIN_GROUP):
+                return target
+        return "purchase"
+
+    def main(self, model: str = MAIN_MODEL, metric: str = MAIN_METRIC) -> float:
+        """The main metric of ``model``: ``metric`` on warm users' main target."""
+        return self.get(self.main_target(), MAIN_GROUP, model, metric)
+
+
+def score(
+    ctx: EvalContext, lists: Mapping[str, Mapping[str, Sequence[str]]], target: str, model: str
+) -> dict[str, dict[str, float]]:
+    """Metrics of one model's lists (``lists[group kind]`` for "warm"/"cold") on one target, per user group."""
+    out: dict[str, dict[str, float]] = {}
+    truth = ctx.truth[target]
+    history = ctx.history["interaction"]
+    for group, users in ctx.groups.items():
+        if group == "cold" and target.endswith("_new"):
+            continue  # a cold user has no history: every item is new, the figures would repeat the full target's
+        recs = lists.get("cold" if group == "cold" else "warm")
+        if recs is None:
+            continue
+        scored = [u for u in users if truth.get(u)]
+        if not scored:
+            continue
+        out[group] = metrics.evaluate(
+            recs, truth, ks=ctx.ks, history=history, catalogue_size=max(len(ctx.catalogue), 1), users=scored
+        )
+    return out
+
+
+def model_lists(
+    ctx: EvalContext,
+    model: str,
+    params: ModelParams,
+    run: AlsRun | None = None,
+    *,
+    new: bool = False,
+    kind: str = "purchase",
+    fitted: Baseline | None = None,
+) -> dict[str, Lists]:
+    """``{"warm": lists, "cold": lists}`` of one model at the context's depth.
+
+    With ``new`` the user's ``kind`` history ("purchase" or "interaction") is left out of every list.
+    ALS models have no cold lists; ``run`` must be given for them. Baselines are fitted on the training events
+    unless ``fitted`` (already fitted) is given.
+    """
+    warm, cold = ctx.users_to_score(), ctx.users_to_score(cold=True)
+    k = ctx.depth
+    if model in ("production", "als", "als_new"):
+        assert run is not None, "ALS models need a fitted AlsRun"
+        if new:
+            exclude = run.bought if kind == "purchase" else run.seen
+            return {"warm": {u: [i for i, _ in r] for u, r in run.ranked(warm, k, exclude).items()}}
+        if model == "production":
+            return {"warm": production_lists(run, warm, k, params.repeat_share), "cold": cold_lists(ctx, cold, params)}
+        ranked = run.ranked(warm, k, run.bought if model == "als_new" else None)
+        return {"warm": {u: [i for i, _ in r] for u, r in ranked.items()}}
+    baseline = fitted or make_baseline(model, params).fit(ctx.split.train)
+    exclude: Mapping[str, Iterable[str]] = {}
+    if new:
+        base = ctx.history[kind]
+        exclude = {u: base.get(u, set()) | ctx.unavailable for u in warm} if ctx.unavailable else base
+    elif ctx.unavailable:
+        exclude = {u: ctx.unavailable for u in warm + cold}
+    return {
+        "warm": _filtered_recommend(baseline, warm, k, exclude),
+        "cold": _filtered_recommend(baseline, cold, k, {u: ctx.unavailable for u in cold} if ctx.unavailable else {}),
+    }
+
+
+def models_for(target: str, models: Sequence[str]) -> list[str]:
+    """The models reported for a target (see the module docstring)."""
+    out = [m for m in models if not (m == "personal_top_frequency" and not target.startswith("purchase"))]
+    if target.endswith("_new"):
+        als_like = [m for m in out if m in ("production", "als", "als_new")]
+        out = (["als"] if als_like else []) + [m for m in out if m not in ("production", "als", "als_new", "personal_top_frequency")]
+    return out
+
+
+def evaluate_context(
+    ctx: EvalContext,
+    params: ModelParams,
+    models: Sequence[str] = MODELS,
+    *,
+    run: AlsRun | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Fit what is needed on the context's training events and score every model on every target and group."""
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        raise ValueError(f"unknown models {sorted(unknown)}; expected some of {MODELS}")
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    if run is None and any(m in ("production", "als", "als_new") for m in models):
+        run = AlsRun.fit(ctx.split.train, ctx.items, params)
+        seconds["als_fit"] = round(time.perf_counter() - started, 3)
+    figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
+    jobs = [(t, m) for t in ctx.targets for m in models_for(t, models)]
+    cache: dict[tuple[str, bool, str], dict[str, Lists]] = {}
+    fitted: dict[str, Baseline] = {}
+    # On purchase-only logs both histories are the same: compute the "new" lists once.
+    same_history = ctx.history["purchase"] == ctx.history["interaction"]
+    bar = tqdm(jobs, desc="evaluate", unit="list", disable=not progress)
+    for target, model in bar:
+        bar.set_postfix_str(f"{target} {model}")
+        t0 = time.perf_counter()
+        new = target.endswith("_new")
+        kind = target.removesuffix("_new")
+        # Same lists for every target they serve: full lists once, "new" lists once per history kind.
+        key = (model, new, ("purchase" if same_history else kind) if new else "")
+        if key not in cache:
+            if model not in ("production", "als", "als_new") and model not in fitted:
+                fitted[model] = make_baseline(model, params).fit(ctx.split.train)
+            cache[key] = model_lists(ctx, model, params, run, new=new, kind=key[2] or kind, fitted=fitted.get(model))
+        for group, values in score(ctx, cache[key], target, model).items():
+            figures[target].setdefault(group, {})[model] = values
+        seconds[model] = round(seconds.get(model, 0.0) + time.perf_counter() - t0, 3)
+    figures = {t: g for t, g in figures.items() if g}
+    meta = {
+        "cutoff": ctx.split.cutoff.isoformat(),
+        "end": ctx.split.end.isoformat(),
+        "test_days": round((ctx.split.end - ctx.split.cutoff).total_seconds() / 86400, 3),
+        "train_events": ctx.split.train.num_rows,
+        "test_events": ctx.split.test.num_rows,
+        "warm_users": len(ctx.split.warm_users),
+        "cold_users": len(ctx.split.cold_users),
+        "catalogue": len(ctx.catalogue),
+        "ks": list(ctx.ks),
+        "main_metric": {"model": MAIN_MODEL, "group": MAIN_GROUP, "metric": MAIN_METRIC},
+        "groups": {g: len(u) for g, u in ctx.groups.items()},
+        "params": params.as_dict(),
+        "seconds": seconds,
+    }
+    return Evaluation(figures, meta)
+
+
+def evaluate_events(
+    events: pa.Table,
+    items: pa.Table,
+    params: ModelParams | None = None,
+    *,
+    test_days: int = 30,
+    ks: Sequence[int] = (10, 20),
+    targets: Sequence[str] = TARGETS,
+    models: Sequence[str] = MODELS,
+    cutoff: datetime | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Split, fit every model on the training part and score it on the test window (the whole protocol)."""
+    params = params or ModelParams()
+    ctx = build_context(events, items, test_days=test_days, ks=ks, targets=targets, cutoff=cutoff)
+    return evaluate_context(ctx, params, models, progress=progress)

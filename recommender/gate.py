@@ -1,0 +1,129 @@
+"""Promotion gate: a newly trained model is published only if it is not worse than what serves today.
+
+The job evaluates the candidate settings on the recent holdout with :func:`holdout_metrics` (the same protocol and
+code as ``reco evaluate``: fit on the events before the last ``test_days``, score the production list on what warm
+customers bought in them) and asks :func:`decide`:
+
+* refuse when the candidate's main metric is below **recent popularity** on the same holdout (a model that loses
+  to the bestseller list must not serve personal picks);
+* refuse when it is below the **current published model's** main metric by more than ``margin``, *relative*:
+  ``candidate < current * (1 - margin)`` (default 2 %; relative, so the same margin works for a shop where
+  ndcg@10 is 0.05 and one where it is 0.4);
+* publish otherwise, when there is nothing to judge by (no warm customer bought anything in the holdout), or when
+  ``force`` is set (the reason says what would have happened).
+
+The main metric is :data:`recommender.evaluation.MAIN_METRIC` (ndcg@10) of the production list on warm users'
+purchases (interactions on logs without purchases). Store ``holdout["candidate"]`` in the published manifest so the
+next run compares against it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from .evaluation import (
+    MAIN_GROUP,
+    MAIN_METRIC,
+    MAIN_MODEL,
+    ModelParams,
+    build_context,
+    evaluate_context,
+)
+
+DEFAULT_MARGIN = 0.02
+GATE_MODELS: tuple[str, ...] = (MAIN_MODEL, "recent_popularity")
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether to publish, and why."""
+
+    publish: bool
+    reason: str
+    candidate: float
+    current: float | None
+    baseline: float
+    metric: str = MAIN_METRIC
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def decide(
+    candidate_metric: float,
+    current_metric: float | None,
+    recent_popularity_metric: float,
+    margin: float = DEFAULT_MARGIN,
+    force: bool = False,
+) -> GateDecision:
+    """Publish or keep the current version (see the module docstring); ``margin`` is relative (0.02 = 2 %)."""
+    if margin < 0 or margin >= 1:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
+    cand, base = float(candidate_metric), float(recent_popularity_metric)
+    current = None if _missing(current_metric) else float(current_metric)  # type: ignore[arg-type]
+    m = MAIN_METRIC
+    problems: list[str] = []
+    if _missing(cand):
+        verdict, why = True, f"no warm customer in the holdout to measure {m} on: published without a quality check"
+    else:
+        if not _missing(base) and cand < base:
+            problems.append(f"candidate {m} {cand:.4f} is below recent popularity ({base:.4f})")
+        if current is not None and cand < current * (1 - margin):
+            problems.append(
+                f"candidate {m} {cand:.4f} is more than {margin:.0%} below the published model's {current:.4f}"
+                f" (floor {current * (1 - margin):.4f})"
+            )
+        verdict = not problems
+        if verdict:
+            versus = f"published model {current:.4f}, " if current is not None else "no published model, "
+            why = f"candidate {m} {cand:.4f} passes ({versus}recent popularity {base:.4f}, margin {margin:.0%})"
+        else:
+            why = "; ".join(problems) + ": the current version keeps serving"
+    if force and not verdict:
+        verdict, why = True, f"forced: published although {'; '.join(problems)}"
+    elif force:
+        why = f"forced: {why}"
+    return GateDecision(verdict, why, cand, current, base)
+
+
+def holdout_metrics(
+    events: pa.Table,
+    items: pa.Table,
+    params: ModelParams | None = None,
+    *,
+    test_days: int = 30,
+    cutoff: datetime | None = None,
+) -> dict[str, Any]:
+    """Fit the candidate settings on the events before the holdout and score them on it.
+
+    Returns ``{"metric", "target", "group", "candidate", "recent_popularity", "users", "cutoff", "test_days",
+    "figures"}``: ``candidate`` and ``recent_popularity`` are the main metric of the production list and of the
+    recent-popularity baseline (``nan`` when no warm customer bought anything in the holdout), ``figures`` every
+    metric of both (``Evaluation.figures`` restricted to the main target).
+    """
+    params = params or ModelParams()
+    ctx = build_context(
+        events, items, test_days=test_days, ks=(10, 20), targets=("purchase", "interaction"), cutoff=cutoff
+    )
+    result = evaluate_context(ctx, params, GATE_MODELS)
+    target = result.main_target()
+    return {
+        "metric": MAIN_METRIC,
+        "target": target,
+        "group": MAIN_GROUP,
+        "candidate": result.main(MAIN_MODEL),
+        "recent_popularity": result.main("recent_popularity"),
+        "users": 0 if math.isnan(users := result.get(target, MAIN_GROUP, MAIN_MODEL, "users")) else int(users),
+        "cutoff": ctx.split.cutoff.isoformat(),
+        "test_days": test_days,
+        "figures": result.figures.get(target, {}),
+    }

@@ -1,0 +1,259 @@
+"""Bounded random search of the production list's settings on a validation split of the training period.
+
+Protocol: the evaluation split (``test_days`` at the end of the log) is left untouched. Its training part is split
+again the same way: the last ``test_days`` before the evaluation cut-off are the *validation* window, everything
+before it the search's training data. So tuned settings never see the events they are later evaluated on.
+
+Each trial fits ALS once with one sampled setting (trial 0 is always the starting settings) and is scored twice:
+
+* **ALS setting** (factors, regularization, alpha, iterations, half-life, and event weights when the log has more
+  than purchases): ``ndcg@10`` of ALS on *items new to the customer* (target ``purchase_new``, warm users). That is
+  the job ALS does in the production list, the discovery slots; the production list's own ndcg@10 is dominated by
+  items due again and barely moves with ALS, so it is a noisy objective for ALS.
+* **repeat share**: for the best ALS setting, every share in the grid is scored on the *main metric*, ``ndcg@10`` of
+  the production list on warm users' purchases (:data:`recommender.evaluation.MAIN_METRIC`), and the best is kept.
+
+Logs without purchases use the interaction targets instead. The result is written as a JSON settings file (see
+:func:`write_tuned`), read back with :func:`load_tuned` by ``reco train --settings`` and ``reco evaluate --settings``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from . import metrics
+from .config import AlsParams, EventWeights
+from .evaluation import (
+    MAIN_METRIC,
+    AlsRun,
+    EvalContext,
+    ModelParams,
+    build_context,
+    production_lists,
+)
+from .split import time_split
+
+SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
+    "factors": (16, 32, 64, 128),
+    "regularization": (0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+    "alpha": (0.1, 0.3, 1.0, 3.0, 10.0),
+    "iterations": (10, 15, 30),
+    "half_life_days": (14.0, 30.0, 60.0, 120.0, 365.0),
+    "weight_view": (0.5, 1.0, 2.0),
+    "weight_cart": (2.0, 4.0, 8.0),
+}
+"""Choices per setting; event weights are searched only when the log has views or carts (purchase weight stays
+fixed: on its own it is only a scale that ``alpha`` already covers)."""
+
+REPEAT_SHARES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SETTINGS_VERSION = 1
+
+
+@dataclass
+class Trial:
+    params: ModelParams
+    als_objective: float
+    """ALS ndcg@10 on items new to the customer (validation)."""
+    production: dict[float, float] = field(default_factory=dict)
+    """Repeat share -> production ndcg@10 (validation)."""
+
+    def summary(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "als": {k: v for k, v in p.als.model_dump().items() if k != "random_state"},
+            "weights": p.weights.as_dict(),
+            "half_life_days": p.half_life_days,
+            "als_new_ndcg@10": self.als_objective,
+            "production_ndcg@10": {str(s): v for s, v in self.production.items()},
+        }
+
+
+@dataclass
+class TuningResult:
+    best: ModelParams
+    start: ModelParams
+    trials: list[Trial]
+    validation: dict[str, Any]
+    target: str
+
+    def as_dict(self) -> dict[str, Any]:
+        start, best = self.trials[0], max(self.trials, key=lambda t: _key(t.als_objective))
+        return {
+            "target": self.target,
+            "validation": self.validation,
+            "objective": {
+                "als": f"{MAIN_METRIC} of ALS on {self.target}_new, warm users (validation)",
+                "repeat_share": f"{MAIN_METRIC} of production on {self.target}, warm users (validation)",
+            },
+            "start": {"als_new_ndcg@10": start.als_objective, "production_ndcg@10": start.production.get(self.start.repeat_share)},
+            "best": {"als_new_ndcg@10": best.als_objective, "production_ndcg@10": best.production.get(self.best.repeat_share)},
+            "trials": [t.summary() for t in self.trials],
+        }
+
+
+def _key(value: float) -> float:
+    return float("-inf") if math.isnan(value) else value  # nan sorts last
+
+
+def _has_signal(events: pa.Table, kind: str) -> bool:
+    return bool(pc.any(pc.equal(events["event_type"], kind)).as_py())
+
+
+def sample_params(start: ModelParams, rng: random.Random, space: Mapping[str, Sequence[Any]], tune_weights: bool) -> ModelParams:
+    """One random setting from ``space`` (lists and repeat share kept from ``start``)."""
+    pick = {name: rng.choice(list(choices)) for name, choices in space.items()}
+    als = AlsParams(
+        factors=pick["factors"], regularization=pick["regularization"], alpha=pick["alpha"],
+        iterations=pick["iterations"], random_state=start.als.random_state,
+    )
+    weights = start.weights
+    if tune_weights:
+        weights = EventWeights(view=pick["weight_view"], cart=pick["weight_cart"], purchase=start.weights.purchase,
+                               return_=start.weights.return_)
+    return ModelParams(als=als, weights=weights, half_life_days=float(pick["half_life_days"]), lists=start.lists,
+                       repeat_share=start.repeat_share)
+
+
+def _score_trial(ctx: EvalContext, params: ModelParams, target: str, shares: Sequence[float]) -> Trial:
+    run = AlsRun.fit(ctx.split.train, ctx.items, params)
+    warm = ctx.users_to_score()
+    k = ctx.depth
+    exclude = run.bought if target == "purchase" else run.seen
+    new_lists = {u: [i for i, _ in r] for u, r in run.ranked(warm, k, exclude).items()}
+    new_truth = ctx.truth[f"{target}_new"]
+    als_score = metrics.evaluate(new_lists, new_truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
+    truth = ctx.truth[target]
+    production = {}
+    for share in shares:
+        lists = production_lists(run, warm, k, share)
+        production[share] = metrics.evaluate(lists, truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
+    return Trial(params, als_score, production)
+
+
+def tune(
+    events: pa.Table,
+    items: pa.Table,
+    start: ModelParams | None = None,
+    *,
+    test_days: int = 30,
+    trials: int = 20,
+    seed: int = 0,
+    space: Mapping[str, Sequence[Any]] = SEARCH_SPACE,
+    repeat_shares: Sequence[float] = REPEAT_SHARES,
+    progress: bool = True,
+) -> TuningResult:
+    """Search ``trials`` settings (the first is ``start``) on the validation split; return the best.
+
+    ``test_days`` is the evaluation test window: it is removed first, and the validation window before it has the
+    same length.
+    """
+    if trials < 1:
+        raise ValueError("trials must be at least 1")
+    start = start or ModelParams()
+    outer = time_split(events, test_days=test_days)
+    target = "purchase" if _has_signal(outer.train, "purchase") else "interaction"
+    ctx = build_context(outer.train, items, test_days=test_days, ks=(10,), targets=(target, f"{target}_new"))
+    if not ctx.users_to_score():
+        raise ValueError("the validation window has no warm users to score: use a longer log or fewer test days")
+    tune_weights = _has_signal(outer.train, "view") or _has_signal(outer.train, "cart")
+    rng = random.Random(seed)
+    candidates = [start]
+    seen = {json.dumps(start.as_dict(), sort_keys=True)}
+    attempts = 0
+    while len(candidates) < trials and attempts < trials * 50:
+        attempts += 1
+        params = sample_params(start, rng, space, tune_weights)
+        key = json.dumps(params.as_dict(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            candidates.append(params)
+    done: list[Trial] = []
+    best_so_far = float("-inf")
+    bar = tqdm(candidates, desc="tune", unit="trial", disable=not progress)
+    for params in bar:
+        trial = _score_trial(ctx, params, target, (start.repeat_share,))
+        done.append(trial)
+        best_so_far = max(best_so_far, _key(trial.als_objective))
+        bar.set_postfix_str(f"best als_new {MAIN_METRIC}={best_so_far:.4f}")
+    best_trial = max(done, key=lambda t: _key(t.als_objective))
+    # The repeat share: every choice, with the best ALS setting.
+    final = _score_trial(ctx, best_trial.params, target, sorted(set(repeat_shares) | {start.repeat_share}))
+    best_trial.production = final.production
+    share = max(final.production, key=lambda s: (_key(final.production[s]), s))
+    best = ModelParams(best_trial.params.als, best_trial.params.weights, best_trial.params.half_life_days,
+                       best_trial.params.lists, share)
+    validation = {
+        "cutoff": ctx.split.cutoff.isoformat(),
+        "end": ctx.split.end.isoformat(),
+        "test_days": test_days,
+        "evaluation_cutoff": outer.cutoff.isoformat(),
+        "warm_users": len(ctx.users_to_score()),
+    }
+    return TuningResult(best, start, done, validation, target)
+
+
+def write_tuned(result: TuningResult, path: Path | str, *, dataset: str, source: Mapping[str, Any] | None = None) -> Path:
+    """Write the tuned settings as JSON: ``{"settings": {als, weights, half_life_days, repeat_share}, ...}``."""
+    best = result.best.as_dict()
+    doc = {
+        "version": SETTINGS_VERSION,
+        "dataset": dataset,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": dict(source or {}),
+        "settings": {
+            "als": best["als"],
+            "weights": best["weights"],
+            "half_life_days": best["half_life_days"],
+            "repeat_share": best["repeat_share"],
+        },
+        "search": result.as_dict(),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return path
+
+
+def load_tuned(path: Path | str) -> dict[str, Any]:
+    """The settings of a tuned-settings file: ``{"als": {...}, "weights": {...}, "half_life_days": float,
+    "repeat_share": float}`` (keys absent from the file are absent here).
+
+    ``AlsParams(**d["als"])``, ``EventWeights(**d["weights"])`` (``"return"`` is accepted by
+    :meth:`ModelParams.from_dict`; pass it there or as ``return_``) and ``ModelParams.from_dict(d)`` take them as
+    they are. Raises ``ValueError`` on a file that is not a settings file.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read settings file {path}: {exc}") from exc
+    settings = doc.get("settings") if isinstance(doc, dict) else None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path} is not a tuned-settings file (no 'settings' object)")
+    allowed = {"als", "weights", "half_life_days", "repeat_share"}
+    unknown = set(settings) - allowed
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    out = {k: v for k, v in settings.items()}
+    if "weights" in out:
+        out["weights"] = {("return_" if k == "return" else k): v for k, v in out["weights"].items()}
+    ModelParams.from_dict(out)  # validates ranges (pydantic)
+    return out
+
+
+def tuned_params(path: Path | str, lists: Any = None) -> ModelParams:
+    """:class:`ModelParams` from a settings file (list settings from ``lists`` or defaults)."""
+    params = ModelParams.from_dict(load_tuned(path))
+    if lists is not None:
+        params.lists = lists
+    return params

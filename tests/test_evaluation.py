@@ -1,0 +1,196 @@
+"""The evaluation runner: hand-computed figures on a tiny log, no leakage, the JSON layout, the report and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import typer
+from factories import NOW, catalogue, ev, events
+from typer.testing import CliRunner
+
+from recommender.config import AlsParams
+from recommender.demo import generate_shop
+from recommender.evaluation import (
+    MODELS,
+    ModelParams,
+    build_context,
+    evaluate_context,
+    evaluate_events,
+    model_lists,
+    production_list,
+)
+from recommender.quality_report import render
+from recommender.repeat import RepeatIndex
+
+P, V = "purchase", "view"
+SMALL = ModelParams(als=AlsParams(factors=2, iterations=3))
+
+# Train: everything more than 10 days before the newest event; test: the last 10 days.
+LOG = events(
+    [
+        ev("u1", "a", P, 30), ev("u1", "b", P, 25), ev("u1", "a", P, 20),
+        ev("u2", "a", P, 28), ev("u2", "c", P, 22),
+        ev("u3", "c", P, 27), ev("u3", "d", P, 21),
+        ev("u4", "a", V, 26),
+        # test window
+        ev("u1", "b", P, 5), ev("u1", "e", P, 3),  # e exists only after the cut-off
+        ev("u2", "d", P, 4),
+        ev("u5", "a", P, 2),  # cold
+        ev("u3", "e", V, 0),
+    ]
+)
+ITEMS = catalogue([{"item_id": i} for i in "abcde"])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    ctx = build_context(LOG, ITEMS, test_days=10)
+    return ctx, evaluate_context(ctx, SMALL)
+
+
+def test_split_groups_and_truth(tiny) -> None:
+    ctx, _ = tiny
+    assert ctx.split.cutoff == NOW - timedelta(days=10)
+    assert ctx.truth["purchase"] == {"u1": {"b", "e"}, "u2": {"d"}, "u5": {"a"}}
+    assert ctx.truth["purchase_new"] == {"u1": {"e"}, "u2": {"d"}, "u5": {"a"}}
+    assert ctx.truth["interaction"]["u3"] == {"e"}
+    assert ctx.groups["warm"] == ["u1", "u2", "u3"] and ctx.groups["cold"] == ["u5"]
+    assert ctx.groups["warm:2-3"] == ["u1", "u2", "u3"] and "warm:1" not in ctx.groups  # u4 did nothing after the cut-off
+    assert ctx.catalogue == frozenset("abcd")
+
+
+def test_hand_computed_popularity_figures(tiny) -> None:
+    _, res = tiny
+    # Global popularity: a (3 users), c (2), b, d (1 each, ties by id) -> [a, c, b, d] for everyone.
+    pop = res.figures["purchase"]["warm"]["global_popularity"]
+    assert pop["users"] == 2
+    assert pop["recall@10"] == pytest.approx((1 / 2 + 1) / 2)  # u1 finds b of {b, e}; u2 finds d
+    assert pop["precision@10"] == pytest.approx(0.1)
+    u1 = (1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    u2 = 1 / math.log2(5)
+    assert pop["ndcg@10"] == pytest.approx((u1 + u2) / 2)
+    assert pop["coverage@10"] == pytest.approx(1.0)  # a, b, c, d of 4 recommendable items
+    assert pop["seen_share@10"] == pytest.approx(0.5)  # two of four listed items were in each history
+    # Items new to the customer: u1's list without a, b is [c, d] (no e); u2's without a, c is [b, d] -> hit at 2.
+    new = res.figures["purchase_new"]["warm"]["global_popularity"]
+    assert new["recall@10"] == pytest.approx(0.5)
+    assert new["ndcg@10"] == pytest.approx((0 + 1 / math.log2(3)) / 2)
+    assert new["seen_share@10"] == 0
+    # The customer's own items: u1 [a (2 orders), b, then c, d]; u2 [c (more recent), a, b, d].
+    top = res.figures["purchase"]["warm"]["personal_top_frequency"]
+    assert top["recall@10"] == pytest.approx(0.75)
+    assert top["ndcg@10"] == pytest.approx(((1 / math.log2(3)) / (1 + 1 / math.log2(3)) + 1 / math.log2(5)) / 2)
+    # Cold u5 gets the bestsellers [a, c, b, d] from the production list: a at rank 1.
+    cold = res.figures["purchase"]["cold"]["production"]
+    assert cold["users"] == 1 and cold["ndcg@10"] == pytest.approx(1.0) and cold["recall@10"] == 1.0
+
+
+def test_layout_models_and_groups(tiny) -> None:
+    _, res = tiny
+    assert set(res.figures) == {"purchase", "purchase_new", "interaction", "interaction_new"}
+    assert set(res.figures["purchase"]["warm"]) == set(MODELS)
+    assert "personal_top_frequency" not in res.figures["interaction"]["warm"]
+    assert set(res.figures["purchase_new"]["warm"]) == {"als", "global_popularity", "recent_popularity", "item_knn_cosine", "item_knn_bm25"}
+    assert not {"als", "als_new"} & set(res.figures["purchase"]["cold"])  # ALS has nothing for cold users
+    assert "cold" not in res.figures["purchase_new"]
+    for metric in ("precision", "recall", "ndcg", "map", "hit_rate", "coverage", "seen_share"):
+        for k in (10, 20):
+            assert 0 <= res.figures["purchase"]["warm"]["production"][f"{metric}@{k}"] <= 1
+    assert res.main() == res.figures["purchase"]["warm"]["production"]["ndcg@10"]
+    json.dumps(res.as_dict())  # JSON-ready
+
+
+def test_no_future_item_or_history_in_lists(tiny) -> None:
+    ctx, _ = tiny
+    from recommender.evaluation import AlsRun
+
+    run = AlsRun.fit(ctx.split.train, ctx.items, SMALL)
+    assert "e" not in set(run.inter.item_ids) and "u5" not in set(run.inter.user_ids)
+    for model in MODELS:
+        for new in (False, True):
+            lists = model_lists(ctx, model, SMALL, run, new=new)
+            for group in lists.values():
+                for user, items in group.items():
+                    assert "e" not in items, (model, user)
+                    if new:
+                        assert not set(items) & ctx.history["purchase"].get(user, set()), (model, user)
+    als_new = model_lists(ctx, "als_new", SMALL, run)["warm"]
+    assert not set(als_new["u1"]) & {"a", "b"}
+
+
+def test_unavailable_items_never_listed() -> None:
+    items = catalogue([{"item_id": i, "available": i != "a"} for i in "abcde"])
+    ctx = build_context(LOG, items, test_days=10)
+    res = evaluate_context(ctx, SMALL)
+    from recommender.evaluation import AlsRun
+
+    run = AlsRun.fit(ctx.split.train, items, SMALL)
+    for model in MODELS:
+        for group in model_lists(ctx, model, SMALL, run).values():
+            assert all("a" not in lst for lst in group.values()), model
+    assert res.figures["purchase"]["cold"]["production"]["recall@10"] == 0  # u5 bought only the hidden a
+
+
+def test_production_list_blend() -> None:
+    repeats = RepeatIndex(
+        np.array(["u1", "u1"], dtype=object), np.array(["a", "b"], dtype=object), np.array([0.9, 0.6]),
+        np.array(["2026-07-01", "2026-07-02"], dtype="datetime64[D]"),
+    )
+    explore = [("x", 1.0), ("a", 0.9), ("y", 0.5)]
+    full = [p.item_id for p in production_list(repeats, "u1", explore, 4, repeat_share=1.0)]
+    assert full == ["a", "b", "x", "y"]  # due first, then discovery; never twice
+    first = production_list(repeats, "u1", explore, 4, repeat_share=0.0)[0]
+    assert first.item_id == "x" and first.reason != "due_again"
+    assert [p.item_id for p in production_list(repeats, "nobody", explore, 3)] == ["x", "a", "y"]
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return generate_shop(n_users=300, n_items=120, days=120, seed=5)
+
+
+def test_demo_shop_production_beats_popularity(shop) -> None:
+    res = evaluate_events(shop.events, shop.items, test_days=21, models=("production", "als", "recent_popularity"))
+    warm = res.figures["purchase"]["warm"]
+    assert warm["production"]["ndcg@10"] > warm["recent_popularity"]["ndcg@10"]
+    assert res.figures["purchase_new"]["warm"]["als"]["ndcg@10"] > 0
+    assert res.meta["cutoff"] < res.meta["end"] and res.meta["train_events"] + res.meta["test_events"] == shop.events.num_rows
+
+
+def test_report_is_self_contained(tiny) -> None:
+    _, res = tiny
+    page = render(res.as_dict(), "tiny")
+    assert page.count("data:image/png;base64,") >= 3
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "personal_top_frequency" in page and "ndcg@10" in page
+
+
+def test_cli_evaluate_and_tune(shop, tmp_path) -> None:
+    from training.evaluation_cli import evaluate, tune
+
+    shop.write(tmp_path / "shop")
+    app = typer.Typer()
+    app.command("evaluate")(evaluate)
+    app.command("tune")(tune)
+    runner = CliRunner()
+    ev_file, it_file = str(tmp_path / "shop" / "events.csv"), str(tmp_path / "shop" / "items.csv")
+    settings = tmp_path / "tuned.json"
+    result = runner.invoke(app, ["tune", "--events", ev_file, "--items", it_file, "--test-days", "14", "--trials", "2",
+                                 "--out", str(settings), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert settings.exists()
+    result = runner.invoke(app, ["evaluate", "--events", ev_file, "--items", it_file, "--test-days", "14", "--k", "5",
+                                 "--settings", str(settings), "--model", "production", "--model", "recent_popularity",
+                                 "--json", str(tmp_path / "e.json"), "--html", str(tmp_path / "e.html"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert set(doc["figures"]["purchase"]["warm"]) == {"production", "recent_popularity"}
+    assert "ndcg@5" in doc["figures"]["purchase"]["warm"]["production"]
+    assert doc["meta"]["params"]["repeat_share"] == json.loads(settings.read_text())["settings"]["repeat_share"]
+    assert (tmp_path / "e.html").read_text().startswith("<!doctype html>")
+    bad = runner.invoke(app, ["evaluate", "--events", ev_file, "--model", "nope"])
+    assert bad.exit_code == 2 and "--model" in bad.output

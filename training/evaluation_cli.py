@@ -1,0 +1,195 @@
+"""``reco evaluate`` and ``reco tune``: offline quality figures and per-data-set tuning.
+
+Registered in :mod:`training.cli` as ``app.command("evaluate")(evaluate)`` and ``app.command("tune")(tune)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("generic", "online-retail", "complete-journey", "rees46")
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+Events = Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")]
+Items = Annotated[Optional[Path], typer.Option("--items", help="Catalogue file (CSV or Parquet).")]
+Fmt = Annotated[str, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")]
+TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Length of the test window at the end of the log, in days.")]
+SettingsFile = Annotated[
+    Optional[Path], typer.Option("--settings", help="Tuned-settings JSON (from `reco tune`) to evaluate instead of the defaults.")
+]
+MaxBad = Annotated[
+    Optional[float], typer.Option("--max-bad-share", envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run (default: 0.05).")
+]
+Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _load(events: Path, items: Path | None, fmt: str, max_bad_share: float | None) -> Any:
+    from recommender.config import Settings
+    from recommender.dataset import load_dataset
+    from recommender.loading import DataError
+
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
+    try:
+        share = Settings(**({"max_bad_share": max_bad_share} if max_bad_share is not None else {})).max_bad_share
+        return load_dataset(events, items, fmt, share)
+    except DataError as exc:
+        _fail(str(exc))
+
+
+def _params(settings: Path | None) -> Any:
+    from recommender.evaluation import ModelParams
+    from recommender.tuning import tuned_params
+
+    if settings is None:
+        return ModelParams()
+    try:
+        return tuned_params(settings)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _fmt(v: float) -> str:
+    return "–" if isinstance(v, float) and math.isnan(v) else f"{v:.4f}"
+
+
+def evaluate(
+    events: Events,
+    items: Items = None,
+    fmt: Fmt = "generic",
+    test_days: TestDays = 30,
+    k: Annotated[Optional[list[int]], typer.Option("--k", min=1, help="Cut-off of the metrics; repeat for several (default: 10 and 20).")] = None,
+    target: Annotated[
+        Optional[list[str]],
+        typer.Option("--target", help="Target(s): purchase, purchase_new, interaction, interaction_new; repeat for several (default: all)."),
+    ] = None,
+    model: Annotated[
+        Optional[list[str]],
+        typer.Option("--model", help="Model(s) to evaluate; repeat for several (default: all: production, als, als_new, "
+                     "global_popularity, recent_popularity, item_knn_cosine, item_knn_bm25, personal_top_frequency)."),
+    ] = None,
+    settings: SettingsFile = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every figure as JSON here: figures -> target -> user group -> model -> metric (e.g. ndcg@10).")] = None,
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the self-contained HTML report with plots here.")] = None,
+    max_bad_share: MaxBad = None,
+    progress: Progress = True,
+) -> None:
+    """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users."""
+    from recommender.evaluation import (
+        MAIN_GROUP,
+        MAIN_METRIC,
+        MODELS,
+        TARGETS,
+        evaluate_events,
+    )
+    from recommender.quality_report import write_quality_report
+
+    targets = tuple(target or TARGETS)
+    models = tuple(model or MODELS)
+    for t in targets:
+        if t not in TARGETS:
+            _fail(f"--target must be one of {', '.join(TARGETS)}, not '{t}'.")
+    for m in models:
+        if m not in MODELS:
+            _fail(f"--model must be one of {', '.join(MODELS)}, not '{m}'.")
+    ks = tuple(sorted(set(k or (10, 20))))
+    data = _load(events, items, fmt, max_bad_share)
+    params = _params(settings)
+    try:
+        result = evaluate_events(data.events, data.items, params, test_days=test_days, ks=ks, targets=targets, models=models, progress=progress)
+    except ValueError as exc:
+        _fail(str(exc))
+    result.meta["source"] = {"events": events.name, "items": items.name if items else None, "format": fmt,
+                             "settings": settings.name if settings else None}
+    doc = result.as_dict()
+    shown = [f"{name}@{ks[0]}" for name in ("precision", "recall", "ndcg", "map", "hit_rate")]
+    shown += [f"{name}@{kk}" for kk in ks[1:] for name in ("recall", "ndcg")]
+    shown += [f"coverage@{ks[0]}", f"seen_share@{ks[0]}"]
+    out.print(
+        f"split: train before {result.meta['cutoff']}, test to {result.meta['end']} ({test_days} days); "
+        f"{result.meta['warm_users']:,} warm users, {result.meta['cold_users']:,} cold test users",
+        highlight=False,
+    )
+    for t, groups in result.figures.items():
+        for group in (MAIN_GROUP, "cold"):
+            per_model = groups.get(group)
+            if not per_model:
+                continue
+            n = int(next(iter(per_model.values())).get("users", 0))
+            table = Table(title=f"{t} · {group} ({n:,} users)", title_justify="left")
+            table.add_column("model", no_wrap=True)
+            for c in shown:
+                table.add_column(c.replace("_", " "), justify="right", no_wrap=True)
+            for name, values in per_model.items():
+                table.add_row(name, *(_fmt(values.get(c, float("nan"))) for c in shown))
+            out.print(table)
+    main = result.main()
+    out.print(f"main metric: {MAIN_METRIC} of production on warm users' {result.main_target()}s = {_fmt(main)}", highlight=False)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        out.print(f"wrote {json_out}")
+    if html_out:
+        write_quality_report(doc, html_out, title=f"Offline evaluation: {events.name}")
+        out.print(f"wrote {html_out}")
+
+
+def tune(
+    events: Events,
+    items: Items = None,
+    fmt: Fmt = "generic",
+    test_days: TestDays = 30,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Search budget: number of ALS settings tried (the first is the starting one).")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random search (same seed, same trials).")] = 0,
+    settings: Annotated[
+        Optional[Path], typer.Option("--settings", help="Start from these tuned settings instead of the defaults.")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Data-set name for the settings file (default: the format, or the events file name for generic).")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Settings file to write (default: settings/NAME.json).")] = None,
+    max_bad_share: MaxBad = None,
+    progress: Progress = True,
+) -> None:
+    """Search ALS settings, event weights, decay half-life and the repeat share on a validation split carved from the
+    training period (the evaluation test window is never used) and write the best as this data set's settings."""
+    from recommender.tuning import tune as run_tune
+    from recommender.tuning import write_tuned
+
+    data = _load(events, items, fmt, max_bad_share)
+    start = _params(settings)
+    dataset = name or (fmt if fmt != "generic" else events.stem)
+    path = out_file or Path("settings") / f"{dataset}.json"
+    try:
+        result = run_tune(data.events, data.items, start, test_days=test_days, trials=trials, seed=seed, progress=progress)
+    except ValueError as exc:
+        _fail(str(exc))
+    summary = result.as_dict()
+    write_tuned(result, path, dataset=dataset, source={"events": events.name, "items": items.name if items else None,
+                                                       "format": fmt, "trials": trials, "seed": seed})
+    table = Table(title=f"validation ({summary['validation']['cutoff']} to {summary['validation']['end']})", title_justify="left")
+    for c in ("", "ALS ndcg@10 on new items", "production ndcg@10"):
+        table.add_column(c, justify="right" if c else "left")
+    for label in ("start", "best"):
+        row = summary[label]
+        table.add_row(label, _fmt(row["als_new_ndcg@10"]), _fmt(row["production_ndcg@10"] if row["production_ndcg@10"] is not None else float("nan")))
+    out.print(table)
+    best = result.best.as_dict()
+    out.print(
+        f"best: als={ {k: v for k, v in best['als'].items() if k != 'random_state'} }, half_life_days={best['half_life_days']}, "
+        f"repeat_share={best['repeat_share']}, weights={best['weights']}",
+        highlight=False,
+    )
+    out.print(f"wrote {path}")
