@@ -47,7 +47,12 @@ class ListParams(BaseSettings):
     similar_size: int = Field(50, ge=1, le=1000, description="items stored per similar-items list")
     bestseller_days: int = Field(30, ge=1, description="recent window for bestsellers, in days")
     new_arrival_days: int = Field(30, ge=1, description="an item is new when first seen within this many days")
-    exclude_purchased: bool = Field(True, description="drop items the user already bought from personal picks")
+    exclude_purchased: bool = Field(True, description="drop items the user already bought from the discovery (ALS) picks")
+    personal_repeat_share: float = Field(
+        1.0, ge=0, le=1,
+        description="share of personal-pick slots open to items the customer is due to buy again (0: never show a "
+        "bought item); measured best on both real logs, see docs/QUALITY.md",
+    )
     next_purchase_horizon_days: int = Field(30, ge=1, description="horizon of the next-purchase forecast")
     next_purchase_explore_share: float = Field(
         0.0, ge=0, le=1, description="share of next-purchase slots kept for new items from ALS (see docs/QUALITY.md)"

@@ -35,8 +35,12 @@ def hidden_item_indices(items: pa.Table, inter: Interactions) -> np.ndarray:
     return np.array(sorted(inter.item_index[i] for i in gone if i in inter.item_index), dtype=np.int32)
 
 
+FILTERED_SCORE = -1e30
+"""implicit pads a list with filtered-out items scored -FLT_MAX when fewer items are left than asked for."""
+
+
 def _ranked(ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> Ranked:
-    keep = (ids >= 0) & np.isfinite(scores)
+    keep = (ids >= 0) & np.isfinite(scores) & (scores > FILTERED_SCORE)
     return [(item_ids[j], round(float(s), 5)) for j, s in zip(ids[keep], scores[keep])]
 
 

@@ -252,3 +252,14 @@ def test_next_purchase_segment_strategy(client, shop):
     single = client.get(f"/next-purchase/{ids[0]}", params={"n": 5, "strategy": "segment"}).json()
     assert single["strategy"] == by_segment["strategies"][ids[0]] and single["segment"]
     assert single["items"] == by_segment["results"][ids[0]]
+
+
+def test_no_bought_item_in_personal_picks_with_repeat_share_zero(redis_handle, shop):
+    settings = Settings(redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix=f"rs0{uuid.uuid4().hex[:8]}")
+    events, items = shop.paths
+    lists_cfg = ListParams(list_size=30, personal_repeat_share=0.0)
+    run_job(JobConfig(events=events, items=items, settings=settings, lists=lists_cfg, show_progress=False), redis_handle.client)
+    with TestClient(create_app(settings)) as c:
+        for user in buyers(shop)[:60]:
+            picks = {i["item_id"] for i in c.get("/recommend", params={"user_id": user, "n": 30}).json()["items"]}
+            assert not picks & purchases(shop, user), user

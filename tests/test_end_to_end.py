@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import orjson
+import pyarrow.compute as pc
 import pytest
 from typer.testing import CliRunner
 
@@ -116,6 +117,7 @@ def test_rerun_publishes_a_new_version_and_rollback_returns(trained, env, redis_
 
 
 def test_unusable_input_fails_with_one_sentence_and_publishes_nothing(tmp_path, env, redis_handle):
+    env = {**env, "RECO_KEY_PREFIX": f"bad{uuid.uuid4().hex[:8]}"}  # publishes: keep the shared fixture's versions
     missing = runner.invoke(app, ["train", "--events", str(tmp_path / "nope.csv"), "--no-progress"], env=env)
     assert missing.exit_code == 2 and "nope.csv' does not exist" in missing.output and "Traceback" not in missing.output
     (tmp_path / "nocol.csv").write_text("user_id,item_id,timestamp\nu1,i1,2026-01-01\n")
@@ -141,3 +143,34 @@ def test_report_writes_a_self_contained_page(trained, tmp_path):
     assert html.count("data:image/png;base64,") >= 4 and "http://" not in html and "https://" not in html
     bad = runner.invoke(app, ["report", "--events", str(d / "events.csv"), "--period", "fortnight"])
     assert bad.exit_code == 2 and "--period must be one of" in bad.output
+
+
+def test_personal_picks_offer_consumables_due_again(trained):
+    shop, get = trained["shop"], trained["get"]
+    as_of = max(shop.events["timestamp"].to_pylist())
+    last = {}
+    for row in shop.events.filter(pc.equal(shop.events["event_type"], "purchase")).select(["user_id", "item_id", "timestamp"]).to_pylist():
+        key = (row["user_id"], row["item_id"])
+        last[key] = max(last.get(key, row["timestamp"]), row["timestamp"])
+    due = [(u, i) for u, cycles in shop.truth.cycle_buyers.items() for i, c in cycles
+           if (u, i) in last and timedelta(0) <= last[(u, i)] + timedelta(days=c) - as_of <= timedelta(days=20)]
+    found = sum(any(item == i for item, _ in (get(Keys.user(u)) or [])[:10]) for u, i in due)
+    assert len(due) > 20 and found / len(due) > 0.7
+
+
+def test_gate_refuses_a_worse_model_and_force_publishes(trained, env, redis_handle):
+    env = {**env, "RECO_KEY_PREFIX": f"gate{uuid.uuid4().hex[:8]}"}
+    keys = Keys(env["RECO_KEY_PREFIX"])
+    d = trained["dir"]
+    good = ["train", "--events", str(d / "events.csv"), "--items", str(d / "items.csv"), "--no-progress"]
+    assert runner.invoke(app, good, env=env).exit_code == 0
+    before = current_version(redis_handle.client, keys)
+    worse = good + ["--factors", "1", "--iterations", "1"]
+    worse_env = {**env, "RECO_PERSONAL_REPEAT_SHARE": "0"}  # discovery only, from a one-factor model
+    refused = runner.invoke(app, worse, env=worse_env)
+    assert refused.exit_code == 3, refused.output
+    assert "promotion gate kept the current version" in refused.output and "ndcg@10" in refused.output
+    assert current_version(redis_handle.client, keys) == before
+    forced = runner.invoke(app, worse + ["--force-publish"], env=worse_env)
+    assert forced.exit_code == 0, forced.output
+    assert current_version(redis_handle.client, keys)[1] == before[0]

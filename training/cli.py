@@ -74,30 +74,47 @@ def train(
     include_purchased: Annotated[bool, typer.Option("--include-purchased", help="Keep already-bought items in personal picks.")] = False,
     max_bad_share: Annotated[Optional[float], typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run [default: 0.05].")] = None,
     as_of: Annotated[Optional[datetime], typer.Option(help="Treat this time as 'now' [default: the newest event].")] = None,
+    settings_file: Annotated[Optional[Path], typer.Option("--settings", help="Tuned settings (from `reco tune`) [default: settings/<data set>.json if it exists].")] = None,
+    gate: Annotated[bool, typer.Option(help="Evaluate the candidate on the recent holdout and publish only if it is not worse.")] = True,
+    gate_margin: Annotated[float, typer.Option(min=0, max=1, help="Relative drop of the main metric (ndcg@10) the gate tolerates.")] = 0.02,
+    gate_days: Annotated[int, typer.Option(min=1, help="Days of the gate's holdout.")] = 30,
+    force_publish: Annotated[bool, typer.Option("--force-publish", help="Publish even when the gate refuses.")] = False,
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Run the nightly job: validate input, train ALS, compute every list and publish a new version."""
+    """Run the nightly job: validate input, train ALS, compute every list and publish a new version.
+
+    Exit codes: 0 published, 2 unusable input or configuration, 3 kept the current version (promotion gate).
+    Precedence: options > tuned settings file > environment > defaults."""
     from cache.server import connect
-    from training.job import JobConfig, run_job
+    from training.job import GateRefused, JobConfig, run_job
 
     if fmt not in FORMATS:
         _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
+    tuned = _tuned(settings_file, fmt, events)
     try:
         cfg = JobConfig(
             events=events,
             items=items,
             fmt=fmt,
-            settings=_settings(redis_url, data_dir, half_life_days=half_life_days, max_bad_share=max_bad_share),
-            weights=EventWeights(**_given(view=weight_view, cart=weight_cart, purchase=weight_purchase)),
-            als=AlsParams(**_given(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations)),
+            settings=_settings(
+                redis_url, data_dir, max_bad_share=max_bad_share,
+                half_life_days=half_life_days if half_life_days is not None else tuned.get("half_life_days"),
+            ),
+            weights=EventWeights(**{**tuned.get("weights", {}), **_given(view=weight_view, cart=weight_cart, purchase=weight_purchase)}),
+            als=AlsParams(**{**tuned.get("als", {}), **_given(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations)}),
             lists=ListParams(
-                **_given(bestseller_days=bestseller_days, new_arrival_days=new_arrival_days, list_size=list_size),
+                **_given(bestseller_days=bestseller_days, new_arrival_days=new_arrival_days, list_size=list_size,
+                         personal_repeat_share=tuned.get("repeat_share")),
                 **({"exclude_purchased": False} if include_purchased else {}),
             ),
             as_of=as_of,
             show_progress=progress,
+            gate=gate,
+            gate_margin=gate_margin,
+            gate_days=gate_days,
+            force_publish=force_publish,
         )
     except ValueError as exc:  # pydantic validation of a value from the environment
         _fail(f"invalid configuration: {exc}")
@@ -106,9 +123,28 @@ def train(
         result = run_job(cfg, handle.client)
     except DataError as exc:
         _fail(f"{exc} Nothing was published.")
+    except GateRefused as refused:
+        _fail(f"the promotion gate kept the current version: {refused.decision.reason} (use --force-publish to override).", code=3)
     finally:
         handle.close()
     _print_summary(result)
+
+
+def _tuned(path: Path | None, fmt: str, events: Path) -> dict[str, Any]:
+    """Settings from `reco tune`: the given file, else settings/<data set>.json when it exists."""
+    from recommender.tuning import load_tuned
+
+    if path is None:
+        default = Path("settings") / f"{fmt if fmt != 'generic' else events.stem}.json"
+        if not default.is_file():
+            return {}
+        path = default
+    try:
+        tuned = load_tuned(path)
+    except ValueError as exc:
+        _fail(str(exc))
+    out.print(f"using tuned settings from {path}", highlight=False)
+    return tuned
 
 
 def _print_summary(result: Any) -> None:
@@ -120,6 +156,8 @@ def _print_summary(result: Any) -> None:
     for stage, seconds in result.seconds.items():
         table.add_row(f"time: {stage}", f"{seconds:.2f} s")
     table.add_row("time: total", f"{sum(result.seconds.values()):.2f} s")
+    if result.gate:
+        table.add_row("promotion gate", str(result.gate.get("decision") or result.gate.get("skipped")))
     table.add_row("as of", str(result.as_of))
     table.add_row("published version", str(result.version))
     table.add_row("previous version", str(result.replaced))
@@ -265,6 +303,12 @@ def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
             out.print(f"{label}: {version or '-'}" + (f"  (as of {info['as_of']}, {counts.get('users', 0):,} users)" if info else ""))
     finally:
         handle.close()
+
+
+from training.evaluation_cli import evaluate, tune  # noqa: E402  (commands defined in their own module)
+
+app.command("evaluate")(evaluate)
+app.command("tune")(tune)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m training.cli`

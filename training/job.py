@@ -16,10 +16,12 @@ from tqdm import tqdm
 
 from cache import live
 from cache.keys import Keys
-from cache.publisher import Publisher
+from cache.publisher import Publisher, current_version as current, manifest
 from recommender import kpis, lists, repeat, rfm
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.dataset import Dataset, load_dataset
+from recommender.evaluation import ModelParams, production_list
+from recommender.gate import GateDecision, decide, holdout_metrics
 from recommender.loading import LoadReport, complete_catalogue
 from recommender.model import fit_als
 from recommender.weighting import build_interactions, latest_timestamp, purchase_matrix
@@ -36,6 +38,18 @@ class JobConfig:
     lists: ListParams = field(default_factory=ListParams)
     as_of: datetime | None = None
     show_progress: bool = True
+    gate: bool = False
+    gate_margin: float = 0.02
+    gate_days: int = 30
+    force_publish: bool = False
+
+
+class GateRefused(Exception):
+    """The promotion gate kept the current version: the candidate scored worse on the recent holdout."""
+
+    def __init__(self, decision: GateDecision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
 
 
 @dataclass
@@ -46,6 +60,7 @@ class JobResult:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     as_of: datetime | None = None
+    gate: dict[str, Any] | None = None
 
 
 class _Timer:
@@ -79,6 +94,10 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     as_of = cfg.as_of or latest_timestamp(events)
     events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
     weights = cfg.weights.as_dict()
+    gate = None
+    if cfg.gate:
+        with timer.stage("gate"):
+            gate = promotion_gate(cfg, client, keys, events, items)
 
     with timer.stage("weight"):
         inter = build_interactions(events, weights, cfg.settings.half_life_days, as_of)
@@ -95,12 +114,14 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             repeats = repeat.repeat_candidates(events, as_of, p.next_purchase_horizon_days)
             purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
             exclude = bought if p.exclude_purchased else None
+            unavailable = frozenset(inter.item_ids[hidden].tolist())
             n_personal = n_next = 0
             example_user: str | None = None
             picks = lists.personal_picks(model, inter, p.list_size, exclude, hidden)
             bar = tqdm(picks, total=len(inter.user_ids), desc="personal + next", unit="user", disable=not cfg.show_progress)
             for user_id, ranked in bar:
-                publisher.put(Keys.user(user_id), ranked)
+                personal = production_list(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
+                publisher.put(Keys.user(user_id), [[x.item_id, x.score] for x in personal])
                 n_personal += 1
                 if user_id in purchasers:
                     explore = ranked if p.exclude_purchased else [r for r in ranked if not _bought(bought, inter, user_id, r[0])]
@@ -151,6 +172,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                     "lists": p.model_dump(),
                 },
                 "hidden_items": [str(inter.item_ids[j]) for j in hidden],
+                "evaluation": gate,
                 "live_upto": live_upto,
             }
             replaced = publisher.commit(manifest)
@@ -158,7 +180,27 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     except BaseException:
         publisher.abort()
         raise
-    return JobResult(publisher.version, replaced, data.reports, counts, timer.seconds, as_of)
+    return JobResult(publisher.version, replaced, data.reports, counts, timer.seconds, as_of, gate)
+
+
+def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table) -> dict[str, Any]:
+    """Score the candidate settings on the recent holdout and compare with the serving version and recent popularity.
+
+    Raises GateRefused when the candidate must not be published; returns what was measured (kept in the manifest,
+    so the next run compares against it).
+    """
+    span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
+    if span.days < 2 * cfg.gate_days:
+        return {"skipped": f"less than {2 * cfg.gate_days} days of history for a {cfg.gate_days}-day holdout"}
+    params = ModelParams(cfg.als, cfg.weights, cfg.settings.half_life_days, cfg.lists, cfg.lists.personal_repeat_share)
+    measured = holdout_metrics(events, items, params, test_days=cfg.gate_days)
+    current_version = current(client, keys)[0]
+    previous = (manifest(client, keys, current_version) or {}).get("evaluation") if current_version else None
+    current_metric = previous.get("candidate") if previous and previous.get("metric") == measured["metric"] else None
+    decision = decide(measured["candidate"], current_metric, measured["recent_popularity"], cfg.gate_margin, cfg.force_publish)
+    if not decision.publish:
+        raise GateRefused(decision)
+    return {k: v for k, v in measured.items() if k != "figures"} | {"decision": decision.reason}
 
 
 def publish_segments_and_kpis(publisher: Publisher, events: pa.Table, as_of: datetime) -> int:
