@@ -86,9 +86,11 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every figure as JSON here: figures -> target -> user group -> model -> metric (e.g. ndcg@10).")] = None,
     html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the self-contained HTML report with plots here.")] = None,
     max_bad_share: MaxBad = None,
+    next_basket: Annotated[bool, typer.Option(help="Also score the next-purchase list on each customer's first order after the cut-off.")] = True,
     progress: Progress = True,
 ) -> None:
-    """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users."""
+    """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users,
+    and the next-purchase list on the next real order (next-basket protocol)."""
     from recommender.evaluation import (
         MAIN_GROUP,
         MAIN_METRIC,
@@ -96,6 +98,7 @@ def evaluate(
         TARGETS,
         evaluate_events,
     )
+    from recommender.next_basket import evaluate_next_basket
     from recommender.quality_report import write_quality_report
 
     targets = tuple(target or TARGETS)
@@ -139,6 +142,22 @@ def evaluate(
             out.print(table)
     main = result.main()
     out.print(f"main metric: {MAIN_METRIC} of production on warm users' {result.main_target()}s = {_fmt(main)}", highlight=False)
+    if next_basket and "purchase" in result.figures:
+        nb = evaluate_next_basket(
+            data, test_days=test_days, k=ks[:1], als=params.als, weights=params.weights.as_dict(),
+            half_life_days=params.half_life_days, explore_share=params.lists.next_purchase_explore_share,
+        )
+        doc["figures"]["next_basket"] = nb["next_basket"]
+        doc["meta"]["next_basket"] = nb["next_basket_setup"]
+        setup = nb["next_basket_setup"]
+        cols = [f"{p}{m}@{ks[0]}" for p in ("", "repeat_", "new_") for m in ("recall", "ndcg")]
+        table = Table(title=f"next purchase · first order after the cut-off ({setup.get('users', 0):,} customers with 2+ orders)", title_justify="left")
+        table.add_column("model", no_wrap=True)
+        for c in cols:
+            table.add_column(c.replace("_", " "), justify="right", no_wrap=True)
+        for name, values in nb["next_basket"].items():
+            table.add_row(name, *(_fmt(values.get(c, float("nan"))) for c in cols))
+        out.print(table)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
