@@ -218,18 +218,24 @@ def _malformed(table: pa.Table, report: LoadReport) -> None:
         report.sample = sorted(report.sample + [BadRow(r, "line", None, "has the wrong number of fields") for r in rows], key=lambda b: b.row)[:SAMPLE_SIZE]
 
 
-def validate_events(raw: pa.Table, source: str, sample_size: int = SAMPLE_SIZE) -> tuple[pa.Table, LoadReport]:
-    """Check and cast events in generic column names; return the good rows (EVENT_SCHEMA) and a report whose
-    sample holds the first ``sample_size`` bad rows."""
-    require_columns(raw, EVENT_REQUIRED, source)
+def _start(raw: pa.Table, source: str, required: tuple[str, ...]) -> tuple[duckdb.DuckDBPyConnection, LoadReport, set[str], str]:
+    """Common start of a validation: required columns, the report with rows excluded by format rules, the
+    connection with ``raw`` registered, the present columns and the WHERE clause skipping excluded rows."""
+    require_columns(raw, required, source)
     report = LoadReport(source=source, rows_read=raw.num_rows)
     has = set(raw.column_names)
     con = connect()
     con.register("raw", raw)
     report.excluded = _excluded_counts(con, EXCLUDED in has)
+    return con, report, has, f"WHERE {EXCLUDED} IS NULL" if EXCLUDED in has else ""
+
+
+def validate_events(raw: pa.Table, source: str, sample_size: int = SAMPLE_SIZE) -> tuple[pa.Table, LoadReport]:
+    """Check and cast events in generic column names; return the good rows (EVENT_SCHEMA) and a report whose
+    sample holds the first ``sample_size`` bad rows."""
+    con, report, has, where = _start(raw, source, EVENT_REQUIRED)
     aliases = ", ".join(f"'{k}': '{v}'" for k, v in EVENT_ALIASES.items())
     ts_raw = _text("timestamp", True)
-    where = f"WHERE {EXCLUDED} IS NULL" if EXCLUDED in has else ""
     checked = f"""
     WITH s AS (
       SELECT {ROW}, {_text('user_id', True)} AS u, {_text('item_id', True)} AS i,
@@ -264,14 +270,8 @@ def validate_events(raw: pa.Table, source: str, sample_size: int = SAMPLE_SIZE) 
 
 def validate_items(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
     """Check and cast a catalogue in generic column names; duplicates keep their first row."""
-    require_columns(raw, ITEM_REQUIRED, source)
-    report = LoadReport(source=source, rows_read=raw.num_rows)
-    has = set(raw.column_names)
-    con = connect()
-    con.register("raw", raw)
-    report.excluded = _excluded_counts(con, EXCLUDED in has)
+    con, report, has, where = _start(raw, source, ITEM_REQUIRED)
     created_type = raw.schema.field("created_at").type if "created_at" in has else None
-    where = f"WHERE {EXCLUDED} IS NULL" if EXCLUDED in has else ""
     checked = f"""
     WITH s AS (
       SELECT {ROW}, {_text('item_id', True)} AS i, {_text('title', 'title' in has)} AS t,
