@@ -147,7 +147,7 @@ def evaluate(
             data, test_days=test_days, k=ks[:1], als=params.als, weights=params.weights.as_dict(),
             half_life_days=params.half_life_days, explore_share=params.lists.next_purchase_explore_share,
         )
-        doc["figures"]["next_basket"] = nb["next_basket"]
+        doc["figures"]["next_basket"] = {MAIN_GROUP: nb["next_basket"]}  # same layout: target -> group -> model -> metric
         doc["meta"]["next_basket"] = nb["next_basket_setup"]
         setup = nb["next_basket_setup"]
         cols = [f"{p}{m}@{ks[0]}" for p in ("", "repeat_", "new_") for m in ("recall", "ndcg")]
