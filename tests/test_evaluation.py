@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-import typer
 from factories import NOW, catalogue, ev, events
 from typer.testing import CliRunner
 
@@ -170,12 +169,9 @@ def test_report_is_self_contained(tiny) -> None:
 
 
 def test_cli_evaluate_and_tune(shop, tmp_path) -> None:
-    from training.evaluation_cli import evaluate, tune
+    from training.cli import app
 
     shop.write(tmp_path / "shop")
-    app = typer.Typer()
-    app.command("evaluate")(evaluate)
-    app.command("tune")(tune)
     runner = CliRunner()
     ev_file, it_file = str(tmp_path / "shop" / "events.csv"), str(tmp_path / "shop" / "items.csv")
     settings = tmp_path / "tuned.json"
@@ -190,6 +186,8 @@ def test_cli_evaluate_and_tune(shop, tmp_path) -> None:
     doc = json.loads((tmp_path / "e.json").read_text())
     assert set(doc["figures"]["purchase"]["warm"]) == {"production", "recent_popularity"}
     assert "ndcg@5" in doc["figures"]["purchase"]["warm"]["production"]
+    next_basket = doc["figures"]["next_basket"]["warm"]
+    assert {"next_purchase", "personal_top_frequency"} <= set(next_basket) and "recall@5" in next_basket["next_purchase"]
     assert doc["meta"]["params"]["repeat_share"] == json.loads(settings.read_text())["settings"]["repeat_share"]
     assert (tmp_path / "e.html").read_text().startswith("<!doctype html>")
     bad = runner.invoke(app, ["evaluate", "--events", ev_file, "--model", "nope"])
