@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
+import orjson
 import redis.exceptions
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,10 +41,8 @@ from .schemas import (
     BatchResponse,
     CustomerSegment,
     Health,
-    Item,
     ItemList,
     Kpis,
-    NextItem,
     NextPurchase,
     Period,
     Segments,
@@ -57,6 +56,14 @@ UserP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_P
 ItemP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Item id.", examples=["85123A"])]
 CategoryQ = Annotated[str | None, Query(min_length=1, max_length=200, description="Only items of this category.", examples=["HOLDER"])]
 ExcludeQ = Annotated[str | None, Query(max_length=20_000, description="Comma-separated item ids to leave out (e.g. the cart).")]
+
+
+NO_METADATA = {"title": None, "category": None, "price": None}
+
+
+def json_response(content: dict[str, Any]) -> Response:
+    """Hot paths answer with orjson bytes built here; their response_model still documents the shape."""
+    return Response(orjson.dumps(content), media_type="application/json")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -122,13 +129,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
         return version, values
 
-    async def items_out(request: Request, version: str, ranked: list[Any], cls: type[Item] = Item) -> list[Any]:
+    async def items_out(request: Request, version: str, ranked: list[Any]) -> list[dict[str, Any]]:
+        """Stored entries ([item, score] pairs or next-purchase dicts) with title, category and price added."""
         ids = [r[0] if isinstance(r, list) else r["item_id"] for r in ranked]
         meta = await reader(request).item_metadata(version, ids)
         out = []
         for r, item_id in zip(ranked, ids):
-            fields = {"item_id": item_id, "score": r[1]} if isinstance(r, list) else dict(r)
-            out.append(cls(**fields, **(meta.get(item_id) or {})))
+            entry = {"item_id": item_id, "score": r[1]} if isinstance(r, list) else dict(r)
+            out.append({**entry, **NO_METADATA, **(meta.get(item_id) or {})})
         return out
 
     async def in_category(request: Request, version: str, ranked: list[Any], category: str) -> list[Any]:
@@ -136,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return [r for r in ranked if (meta.get(r[0]) or {}).get("category") == category]
 
     @app.get("/recommend", response_model=ItemList, tags=["storefront"], summary="Personal picks for a visitor")
-    async def recommend(request: Request, user_id: UserQ, n: N = 10, category: CategoryQ = None, exclude: ExcludeQ = None) -> ItemList:
+    async def recommend(request: Request, user_id: UserQ, n: N = 10, category: CategoryQ = None, exclude: ExcludeQ = None) -> Response:
         """The visitor's personal picks. Events sent to `POST /events` count at once: a visitor the model does not
         know gets picks folded in from their live events (`session`), a known one gets them blended in
         (`personal+session`), items bought since the last run drop out when the job excludes bought items, and a
@@ -150,8 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise exc
             metrics.fallbacks.labels("/recommend").inc()
             skip = set(filter(None, (exclude or "").split(",")))
-            items = [Item(**r) for r in saved if r["item_id"] not in skip][:n]
-            return ItemList(source="bestsellers", version=request.app.state.fallback.version, items=items, degraded=True)
+            items = [r for r in saved if r["item_id"] not in skip][:n]
+            return json_response({"source": "bestsellers", "degraded": True, "version": request.app.state.fallback.version, "items": items})
         metrics.lookup("personal", personal is not None)
         if version is None:
             raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
@@ -183,7 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not picks:
             sources = []
         source = "+".join(sources + (["bestsellers"] if fill or not sources else []))
-        return ItemList(source=source, version=version, items=await items_out(request, version, picks + fill))
+        return json_response({"source": source, "degraded": False, "version": version, "items": await items_out(request, version, picks + fill)})
 
     @app.get("/recently-viewed/{user_id}", response_model=ItemList, tags=["storefront"], summary="Items the visitor viewed lately")
     async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> ItemList:
@@ -235,11 +243,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Apply the customer's segment strategy (see recommender.rfm.SEGMENTS) to choose their e-mail list."""
         strategy = SEGMENTS[seg["segment"]].strategy if seg else "due_again"
         if strategy == "new_arrivals" and fresh:
-            return strategy, [{"item_id": i, "score": sc, "reason": "new_arrival"} for i, sc in fresh]
+            return strategy, [{"item_id": i, "score": sc, "reason": "new_arrival", "due": None} for i, sc in fresh]
         if strategy == "bestsellers" and best:
-            return strategy, [{"item_id": i, "score": sc, "reason": "bestseller"} for i, sc in best]
+            return strategy, [{"item_id": i, "score": sc, "reason": "bestseller", "due": None} for i, sc in best]
         if strategy == "personal" and personal:
-            return strategy, [{"item_id": i, "score": sc, "reason": "goes_with_your_purchases"} for i, sc in personal]
+            return strategy, [{"item_id": i, "score": sc, "reason": "goes_with_your_purchases", "due": None} for i, sc in personal]
         return "due_again", picks  # the next-purchase list already puts items due again first
 
     @app.get("/next-purchase/{user_id}", response_model=NextPurchase, tags=["e-mail"], summary="Next likely purchases of a customer",
@@ -260,11 +268,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if strategy == "segment":
             segment = seg["segment"] if seg else None
             strategy, picks = strategy_picks(seg, picks, personal, fresh or [], best or [])
-        items = await items_out(request, version, picks[:n], NextItem)
+        items = await items_out(request, version, picks[:n])
         return NextPurchase(version=version, user_id=user_id, strategy=strategy, segment=segment, items=items)
 
     @app.post("/next-purchase/batch", response_model=BatchResponse, tags=["e-mail"], summary=f"Next purchases for up to {MAX_BATCH} customers")
-    async def next_purchase_batch(request: Request, body: Annotated[BatchRequest, Body()]) -> BatchResponse:
+    async def next_purchase_batch(request: Request, body: Annotated[BatchRequest, Body()]) -> Response:
         """One Redis round trip for the whole batch. Customers without purchase history are listed in `unknown`."""
         ids = list(dict.fromkeys(body.user_ids))
         by_segment = body.strategy == "segment"
@@ -273,7 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version, values = await fetch(request, *shared, *(key(u) for u in ids for key in per_user))
         fresh, best = (values[0] or [], values[1] or []) if by_segment else ([], [])
         rows = values[len(shared):]
-        results: dict[str, list[NextItem]] = {}
+        results: dict[str, list[dict[str, Any]]] = {}
         strategies: dict[str, str] = {}
         unknown: list[str] = []
         for k, user_id in enumerate(ids):
@@ -284,8 +292,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if by_segment:
                 seg, personal = rows[k * len(per_user) + 1], rows[k * len(per_user) + 2]
                 strategies[user_id], picks = strategy_picks(seg, picks, personal, fresh, best)
-            results[user_id] = await items_out(request, version, picks[: body.n], NextItem)
-        return BatchResponse(version=version, results=results, unknown=unknown, strategies=strategies if by_segment else None)
+            results[user_id] = await items_out(request, version, picks[: body.n])
+        return json_response({"source": "next_purchase", "version": version, "results": results, "unknown": unknown,
+                              "strategies": strategies if by_segment else None})
 
     @app.get("/customers/{user_id}/segment", response_model=CustomerSegment, tags=["marketing"], summary="RFM scores and segment of a customer",
              responses={404: {"description": "The customer has no purchase history in the published version."}})

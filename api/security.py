@@ -20,7 +20,7 @@ def _matches(given: str | None, *expected: str | None) -> bool:
     return bool(given) and any(e and secrets.compare_digest(given.encode(), e.encode()) for e in expected)
 
 
-def require_write_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
+async def require_write_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
     """Writing needs the configured API key; with none configured, writing is switched off."""
     expected = request.app.state.settings.api_key
     if not expected:
@@ -29,7 +29,7 @@ def require_write_key(request: Request, key: Annotated[str | None, Security(api_
         raise HTTPException(401, "Missing or wrong X-API-Key.", headers={"WWW-Authenticate": "X-API-Key"})
 
 
-def require_read_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
+async def require_read_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
     """With RECO_READ_API_KEY set, reading needs it (or the write key); health, metrics and docs stay open."""
     settings = request.app.state.settings
     if not settings.read_api_key or request.url.path in OPEN_PATHS:

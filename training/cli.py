@@ -224,7 +224,8 @@ def serve(
         os.environ["REDIS_URL"] = redis_url
     if data_dir:
         os.environ["RECO_DATA_DIR"] = str(data_dir)
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    # Each request is logged once, as a JSON line, by the app itself (uvicorn's access log would repeat it).
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info", access_log=False)
 
 
 @app.command()
