@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -10,6 +14,27 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from .config import AlsParams
+
+
+T = TypeVar("T")
+WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def in_parallel(fn: Callable[[int], T], starts: range, workers: int = WORKERS) -> Iterator[T]:
+    """``fn(start)`` for every start, on ``workers`` threads, yielded in order with at most ``workers + 1`` results
+    pending. implicit's top-k search releases the GIL but uses one core per call; running batches side by side
+    uses the others, and the bound keeps memory flat however many users there are."""
+    if workers <= 1:
+        yield from map(fn, starts)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for start in starts:
+            pending.append(pool.submit(fn, start))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def fit_als(matrix: sp.csr_matrix, params: AlsParams, show_progress: bool = False) -> AlternatingLeastSquares:
@@ -44,17 +69,21 @@ def recommend_batches(
     """
     n_users = model.user_factors.shape[0]
     n = min(n, model.item_factors.shape[0])
+    hidden = hidden_items if hidden_items is not None and len(hidden_items) else None
+
+    def batch(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.arange(start, min(start + batch_size, n_users))
+        ids, scores = model.recommend(
+            rows,
+            filter_matrix[rows] if filter_matrix is not None else None,
+            N=n,
+            filter_already_liked_items=filter_matrix is not None,
+            filter_items=hidden,
+        )
+        return rows, np.atleast_2d(ids), np.atleast_2d(scores)
+
     with threadpool_limits(1, "blas"):
-        for start in range(0, n_users, batch_size):
-            rows = np.arange(start, min(start + batch_size, n_users))
-            ids, scores = model.recommend(
-                rows,
-                filter_matrix[rows] if filter_matrix is not None else None,
-                N=n,
-                filter_already_liked_items=filter_matrix is not None,
-                filter_items=hidden_items if hidden_items is not None and len(hidden_items) else None,
-            )
-            yield rows, np.atleast_2d(ids), np.atleast_2d(scores)
+        yield from in_parallel(batch, range(0, n_users, batch_size))
 
 
 def similar_batches(
@@ -63,17 +92,19 @@ def similar_batches(
     """Yield (item indices, similar item indices (b x n), cosine scores) for every item; an item is not its own neighbour."""
     n_items = model.item_factors.shape[0]
     k = min(n + 1, n_items)
+    hidden = hidden_items if hidden_items is not None and len(hidden_items) else None
+
+    def batch(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.arange(start, min(start + batch_size, n_items))
+        ids, scores = model.similar_items(rows, N=k, filter_items=hidden)
+        ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
+        self_hit = ids == rows[:, None]
+        # Drop the item itself from its own row, keep the first n others.
+        order = np.argsort(self_hit, axis=1, kind="stable")
+        ids = np.take_along_axis(ids, order, axis=1)[:, :n]
+        scores = np.take_along_axis(scores, order, axis=1)[:, :n]
+        scores = np.where(np.take_along_axis(self_hit, order, axis=1)[:, :n], -np.inf, scores)
+        return rows, ids, scores
+
     with threadpool_limits(1, "blas"):
-        for start in range(0, n_items, batch_size):
-            rows = np.arange(start, min(start + batch_size, n_items))
-            ids, scores = model.similar_items(
-                rows, N=k, filter_items=hidden_items if hidden_items is not None and len(hidden_items) else None
-            )
-            ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
-            self_hit = ids == rows[:, None]
-            # Drop the item itself from its own row, keep the first n others.
-            order = np.argsort(self_hit, axis=1, kind="stable")
-            ids = np.take_along_axis(ids, order, axis=1)[:, :n]
-            scores = np.take_along_axis(scores, order, axis=1)[:, :n]
-            scores = np.where(np.take_along_axis(self_hit, order, axis=1)[:, :n], -np.inf, scores)
-            yield rows, ids, scores
+        yield from in_parallel(batch, range(0, n_items, batch_size))

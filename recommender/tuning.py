@@ -47,7 +47,7 @@ from .split import time_split
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
     "factors": (16, 32, 64, 128),
     "regularization": (0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
-    "alpha": (0.1, 0.3, 1.0, 3.0, 10.0),
+    "alpha": (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
     "iterations": (10, 15, 30),
     "half_life_days": (14.0, 30.0, 60.0, 120.0, 365.0),
     "weight_view": (0.5, 1.0, 2.0),
