@@ -120,8 +120,11 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             picks = lists.personal_picks(model, inter, p.list_size, exclude, hidden)
             bar = tqdm(picks, total=len(inter.user_ids), desc="personal + next", unit="user", disable=not cfg.show_progress)
             for user_id, ranked in bar:
-                personal = production_list(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
-                publisher.put(Keys.user(user_id), [[x.item_id, x.score] for x in personal])
+                if user_id in purchasers:
+                    personal = production_list(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
+                    publisher.put(Keys.user(user_id), [[x.item_id, x.score] for x in personal])
+                else:  # nothing bought, nothing due again: the list is the ALS list as it is
+                    publisher.put(Keys.user(user_id), ranked)
                 n_personal += 1
                 if user_id in purchasers:
                     explore = ranked if p.exclude_purchased else [r for r in ranked if not _bought(bought, inter, user_id, r[0])]
