@@ -281,7 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version, values = await fetch(request, *shared, *(key(u) for u in ids for key in per_user))
         fresh, best = (values[0] or [], values[1] or []) if by_segment else ([], [])
         rows = values[len(shared):]
-        results: dict[str, list[dict[str, Any]]] = {}
+        chosen: dict[str, list[Any]] = {}
         strategies: dict[str, str] = {}
         unknown: list[str] = []
         for k, user_id in enumerate(ids):
@@ -292,7 +292,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if by_segment:
                 seg, personal = rows[k * len(per_user) + 1], rows[k * len(per_user) + 2]
                 strategies[user_id], picks = strategy_picks(seg, picks, personal, fresh, best)
-            results[user_id] = await items_out(request, version, picks[: body.n])
+            chosen[user_id] = picks[: body.n]
+        # Item metadata for the whole batch at once (at most one more round trip, none once cached).
+        flat = await items_out(request, version, [p for picks in chosen.values() for p in picks])
+        results: dict[str, list[dict[str, Any]]] = {}
+        at = 0
+        for user_id, picks in chosen.items():
+            results[user_id] = flat[at : at + len(picks)]
+            at += len(picks)
         return json_response({"source": "next_purchase", "version": version, "results": results, "unknown": unknown,
                               "strategies": strategies if by_segment else None})
 
