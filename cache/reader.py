@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -68,3 +69,21 @@ class Reader:
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
+
+
+def iter_lists(client: Any, keys: Keys, version: str, kind: str, batch: int = 1000) -> Iterator[tuple[str, Any]]:
+    """Every ``kind`` list ("next", "user", "sim", ...) of one version as (id, decoded list), batch by batch (sync)."""
+    prefix = keys.version_prefix(version) + f"{kind}:"
+    names: list[bytes] = []
+
+    def flush() -> Iterator[tuple[str, Any]]:
+        for name, raw in zip(names, client.mget(names)):
+            if raw is not None:
+                yield name.decode()[len(prefix):], orjson.loads(raw)
+        names.clear()
+
+    for name in client.scan_iter(match=prefix + "*", count=batch):
+        names.append(name)
+        if len(names) >= batch:
+            yield from flush()
+    yield from flush()

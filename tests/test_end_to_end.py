@@ -174,3 +174,22 @@ def test_gate_refuses_a_worse_model_and_force_publishes(trained, env, redis_hand
     forced = runner.invoke(app, worse + ["--force-publish"], env=worse_env)
     assert forced.exit_code == 0, forced.output
     assert current_version(redis_handle.client, keys)[1] == before[0]
+
+
+def test_export_next_purchase_as_json_lines_and_csv(trained, env, redis_handle, tmp_path):
+    import csv
+    import json
+
+    keys, version = trained["keys"], current_version(redis_handle.client, trained["keys"])[0]
+    expected = len(list(redis_handle.client.scan_iter(match=keys.version_prefix(version) + "next:*")))
+    result = runner.invoke(app, ["export", "next-purchase", "--out", str(tmp_path / "np.jsonl"), "--n", "5", "--no-progress"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (tmp_path / "np.jsonl").read_text().splitlines()]
+    assert len(lines) == expected > 100 and len({line["user_id"] for line in lines}) == expected
+    assert all(line["version"] == version and 1 <= len(line["items"]) <= 5 for line in lines)
+    assert {"item_id", "score", "reason", "due", "title", "category", "price"} <= set(lines[0]["items"][0])
+    result = runner.invoke(app, ["export", "next-purchase", "--out", str(tmp_path / "np.csv"), "--n", "3", "--no-progress"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "np.csv")))
+    assert len({r["user_id"] for r in rows}) == expected and all(r["rank"] in {"1", "2", "3"} for r in rows)
+    assert runner.invoke(app, ["export", "next-purchase", "--out", str(tmp_path / "np.txt")], env=env).exit_code == 2

@@ -206,6 +206,68 @@ def report(
     out.print(f"wrote {path}")
 
 
+export_app = typer.Typer(help="Bulk exports of published lists.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("next-purchase")
+def export_next_purchase(
+    out_file: Annotated[Path, typer.Option("--out", help="File to write: .jsonl (one customer a line) or .csv (one pick a row).")],
+    n: Annotated[int, typer.Option(min=1, max=1000, help="Picks per customer.")] = 10,
+    file_format: Annotated[Optional[str], typer.Option("--file-format", help="jsonl or csv [default: from the file name].")] = None,
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Write every customer's next-purchase picks (with reason, due date, title, category, price) for bulk mailing,
+    streaming from the version published when the export starts."""
+    import csv
+
+    import orjson
+    from tqdm import tqdm
+
+    from cache.keys import Keys
+    from cache.publisher import current_version, manifest
+    from cache.reader import iter_lists
+    from cache.server import connect
+
+    kind = (file_format or out_file.suffix.lstrip(".")).lower()
+    if kind not in ("jsonl", "csv"):
+        _fail(f"--file-format must be jsonl or csv (or name the file .jsonl/.csv), not '{kind}'.")
+    settings = _settings(redis_url, data_dir)
+    keys = Keys(settings.key_prefix)
+    handle = connect(settings.redis_url, settings.data_dir)
+    try:
+        version = current_version(handle.client, keys)[0]
+        if not version:
+            _fail("nothing is published yet: run `reco train` first.")
+        total = ((manifest(handle.client, keys, version) or {}).get("counts") or {}).get("next_purchase_lists")
+        meta: dict[str, Any] = {}
+        items_key = keys.version_prefix(version) + Keys.ITEMS
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with open(out_file, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh) if kind == "csv" else None
+            if writer:
+                writer.writerow(["user_id", "rank", "item_id", "score", "reason", "due", "title", "category", "price"])
+            for user_id, picks in tqdm(iter_lists(handle.client, keys, version, "next"), total=total, unit="customer", disable=not progress):
+                picks = picks[:n]
+                missing = [p["item_id"] for p in picks if p["item_id"] not in meta]
+                if missing:
+                    for item_id, raw in zip(missing, handle.client.hmget(items_key, missing)):
+                        meta[item_id] = orjson.loads(raw) if raw else {}
+                rows = [{**p, "title": None, "category": None, "price": None, **meta[p["item_id"]]} for p in picks]
+                if writer:
+                    writer.writerows([user_id, rank, r["item_id"], r["score"], r["reason"], r["due"] or "", r["title"] or "",
+                                      r["category"] or "", "" if r["price"] is None else r["price"]] for rank, r in enumerate(rows, 1))
+                else:
+                    fh.write(orjson.dumps({"user_id": user_id, "version": version, "items": rows}).decode() + "\n")
+                written += 1
+    finally:
+        handle.close()
+    out.print(f"wrote next-purchase picks of {written:,} customers (version {version}) to {out_file}")
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="RECO_HOST", help="Interface to listen on.")] = "127.0.0.1",
