@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "and the model `version`."
         ),
         lifespan=lifespan,
-        dependencies=[Depends(require_read_key)],
+        # Only keyed deployments pay for the dependency on every request.
+        dependencies=[Depends(require_read_key)] if settings.read_api_key else [],
     )
     metrics = Metrics()
     app.state.settings = settings
