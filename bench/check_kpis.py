@@ -33,27 +33,16 @@ from pathlib import Path
 
 import duckdb
 
+from recommender.kpis import (
+    KPI_SCHEMA,  # only the column names; the independent SQL below imports nothing else
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PATH = Path("../shared/data/online-retail/online_retail.parquet")
 REL_TOL = 1e-6
 ABS_TOL = 1e-9
 
-KPI_COLUMNS = (
-    "active_customers",
-    "new_customers",
-    "returning_customers",
-    "repeat_purchase_rate",
-    "cumulative_repeat_rate",
-    "purchase_frequency",
-    "orders",
-    "average_order_value",
-    "revenue",
-    "returning_revenue",
-    "returning_revenue_share",
-    "historic_customer_value",
-    "expected_lifetime_years",
-    "predicted_customer_value",
-)
+KPI_COLUMNS = tuple(KPI_SCHEMA.names[1:])  # every KPI column (after period_start)
 
 # ------------------------------------------------------------------------------------------ independent SQL
 # Only DuckDB and the raw column names from here to the project section.

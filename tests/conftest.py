@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,3 +35,23 @@ def settings(redis_handle: RedisHandle) -> Settings:
 @pytest.fixture()
 def keys(settings: Settings) -> Keys:
     return Keys(settings.key_prefix)
+
+
+@pytest.fixture()
+def host_zone(monkeypatch: pytest.MonkeyPatch):
+    """Pin the process time zone to UTC (DuckDB takes its session zone from it); yields a setter for other zones.
+
+    The loader must not depend on it (test_timestamps_do_not_depend_on_the_host_time_zone switches it); the
+    other tests pin it so that a regression shows up in that one test, not everywhere.
+    """
+    if not hasattr(time, "tzset"):
+        pytest.skip("needs time.tzset to control the process time zone")
+
+    def set_zone(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    set_zone("UTC")
+    yield set_zone
+    monkeypatch.undo()
+    time.tzset()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -21,16 +20,7 @@ ZERO_QTY = "zero-quantity line (coupon or adjustment)"
 REMOVE = "remove_from_cart event (not an interest signal)"
 
 
-@pytest.fixture(autouse=True)
-def utc_host_zone(monkeypatch: pytest.MonkeyPatch):
-    """Pin the process time zone to UTC: zone-less text timestamps currently follow it (see test_loading.py)."""
-    if not hasattr(time, "tzset"):
-        pytest.skip("needs time.tzset to control the process time zone")
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("host_zone")
 
 
 def event(user, item, kind, ts, quantity=1.0, price=None, order_id=None) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from recommender.kpis import compute_kpis, kpi_summary
+from recommender.kpis import KPI_SCHEMA, compute_kpis, kpi_summary
 from recommender.report import write_report
 from recommender.rfm import monetary_unit
 from recommender.schema import EVENT_SCHEMA
@@ -44,23 +44,7 @@ LOG = events(
     ]
 )
 
-COLUMNS = [
-    "period_start",
-    "active_customers",
-    "new_customers",
-    "returning_customers",
-    "repeat_purchase_rate",
-    "cumulative_repeat_rate",
-    "purchase_frequency",
-    "orders",
-    "average_order_value",
-    "revenue",
-    "returning_revenue",
-    "returning_revenue_share",
-    "historic_customer_value",
-    "expected_lifetime_years",
-    "predicted_customer_value",
-]
+COLUMNS = KPI_SCHEMA.names
 
 
 def rows(table: pa.Table) -> list[dict]:

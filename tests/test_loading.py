@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -32,24 +31,7 @@ NOT_EVENT = "is not one of view, cart, purchase, return"
 WRONG_FIELDS = "line has the wrong number of fields"
 
 
-@pytest.fixture(autouse=True)
-def host_zone(monkeypatch: pytest.MonkeyPatch):
-    """Pin the process time zone to UTC (DuckDB takes its session zone from it); yields a setter for other zones.
-
-    The loader must not depend on it (test_timestamps_do_not_depend_on_the_host_time_zone switches it); the
-    other tests pin it so that a regression shows up in that one test, not everywhere.
-    """
-    if not hasattr(time, "tzset"):
-        pytest.skip("needs time.tzset to control the process time zone")
-
-    def set_zone(name: str) -> None:
-        monkeypatch.setenv("TZ", name)
-        time.tzset()
-
-    set_zone("UTC")
-    yield set_zone
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("host_zone")
 
 
 def write_csv(path: Path, header: str, lines: list[str]) -> Path:
