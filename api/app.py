@@ -124,10 +124,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def reader(request: Request) -> Reader:
         return request.app.state.reader
 
-    async def fetch(request: Request, *suffixes: str) -> tuple[str, list[Any]]:
-        version, values = await reader(request).fetch(*suffixes)
+    async def fetch_with_live(request: Request, live_user: str | None, *suffixes: str) -> tuple[str, list[Any], list[bytes]]:
+        """The current version, the values of ``suffixes`` and ``live_user``'s live events; 503 if nothing is published."""
+        version, values, live_raw = await reader(request).fetch_with_live(live_user, *suffixes)
         if version is None:
             raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
+        return version, values, live_raw
+
+    async def fetch(request: Request, *suffixes: str) -> tuple[str, list[Any]]:
+        version, values, _ = await fetch_with_live(request, None, *suffixes)
         return version, values
 
     async def items_out(request: Request, version: str, ranked: list[Any]) -> list[dict[str, Any]]:
@@ -152,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         visitor with nothing to go on gets bestsellers. With `category`, only items of that category; `exclude`
         leaves out items (e.g. the cart). A list shorter than `n` after filtering is topped up with bestsellers."""
         try:
-            version, (personal, best), live_raw = await reader(request).fetch_with_live(user_id, Keys.user(user_id), Keys.best(category))
+            version, (personal, best), live_raw = await fetch_with_live(request, user_id, Keys.user(user_id), Keys.best(category))
         except redis.exceptions.RedisError as exc:
             saved = request.app.state.fallback.get(category)
             if saved is None:
@@ -162,8 +167,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             items = [r for r in saved if r["item_id"] not in skip][:n]
             return json_response({"source": "bestsellers", "degraded": True, "version": request.app.state.fallback.version, "items": items})
         metrics.lookup("personal", personal is not None)
-        if version is None:
-            raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
         if category is not None and best is None:
             raise HTTPException(404, f"Unknown category '{category}'.")
         skip = set(filter(None, (exclude or "").split(",")))
@@ -197,9 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/recently-viewed/{user_id}", response_model=ItemList, tags=["storefront"], summary="Items the visitor viewed lately")
     async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> ItemList:
         """Distinct items from the visitor's live view events (`POST /events`), newest first."""
-        version, _, live_raw = await reader(request).fetch_with_live(user_id)
-        if version is None:
-            raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
+        version, _, live_raw = await fetch_with_live(request, user_id)
         return ItemList(source="recently_viewed", version=version, items=await items_out(request, version, recently_viewed(live_raw, n)))
 
     @app.get("/bestsellers", response_model=ItemList, tags=["storefront"], summary="Bestsellers, overall or per category")
