@@ -120,18 +120,21 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             picks = lists.personal_picks(model, inter, p.list_size, exclude, hidden)
             bar = tqdm(picks, total=len(inter.user_ids), desc="personal + next", unit="user", disable=not cfg.show_progress)
             for user_id, ranked in bar:
-                if user_id in purchasers:
-                    personal = production_list(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
-                    publisher.put(Keys.user(user_id), [[x.item_id, x.score] for x in personal])
-                else:  # nothing bought, nothing due again: the list is the ALS list as it is
-                    publisher.put(Keys.user(user_id), ranked)
                 n_personal += 1
-                if user_id in purchasers:
-                    explore = ranked if p.exclude_purchased else [r for r in ranked if not _bought(bought, inter, user_id, r[0])]
-                    nxt = repeat.next_purchase(repeats, user_id, explore, p.list_size, p.next_purchase_explore_share)
-                    publisher.put(Keys.next(user_id), [x.as_dict() for x in nxt])
-                    n_next += 1
-                    example_user = example_user or user_id
+                if user_id not in purchasers:  # nothing bought, nothing due again: the ALS list as it is
+                    publisher.put(Keys.user(user_id), ranked)
+                    continue
+                personal = production_list(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
+                publisher.put(Keys.user(user_id), [[x.item_id, x.score] for x in personal])
+                if p.exclude_purchased:
+                    explore = ranked
+                else:  # next purchase explores only items the customer has not bought
+                    mine = set(inter.item_ids[bought[inter.user_index[user_id]].indices].tolist())
+                    explore = [r for r in ranked if r[0] not in mine]
+                nxt = repeat.next_purchase(repeats, user_id, explore, p.list_size, p.next_purchase_explore_share)
+                publisher.put(Keys.next(user_id), [x.as_dict() for x in nxt])
+                n_next += 1
+                example_user = example_user or user_id
             counts.update(personal_lists=n_personal, next_purchase_lists=n_next)
         with timer.stage("similar"):
             sims = lists.similar_items(model, inter, p.similar_size, hidden)
@@ -221,8 +224,3 @@ def publish_segments_and_kpis(publisher: Publisher, events: pa.Table, as_of: dat
         publisher.put(Keys.kpis(period), {"monetary_unit": unit, "rows": rows})
     return n
 
-
-def _bought(bought: Any, inter: Any, user_id: str, item_id: str) -> bool:
-    row = inter.user_index[user_id]
-    col = inter.item_index[item_id]
-    return bool(bought[row, col])
