@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from cache.keys import Keys
 from cache.live import parse_user_events
-from cache.reader import Reader
+from cache.reader import Reader, decode
 from cache.server import connect
 from recommender.config import Settings
 from recommender.loading import ID_PATTERN
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = SessionModels(app.state.reader)
         app.state.fallback = Fallback(app.state.reader, settings.fallback_refresh_seconds)
         app.state.fallback.start()
+        # Everything allocated so far lives as long as the process: keep it out of the collector's full passes, which
+        # otherwise walk it again and again and show up as latency spikes.
+        gc.freeze()
         log.info("started", extra={"redis": "url" if settings.redis_url else "embedded", "read_key": bool(settings.read_api_key), "write_key": bool(settings.api_key)})
         try:
             yield
@@ -105,7 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keys = keys
     app.state.metrics = metrics
-    app.add_middleware(OperationsMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        OperationsMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+        request_log=settings.request_log, slow_ms=settings.slow_request_ms,
+    )
 
     @app.exception_handler(redis.exceptions.RedisError)
     async def redis_unavailable(request: Request, exc: redis.exceptions.RedisError) -> JSONResponse:
@@ -124,12 +131,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def reader(request: Request) -> Reader:
         return request.app.state.reader
 
-    async def fetch_with_live(request: Request, live_user: str | None, *suffixes: str) -> tuple[str, list[Any], list[bytes]]:
-        """The current version, the values of ``suffixes`` and ``live_user``'s live events; 503 if nothing is published."""
-        version, values, live_raw = await reader(request).fetch_with_live(live_user, *suffixes)
+    async def fetch_raw(request: Request, live_user: str | None, *suffixes: str) -> tuple[str, list[bytes | None], list[bytes]]:
+        """The current version, the stored values of ``suffixes`` and ``live_user``'s live events; 503 if nothing is
+        published."""
+        version, values, live_raw = await reader(request).fetch_raw(live_user, *suffixes)
         if version is None:
             raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
         return version, values, live_raw
+
+    async def fetch_with_live(request: Request, live_user: str | None, *suffixes: str) -> tuple[str, list[Any], list[bytes]]:
+        version, values, live_raw = await fetch_raw(request, live_user, *suffixes)
+        return version, [decode(v) for v in values], live_raw
 
     async def fetch(request: Request, *suffixes: str) -> tuple[str, list[Any]]:
         version, values, _ = await fetch_with_live(request, None, *suffixes)
@@ -157,7 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         visitor with nothing to go on gets bestsellers. With `category`, only items of that category; `exclude`
         leaves out items (e.g. the cart). A list shorter than `n` after filtering is topped up with bestsellers."""
         try:
-            version, (personal, best), live_raw = await fetch_with_live(request, user_id, Keys.user(user_id), Keys.best(category))
+            # Bestsellers are decoded only when needed (a category check or a list to top up): most visitors never do.
+            version, (personal_raw, best_raw), live_raw = await fetch_raw(request, user_id, Keys.user(user_id), Keys.best(category))
         except redis.exceptions.RedisError as exc:
             saved = request.app.state.fallback.get(category)
             if saved is None:
@@ -166,12 +179,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             skip = set(filter(None, (exclude or "").split(",")))
             items = [r for r in saved if r["item_id"] not in skip][:n]
             return json_response({"source": "bestsellers", "degraded": True, "version": request.app.state.fallback.version, "items": items})
+        personal = decode(personal_raw)
         metrics.lookup("personal", personal is not None)
-        if category is not None and best is None:
+        if category is not None and best_raw is None:
             raise HTTPException(404, f"Unknown category '{category}'.")
-        skip = set(filter(None, (exclude or "").split(",")))
+        skip = set(filter(None, exclude.split(","))) if exclude else set()
         sources: list[str] = []
-        ranked: list[Any] = [r for r in personal or [] if r[0] not in skip]
+        ranked: list[Any] = [r for r in personal or [] if r[0] not in skip] if skip else personal or []
         if personal:
             sources.append("personal")
         if live_raw:
@@ -191,7 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fill: list[Any] = []
         if len(picks) < n:
             taken = {r[0] for r in picks} | skip
-            fill = [r for r in best or [] if r[0] not in taken][: n - len(picks)]
+            fill = [r for r in decode(best_raw) or [] if r[0] not in taken][: n - len(picks)]
         if not picks:
             sources = []
         source = "+".join(sources + (["bestsellers"] if fill or not sources else []))

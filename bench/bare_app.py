@@ -1,21 +1,39 @@
 """The framework limit: a FastAPI app with one GET endpoint returning a constant JSON.
 
-Served by bench/serving.py with exactly the uvicorn settings of ``reco serve`` (uvicorn.run with host, port, workers
-and log_level="info", everything else default: uvloop + httptools when installed, access log on), so the gap between
+Served by bench/serving.py with exactly the uvicorn settings of ``reco serve`` (uvicorn.run with host, port, workers,
+log_level="info" and access_log=False, everything else default: uvloop + httptools when installed), so the gap between
 this and ``/recommend`` is what the application itself costs per request. ``/const-sync-dep`` is the same constant
-behind one no-op synchronous dependency (as ``api.security.require_read_key`` is, app-wide): it isolates the cost of
-FastAPI's thread-pool hop for ``def`` dependencies.
+behind one no-op synchronous dependency: it isolates the cost of FastAPI's thread-pool hop for ``def`` dependencies.
+``/redis-get`` answers with one ``GET`` through redis-py's asyncio client, set up as the API sets up its own
+(``REDIS_URL``, 0.5 s socket timeouts, hiredis when installed): the floor of any endpoint that reads Redis once per
+request with this framework and this client.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
+from fastapi.responses import Response
 
 CONSTANT = {"source": "constant", "version": "bench", "items": []}
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="bare")
+    clients: dict[str, aioredis.Redis] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if os.environ.get("REDIS_URL"):
+            clients["redis"] = aioredis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5)
+        yield
+        if clients:
+            await clients["redis"].aclose()
+
+    app = FastAPI(title="bare", lifespan=lifespan)
 
     @app.get("/const")
     async def const() -> dict:
@@ -28,6 +46,11 @@ def create_app() -> FastAPI:
     async def const_sync_dep() -> dict:
         return CONSTANT
 
+    @app.get("/redis-get")
+    async def redis_get() -> Response:
+        version = await clients["redis"].get("reco:current")
+        return Response(b'{"version":"' + (version or b"") + b'"}', media_type="application/json")
+
     return app
 
 
@@ -35,7 +58,7 @@ def serve(host: str, port: int, workers: int) -> None:
     """The same call as training.cli.serve, for this app."""
     import uvicorn
 
-    uvicorn.run("bare_app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run("bare_app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info", access_log=False)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ def serving_tables(s: dict) -> str:
     names = {
         "bare": "bare FastAPI constant (framework limit)",
         "bare_sync_dep": "bare constant + one no-op `def` dependency (thread-pool hop)",
+        "bare_redis_get": "bare + one redis-py asyncio `GET` (framework + Redis client floor)",
         "healthz": "app `/healthz` (no Redis)",
         "recommend_known": "`/recommend` known users",
         "recommend_cold": "`/recommend` cold users (bestsellers)",

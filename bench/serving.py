@@ -203,6 +203,7 @@ def main() -> None:
         files = {
             "bare": ("GET\t/const\n", bport),
             "bare_sync_dep": ("GET\t/const-sync-dep\n", bport),
+            "bare_redis_get": ("GET\t/redis-get\n", bport),
             "healthz": ("GET\t/healthz\n", aport),
             "recommend_known": ("".join(f"GET\t/recommend?user_id={u}&n=10\n" for u in users), aport),
             "recommend_cold": ("".join(f"GET\t/recommend?user_id=new-visitor-{i}&n=10\n" for i in range(5000)), aport),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +78,10 @@ class Settings(BaseSettings):
     fallback_refresh_seconds: float = Field(15.0, gt=0, description="how often the API copies bestsellers for outages")
     redis_timeout_seconds: float = Field(0.5, gt=0, description="API socket timeout towards Redis")
     max_events_batch: int = Field(1000, ge=1, le=100_000, description="most events accepted by one POST /events")
+    request_log: Literal["all", "notable", "off"] = Field(
+        "notable", description="API request log lines: every request, only notable ones (errors, writes, slow), or none"
+    )
+    slow_request_ms: float = Field(100.0, gt=0, description="a request slower than this is notable")
 
     @property
     def live_dir(self) -> Path:

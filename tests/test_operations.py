@@ -6,6 +6,8 @@ import io
 import json
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,47 @@ def test_oversized_bodies_are_refused_with_a_clear_message(published):
         assert chunked.status_code == 413
 
 
+@contextmanager
+def captured_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(json_formatter())
+    log.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        log.removeHandler(handler)
+
+
+def request_lines(stream: io.StringIO) -> list[dict]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("message") == "request"]
+
+
+@pytest.mark.parametrize("mode", ["notable", "all", "off"])
+def test_request_log_modes(published, mode):
+    settings, _, _, shop = published
+    user = shop.events["user_id"][0].as_py()
+    with captured_log() as stream, TestClient(create_app(settings.model_copy(update={"request_log": mode}))) as c:
+        assert c.get("/recommend", params={"user_id": user}).status_code == 200
+        assert c.get("/similar/no-such-item").status_code == 404
+        assert c.post("/events", json={"events": [{"user_id": "v", "item_id": "I00001", "event_type": "view"}]}, headers={"X-API-Key": WRITE}).status_code == 200
+    logged = [(r["route"], r["status"]) for r in request_lines(stream)]
+    expected = {
+        "all": [("/recommend", 200), ("/similar/{item_id}", 404), ("/events", 200)],
+        "notable": [("/similar/{item_id}", 404), ("/events", 200)],  # errors and writes; fast reads only in metrics
+        "off": [],
+    }[mode]
+    assert logged == expected
+
+
+def test_slow_requests_are_notable(published):
+    settings, _, _, shop = published
+    with captured_log() as stream, TestClient(create_app(settings.model_copy(update={"slow_request_ms": 1e-6}))) as c:
+        c.get("/healthz")
+    assert [(r["route"], r["status"]) for r in request_lines(stream)] == [("/healthz", 200)]
+
+
 def test_metrics_count_requests_latency_cache_hits_and_logs_hold_no_key(published):
     settings, _, _, shop = published
     user = shop.events["user_id"][0].as_py()
@@ -77,7 +120,7 @@ def test_metrics_count_requests_latency_cache_hits_and_logs_hold_no_key(publishe
     handler = logging.StreamHandler(stream)
     handler.setFormatter(json_formatter())
     log.addHandler(handler)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings.model_copy(update={"request_log": "all"}))) as c:
         c.get("/recommend", params={"user_id": user})
         c.get("/recommend", params={"user_id": "nobody-at-all"})
         c.post("/events", json={"events": [{"user_id": "v", "item_id": "I00001", "event_type": "view"}]}, headers={"X-API-Key": WRITE})
