@@ -151,11 +151,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Stored entries ([item, score] pairs or next-purchase dicts) with title, category and price added."""
         ids = [r[0] if isinstance(r, list) else r["item_id"] for r in ranked]
         meta = await reader(request).item_metadata(version, ids)
-        out = []
-        for r, item_id in zip(ranked, ids):
-            entry = {"item_id": item_id, "score": r[1]} if isinstance(r, list) else dict(r)
-            out.append({**entry, **NO_METADATA, **(meta.get(item_id) or {})})
-        return out
+        return [
+            {"item_id": item_id, "score": r[1], **(meta[item_id] or NO_METADATA)} if isinstance(r, list)
+            else {**r, **(meta[item_id] or NO_METADATA)}
+            for r, item_id in zip(ranked, ids)
+        ]
 
     async def in_category(request: Request, version: str, ranked: list[Any], category: str) -> list[Any]:
         meta = await reader(request).item_metadata(version, [r[0] for r in ranked])

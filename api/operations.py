@@ -47,8 +47,19 @@ class Metrics:
         self.fallbacks = Counter("reco_fallbacks_total", "Answers served from the in-process fallback while Redis was unavailable.", ["route"], registry=self.registry)
         self.redis_errors = Counter("reco_redis_errors_total", "Requests that met a Redis error.", ["route"], registry=self.registry)
 
+        # Label children by their label values: prometheus_client's labels() takes a lock and builds a key per call,
+        # which shows up on the hot path.
+        self._children: dict[tuple, Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (metric, *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def lookup(self, name: str, found: bool) -> None:
-        self.lookups.labels(name, "hit" if found else "miss").inc()
+        self.child(self.lookups, name, "hit" if found else "miss").inc()
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -104,9 +115,9 @@ class OperationsMiddleware:
             await self.app(scope, receive, tracking_send)
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         seconds = time.perf_counter() - start
-        self.metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
-        self.metrics.latency.labels(route).observe(seconds)
         method, code = scope["method"], status["code"]
+        self.metrics.child(self.metrics.requests, route, method, str(code)).inc()
+        self.metrics.child(self.metrics.latency, route).observe(seconds)
         if self.log_all or (self.log_notable and (code >= 400 or seconds >= self.slow_seconds or method not in ("GET", "HEAD"))):
             log.info("request", extra={"method": method, "route": route, "status": code, "ms": round(seconds * 1000, 3)})
 

@@ -74,7 +74,8 @@ class Reader:
         return await self.client.get(self.keys.version_prefix(version) + suffix)
 
     async def item_metadata(self, version: str, item_ids: list[str]) -> dict[str, dict[str, Any] | None]:
-        """Title, category and price of items (None for items without metadata)."""
+        """Title, category and price of items (None for items without metadata); the dicts are shared, do not change
+        them."""
         cache = self._meta.get(version)
         if cache is None:
             while len(self._meta) >= self._meta_versions:
