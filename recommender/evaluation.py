@@ -84,7 +84,7 @@ from .baselines import (
 from .config import AlsParams, EventWeights, ListParams
 from .lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
 from .model import fit_als
-from .repeat import NextPick, RepeatIndex, next_purchase, repeat_candidates
+from .repeat import GOES_WITH, NextPick, Pick, RepeatIndex, blend, pick_id, repeat_candidates
 from .split import Split, time_split
 from .split import targets as target_sets
 from .weighting import Interactions, build_interactions, latest_timestamp
@@ -153,6 +153,22 @@ class ModelParams:
 # --- the production personal list ------------------------------------------------------------------------
 
 
+def production_picks(
+    repeats: RepeatIndex,
+    user_id: str,
+    explore: Ranked,
+    n: int,
+    repeat_share: float = DEFAULT_REPEAT_SHARE,
+    unavailable: AbstractSet[str] = frozenset(),
+) -> list[Pick]:
+    """:func:`production_list` with discovery picks left as the ``(item_id, score)`` pairs of ``explore``."""
+    share = min(max(float(repeat_share), 0.0), 1.0)
+    if not unavailable:
+        return blend(repeats.due_items(user_id, n), explore, n, explore_share=1.0 - share)
+    picks = blend(repeats.due_items(user_id, n + len(unavailable)), explore, n + len(unavailable), explore_share=1.0 - share)
+    return [p for p in picks if pick_id(p) not in unavailable][:n]
+
+
 def production_list(
     repeats: RepeatIndex,
     user_id: str,
@@ -168,11 +184,10 @@ def production_list(
     ``explore`` is the customer's ALS list without their purchases, best first (unavailable items already left
     out); ``unavailable`` items are dropped from the due items too.
     """
-    share = min(max(float(repeat_share), 0.0), 1.0)
-    if not unavailable:
-        return next_purchase(repeats, user_id, explore, n, explore_share=1.0 - share)
-    picks = next_purchase(repeats, user_id, explore, n + len(unavailable), explore_share=1.0 - share)
-    return [p for p in picks if p.item_id not in unavailable][:n]
+    return [
+        p if isinstance(p, NextPick) else NextPick(p[0], p[1], GOES_WITH)
+        for p in production_picks(repeats, user_id, explore, n, repeat_share, unavailable)
+    ]
 
 
 # --- the evaluation context: split, truth, groups -----------------------------------------------------------
@@ -331,7 +346,7 @@ def production_lists(run: AlsRun, users: Sequence[str], n: int, repeat_share: fl
     explore = run.ranked(users, n, run.bought)
     gone = frozenset(run.inter.item_ids[run.hidden].tolist()) if len(run.hidden) else frozenset()
     return {
-        u: [p.item_id for p in production_list(run.repeats, u, explore.get(u, []), n, repeat_share, gone)] for u in users
+        u: [pick_id(p) for p in production_picks(run.repeats, u, explore.get(u, []), n, repeat_share, gone)] for u in users
     }
 
 

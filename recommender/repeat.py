@@ -208,6 +208,72 @@ class RepeatIndex:
         ]
 
 
+Pick = NextPick | tuple[str, float]
+"""A blended pick: a due item, or a discovery ``(item_id, score)`` pair exactly as the explore list gave it."""
+
+
+def blend(due: list[NextPick], explore: Ranked, n: int, explore_share: float = 0.0) -> list[Pick]:
+    """The merge behind :func:`next_purchase`; discovery pairs are not wrapped in NextPick (cheap at millions of users).
+
+    While both sources last, each slot goes to discovery when the share asks for it; after that the source left fills
+    the list in order. An item already taken is skipped wherever it comes again.
+    """
+    share = min(max(float(explore_share), 0.0), 1.0)
+    taken: set[str] = set()
+    picks: list[Pick] = []
+    d = x = explored = 0
+    while len(picks) < n and d < len(due) and x < len(explore):
+        if math.floor(share * (len(picks) + 1) + 1e-9) > explored:
+            pair = explore[x]
+            x += 1
+            if pair[0] not in taken:
+                picks.append(pair)
+                taken.add(pair[0])
+                explored += 1
+        else:
+            pick = due[d]
+            d += 1
+            if pick.item_id not in taken:
+                picks.append(pick)
+                taken.add(pick.item_id)
+    for pick in due[d:]:
+        if len(picks) >= n:
+            break
+        if pick.item_id not in taken:
+            picks.append(pick)
+            taken.add(pick.item_id)
+    for pair in explore[x:]:
+        if len(picks) >= n:
+            break
+        if pair[0] not in taken:
+            picks.append(pair)
+            taken.add(pair[0])
+    return picks
+
+
+def pick_id(pick: Pick) -> str:
+    return pick.item_id if isinstance(pick, NextPick) else pick[0]
+
+
+def pick_pair(pick: Pick) -> tuple[str, float]:
+    """[item_id, score], as personal lists are published."""
+    return (pick.item_id, pick.score) if isinstance(pick, NextPick) else (pick[0], pick[1])
+
+
+def pick_dict(pick: Pick) -> dict[str, object]:
+    """The published next-purchase entry."""
+    if isinstance(pick, NextPick):
+        return pick.as_dict()
+    return {"item_id": pick[0], "score": pick[1], "reason": GOES_WITH, "due": None}
+
+
+def next_picks(
+    repeats: RepeatIndex, user_id: str, explore: Ranked, n: int, explore_share: float = 0.0, min_score: float = 0.05
+) -> list[Pick]:
+    """:func:`next_purchase` without wrapping discovery pairs."""
+    return blend(repeats.due_items(user_id, n, min_score), explore, n, explore_share)
+
+
 def next_purchase(
     repeats: RepeatIndex,
     user_id: str,
@@ -227,24 +293,7 @@ def next_purchase(
     cost more repeat hits than it won new ones, so exploration takes the slots due items cannot fill with a
     likely enough pick (and the whole tail of a long list). Set a share to force discovery into the top.
     """
-    share = min(max(float(explore_share), 0.0), 1.0)
-    due = repeats.due_items(user_id, n, min_score)
-    extra = [(item, score) for item, score in explore]
-    taken: set[str] = set()
-    picks: list[NextPick] = []
-    d = x = 0
-    while len(picks) < n and (d < len(due) or x < len(extra)):
-        want_explore = math.floor(share * (len(picks) + 1) + 1e-9) > sum(p.reason == GOES_WITH for p in picks)
-        if (want_explore or d >= len(due)) and x < len(extra):
-            item, score = extra[x]
-            x += 1
-            if item not in taken:
-                picks.append(NextPick(item, score, GOES_WITH))
-                taken.add(item)
-        else:
-            pick = due[d]
-            d += 1
-            if pick.item_id not in taken:
-                picks.append(pick)
-                taken.add(pick.item_id)
-    return picks
+    return [
+        p if isinstance(p, NextPick) else NextPick(p[0], p[1], GOES_WITH)
+        for p in next_picks(repeats, user_id, explore, n, explore_share, min_score)
+    ]

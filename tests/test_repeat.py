@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import date, timedelta
 
 import pyarrow.compute as pc
@@ -9,7 +11,16 @@ import pytest
 from factories import NOW, ev, events
 
 from recommender.demo import generate_shop
-from recommender.repeat import NextPick, RepeatIndex, next_purchase, repeat_candidates
+from recommender.repeat import (
+    GOES_WITH,
+    NextPick,
+    RepeatIndex,
+    blend,
+    next_purchase,
+    pick_dict,
+    pick_pair,
+    repeat_candidates,
+)
 
 
 def score_of(index: RepeatIndex, user: str, item: str) -> float:
@@ -117,6 +128,45 @@ def test_sources_fill_for_each_other():
     short = next_purchase(_regulars(8), "u", EXPLORE[:1], 10, explore_share=0.5, min_score=0.0)
     assert len(short) == 9 and sum(p.reason == "goes_with_your_purchases" for p in short) == 1
     assert next_purchase(index, "nobody", [], 10) == []
+
+
+def reference_blend(due: list[NextPick], explore: list, n: int, share: float) -> list[NextPick]:
+    """The slot-by-slot merge as first written: every slot asks whether the share wants discovery now."""
+    taken: set[str] = set()
+    picks: list[NextPick] = []
+    d = x = 0
+    while len(picks) < n and (d < len(due) or x < len(explore)):
+        want = math.floor(share * (len(picks) + 1) + 1e-9) > sum(p.reason == GOES_WITH for p in picks)
+        if (want or d >= len(due)) and x < len(explore):
+            item, score = explore[x]
+            x += 1
+            if item not in taken:
+                picks.append(NextPick(item, score, GOES_WITH))
+                taken.add(item)
+        else:
+            if due[d].item_id not in taken:
+                picks.append(due[d])
+                taken.add(due[d].item_id)
+            d += 1
+    return picks
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_blend_matches_the_slot_by_slot_merge(seed):
+    rng = random.Random(seed)
+    pool = [f"i{j}" for j in range(15)]  # small pool: due and explore items overlap often
+    due = [NextPick(i, 0.5, "due_again", "2026-01-01") for i in rng.sample(pool, rng.randint(0, 8))]
+    explore = [(i, round(rng.random(), 5)) for i in rng.sample(pool, rng.randint(0, 12))]
+    n, share = rng.randint(0, 16), rng.choice([0.0, 0.1, 0.3, 0.5, 1.0])
+    got = [p if isinstance(p, NextPick) else NextPick(p[0], p[1], GOES_WITH) for p in blend(due, explore, n, share)]
+    assert got == reference_blend(due, explore, n, share)
+
+
+def test_blended_picks_publish_in_the_served_shapes():
+    due = NextPick("a", 0.9, "due_again", "2026-01-01")
+    assert pick_pair(due) == ("a", 0.9) and pick_pair(("b", 0.5)) == ("b", 0.5)
+    assert pick_dict(due) == due.as_dict()
+    assert pick_dict(("b", 0.5)) == NextPick("b", 0.5, GOES_WITH).as_dict()
 
 
 def test_demo_cycle_buyers_get_their_consumable_when_due():
