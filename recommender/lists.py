@@ -39,9 +39,36 @@ FILTERED_SCORE = -1e30
 """implicit pads a list with filtered-out items scored -FLT_MAX when fewer items are left than asked for."""
 
 
-def _ranked(ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> Ranked:
+def _rounded(scores: np.ndarray) -> np.ndarray:
+    """Scores rounded to 5 decimals as float64, equal to ``round(float(s), 5)`` for every float32 score (times 1e5
+    is exact in float64, and both round half to even); other dtypes go through Python's round."""
+    if scores.dtype == np.float32:
+        return np.round(scores.astype(np.float64), 5)
+    return np.array([round(float(s), 5) for s in scores.ravel()], dtype=np.float64).reshape(scores.shape)
+
+
+def _ranked_rows(ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> list[Ranked]:
+    """One ranked list per row of a top-k batch, built on whole arrays (implicit's padding and invalid entries dropped)."""
     keep = (ids >= 0) & np.isfinite(scores) & (scores > FILTERED_SCORE)
-    return [(item_ids[j], round(float(s), 5)) for j, s in zip(ids[keep], scores[keep])]
+    names = item_ids[np.where(keep, ids, 0)].tolist()
+    values = _rounded(np.where(keep, scores, scores.dtype.type(0))).tolist()
+    if keep.all():
+        return [list(zip(n, v)) for n, v in zip(names, values)]
+    return [
+        [(i, s) for i, s, k in zip(n, v, row) if k] for n, v, row in zip(names, values, keep.tolist())
+    ]
+
+
+def personal_pick_batches(
+    model: AlternatingLeastSquares,
+    inter: Interactions,
+    n: int,
+    exclude: sp.csr_matrix | None,
+    hidden: np.ndarray,
+) -> Iterator[tuple[list[str], list[Ranked]]]:
+    """ALS top-n per user, batch by batch: (user ids, their ranked lists), leaving out each user's ``exclude`` row."""
+    for rows, ids, scores in recommend_batches(model, exclude, n, hidden):
+        yield inter.user_ids[rows].tolist(), _ranked_rows(ids, scores, inter.item_ids)
 
 
 def personal_picks(
@@ -52,9 +79,8 @@ def personal_picks(
     hidden: np.ndarray,
 ) -> Iterator[tuple[str, Ranked]]:
     """ALS top-n for every user of the matrix, leaving out each user's ``exclude`` row (e.g. purchases)."""
-    for rows, ids, scores in recommend_batches(model, exclude, n, hidden):
-        for r, row_ids, row_scores in zip(rows, ids, scores):
-            yield inter.user_ids[r], _ranked(row_ids, row_scores, inter.item_ids)
+    for users, ranked in personal_pick_batches(model, inter, n, exclude, hidden):
+        yield from zip(users, ranked)
 
 
 def similar_items(
@@ -62,8 +88,7 @@ def similar_items(
 ) -> Iterator[tuple[str, Ranked]]:
     """Items whose ALS factors are closest (cosine) to each item's."""
     for rows, ids, scores in similar_batches(model, n, hidden):
-        for r, row_ids, row_scores in zip(rows, ids, scores):
-            yield inter.item_ids[r], _ranked(row_ids, row_scores, inter.item_ids)
+        yield from zip(inter.item_ids[rows].tolist(), _ranked_rows(ids, scores, inter.item_ids))
 
 
 def bestsellers(events: pa.Table, items: pa.Table, window_days: int, as_of: datetime, n: int) -> dict[str | None, Ranked]:

@@ -72,10 +72,11 @@ def recommend_batches(
     hidden = hidden_items if hidden_items is not None and len(hidden_items) else None
 
     def batch(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = np.arange(start, min(start + batch_size, n_users))
+        stop = min(start + batch_size, n_users)
+        rows = np.arange(start, stop)
         ids, scores = model.recommend(
             rows,
-            filter_matrix[rows] if filter_matrix is not None else None,
+            filter_matrix[start:stop] if filter_matrix is not None else None,  # a row slice: no fancy-index copy
             N=n,
             filter_already_liked_items=filter_matrix is not None,
             filter_items=hidden,

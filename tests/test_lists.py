@@ -84,3 +84,21 @@ def test_similar_items_exclude_self_and_prefer_the_same_tribe():
         ids = [i for i, _ in ranked]
         assert item not in ids and len(ids) == 3
         assert ids[0][:2] == item[:2]
+
+
+def test_batch_lists_round_like_python_and_drop_padding():
+    """Ranked lists are built on whole batches: the scores must equal ``round(float(s), 5)`` and padding must go."""
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([rng.standard_normal((50, 40)).astype(np.float32) * s for s in (1e-3, 1.0, 100.0)])
+    scores[0, :5] = np.float32(0.000015)  # a tie at the 5th decimal in decimal, not in binary
+    ids = rng.integers(0, 30, scores.shape).astype(np.int32)
+    ids[1, -3:] = -1
+    scores[2, -2:] = np.finfo(np.float32).min  # implicit's filtered padding
+    scores[3, -1] = -np.inf
+    item_ids = np.array([f"i{j}" for j in range(30)], dtype=object)
+    rows = lists._ranked_rows(ids, scores, item_ids)
+    for row_ids, row_scores, got in zip(ids, scores, rows):
+        keep = (row_ids >= 0) & np.isfinite(row_scores) & (row_scores > lists.FILTERED_SCORE)
+        want = [(item_ids[j], round(float(s), 5)) for j, s in zip(row_ids[keep], row_scores[keep])]
+        assert got == want and all(type(s) is float for _, s in got)
+    assert len(rows[1]) == 37 and len(rows[2]) == 38 and len(rows[3]) == 39
