@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -66,10 +67,13 @@ class Publisher:
         self._count()
 
     def put_many(self, pairs: Iterable[tuple[str, Any]]) -> int:
+        """Queue many keys (values JSON-encoded) as MSET commands of up to ``batch_size`` keys; returns how many."""
         n = 0
-        for suffix, value in pairs:
-            self.put(suffix, value)
-            n += 1
+        it = iter(pairs)
+        while chunk := list(islice(it, self.batch_size)):
+            self._pipe.mset({self._base + suffix: dumps(value) for suffix, value in chunk})
+            n += len(chunk)
+            self._count(len(chunk))
         return n
 
     def put_items(self, metadata: Iterable[tuple[str, dict[str, Any]]]) -> None:
@@ -79,9 +83,9 @@ class Publisher:
             self._pipe.hset(key, item_id, dumps(meta))
             self._count()
 
-    def _count(self) -> None:
-        self._pending += 1
-        self.written += 1
+    def _count(self, keys: int = 1) -> None:
+        self._pending += keys
+        self.written += keys
         if self._pending >= self.batch_size:
             self.flush()
 

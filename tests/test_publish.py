@@ -101,3 +101,11 @@ def test_killed_publish_leaves_current_serving_and_is_cleaned_next_run(redis_han
     assert redis_handle.client.exists(keys.version_prefix(half.version) + "user:u0") == 0
     assert current_version(redis_handle.client, keys) == (v2, v1)
     assert cleanup(redis_handle.client, keys) == []
+
+
+def test_put_many_writes_every_key_across_batches(redis_handle, keys):
+    pub = Publisher(redis_handle.client, keys, batch_size=7)
+    assert pub.put_many((s, [[s, 1.0]]) for s in SUFFIXES) == len(SUFFIXES) == pub.written
+    pub.commit({})
+    base = keys.version_prefix(pub.version)
+    assert redis_handle.client.mget([base + s for s in SUFFIXES]) == [f'[["{s}",1.0]]'.encode() for s in SUFFIXES]
