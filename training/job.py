@@ -10,8 +10,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import scipy.sparse as sp
 from tqdm import tqdm
 
 from cache import live
@@ -20,11 +22,11 @@ from cache.publisher import Publisher, current_version as current, manifest
 from recommender import kpis, lists, repeat, rfm
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.dataset import Dataset, load_dataset
-from recommender.evaluation import ModelParams, production_list
+from recommender.evaluation import ModelParams, production_picks
 from recommender.gate import GateDecision, decide, holdout_metrics
 from recommender.loading import LoadReport, complete_catalogue
 from recommender.model import fit_als
-from recommender.weighting import build_interactions, latest_timestamp, purchase_matrix
+from recommender.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
 
 
 @dataclass
@@ -113,28 +115,9 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
         with timer.stage("personal+next"):
             repeats = repeat.repeat_candidates(events, as_of, p.next_purchase_horizon_days)
             purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
-            exclude = bought if p.exclude_purchased else None
-            unavailable = frozenset(inter.item_ids[hidden].tolist())
-            n_personal = n_next = 0
-            example_user: str | None = None
-            picks = lists.personal_picks(model, inter, p.list_size, exclude, hidden)
-            bar = tqdm(picks, total=len(inter.user_ids), desc="personal + next", unit="user", disable=not cfg.show_progress)
-            for user_id, ranked in bar:
-                n_personal += 1
-                if user_id not in purchasers:  # nothing bought, nothing due again: the ALS list as it is
-                    publisher.put(Keys.user(user_id), ranked)
-                    continue
-                personal = production_list(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
-                publisher.put(Keys.user(user_id), [[x.item_id, x.score] for x in personal])
-                if p.exclude_purchased:
-                    explore = ranked
-                else:  # next purchase explores only items the customer has not bought
-                    mine = set(inter.item_ids[bought[inter.user_index[user_id]].indices].tolist())
-                    explore = [r for r in ranked if r[0] not in mine]
-                nxt = repeat.next_purchase(repeats, user_id, explore, p.list_size, p.next_purchase_explore_share)
-                publisher.put(Keys.next(user_id), [x.as_dict() for x in nxt])
-                n_next += 1
-                example_user = example_user or user_id
+            n_personal, n_next, example_user = publish_personal_and_next(
+                publisher, model, inter, bought, hidden, repeats, purchasers, p, cfg.show_progress
+            )
             counts.update(personal_lists=n_personal, next_purchase_lists=n_next)
         with timer.stage("similar"):
             sims = lists.similar_items(model, inter, p.similar_size, hidden)
@@ -187,6 +170,61 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
         publisher.abort()
         raise
     return JobResult(publisher.version, replaced, data.reports, counts, timer.seconds, as_of, gate)
+
+
+def publish_personal_and_next(
+    publisher: Publisher,
+    model: Any,
+    inter: Interactions,
+    bought: sp.csr_matrix,
+    hidden: np.ndarray,
+    repeats: repeat.RepeatIndex,
+    purchasers: set[str],
+    p: ListParams,
+    show_progress: bool,
+) -> tuple[int, int, str | None]:
+    """Every user's personal list, and a next-purchase list per customer with purchases, batch by batch.
+
+    Returns (personal lists, next-purchase lists, the first customer with purchases).
+    """
+    exclude = bought if p.exclude_purchased else None
+    unavailable = frozenset(inter.item_ids[hidden].tolist())
+    n_personal = n_next = 0
+    example_user: str | None = None
+    with tqdm(total=len(inter.user_ids), desc="personal + next", unit="user", disable=not show_progress) as bar:
+        for users, ranked in lists.personal_pick_batches(model, inter, p.list_size, exclude, hidden):
+            # nothing bought, nothing due again: the ALS list as it is
+            publisher.put_many((Keys.user(u), r) for u, r in zip(users, ranked) if u not in purchasers)
+            for user_id, mine in zip(users, ranked):
+                if user_id in purchasers:
+                    publish_purchaser(publisher, repeats, inter, bought, p, unavailable, user_id, mine)
+                    n_next += 1
+                    example_user = example_user or user_id
+            n_personal += len(users)
+            bar.update(len(users))
+    return n_personal, n_next, example_user
+
+
+def publish_purchaser(
+    publisher: Publisher,
+    repeats: repeat.RepeatIndex,
+    inter: Interactions,
+    bought: sp.csr_matrix,
+    p: ListParams,
+    unavailable: frozenset[str],
+    user_id: str,
+    ranked: lists.Ranked,
+) -> None:
+    """A customer with purchases: the production personal list (items due again + ALS) and the next-purchase list."""
+    personal = production_picks(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
+    publisher.put(Keys.user(user_id), [repeat.pick_pair(x) for x in personal])
+    if p.exclude_purchased:
+        explore = ranked
+    else:  # next purchase explores only items the customer has not bought
+        mine = set(inter.item_ids[bought[inter.user_index[user_id]].indices].tolist())
+        explore = [r for r in ranked if r[0] not in mine]
+    nxt = repeat.next_picks(repeats, user_id, explore, p.list_size, p.next_purchase_explore_share)
+    publisher.put(Keys.next(user_id), [repeat.pick_dict(x) for x in nxt])
 
 
 def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table) -> dict[str, Any]:
