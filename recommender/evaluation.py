@@ -83,7 +83,7 @@ from .baselines import (
 )
 from .config import AlsParams, EventWeights, ListParams
 from .lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
-from .model import fit_als
+from .model import fit_als, row_filter
 from .repeat import GOES_WITH, NextPick, Pick, RepeatIndex, blend, pick_id, repeat_candidates
 from .split import Split, time_split
 from .split import targets as target_sets
@@ -314,7 +314,7 @@ class AlsRun:
                 batch = rows[start : start + 10_000]
                 ids, scores = self.model.recommend(
                     batch,
-                    exclude[batch] if exclude is not None else None,
+                    row_filter(exclude[batch]) if exclude is not None else None,
                     N=n,
                     filter_already_liked_items=exclude is not None,
                     filter_items=self.hidden if len(self.hidden) else None,
