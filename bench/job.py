@@ -12,10 +12,13 @@ For each dataset, three fresh processes (so memory is isolated):
    job's own summary (JobResult.seconds). Peak memory per stage: a sampler thread reads VmRSS of the job process
    (/proc/self/status) and of the embedded redis-server (/proc/PID/status) every 10 ms; each stage's window comes
    from wrapping training.job._Timer.stage (start/end timestamps, the same boundaries as JobResult.seconds). The
-   job's whole-run peak is the kernel's VmHWM (exact, not sampled); the process wall time includes interpreter
-   start, imports, starting the embedded Redis and its shutdown save.
+   job's whole-run peak is the kernel's VmHWM (exact, not sampled); ``peak_sum_mb`` is the largest job + redis-server
+   RSS of a single sample (what both hold at once; the sum of the two VmHWM overstates it, as the peaks come at
+   different times). The process wall time includes interpreter start, imports, starting the embedded Redis and its
+   shutdown save.
 
-Usage: python bench/job.py --out bench/results/job.json [--events-10m N] [--skip-10m] [--skip-cj]
+Usage: python bench/job.py --out bench/results/job.json [--events-large N] [--users-large N] [--items-large N]
+       [--skip-large] [--skip-cj] [--work DIR]
 Data: ../shared/data/complete-journey (relative to the repository root) and a generated shop (bench/gen_shop.py).
 """
 
@@ -78,6 +81,10 @@ class Sampler:
         if not window:
             return 0.0, 0.0
         return max(a for a, _ in window) / 1024, max(b for _, b in window) / 1024
+
+    def peak_sum(self, t0: float = 0.0, t1: float = float("inf")) -> float:
+        """Largest job + redis-server RSS of one sample (MB): what is in use at once, unlike the sum of two peaks."""
+        return max((a + b for t, a, b in self.samples if t0 <= t <= t1), default=0) / 1024
 
 
 # ---------------------------------------------------------------- workers (run in their own process)
@@ -183,7 +190,8 @@ def worker_job(args: list[str], result_path: str) -> None:
     for name, seconds in result.seconds.items():
         t0, t1 = windows[name]
         job_mb, redis_mb = sampler.peak(t0, t1)
-        stages.append({"stage": name, "seconds": seconds, "peak_rss_mb": round(job_mb, 1), "redis_rss_mb": round(redis_mb, 1)})
+        stages.append({"stage": name, "seconds": seconds, "peak_rss_mb": round(job_mb, 1), "redis_rss_mb": round(redis_mb, 1),
+                       "peak_sum_mb": round(sampler.peak_sum(t0, t1), 1)})
     job_peak, redis_peak = sampler.peak()
     out = {
         "stages": stages,
@@ -192,6 +200,7 @@ def worker_job(args: list[str], result_path: str) -> None:
         "job_vmhwm_mb": round(_status_kb("self", "VmHWM") / 1024, 1),
         "job_peak_rss_sampled_mb": round(job_peak, 1),
         "redis_peak_rss_sampled_mb": round(redis_peak, 1),
+        "peak_sum_mb": round(sampler.peak_sum(), 1),
         "redis_vmhwm_mb": round(float(captured.get("redis_vmhwm_mb", 0.0)), 1),
         "redis_used_memory_mb": round(float(captured.get("redis_used_memory_mb", 0.0)), 1),
         "redis_keys": captured.get("redis_keys"),
