@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -229,8 +229,13 @@ def build_context(
     ks: Sequence[int] = (10, 20),
     targets: Sequence[str] = TARGETS,
     cutoff: datetime | None = None,
+    max_users: int | None = None,
 ) -> EvalContext:
-    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue."""
+    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue.
+
+    With ``max_users``, at most that many warm and that many cold users (a fixed random sample) are scored: enough
+    for a promotion decision on a shop with a million customers, at a fraction of the cost.
+    """
     unknown = set(targets) - set(TARGETS)
     if unknown:
         raise ValueError(f"unknown targets {sorted(unknown)}; expected some of {TARGETS}")
@@ -243,11 +248,26 @@ def build_context(
         kind = target.removesuffix("_new")
         full = target_sets(split.test, kind)
         truth[target] = metrics.split_repeat_new(full, history[kind])[1] if target.endswith("_new") else full
+    if max_users is not None:
+        truth = _sample_truth(truth, (split.warm_users, split.cold_users), max_users)
     unavailable = frozenset(items.filter(pc.invert(pc.fill_null(items["available"], True)))["item_id"].to_pylist())
     catalogue = frozenset(pc.unique(split.train["item_id"]).to_pylist()) - unavailable
     ctx = EvalContext(split, items, tuple(sorted(set(ks))), tuple(targets), truth, history, {}, catalogue, unavailable)
     ctx.groups = _groups(ctx)
     return ctx
+
+
+def _sample_truth(
+    truth: dict[str, dict[str, set[str]]], pools: Sequence[Collection[str]], max_users: int, seed: int = 0
+) -> dict[str, dict[str, set[str]]]:
+    """``truth`` restricted to at most ``max_users`` scored users of each pool (seeded, so reruns agree)."""
+    keep: set[str] = set()
+    for pool in pools:
+        scored = sorted({u for per_user in truth.values() for u, t in per_user.items() if t and u in pool})
+        if len(scored) > max_users:
+            scored = np.random.default_rng(seed).choice(np.array(scored, dtype=object), max_users, replace=False).tolist()
+        keep.update(scored)
+    return {target: {u: t for u, t in per_user.items() if u in keep} for target, per_user in truth.items()}
 
 
 def _groups(ctx: EvalContext) -> dict[str, list[str]]:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.loading import DataError, LoadReport
+from recommender.gate import DEFAULT_MAX_USERS
 
 app = typer.Typer(help="Product recommendations for an online shop: train nightly, serve from Redis.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -78,6 +79,7 @@ def train(
     gate: Annotated[bool, typer.Option(help="Evaluate the candidate on the recent holdout and publish only if it is not worse.")] = True,
     gate_margin: Annotated[float, typer.Option(min=0, max=1, help="Relative drop of the main metric (ndcg@10) the gate tolerates.")] = 0.02,
     gate_days: Annotated[int, typer.Option(min=1, help="Days of the gate's holdout.")] = 30,
+    gate_users: Annotated[int, typer.Option(min=0, help="Warm customers the gate scores at most (a fixed random sample; 0 = all).")] = DEFAULT_MAX_USERS,
     force_publish: Annotated[bool, typer.Option("--force-publish", help="Publish even when the gate refuses.")] = False,
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
@@ -114,6 +116,7 @@ def train(
             gate=gate,
             gate_margin=gate_margin,
             gate_days=gate_days,
+            gate_users=gate_users or None,
             force_publish=force_publish,
         )
     except ValueError as exc:  # pydantic validation of a value from the environment

@@ -23,7 +23,7 @@ from recommender import kpis, lists, repeat, rfm
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.dataset import Dataset, load_dataset
 from recommender.evaluation import ModelParams, production_picks
-from recommender.gate import GateDecision, decide, holdout_metrics
+from recommender.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
 from recommender.loading import LoadReport, complete_catalogue
 from recommender.model import fit_als
 from recommender.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
@@ -43,6 +43,7 @@ class JobConfig:
     gate: bool = False
     gate_margin: float = 0.02
     gate_days: int = 30
+    gate_users: int | None = DEFAULT_MAX_USERS
     force_publish: bool = False
 
 
@@ -237,7 +238,7 @@ def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, it
     if span.days < 2 * cfg.gate_days:
         return {"skipped": f"less than {2 * cfg.gate_days} days of history for a {cfg.gate_days}-day holdout"}
     params = ModelParams(cfg.als, cfg.weights, cfg.settings.half_life_days, cfg.lists, cfg.lists.personal_repeat_share)
-    measured = holdout_metrics(events, items, params, test_days=cfg.gate_days)
+    measured = holdout_metrics(events, items, params, test_days=cfg.gate_days, max_users=cfg.gate_users)
     current_version = current(client, keys)[0]
     previous = (manifest(client, keys, current_version) or {}).get("evaluation") if current_version else None
     current_metric = previous.get("candidate") if previous and previous.get("metric") == measured["metric"] else None
