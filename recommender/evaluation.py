@@ -61,7 +61,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -229,13 +229,8 @@ def build_context(
     ks: Sequence[int] = (10, 20),
     targets: Sequence[str] = TARGETS,
     cutoff: datetime | None = None,
-    max_users: int | None = None,
 ) -> EvalContext:
-    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue.
-
-    With ``max_users``, at most that many warm and that many cold users (a fixed random sample) are scored: enough
-    for a promotion decision on a shop with a million customers, at a fraction of the cost.
-    """
+    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue."""
     unknown = set(targets) - set(TARGETS)
     if unknown:
         raise ValueError(f"unknown targets {sorted(unknown)}; expected some of {TARGETS}")
@@ -248,13 +243,23 @@ def build_context(
         kind = target.removesuffix("_new")
         full = target_sets(split.test, kind)
         truth[target] = metrics.split_repeat_new(full, history[kind])[1] if target.endswith("_new") else full
-    if max_users is not None:
-        truth = _sample_truth(truth, (split.warm_users, split.cold_users), max_users)
     unavailable = frozenset(items.filter(pc.invert(pc.fill_null(items["available"], True)))["item_id"].to_pylist())
     catalogue = frozenset(pc.unique(split.train["item_id"]).to_pylist()) - unavailable
     ctx = EvalContext(split, items, tuple(sorted(set(ks))), tuple(targets), truth, history, {}, catalogue, unavailable)
     ctx.groups = _groups(ctx)
     return ctx
+
+
+def narrow(ctx: EvalContext, targets: Sequence[str] | None = None, max_users: int | None = None) -> EvalContext:
+    """``ctx`` restricted to some of its targets and/or to at most ``max_users`` warm and ``max_users`` cold scored
+    users (a fixed random sample: enough for a promotion decision on a shop with a million customers, at a fraction
+    of the cost)."""
+    truth = {t: ctx.truth[t] for t in (targets or ctx.targets)}
+    if max_users is not None:
+        truth = _sample_truth(truth, (ctx.split.warm_users, ctx.split.cold_users), max_users)
+    out = replace(ctx, targets=tuple(truth), truth=truth, groups={})
+    out.groups = _groups(out)
+    return out
 
 
 def _sample_truth(

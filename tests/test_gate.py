@@ -89,6 +89,6 @@ def test_gate_scores_a_fixed_sample_when_capped(shop) -> None:
     full = holdout_metrics(shop.events, shop.items, test_days=21, max_users=None)
     capped = holdout_metrics(shop.events, shop.items, test_days=21, max_users=20)
     again = holdout_metrics(shop.events, shop.items, test_days=21, max_users=20)
-    assert full["users"] > 20 and 0 < capped["users"] <= 20  # 20 scored users, not all with a purchase to score
+    assert full["users"] > 20 and capped["users"] == 20
     assert capped["candidate"] == again["candidate"]  # the same sample on a rerun
     assert holdout_metrics(shop.events, shop.items, test_days=21, max_users=10_000)["candidate"] == full["candidate"]
