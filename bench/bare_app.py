@@ -1,7 +1,7 @@
 """The framework limit: a FastAPI app with one GET endpoint returning a constant JSON.
 
-Served by bench/serving.py with exactly the uvicorn settings of ``reco serve`` (uvicorn.run with host, port, workers,
-log_level="info" and access_log=False, everything else default: uvloop + httptools when installed), so the gap between
+Served by bench/serving.py through the same function as ``reco serve`` (``api.server.serve``: uvicorn with
+log_level="info", access_log=False, one SO_REUSEPORT socket per worker, uvloop + httptools), so the gap between
 this and ``/recommend`` is what the application itself costs per request. ``/const-sync-dep`` is the same constant
 behind one no-op synchronous dependency: it isolates the cost of FastAPI's thread-pool hop for ``def`` dependencies.
 ``/redis-get`` answers with one ``GET`` through redis-py's asyncio client, set up as the API sets up its own
@@ -55,10 +55,10 @@ def create_app() -> FastAPI:
 
 
 def serve(host: str, port: int, workers: int) -> None:
-    """The same call as training.cli.serve, for this app."""
-    import uvicorn
+    """The same call as ``reco serve``, for this app."""
+    from api.server import serve as run_server
 
-    uvicorn.run("bare_app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info", access_log=False)
+    run_server(host, port, workers, app="bare_app:create_app")
 
 
 if __name__ == "__main__":

@@ -279,18 +279,17 @@ def serve(
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Start the API (answers from the published version in Redis)."""
+    """Start the API (answers from the published version in Redis); with several workers, each has its own socket."""
     import os
 
-    import uvicorn
+    from api.server import serve as run_server
 
     # The app reads its settings from the environment, so options are passed on that way (also to workers).
     if redis_url:
         os.environ["REDIS_URL"] = redis_url
     if data_dir:
         os.environ["RECO_DATA_DIR"] = str(data_dir)
-    # Each request is logged once, as a JSON line, by the app itself (uvicorn's access log would repeat it).
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info", access_log=False)
+    run_server(host, port, workers)
 
 
 @app.command()
