@@ -3,10 +3,11 @@
 For each dataset, three fresh processes (so memory is isolated):
 
 1. ``matrix``: load + weight exactly as the job does (recommender.dataset.load_dataset, build_interactions with the
-   default weights and half-life) and save the confidence matrix as .npz. Not timed; only the input of (2).
-2. ``fit``: load the .npz, then implicit's ``AlternatingLeastSquares.fit`` alone with the job's parameters
-   (recommender.config.AlsParams defaults: 64 factors, regularization 0.05, alpha 1, 15 iterations, seed 42; BLAS
-   pinned to one thread like recommender.model.fit_als). Time of fit(); peak RSS during fit.
+   weights and half-life ``reco train`` uses for the data set: settings/<data set>.json when it exists, else the
+   defaults) and save the confidence matrix as .npz. Not timed; only the input of (2).
+2. ``fit``: load the .npz, then implicit's ``AlternatingLeastSquares.fit`` alone with the job's ALS parameters for
+   the data set (tuned or recommender.config.AlsParams defaults; BLAS pinned to one thread like
+   recommender.model.fit_als). Time of fit(); peak RSS during fit.
 3. ``job``: the real command line (``reco train ... --no-progress``, invoked in-process through training.cli with a
    fresh embedded Redis in a temporary data dir, i.e. REDIS_URL unset, the README's default). Stage times are the
    job's own summary (JobResult.seconds). Peak memory per stage: a sampler thread reads VmRSS of the job process
@@ -90,6 +91,15 @@ class Sampler:
 # ---------------------------------------------------------------- workers (run in their own process)
 
 
+def tuned_params(fmt: str, events: str) -> dict:
+    """The tuned settings ``reco train`` picks up for this data set (settings/<data set>.json), so the matrix and the
+    fit alone use the same weights, half-life and ALS parameters as the job."""
+    from recommender.tuning import load_tuned
+
+    path = ROOT / "settings" / f"{fmt if fmt != 'generic' else Path(events).stem}.json"
+    return load_tuned(path) if path.is_file() else {}
+
+
 def worker_matrix(events: str, items: str | None, fmt: str, out: str) -> None:
     import numpy as np
     import scipy.sparse as sp
@@ -98,10 +108,14 @@ def worker_matrix(events: str, items: str | None, fmt: str, out: str) -> None:
     from recommender.dataset import load_dataset
     from recommender.weighting import build_interactions, latest_timestamp
 
-    settings = Settings()
+    tuned = tuned_params(fmt, events)
+    settings = Settings(**({"half_life_days": tuned["half_life_days"]} if tuned.get("half_life_days") else {}))
     data = load_dataset(events, items, fmt, settings.max_bad_share)
-    inter = build_interactions(data.events, EventWeights().as_dict(), settings.half_life_days, latest_timestamp(data.events))
+    weights = EventWeights(**tuned.get("weights", {})).as_dict()
+    inter = build_interactions(data.events, weights, settings.half_life_days, latest_timestamp(data.events))
     sp.save_npz(out, inter.matrix, compressed=False)
+    with open(out + ".params.json", "w") as f:
+        json.dump(tuned.get("als", {}), f)
     np.save(out + ".shape.npy", np.array(inter.matrix.shape))
     print(json.dumps({"users": inter.matrix.shape[0], "items": inter.matrix.shape[1], "nnz": int(inter.matrix.nnz)}))
 
@@ -114,7 +128,8 @@ def worker_fit(matrix_path: str) -> None:
     from recommender.config import AlsParams
 
     matrix = sp.load_npz(matrix_path).tocsr()
-    params = AlsParams()
+    with open(matrix_path + ".params.json") as f:
+        params = AlsParams(**json.load(f))  # the job's ALS parameters for this data set (tuned or defaults)
     base = _status_kb("self", "VmRSS") / 1024
     sampler = Sampler().start()
     with threadpool_limits(1, "blas"):
@@ -127,7 +142,7 @@ def worker_fit(matrix_path: str) -> None:
         seconds = time.perf_counter() - t0
     sampler.stop()
     print(json.dumps({
-        "seconds": round(seconds, 3), "rss_before_fit_mb": round(base, 1),
+        "seconds": round(seconds, 3), "params": params.model_dump(), "rss_before_fit_mb": round(base, 1),
         "peak_rss_fit_mb": round(sampler.peak()[0], 1), "vmhwm_mb": round(_status_kb("self", "VmHWM") / 1024, 1),
         "params": params.model_dump(),
     }))
