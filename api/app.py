@@ -139,13 +139,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(503, "No recommendations are published yet: run `reco train` first.")
         return version, values, live_raw
 
-    async def fetch_with_live(request: Request, live_user: str | None, *suffixes: str) -> tuple[str, list[Any], list[bytes]]:
-        version, values, live_raw = await fetch_raw(request, live_user, *suffixes)
-        return version, [decode(v) for v in values], live_raw
-
     async def fetch(request: Request, *suffixes: str) -> tuple[str, list[Any]]:
-        version, values, _ = await fetch_with_live(request, None, *suffixes)
-        return version, values
+        version, values, _ = await fetch_raw(request, None, *suffixes)
+        return version, [decode(v) for v in values]
 
     async def items_out(request: Request, version: str, ranked: list[Any]) -> list[dict[str, Any]]:
         """Stored entries ([item, score] pairs or next-purchase dicts) with title, category and price added."""
@@ -168,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (`personal+session`), items bought since the last run drop out when the job excludes bought items, and a
         visitor with nothing to go on gets bestsellers. With `category`, only items of that category; `exclude`
         leaves out items (e.g. the cart). A list shorter than `n` after filtering is topped up with bestsellers."""
+        skip = set(filter(None, exclude.split(","))) if exclude else set()
         try:
             # Bestsellers are decoded only when needed (a category check or a list to top up): most visitors never do.
             version, (personal_raw, best_raw), live_raw = await fetch_raw(request, user_id, Keys.user(user_id), Keys.best(category))
@@ -176,16 +173,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if saved is None:
                 raise exc
             metrics.fallbacks.labels("/recommend").inc()
-            skip = set(filter(None, (exclude or "").split(",")))
             items = [r for r in saved if r["item_id"] not in skip][:n]
             return json_response({"source": "bestsellers", "degraded": True, "version": request.app.state.fallback.version, "items": items})
         personal = decode(personal_raw)
         metrics.lookup("personal", personal is not None)
         if category is not None and best_raw is None:
             raise HTTPException(404, f"Unknown category '{category}'.")
-        skip = set(filter(None, exclude.split(","))) if exclude else set()
         sources: list[str] = []
-        ranked: list[Any] = [r for r in personal or [] if r[0] not in skip] if skip else personal or []
+        ranked: list[Any] = personal or []
+        if skip:
+            ranked = [r for r in ranked if r[0] not in skip]
         if personal:
             sources.append("personal")
         if live_raw:
@@ -214,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/recently-viewed/{user_id}", response_model=ItemList, tags=["storefront"], summary="Items the visitor viewed lately")
     async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> ItemList:
         """Distinct items from the visitor's live view events (`POST /events`), newest first."""
-        version, _, live_raw = await fetch_with_live(request, user_id)
+        version, _, live_raw = await fetch_raw(request, user_id)
         return ItemList(source="recently_viewed", version=version, items=await items_out(request, version, recently_viewed(live_raw, n)))
 
     @app.get("/bestsellers", response_model=ItemList, tags=["storefront"], summary="Bestsellers, overall or per category")

@@ -44,16 +44,12 @@ class Reader:
 
     async def fetch(self, *suffixes: str) -> tuple[str | None, list[Any]]:
         """Return (current version, decoded values or None per suffix); version None when nothing is published."""
-        version, values, _ = await self.fetch_with_live(None, *suffixes)
-        return version, values
-
-    async def fetch_with_live(self, live_user: str | None, *suffixes: str) -> tuple[str | None, list[Any], list[bytes]]:
-        """Like :meth:`fetch`, plus the live-event list of ``live_user`` (newest first), in the same round trip."""
-        version, values, live = await self.fetch_raw(live_user, *suffixes)
-        return version, [decode(v) for v in values], live
+        version, values, _ = await self.fetch_raw(None, *suffixes)
+        return version, [decode(v) for v in values]
 
     async def fetch_raw(self, live_user: str | None, *suffixes: str) -> tuple[str | None, list[bytes | None], list[bytes]]:
-        """Like :meth:`fetch_with_live` with the values as stored (JSON bytes), for callers that may not need them all."""
+        """Like :meth:`fetch` with the values as stored (JSON bytes, decoded only by callers that need them), plus the
+        live-event list of ``live_user`` (newest first), in the same round trip."""
         keys = [self.keys.current] + ([self.keys.live_user(live_user)] if live_user else [])
         reply = await self._run_fetch(keys, [self.keys.prefix + ":v:", *suffixes])
         if not reply or reply[0] is None:
