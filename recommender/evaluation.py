@@ -84,7 +84,7 @@ from .baselines import (
 from .config import AlsParams, EventWeights, ListParams
 from .lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
 from .model import fit_als, row_filter
-from .repeat import GOES_WITH, NextPick, Pick, RepeatIndex, blend, pick_id, repeat_candidates
+from .repeat import NextPick, Pick, RepeatIndex, as_next_pick, blend, pick_id, repeat_candidates
 from .split import Split, time_split
 from .split import targets as target_sets
 from .weighting import Interactions, build_interactions, latest_timestamp
@@ -184,10 +184,7 @@ def production_list(
     ``explore`` is the customer's ALS list without their purchases, best first (unavailable items already left
     out); ``unavailable`` items are dropped from the due items too.
     """
-    return [
-        p if isinstance(p, NextPick) else NextPick(p[0], p[1], GOES_WITH)
-        for p in production_picks(repeats, user_id, explore, n, repeat_share, unavailable)
-    ]
+    return [as_next_pick(p) for p in production_picks(repeats, user_id, explore, n, repeat_share, unavailable)]
 
 
 # --- the evaluation context: split, truth, groups -----------------------------------------------------------
@@ -210,6 +207,8 @@ class EvalContext:
     catalogue: frozenset[str]
     """Items a model can recommend: seen in training and available."""
     unavailable: frozenset[str]
+    active_days: dict[str, int] = field(default_factory=dict)
+    """User -> distinct days with a view, cart or purchase before the cutoff (for the activity groups)."""
 
     @property
     def depth(self) -> int:
@@ -245,7 +244,9 @@ def build_context(
         truth[target] = metrics.split_repeat_new(full, history[kind])[1] if target.endswith("_new") else full
     unavailable = frozenset(items.filter(pc.invert(pc.fill_null(items["available"], True)))["item_id"].to_pylist())
     catalogue = frozenset(pc.unique(split.train["item_id"]).to_pylist()) - unavailable
-    ctx = EvalContext(split, items, tuple(sorted(set(ks))), tuple(targets), truth, history, {}, catalogue, unavailable)
+    ctx = EvalContext(
+        split, items, tuple(sorted(set(ks))), tuple(targets), truth, history, {}, catalogue, unavailable, _active_days(split.train)
+    )
     ctx.groups = _groups(ctx)
     return ctx
 
@@ -278,7 +279,7 @@ def _sample_truth(
 def _groups(ctx: EvalContext) -> dict[str, list[str]]:
     warm, cold = ctx.users_to_score(), ctx.users_to_score(cold=True)
     groups = {"warm": warm, "cold": cold}
-    activity = _active_days(ctx.split.train)
+    activity = ctx.active_days
     for lo, hi in ACTIVITY_BUCKETS:
         name = f"warm:{lo}+" if hi is None else (f"warm:{lo}" if lo == hi else f"warm:{lo}-{hi}")
         groups[name] = [u for u in warm if activity.get(u, 0) >= lo and (hi is None or activity.get(u, 0) <= hi)]

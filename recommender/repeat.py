@@ -260,6 +260,11 @@ def pick_pair(pick: Pick) -> tuple[str, float]:
     return (pick.item_id, pick.score) if isinstance(pick, NextPick) else (pick[0], pick[1])
 
 
+def as_next_pick(pick: Pick) -> NextPick:
+    """A discovery pair wrapped as a "goes with your purchases" NextPick; due items as they are."""
+    return pick if isinstance(pick, NextPick) else NextPick(pick[0], pick[1], GOES_WITH)
+
+
 def pick_dict(pick: Pick) -> dict[str, object]:
     """The published next-purchase entry."""
     if isinstance(pick, NextPick):
@@ -293,7 +298,4 @@ def next_purchase(
     cost more repeat hits than it won new ones, so exploration takes the slots due items cannot fill with a
     likely enough pick (and the whole tail of a long list). Set a share to force discovery into the top.
     """
-    return [
-        p if isinstance(p, NextPick) else NextPick(p[0], p[1], GOES_WITH)
-        for p in next_picks(repeats, user_id, explore, n, explore_share, min_score)
-    ]
+    return [as_next_pick(p) for p in next_picks(repeats, user_id, explore, n, explore_share, min_score)]
