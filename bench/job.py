@@ -94,9 +94,9 @@ class Sampler:
 def tuned_params(fmt: str, events: str) -> dict:
     """The tuned settings ``reco train`` picks up for this data set (settings/<data set>.json), so the matrix and the
     fit alone use the same weights, half-life and ALS parameters as the job."""
-    from recommender.tuning import load_tuned
+    from recommender.tuning import dataset_name, load_tuned, settings_path
 
-    path = ROOT / "settings" / f"{fmt if fmt != 'generic' else Path(events).stem}.json"
+    path = settings_path(dataset_name(fmt, events), ROOT)
     return load_tuned(path) if path.is_file() else {}
 
 
@@ -142,7 +142,7 @@ def worker_fit(matrix_path: str) -> None:
         seconds = time.perf_counter() - t0
     sampler.stop()
     print(json.dumps({
-        "seconds": round(seconds, 3), "params": params.model_dump(), "rss_before_fit_mb": round(base, 1),
+        "seconds": round(seconds, 3), "rss_before_fit_mb": round(base, 1),
         "peak_rss_fit_mb": round(sampler.peak()[0], 1), "vmhwm_mb": round(_status_kb("self", "VmHWM") / 1024, 1),
         "params": params.model_dump(),
     }))

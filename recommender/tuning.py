@@ -225,6 +225,17 @@ def write_tuned(result: TuningResult, path: Path | str, *, dataset: str, source:
     return path
 
 
+def dataset_name(fmt: str, events: Path | str) -> str:
+    """The data set's name: its format, or the events file's stem for the generic format."""
+    return fmt if fmt != "generic" else Path(events).stem
+
+
+def settings_path(dataset: str, root: Path | str = ".") -> Path:
+    """Where a data set's tuned settings live: ``settings/<data set>.json`` (``reco tune`` writes, ``reco train``
+    reads)."""
+    return Path(root) / "settings" / f"{dataset}.json"
+
+
 def load_tuned(path: Path | str) -> dict[str, Any]:
     """The settings of a tuned-settings file: ``{"als": {...}, "weights": {...}, "half_life_days": float,
     "repeat_share": float}`` (keys absent from the file are absent here).

@@ -135,10 +135,10 @@ def train(
 
 def _tuned(path: Path | None, fmt: str, events: Path) -> dict[str, Any]:
     """Settings from `reco tune`: the given file, else settings/<data set>.json when it exists."""
-    from recommender.tuning import load_tuned
+    from recommender.tuning import dataset_name, load_tuned, settings_path
 
     if path is None:
-        default = Path("settings") / f"{fmt if fmt != 'generic' else events.stem}.json"
+        default = settings_path(dataset_name(fmt, events))
         if not default.is_file():
             return {}
         path = default

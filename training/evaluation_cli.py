@@ -184,13 +184,13 @@ def tune(
 ) -> None:
     """Search ALS settings, event weights, decay half-life and the repeat share on a validation split carved from the
     training period (the evaluation test window is never used) and write the best as this data set's settings."""
+    from recommender.tuning import dataset_name, settings_path, write_tuned
     from recommender.tuning import tune as run_tune
-    from recommender.tuning import write_tuned
 
     data = _load(events, items, fmt, max_bad_share)
     start = _params(settings)
-    dataset = name or (fmt if fmt != "generic" else events.stem)
-    path = out_file or Path("settings") / f"{dataset}.json"
+    dataset = name or dataset_name(fmt, events)
+    path = out_file or settings_path(dataset)
     try:
         result = run_tune(data.events, data.items, start, test_days=test_days, trials=trials, seed=seed, progress=progress)
     except ValueError as exc:
