@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from factories import isolated_settings
 
 from cache.keys import Keys
 from cache.server import RedisHandle, connect
@@ -27,9 +26,7 @@ def redis_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisHand
 @pytest.fixture()
 def settings(redis_handle: RedisHandle) -> Settings:
     """Settings pointing at the test server, with a key prefix of its own so tests never see each other's data."""
-    return Settings(
-        redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix=f"t{uuid.uuid4().hex[:10]}"
-    )
+    return isolated_settings(redis_handle, "t")
 
 
 @pytest.fixture()

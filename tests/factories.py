@@ -1,11 +1,16 @@
-"""Small hand-made tables for tests."""
+"""Small hand-made tables for tests, and settings that point at the test Redis."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from cache.server import RedisHandle
+from recommender.config import Settings
 from recommender.schema import EVENT_SCHEMA, ITEM_SCHEMA
 
 NOW = datetime(2026, 6, 30, 12)
@@ -27,3 +32,11 @@ def catalogue(rows: list[dict]) -> pa.Table:
     cols = {name: [r.get(name) for r in rows] for name in ITEM_SCHEMA.names}
     cols["available"] = [r.get("available", True) for r in rows]
     return pa.table(cols, schema=ITEM_SCHEMA)
+
+
+def isolated_settings(handle: RedisHandle, tag: str = "t", **more: Any) -> Settings:
+    """Settings for the test Redis under a key prefix of their own (``tag`` + random), so tests never see each other's
+    data."""
+    return Settings(
+        redis_url=handle.url, data_dir=handle.data_dir or Path("var"), key_prefix=f"{tag}{uuid.uuid4().hex[:8]}", **more
+    )

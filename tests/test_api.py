@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import pyarrow.compute as pc
 import pytest
+from factories import isolated_settings
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from recommender.config import ListParams, Settings
+from recommender.config import ListParams
 from recommender.demo import generate_shop
 from training.job import JobConfig, run_job
 
@@ -24,9 +22,7 @@ def shop(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def published(redis_handle, shop):
-    settings = Settings(
-        redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix=f"api{uuid.uuid4().hex[:8]}"
-    )
+    settings = isolated_settings(redis_handle, "api")
     events, items = shop.paths
     result = run_job(
         JobConfig(events=events, items=items, settings=settings, lists=ListParams(list_size=50), show_progress=False),
@@ -63,7 +59,7 @@ def test_health_and_ready(client, published):
 
 
 def test_ready_is_false_when_nothing_published(redis_handle):
-    settings = Settings(redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix="empty" + uuid.uuid4().hex[:6])
+    settings = isolated_settings(redis_handle, "empty")
     with TestClient(create_app(settings)) as c:
         assert c.get("/readyz").status_code == 503
         r = c.get("/recommend", params={"user_id": "u1"})
@@ -255,7 +251,7 @@ def test_next_purchase_segment_strategy(client, shop):
 
 
 def test_no_bought_item_in_personal_picks_with_repeat_share_zero(redis_handle, shop):
-    settings = Settings(redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix=f"rs0{uuid.uuid4().hex[:8]}")
+    settings = isolated_settings(redis_handle, "rs0")
     events, items = shop.paths
     lists_cfg = ListParams(list_size=30, personal_repeat_share=0.0)
     run_job(JobConfig(events=events, items=items, settings=settings, lists=lists_cfg, show_progress=False), redis_handle.client)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import pytest
 import schemathesis
+from factories import isolated_settings
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
-from recommender.config import AlsParams, ListParams, Settings
+from recommender.config import AlsParams, ListParams
 from recommender.demo import generate_shop
 from training.job import JobConfig, run_job
 
@@ -21,10 +19,7 @@ from training.job import JobConfig, run_job
 def api_schema(redis_handle, tmp_path_factory):
     shop = generate_shop(n_users=100, n_items=50, n_categories=4, days=90, seed=9)
     events, items = shop.write(tmp_path_factory.mktemp("fuzz"))
-    cfg_settings = Settings(
-        redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix=f"fz{uuid.uuid4().hex[:8]}",
-        api_key="fuzz-key", live_archive_dir=tmp_path_factory.mktemp("live"),
-    )
+    cfg_settings = isolated_settings(redis_handle, "fz", api_key="fuzz-key", live_archive_dir=tmp_path_factory.mktemp("live"))
     run_job(JobConfig(events=events, items=items, settings=cfg_settings, als=AlsParams(factors=8), lists=ListParams(list_size=20), show_progress=False), redis_handle.client)
     app = create_app(cfg_settings)
     with TestClient(app):  # runs the app's start-up (Redis connection) for the fuzzer's own requests

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import pyarrow.compute as pc
 import pytest
+from factories import isolated_settings
 from fastapi.testclient import TestClient
 
 import training.job as job_module
 from api.app import create_app
 from cache.keys import Keys
-from recommender.config import AlsParams, ListParams, Settings
+from recommender.config import AlsParams, ListParams
 from recommender.demo import generate_shop
 from training.job import JobConfig, run_job
 
@@ -28,10 +26,7 @@ def shop(tmp_path):
 
 @pytest.fixture()
 def settings(redis_handle, tmp_path):
-    return Settings(
-        redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix=f"live{uuid.uuid4().hex[:8]}",
-        api_key=KEY, live_archive_dir=tmp_path / "live", max_events_batch=50,
-    )
+    return isolated_settings(redis_handle, "live", api_key=KEY, live_archive_dir=tmp_path / "live", max_events_batch=50)
 
 
 def train(redis_handle, settings, shop):
@@ -111,9 +106,10 @@ def test_writing_needs_the_key_and_batches_are_bounded(client, redis_handle, set
 
 
 def test_events_sent_during_a_run_land_in_the_next_run_exactly_once(redis_handle, settings, shop, monkeypatch):
+    import pyarrow as pa
+
     from cache.live import ingest
     from recommender.loading import ROW, validate_events
-    import pyarrow as pa
 
     keys = Keys(settings.key_prefix)
 
@@ -142,9 +138,10 @@ def test_events_sent_during_a_run_land_in_the_next_run_exactly_once(redis_handle
 
 
 def test_a_run_killed_after_archiving_does_not_count_events_twice(redis_handle, settings):
+    import pyarrow as pa
+
     from cache.live import ingest, take_live_events
     from recommender.loading import ROW, validate_events
-    import pyarrow as pa
 
     keys = Keys(settings.key_prefix)
     raw = pa.table({"user_id": ["u"] * 4, "item_id": ["i"] * 4, "event_type": ["view"] * 4,

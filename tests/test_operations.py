@@ -5,17 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
+from factories import isolated_settings
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.operations import json_formatter, log
-from recommender.config import AlsParams, ListParams, Settings
+from recommender.config import AlsParams, ListParams
 from recommender.demo import generate_shop
 from training.job import JobConfig, run_job
 
@@ -26,10 +25,7 @@ WRITE, READ = "write-key-123", "read-key-456"
 def published(redis_handle, tmp_path_factory):
     shop = generate_shop(n_users=150, n_items=60, n_categories=4, days=90, seed=5)
     events, items = shop.write(tmp_path_factory.mktemp("ops"))
-    settings = Settings(
-        redis_url=redis_handle.url, data_dir=redis_handle.data_dir or Path("var"), key_prefix=f"ops{uuid.uuid4().hex[:8]}",
-        api_key=WRITE, max_body_bytes=5_000,
-    )
+    settings = isolated_settings(redis_handle, "ops", api_key=WRITE, max_body_bytes=5_000)
     cfg = JobConfig(events=events, items=items, settings=settings, als=AlsParams(factors=8), lists=ListParams(list_size=20), show_progress=False)
     first = run_job(cfg, redis_handle.client)
     second = run_job(cfg, redis_handle.client)
