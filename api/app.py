@@ -21,22 +21,22 @@ from cache.live import parse_user_events
 from cache.reader import Reader, decode
 from cache.server import connect
 from recommender.config import Settings
-from recommender.loading import ID_PATTERN
-from recommender.schema import MAX_ID_LENGTH
+from recommender.data.loading import ID_PATTERN
+from recommender.data.schema import MAX_ID_LENGTH
 
-from recommender.rfm import SEGMENTS
-from recommender.session import blend
+from recommender.marketing.rfm import SEGMENTS
+from recommender.models.session import blend
 
 from cache.publisher import ROLLBACK_SCRIPT
 
-from .events import recently_viewed
-from .events import router as events_router
-from .fallback import Fallback
-from .operations import Metrics, OperationsMiddleware, configure_logging, log
-from .security import require_read_key, require_write_key
-from .session_models import SessionModels
+from api.events import recently_viewed
+from api.events import router as events_router
+from api.fallback import Fallback
+from api.operations import Metrics, OperationsMiddleware, configure_logging, log
+from api.security import require_read_key, require_write_key
+from api.session_models import SessionModels
 
-from .schemas import (
+from api.schemas import (
     MAX_BATCH,
     BatchRequest,
     BatchResponse,
@@ -253,7 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return ItemList(source="similar", version=version, items=await items_out(request, version, sims[:n]))
 
     def strategy_picks(seg: dict | None, picks: list[Any], personal: list[Any] | None, fresh: list[Any], best: list[Any]) -> tuple[str, list[Any]]:
-        """Apply the customer's segment strategy (see recommender.rfm.SEGMENTS) to choose their e-mail list."""
+        """Apply the customer's segment strategy (see recommender.marketing.rfm.SEGMENTS) to choose their e-mail list."""
         strategy = SEGMENTS[seg["segment"]].strategy if seg else "due_again"
         if strategy == "new_arrivals" and fresh:
             return strategy, [{"item_id": i, "score": sc, "reason": "new_arrival", "due": None} for i, sc in fresh]

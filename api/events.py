@@ -10,10 +10,10 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from cache.live import parse_user_events, queue_ingest
-from recommender.loading import ROW, validate_events
+from recommender.data.loading import ROW, validate_events
 
-from .schemas import EventBatch, EventsAccepted
-from .security import require_write_key
+from api.schemas import EventBatch, EventsAccepted
+from api.security import require_write_key
 
 router = APIRouter()
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from recommender.loading import ID_PATTERN
-from recommender.schema import MAX_ID_LENGTH
+from recommender.data.loading import ID_PATTERN
+from recommender.data.schema import MAX_ID_LENGTH
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=["17850"])]
 MAX_BATCH = 1000
@@ -36,7 +36,7 @@ class ItemList(BaseModel):
 
 Reason = Literal["due_again", "goes_with_your_purchases", "new_arrival", "bestseller"]
 Strategy = Literal["default", "segment"]
-Period = Literal["week", "month", "quarter", "year"]  # the keys of recommender.kpis.PERIODS
+Period = Literal["week", "month", "quarter", "year"]  # the keys of recommender.marketing.kpis.PERIODS
 
 
 class NextItem(Item):

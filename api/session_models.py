@@ -9,7 +9,7 @@ import orjson
 
 from cache.keys import Keys
 from cache.reader import Reader
-from recommender.session import SessionModel
+from recommender.models.session import SessionModel
 
 
 class SessionModels:

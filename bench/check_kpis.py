@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from recommender.kpis import (
+from recommender.marketing.kpis import (
     KPI_SCHEMA,  # only the column names; the independent SQL below imports nothing else
 )
 
@@ -227,9 +227,9 @@ def project(path: Path):
     """Monthly KPIs, RFM, segment summary and event counts computed by the project code."""
     import pyarrow.compute as pc
 
-    from recommender.dataset import load_dataset
-    from recommender.kpis import compute_kpis
-    from recommender.rfm import compute_rfm, monetary_unit, segment_summary
+    from recommender.data.dataset import load_dataset
+    from recommender.marketing.kpis import compute_kpis
+    from recommender.marketing.rfm import compute_rfm, monetary_unit, segment_summary
 
     data = load_dataset(path, None, "online-retail")
     events = data.events

@@ -1,6 +1,6 @@
 """Generate a large shop log for the job benchmark: exactly N events, U users, I items (generic format, Parquet).
 
-Why not ``recommender.demo.generate_shop``: its activity model is fixed at about 71 events per user (sessions of
+Why not ``recommender.data.demo.generate_shop``: its activity model is fixed at about 71 events per user (sessions of
 views, carts and orders), so 1 million users would give about 71 million events, not 10 million, and generating it
 needs about 16 GB (measured: 100k users -> 7.1M events, 7.8 s, 1.6 GB peak; it scales linearly). It has no knob for
 events per user. This generator keeps the properties that matter for the job's cost and writes exactly the sizes

@@ -2,12 +2,12 @@
 
 For each dataset, three fresh processes (so memory is isolated):
 
-1. ``matrix``: load + weight exactly as the job does (recommender.dataset.load_dataset, build_interactions with the
+1. ``matrix``: load + weight exactly as the job does (recommender.data.dataset.load_dataset, build_interactions with the
    weights and half-life ``reco train`` uses for the data set: settings/<data set>.json when it exists, else the
    defaults) and save the confidence matrix as .npz. Not timed; only the input of (2).
 2. ``fit``: load the .npz, then implicit's ``AlternatingLeastSquares.fit`` alone with the job's ALS parameters for
    the data set (tuned or recommender.config.AlsParams defaults; BLAS pinned to one thread like
-   recommender.model.fit_als). Time of fit(); peak RSS during fit.
+   recommender.models.als.fit_als). Time of fit(); peak RSS during fit.
 3. ``job``: the real command line (``reco train ... --no-progress``, invoked in-process through training.cli with a
    fresh embedded Redis in a temporary data dir, i.e. REDIS_URL unset, the README's default). Stage times are the
    job's own summary (JobResult.seconds). Peak memory per stage: a sampler thread reads VmRSS of the job process
@@ -94,7 +94,7 @@ class Sampler:
 def tuned_params(fmt: str, events: str) -> dict:
     """The tuned settings ``reco train`` picks up for this data set (settings/<data set>.json), so the matrix and the
     fit alone use the same weights, half-life and ALS parameters as the job."""
-    from recommender.tuning import dataset_name, load_tuned, settings_path
+    from recommender.evaluation.tuning import dataset_name, load_tuned, settings_path
 
     path = settings_path(dataset_name(fmt, events), ROOT)
     return load_tuned(path) if path.is_file() else {}
@@ -105,8 +105,8 @@ def worker_matrix(events: str, items: str | None, fmt: str, out: str) -> None:
     import scipy.sparse as sp
 
     from recommender.config import EventWeights, Settings
-    from recommender.dataset import load_dataset
-    from recommender.weighting import build_interactions, latest_timestamp
+    from recommender.data.dataset import load_dataset
+    from recommender.models.weighting import build_interactions, latest_timestamp
 
     tuned = tuned_params(fmt, events)
     settings = Settings(**({"half_life_days": tuned["half_life_days"]} if tuned.get("half_life_days") else {}))

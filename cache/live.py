@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
-from recommender.schema import EVENT_SCHEMA
+from recommender.data.schema import EVENT_SCHEMA
 
-from .keys import Keys
+from cache.keys import Keys
 
 USER_EVENTS_KEPT = 200
 USER_EVENTS_TTL = 30 * 86400

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import redis
 
-from .keys import Keys
+from cache.keys import Keys
 
 _SWITCH = """
 local new = ARGV[1]

@@ -10,7 +10,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from .keys import Keys
+from cache.keys import Keys
 
 # Resolve `current` and read every requested key of that version inside one script: atomic, so the values always
 # belong to one version, and one network round trip per request.

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from cache.server import RedisHandle
 from recommender.config import Settings
-from recommender.schema import EVENT_SCHEMA, ITEM_SCHEMA
+from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 
 NOW = datetime(2026, 6, 30, 12)
 WEIGHTS = {"view": 1.0, "cart": 4.0, "purchase": 10.0, "return": 0.0}

@@ -1,4 +1,4 @@
-"""Source-format adapters (recommender.adapters) through validation and catalogue completion (load_dataset)."""
+"""Source-format adapters (recommender.data.adapters) through validation and catalogue completion (load_dataset)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recommender.adapters import FORMATS, read_input
-from recommender.dataset import load_dataset
-from recommender.loading import BadRow, DataError, validate_events
-from recommender.schema import EVENT_SCHEMA, ITEM_SCHEMA
+from recommender.data.adapters import FORMATS, read_input
+from recommender.data.dataset import load_dataset
+from recommender.data.loading import BadRow, DataError, validate_events
+from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 
 GUEST = "guest line without CustomerID"
 NON_PRODUCT = "non-product line (postage, fee, adjustment, voucher)"

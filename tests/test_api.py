@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from recommender.config import ListParams
-from recommender.demo import generate_shop
+from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
 
 
@@ -200,7 +200,7 @@ def test_openapi_documents_every_endpoint(client):
 
 
 def test_customer_segment_for_every_buyer(client, shop):
-    from recommender.rfm import SEGMENTS
+    from recommender.marketing.rfm import SEGMENTS
 
     seen = set()
     for user in buyers(shop):
@@ -217,7 +217,7 @@ def test_customer_segment_for_every_buyer(client, shop):
 
 
 def test_kpis_per_period(client):
-    from recommender.kpis import PERIODS
+    from recommender.marketing.kpis import PERIODS
 
     month = client.get("/kpis").json()
     assert month["period"] == "month" and len(month["rows"]) >= 4
@@ -229,7 +229,7 @@ def test_kpis_per_period(client):
 
 
 def test_next_purchase_segment_strategy(client, shop):
-    from recommender.rfm import SEGMENTS
+    from recommender.marketing.rfm import SEGMENTS
 
     ids = buyers(shop)
     default = client.post("/next-purchase/batch", json={"user_ids": ids, "n": 5}).json()

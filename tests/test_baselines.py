@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recommender.baselines import (
+from recommender.evaluation.baselines import (
     GlobalPopularity,
     ItemKNN,
     MostRecentItems,
@@ -16,7 +16,7 @@ from recommender.baselines import (
     RecentPopularity,
     popularity_ranking,
 )
-from recommender.schema import EVENT_SCHEMA
+from recommender.data.schema import EVENT_SCHEMA
 
 T0 = datetime(2024, 1, 1)
 P, V, C, R = "purchase", "view", "cart", "return"

@@ -1,4 +1,4 @@
-"""Tests for the seeded demo shop generator (recommender.demo)."""
+"""Tests for the seeded demo shop generator (recommender.data.demo)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
-from recommender.demo import DemoShop, generate_shop
-from recommender.schema import EVENT_SCHEMA, ITEM_SCHEMA
+from recommender.data.demo import DemoShop, generate_shop
+from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 
 END = datetime(2026, 6, 30)
 DAYS = 180

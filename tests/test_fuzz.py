@@ -11,7 +11,7 @@ from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
 from recommender.config import AlsParams, ListParams
-from recommender.demo import generate_shop
+from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
 
 

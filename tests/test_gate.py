@@ -7,9 +7,9 @@ import math
 import pytest
 
 from recommender.config import AlsParams
-from recommender.demo import generate_shop
-from recommender.evaluation import ModelParams
-from recommender.gate import GateDecision, decide, holdout_metrics
+from recommender.data.demo import generate_shop
+from recommender.evaluation.protocol import ModelParams
+from recommender.evaluation.gate import GateDecision, decide, holdout_metrics
 
 
 def test_publishes_a_model_as_good_as_the_current_one() -> None:

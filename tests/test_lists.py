@@ -5,10 +5,10 @@ from datetime import timedelta
 import numpy as np
 from factories import NOW, WEIGHTS, catalogue, ev, events
 
-from recommender import lists
+from recommender.serving import lists
 from recommender.config import AlsParams
-from recommender.model import fit_als
-from recommender.weighting import build_interactions, purchase_matrix
+from recommender.models.als import fit_als
+from recommender.models.weighting import build_interactions, purchase_matrix
 
 
 def test_bestsellers_count_distinct_recent_buyers_per_category_and_skip_unavailable():

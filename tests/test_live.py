@@ -11,7 +11,7 @@ import training.job as job_module
 from api.app import create_app
 from cache.keys import Keys
 from recommender.config import AlsParams, ListParams
-from recommender.demo import generate_shop
+from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
 
 KEY = "test-write-key"
@@ -109,7 +109,7 @@ def test_events_sent_during_a_run_land_in_the_next_run_exactly_once(redis_handle
     import pyarrow as pa
 
     from cache.live import ingest
-    from recommender.loading import ROW, validate_events
+    from recommender.data.loading import ROW, validate_events
 
     keys = Keys(settings.key_prefix)
 
@@ -141,7 +141,7 @@ def test_a_run_killed_after_archiving_does_not_count_events_twice(redis_handle, 
     import pyarrow as pa
 
     from cache.live import ingest, take_live_events
-    from recommender.loading import ROW, validate_events
+    from recommender.data.loading import ROW, validate_events
 
     keys = Keys(settings.key_prefix)
     raw = pa.table({"user_id": ["u"] * 4, "item_id": ["i"] * 4, "event_type": ["view"] * 4,

@@ -1,4 +1,4 @@
-"""Reading and validating input files against the data contract (recommender.loading, recommender.dataset)."""
+"""Reading and validating input files against the data contract (recommender.data.loading, recommender.data.dataset)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recommender.dataset import load_dataset
-from recommender.loading import (
+from recommender.data.dataset import load_dataset
+from recommender.data.loading import (
     ROW,
     SAMPLE_SIZE,
     BadRow,
@@ -21,7 +21,7 @@ from recommender.loading import (
     validate_events,
     validate_items,
 )
-from recommender.schema import EVENT_SCHEMA, ITEM_SCHEMA, MAX_ID_LENGTH
+from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, MAX_ID_LENGTH
 
 EVENT_HEADER = "user_id,item_id,event_type,timestamp,quantity,price,order_id"
 T0 = datetime(2026, 1, 2, 3, 4, 5)

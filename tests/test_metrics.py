@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from recommender.metrics import (
+from recommender.evaluation.metrics import (
     coverage_at_k,
     evaluate,
     hit_rate_at_k,

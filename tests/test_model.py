@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.config import AlsParams
-from recommender.model import fit_als, in_parallel, row_filter
+from recommender.models.als import fit_als, in_parallel, row_filter
 
 
 def test_in_parallel_keeps_order_and_bounds_pending_work():

@@ -10,7 +10,7 @@ import pytest
 from factories import NOW, ev, events
 
 from recommender.config import AlsParams
-from recommender.next_basket import MODELS, evaluate_next_basket
+from recommender.evaluation.next_basket import MODELS, evaluate_next_basket
 
 CUTOFF = NOW - timedelta(days=10)
 

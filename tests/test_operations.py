@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.operations import json_formatter, log
 from recommender.config import AlsParams, ListParams
-from recommender.demo import generate_shop
+from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
 
 WRITE, READ = "write-key-123", "read-key-456"

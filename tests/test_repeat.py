@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import pytest
 from factories import NOW, ev, events
 
-from recommender.demo import generate_shop
-from recommender.repeat import (
+from recommender.data.demo import generate_shop
+from recommender.models.repeat import (
     GOES_WITH,
     NextPick,
     RepeatIndex,

@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from recommender.rfm import (
+from recommender.marketing.rfm import (
     DEFAULT_RULES,
     SEGMENTS,
     STRATEGIES,
@@ -19,7 +19,7 @@ from recommender.rfm import (
     segment_strategies,
     segment_summary,
 )
-from recommender.schema import EVENT_SCHEMA
+from recommender.data.schema import EVENT_SCHEMA
 
 
 def events(rows: list[tuple]) -> pa.Table:

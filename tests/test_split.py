@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from recommender.schema import EVENT_SCHEMA
-from recommender.split import first_basket_targets, targets, time_split
+from recommender.data.schema import EVENT_SCHEMA
+from recommender.evaluation.split import first_basket_targets, targets, time_split
 
 T0 = datetime(2024, 3, 1)
 

@@ -9,9 +9,9 @@ import pyarrow.compute as pc
 import pytest
 
 from recommender.config import AlsParams, EventWeights
-from recommender.demo import generate_shop
-from recommender.evaluation import ModelParams
-from recommender.tuning import load_tuned, tune, tuned_params, write_tuned
+from recommender.data.demo import generate_shop
+from recommender.evaluation.protocol import ModelParams
+from recommender.evaluation.tuning import load_tuned, tune, tuned_params, write_tuned
 
 
 @pytest.fixture(scope="module")

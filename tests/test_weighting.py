@@ -3,7 +3,7 @@
 import pytest
 from factories import NOW, WEIGHTS, ev, events
 
-from recommender.weighting import build_interactions, purchase_matrix
+from recommender.models.weighting import build_interactions, purchase_matrix
 
 
 def test_weights_and_half_life_decay_by_hand():

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
-from recommender.loading import DataError, LoadReport
-from recommender.gate import DEFAULT_MAX_USERS
+from recommender.data.loading import DataError, LoadReport
+from recommender.evaluation.gate import DEFAULT_MAX_USERS
 
 app = typer.Typer(help="Product recommendations for an online shop: train nightly, serve from Redis.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -49,7 +49,7 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same shop).")] = 42,
 ) -> None:
     """Write a realistic generated shop (generic format) so every machine has data to run on."""
-    from recommender.demo import generate_shop
+    from recommender.data.demo import generate_shop
 
     shop = generate_shop(n_users=users, n_items=items, days=days, seed=seed)
     ev, it = shop.write(out_dir)
@@ -135,7 +135,7 @@ def train(
 
 def _tuned(path: Path | None, fmt: str, events: Path) -> dict[str, Any]:
     """Settings from `reco tune`: the given file, else settings/<data set>.json when it exists."""
-    from recommender.tuning import dataset_name, load_tuned, settings_path
+    from recommender.evaluation.tuning import dataset_name, load_tuned, settings_path
 
     if path is None:
         default = settings_path(dataset_name(fmt, events))
@@ -191,9 +191,9 @@ def report(
     max_bad_share: Annotated[Optional[float], typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails [default: 0.05].")] = None,
 ) -> None:
     """Write the marketer's HTML report: KPIs over time, segment sizes and revenue, segment movement."""
-    from recommender.dataset import load_dataset
-    from recommender.kpis import PERIODS
-    from recommender.report import write_report
+    from recommender.data.dataset import load_dataset
+    from recommender.marketing.kpis import PERIODS
+    from recommender.marketing.report import write_report
 
     if fmt not in FORMATS:
         _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")

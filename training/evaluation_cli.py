@@ -39,8 +39,8 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _load(events: Path, items: Path | None, fmt: str, max_bad_share: float | None) -> Any:
     from recommender.config import Settings
-    from recommender.dataset import load_dataset
-    from recommender.loading import DataError
+    from recommender.data.dataset import load_dataset
+    from recommender.data.loading import DataError
 
     if fmt not in FORMATS:
         _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
@@ -52,8 +52,8 @@ def _load(events: Path, items: Path | None, fmt: str, max_bad_share: float | Non
 
 
 def _params(settings: Path | None) -> Any:
-    from recommender.evaluation import ModelParams
-    from recommender.tuning import tuned_params
+    from recommender.evaluation.protocol import ModelParams
+    from recommender.evaluation.tuning import tuned_params
 
     if settings is None:
         return ModelParams()
@@ -91,15 +91,15 @@ def evaluate(
 ) -> None:
     """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users,
     and the next-purchase list on the next real order (next-basket protocol)."""
-    from recommender.evaluation import (
+    from recommender.evaluation.protocol import (
         MAIN_GROUP,
         MAIN_METRIC,
         MODELS,
         TARGETS,
         evaluate_events,
     )
-    from recommender.next_basket import evaluate_next_basket
-    from recommender.quality_report import write_quality_report
+    from recommender.evaluation.next_basket import evaluate_next_basket
+    from recommender.evaluation.html_report import write_quality_report
 
     targets = tuple(target or TARGETS)
     models = tuple(model or MODELS)
@@ -184,8 +184,8 @@ def tune(
 ) -> None:
     """Search ALS settings, event weights, decay half-life and the repeat share on a validation split carved from the
     training period (the evaluation test window is never used) and write the best as this data set's settings."""
-    from recommender.tuning import dataset_name, settings_path, write_tuned
-    from recommender.tuning import tune as run_tune
+    from recommender.evaluation.tuning import dataset_name, settings_path, write_tuned
+    from recommender.evaluation.tuning import tune as run_tune
 
     data = _load(events, items, fmt, max_bad_share)
     start = _params(settings)

@@ -19,14 +19,16 @@ from tqdm import tqdm
 from cache import live
 from cache.keys import Keys
 from cache.publisher import Publisher, current_version as current, manifest
-from recommender import kpis, lists, repeat, rfm
+from recommender.marketing import kpis, rfm
+from recommender.models import repeat
+from recommender.serving import lists
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
-from recommender.dataset import Dataset, load_dataset
-from recommender.evaluation import ModelParams, production_picks
-from recommender.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
-from recommender.loading import LoadReport, complete_catalogue
-from recommender.model import fit_als
-from recommender.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
+from recommender.data.dataset import Dataset, load_dataset
+from recommender.evaluation.protocol import ModelParams, production_picks
+from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
+from recommender.data.loading import LoadReport, complete_catalogue
+from recommender.models.als import fit_als
+from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
 
 
 @dataclass

@@ -2,14 +2,14 @@
 
 Protocol (as in "A Next Basket Recommendation Reality Check"): split the log in time at a cut-off; for every
 customer with at least two orders before it, the truth is the set of items of their first order after it
-(within ``test_days``, see :func:`recommender.split.first_basket_targets`). Every model ranks items from the
-events before the cut-off only; recall@k and NDCG@k are computed with :func:`recommender.metrics.evaluate` over
+(within ``test_days``, see :func:`recommender.evaluation.split.first_basket_targets`). Every model ranks items from the
+events before the cut-off only; recall@k and NDCG@k are computed with :func:`recommender.evaluation.metrics.evaluate` over
 all target items, over the repeat items (bought before the cut-off) and over the new items, each over the
 customers who have such items.
 
 Models:
 
-``next_purchase``          the published list: :func:`recommender.repeat.next_purchase` on the repeat model,
+``next_purchase``          the published list: :func:`recommender.models.repeat.next_purchase` on the repeat model,
                            exploring with the customer's ALS list without their purchases (ALS fitted on the
                            training events exactly as the nightly job does)
 ``repeat_only``            the repeat model alone (every candidate, no exploration, no score threshold)
@@ -31,15 +31,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import metrics
-from .baselines import GlobalPopularity, MostRecentItems, PersonalTopFrequency
-from .config import AlsParams, EventWeights, Settings
-from .dataset import Dataset
-from .lists import personal_picks
-from .model import fit_als
-from .repeat import next_purchase, repeat_candidates
-from .split import first_basket_targets, targets, time_split
-from .weighting import build_interactions, purchase_matrix
+from recommender.evaluation import metrics
+from recommender.evaluation.baselines import GlobalPopularity, MostRecentItems, PersonalTopFrequency
+from recommender.config import AlsParams, EventWeights, Settings
+from recommender.data.dataset import Dataset
+from recommender.serving.lists import personal_picks
+from recommender.models.als import fit_als
+from recommender.models.repeat import next_purchase, repeat_candidates
+from recommender.evaluation.split import first_basket_targets, targets, time_split
+from recommender.models.weighting import build_interactions, purchase_matrix
 
 MODELS: tuple[str, ...] = (
     "next_purchase", "repeat_only", "personal_top_frequency", "most_recent", "als", "global_popularity"
@@ -64,8 +64,8 @@ def evaluate_next_basket(
     """Run the next-basket protocol; returns a JSON-ready dict.
 
     ``cutoff`` defaults to ``newest event - test_days``. ``horizon_days``, ``repeat_params`` (keywords of
-    :func:`recommender.repeat.repeat_candidates`) and ``explore_share`` (None: the default of
-    :func:`recommender.repeat.next_purchase`) configure the next-purchase list; ``als``,
+    :func:`recommender.models.repeat.repeat_candidates`) and ``explore_share`` (None: the default of
+    :func:`recommender.models.repeat.next_purchase`) configure the next-purchase list; ``als``,
     ``weights`` and ``half_life_days`` the ALS fit (defaults: the job's settings).
 
     Result: ``{"next_basket": {model: {"recall@10": .., "ndcg@10": .., "repeat_recall@10": ..,

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from recommender.schema import EVENT_SCHEMA, ITEM_SCHEMA
+from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 
 __all__ = ["DemoShop", "DemoTruth", "generate_shop"]
 

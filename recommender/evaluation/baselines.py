@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recommender.schema import CART, PURCHASE, VIEW
-from recommender.split import order_keys, targets
+from recommender.data.schema import CART, PURCHASE, VIEW
+from recommender.evaluation.split import order_keys, targets
 
 INTERACTIONS: tuple[str, ...] = (VIEW, CART, PURCHASE)
 

@@ -12,7 +12,7 @@ customers bought in them) and asks :func:`decide`:
 * publish otherwise, when there is nothing to judge by (no warm customer bought anything in the holdout), or when
   ``force`` is set (the reason says what would have happened).
 
-The main metric is :data:`recommender.evaluation.MAIN_METRIC` (ndcg@10) of the production list on warm users'
+The main metric is :data:`recommender.evaluation.protocol.MAIN_METRIC` (ndcg@10) of the production list on warm users'
 purchases (interactions on logs without purchases). Store ``holdout["candidate"]`` in the published manifest so the
 next run compares against it.
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .evaluation import (
+from recommender.evaluation.protocol import (
     MAIN_GROUP,
     MAIN_METRIC,
     MAIN_MODEL,

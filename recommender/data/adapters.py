@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .loading import ROW, DataError, connect, read_table, require_columns
+from recommender.data.loading import ROW, DataError, connect, read_table, require_columns
 
 
 @dataclass

@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import gammaincc
 
-from .lists import Ranked
+from recommender.serving.lists import Ranked
 
 DUE_AGAIN, GOES_WITH = "due_again", "goes_with_your_purchases"
 

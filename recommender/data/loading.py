@@ -1,4 +1,4 @@
-"""Reading input files and validating them against the data contract (:mod:`recommender.schema`).
+"""Reading input files and validating them against the data contract (:mod:`recommender.data.schema`).
 
 Files are read into Arrow (CSV with every column as text, so a stray value cannot abort the read; Parquet as
 typed), each row numbered, then checked and cast in one DuckDB query. Bad rows are skipped and counted with a
@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .schema import EVENT_REQUIRED, EVENT_SCHEMA, ITEM_REQUIRED, ITEM_SCHEMA, MAX_ID_LENGTH
+from recommender.data.schema import EVENT_REQUIRED, EVENT_SCHEMA, ITEM_REQUIRED, ITEM_SCHEMA, MAX_ID_LENGTH
 
 ID_PATTERN = r"^[A-Za-z0-9._:@+\-]+$"
 """Characters allowed in user and item ids, here and in the API (ids become part of cache keys)."""

@@ -1,6 +1,6 @@
 """Temporal train/test splits and ground-truth builders for offline evaluation.
 
-Everything works on the canonical event table (see :mod:`recommender.schema`) with pyarrow compute;
+Everything works on the canonical event table (see :mod:`recommender.data.schema`) with pyarrow compute;
 rows are never shuffled and no event at or after the cutoff ever reaches the training table.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recommender.schema import CART, PURCHASE, VIEW
+from recommender.data.schema import CART, PURCHASE, VIEW
 
 TARGET_KINDS: dict[str, tuple[str, ...]] = {
     "purchase": (PURCHASE,),

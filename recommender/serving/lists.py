@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from .model import recommend_batches, similar_batches
-from .weighting import Interactions
+from recommender.models.als import recommend_batches, similar_batches
+from recommender.models.weighting import Interactions
 
 Ranked = list[tuple[str, float]]
 

@@ -58,7 +58,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recommender.schema import EVENT_SCHEMA, PURCHASE, RETURN
+from recommender.data.schema import EVENT_SCHEMA, PURCHASE, RETURN
 
 STRATEGIES: tuple[str, ...] = ("new_arrivals", "personal", "due_again", "bestsellers")
 """E-mail list strategies a segment can be mailed with."""

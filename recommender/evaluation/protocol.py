@@ -2,13 +2,13 @@
 
 Protocol
 --------
-* :func:`recommender.split.time_split` cuts the events at ``cutoff = newest event - test_days``: models learn
+* :func:`recommender.evaluation.split.time_split` cuts the events at ``cutoff = newest event - test_days``: models learn
   from the events before it, and are scored on what each user did in the ``test_days`` after it. Nothing is
   shuffled; no event at or after the cutoff reaches any model.
 * Users with a training event are *warm*; test users without one are *cold* and reported apart.
 * Every model gets the same users, the same ground truth and the same candidate filtering (items the catalogue
   marks unavailable never count; the "new" targets below remove each user's history from every list), and is
-  scored by :func:`recommender.metrics.evaluate`.
+  scored by :func:`recommender.evaluation.metrics.evaluate`.
 
 Targets (what counts as a hit)
 ------------------------------
@@ -73,21 +73,21 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from . import metrics
-from .baselines import (
+from recommender.evaluation import metrics
+from recommender.evaluation.baselines import (
     Baseline,
     GlobalPopularity,
     ItemKNN,
     PersonalTopFrequency,
     RecentPopularity,
 )
-from .config import AlsParams, EventWeights, ListParams
-from .lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
-from .model import fit_als, row_filter
-from .repeat import NextPick, Pick, RepeatIndex, as_next_pick, blend, pick_id, repeat_candidates
-from .split import Split, time_split
-from .split import targets as target_sets
-from .weighting import Interactions, build_interactions, latest_timestamp
+from recommender.config import AlsParams, EventWeights, ListParams
+from recommender.serving.lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
+from recommender.models.als import fit_als, row_filter
+from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick, blend, pick_id, repeat_candidates
+from recommender.evaluation.split import Split, time_split
+from recommender.evaluation.split import targets as target_sets
+from recommender.models.weighting import Interactions, build_interactions, latest_timestamp
 
 MAIN_METRIC = "ndcg@10"
 MAIN_MODEL = "production"
@@ -106,8 +106,8 @@ MODELS: tuple[str, ...] = (
 ACTIVITY_BUCKETS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 3), (4, 9), (10, 29), (30, None))
 DEFAULT_REPEAT_SHARE: float = ListParams.model_fields["personal_repeat_share"].default
 """Share of the production list's slots open to items due again before discovery must take one
-(:func:`recommender.repeat.next_purchase` ``explore_share = 1 - repeat_share``). 1.0: discovery takes the slots
-no due item fills with a likely enough pick; tuned per data set (see :mod:`recommender.tuning`)."""
+(:func:`recommender.models.repeat.next_purchase` ``explore_share = 1 - repeat_share``). 1.0: discovery takes the slots
+no due item fills with a likely enough pick; tuned per data set (see :mod:`recommender.evaluation.tuning`)."""
 
 Lists = dict[str, list[str]]
 
@@ -126,7 +126,7 @@ class ModelParams:
     repeat_share: float = DEFAULT_REPEAT_SHARE
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, the layout of a tuned-settings file (see :func:`recommender.tuning.load_tuned`)."""
+        """JSON-ready form, the layout of a tuned-settings file (see :func:`recommender.evaluation.tuning.load_tuned`)."""
         return {
             "als": self.als.model_dump(),
             "weights": self.weights.as_dict(),
@@ -179,7 +179,7 @@ def production_list(
 ) -> list[NextPick]:
     """The personal list the shop serves: items due again blended with discovery, ``n`` at most.
 
-    :func:`recommender.repeat.next_purchase` with ``explore_share = 1 - repeat_share``: at least that share of
+    :func:`recommender.models.repeat.next_purchase` with ``explore_share = 1 - repeat_share``: at least that share of
     every prefix is discovery when there is some, and slots no due item fills likely enough go to discovery.
     ``explore`` is the customer's ALS list without their purchases, best first (unavailable items already left
     out); ``unavailable`` items are dropped from the due items too.

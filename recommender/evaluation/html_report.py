@@ -2,7 +2,7 @@
 
 Plots (matplotlib Agg, embedded as base64 PNG; inline CSS, no external assets): the main metrics per model, the
 main metric per user-activity bucket, catalogue coverage per model; then a table of every figure per target and
-user group. Input is :meth:`recommender.evaluation.Evaluation.as_dict` (the JSON that ``--json`` writes).
+user group. Input is :meth:`recommender.evaluation.protocol.Evaluation.as_dict` (the JSON that ``--json`` writes).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .evaluation import MAIN_GROUP, MAIN_METRIC, MAIN_MODEL
+from recommender.evaluation.protocol import MAIN_GROUP, MAIN_METRIC, MAIN_MODEL
 
 _COLORS = ("#2f6db5", "#e8872e", "#3a9a5b", "#c4453c", "#7b5ea7", "#8a8f98", "#b5892f", "#2fa5b5", "#5b6270")
 _CSS = """

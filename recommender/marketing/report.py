@@ -19,8 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from recommender.kpis import compute_kpis, kpi_summary
-from recommender.rfm import SEGMENTS, RfmConfig, compute_rfm, segment_movement, segment_summary
+from recommender.marketing.kpis import compute_kpis, kpi_summary
+from recommender.marketing.rfm import SEGMENTS, RfmConfig, compute_rfm, segment_movement, segment_summary
 
 _BLUE, _ORANGE, _GREEN, _GREY = "#2f6db5", "#e8872e", "#3a9a5b", "#8a8f98"
 _NOT_YET = "(not a customer yet)"

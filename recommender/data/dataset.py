@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .adapters import read_input
-from .loading import LoadReport, complete_catalogue, validate_events, validate_items
-from .schema import empty_items
+from recommender.data.adapters import read_input
+from recommender.data.loading import LoadReport, complete_catalogue, validate_events, validate_items
+from recommender.data.schema import empty_items
 
 
 @dataclass

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from .config import AlsParams
+from recommender.config import AlsParams
 
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from .lists import Ranked
+from recommender.serving.lists import Ranked
 
 LiveEvent = tuple[str, str, datetime]  # (event_type, item_id, time)
 

@@ -1,6 +1,6 @@
 """Repeat-sales KPIs per period (week, month, quarter, year), computed with DuckDB over the canonical events.
 
-Money is net value as in :mod:`recommender.rfm` (purchases ``quantity * price`` minus returns; units when no row
+Money is net value as in :mod:`recommender.marketing.rfm` (purchases ``quantity * price`` minus returns; units when no row
 has a price, see the table's ``monetary_unit`` metadata). An order belongs to the period of its first line.
 The covered range runs from the period of the first event (any type) to the period of the last one; periods
 without sales inside it appear with zeros.
@@ -41,8 +41,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from recommender.rfm import open_sales, to_arrow, with_monetary_unit
-from recommender.schema import PURCHASE
+from recommender.marketing.rfm import open_sales, to_arrow, with_monetary_unit
+from recommender.data.schema import PURCHASE
 
 PERIODS: dict[str, tuple[str, str, int]] = {
     # period: (date_trunc unit, one period as an interval, periods in the trailing year)

@@ -1,0 +1,1 @@
+"""What the service publishes and serves: the lists and the one serving policy."""
