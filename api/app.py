@@ -13,29 +13,12 @@ import redis.exceptions
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-
 from threadpoolctl import threadpool_limits
-
-from cache.keys import Keys
-from cache.live import parse_user_events
-from cache.reader import Reader, decode
-from cache.server import connect
-from recommender.config import Settings
-from recommender.data.loading import ID_PATTERN
-from recommender.data.schema import MAX_ID_LENGTH
-
-from recommender.marketing.rfm import SEGMENTS
-from recommender.models.session import blend
-
-from cache.publisher import ROLLBACK_SCRIPT
 
 from api.events import recently_viewed
 from api.events import router as events_router
 from api.fallback import Fallback
 from api.operations import Metrics, OperationsMiddleware, configure_logging, log
-from api.security import require_read_key, require_write_key
-from api.session_models import SessionModels
-
 from api.schemas import (
     MAX_BATCH,
     BatchRequest,
@@ -49,14 +32,47 @@ from api.schemas import (
     Segments,
     Strategy,
 )
+from api.security import require_read_key, require_write_key
+from api.session_models import SessionModels
+from cache.keys import Keys
+from cache.live import parse_user_events
+from cache.publisher import ROLLBACK_SCRIPT
+from cache.reader import Reader, decode
+from cache.server import connect
+from recommender.config import Settings
+from recommender.data.loading import ID_PATTERN
+from recommender.data.schema import MAX_ID_LENGTH
+from recommender.marketing.rfm import SEGMENTS
+from recommender.models.session import blend
 
 N = Annotated[int, Query(ge=1, le=100, description="Number of items.")]
-UserQ = Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Visitor or customer id.", examples=["17850"])]
-OptUserQ = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Personalise for this visitor.")]
-UserP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Customer id.", examples=["17850"])]
-ItemP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Item id.", examples=["85123A"])]
-CategoryQ = Annotated[str | None, Query(min_length=1, max_length=200, description="Only items of this category.", examples=["HOLDER"])]
-ExcludeQ = Annotated[str | None, Query(max_length=20_000, description="Comma-separated item ids to leave out (e.g. the cart).")]
+UserQ = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description="Visitor or customer id.",
+        examples=["17850"],
+    ),
+]
+OptUserQ = Annotated[
+    str | None,
+    Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Personalise for this visitor."),
+]
+UserP = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Customer id.", examples=["17850"]),
+]
+ItemP = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Item id.", examples=["85123A"])
+]
+CategoryQ = Annotated[
+    str | None, Query(min_length=1, max_length=200, description="Only items of this category.", examples=["HOLDER"])
+]
+ExcludeQ = Annotated[
+    str | None, Query(max_length=20_000, description="Comma-separated item ids to leave out (e.g. the cart).")
+]
 
 
 NO_METADATA = {"title": None, "category": None, "price": None}
@@ -85,7 +101,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything allocated so far lives as long as the process: keep it out of the collector's full passes, which
         # otherwise walk it again and again and show up as latency spikes.
         gc.freeze()
-        log.info("started", extra={"redis": "url" if settings.redis_url else "embedded", "read_key": bool(settings.read_api_key), "write_key": bool(settings.api_key)})
+        log.info(
+            "started",
+            extra={
+                "redis": "url" if settings.redis_url else "embedded",
+                "read_key": bool(settings.read_api_key),
+                "write_key": bool(settings.api_key),
+            },
+        )
         try:
             yield
         finally:
@@ -110,8 +133,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = keys
     app.state.metrics = metrics
     app.add_middleware(
-        OperationsMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-        request_log=settings.request_log, slow_ms=settings.slow_request_ms,
+        OperationsMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        request_log=settings.request_log,
+        slow_ms=settings.slow_request_ms,
     )
 
     @app.exception_handler(redis.exceptions.RedisError)
@@ -131,7 +157,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def reader(request: Request) -> Reader:
         return request.app.state.reader
 
-    async def fetch_raw(request: Request, live_user: str | None, *suffixes: str) -> tuple[str, list[bytes | None], list[bytes]]:
+    async def fetch_raw(
+        request: Request, live_user: str | None, *suffixes: str
+    ) -> tuple[str, list[bytes | None], list[bytes]]:
         """The current version, the stored values of ``suffixes`` and ``live_user``'s live events; 503 if nothing is
         published."""
         version, values, live_raw = await reader(request).fetch_raw(live_user, *suffixes)
@@ -148,7 +176,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ids = [r[0] if isinstance(r, list) else r["item_id"] for r in ranked]
         meta = await reader(request).item_metadata(version, ids)
         return [
-            {"item_id": item_id, "score": r[1], **(meta[item_id] or NO_METADATA)} if isinstance(r, list)
+            {"item_id": item_id, "score": r[1], **(meta[item_id] or NO_METADATA)}
+            if isinstance(r, list)
             else {**r, **(meta[item_id] or NO_METADATA)}
             for r, item_id in zip(ranked, ids)
         ]
@@ -158,7 +187,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return [r for r in ranked if (meta.get(r[0]) or {}).get("category") == category]
 
     @app.get("/recommend", response_model=ItemList, tags=["storefront"], summary="Personal picks for a visitor")
-    async def recommend(request: Request, user_id: UserQ, n: N = 10, category: CategoryQ = None, exclude: ExcludeQ = None) -> Response:
+    async def recommend(
+        request: Request, user_id: UserQ, n: N = 10, category: CategoryQ = None, exclude: ExcludeQ = None
+    ) -> Response:
         """The visitor's personal picks. Events sent to `POST /events` count at once: a visitor the model does not
         know gets picks folded in from their live events (`session`), a known one gets them blended in
         (`personal+session`), items bought since the last run drop out when the job excludes bought items, and a
@@ -167,14 +198,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         skip = set(filter(None, exclude.split(","))) if exclude else set()
         try:
             # Bestsellers are decoded only when needed (a category check or a list to top up): most visitors never do.
-            version, (personal_raw, best_raw), live_raw = await fetch_raw(request, user_id, Keys.user(user_id), Keys.best(category))
+            version, (personal_raw, best_raw), live_raw = await fetch_raw(
+                request, user_id, Keys.user(user_id), Keys.best(category)
+            )
         except redis.exceptions.RedisError as exc:
             saved = request.app.state.fallback.get(category)
             if saved is None:
                 raise exc
             metrics.fallbacks.labels("/recommend").inc()
             items = [r for r in saved if r["item_id"] not in skip][:n]
-            return json_response({"source": "bestsellers", "degraded": True, "version": request.app.state.fallback.version, "items": items})
+            return json_response(
+                {
+                    "source": "bestsellers",
+                    "degraded": True,
+                    "version": request.app.state.fallback.version,
+                    "items": items,
+                }
+            )
         personal = decode(personal_raw)
         metrics.lookup("personal", personal is not None)
         if category is not None and best_raw is None:
@@ -192,9 +232,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 skip |= {item for kind, item, _ in live_events if kind == "purchase"}
                 ranked = [r for r in ranked if r[0] not in skip]
             model = await request.app.state.sessions.get(version)
-            session = model.recommend(live_events, 100, datetime.now(timezone.utc).replace(tzinfo=None), exclude=sorted(skip)) if model else []
+            session = (
+                model.recommend(live_events, 100, datetime.now(timezone.utc).replace(tzinfo=None), exclude=sorted(skip))
+                if model
+                else []
+            )
             if session:
-                ranked = [list(r) for r in blend([tuple(r) for r in ranked], session, 100)] if ranked else [list(r) for r in session]
+                ranked = (
+                    [list(r) for r in blend([tuple(r) for r in ranked], session, 100)]
+                    if ranked
+                    else [list(r) for r in session]
+                )
                 sources.append("session")
         if category is not None and ranked:
             ranked = await in_category(request, version, ranked, category)
@@ -206,15 +254,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not picks:
             sources = []
         source = "+".join(sources + (["bestsellers"] if fill or not sources else []))
-        return json_response({"source": source, "degraded": False, "version": version, "items": await items_out(request, version, picks + fill)})
+        return json_response(
+            {
+                "source": source,
+                "degraded": False,
+                "version": version,
+                "items": await items_out(request, version, picks + fill),
+            }
+        )
 
-    @app.get("/recently-viewed/{user_id}", response_model=ItemList, tags=["storefront"], summary="Items the visitor viewed lately")
+    @app.get(
+        "/recently-viewed/{user_id}",
+        response_model=ItemList,
+        tags=["storefront"],
+        summary="Items the visitor viewed lately",
+    )
     async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> ItemList:
         """Distinct items from the visitor's live view events (`POST /events`), newest first."""
         version, _, live_raw = await fetch_raw(request, user_id)
-        return ItemList(source="recently_viewed", version=version, items=await items_out(request, version, recently_viewed(live_raw, n)))
+        return ItemList(
+            source="recently_viewed",
+            version=version,
+            items=await items_out(request, version, recently_viewed(live_raw, n)),
+        )
 
-    @app.get("/bestsellers", response_model=ItemList, tags=["storefront"], summary="Bestsellers, overall or per category")
+    @app.get(
+        "/bestsellers", response_model=ItemList, tags=["storefront"], summary="Bestsellers, overall or per category"
+    )
     async def bestsellers(request: Request, n: N = 10, category: CategoryQ = None) -> ItemList:
         """Most bought items over the recent window (distinct buyers)."""
         version, (best,) = await fetch(request, Keys.best(category))
@@ -243,8 +309,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             source = "new_arrivals+personal"
         return ItemList(source=source, version=version, items=await items_out(request, version, fresh[:n]))
 
-    @app.get("/similar/{item_id}", response_model=ItemList, tags=["storefront"], summary="Items similar to an item",
-             responses={404: {"description": "The item is unknown to the published model."}})
+    @app.get(
+        "/similar/{item_id}",
+        response_model=ItemList,
+        tags=["storefront"],
+        summary="Items similar to an item",
+        responses={404: {"description": "The item is unknown to the published model."}},
+    )
     async def similar(request: Request, item_id: ItemP, n: N = 10) -> ItemList:
         """Items whose learned factors are closest to this item's (people who like one tend to like the other)."""
         version, (sims,) = await fetch(request, Keys.similar(item_id))
@@ -252,7 +323,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, f"Unknown item '{item_id}'.")
         return ItemList(source="similar", version=version, items=await items_out(request, version, sims[:n]))
 
-    def strategy_picks(seg: dict | None, picks: list[Any], personal: list[Any] | None, fresh: list[Any], best: list[Any]) -> tuple[str, list[Any]]:
+    def strategy_picks(
+        seg: dict | None, picks: list[Any], personal: list[Any] | None, fresh: list[Any], best: list[Any]
+    ) -> tuple[str, list[Any]]:
         """Apply the customer's segment strategy (see recommender.marketing.rfm.SEGMENTS) to choose their e-mail list."""
         strategy = SEGMENTS[seg["segment"]].strategy if seg else "due_again"
         if strategy == "new_arrivals" and fresh:
@@ -260,12 +333,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if strategy == "bestsellers" and best:
             return strategy, [{"item_id": i, "score": sc, "reason": "bestseller", "due": None} for i, sc in best]
         if strategy == "personal" and personal:
-            return strategy, [{"item_id": i, "score": sc, "reason": "goes_with_your_purchases", "due": None} for i, sc in personal]
+            return strategy, [
+                {"item_id": i, "score": sc, "reason": "goes_with_your_purchases", "due": None} for i, sc in personal
+            ]
         return "due_again", picks  # the next-purchase list already puts items due again first
 
-    @app.get("/next-purchase/{user_id}", response_model=NextPurchase, tags=["e-mail"], summary="Next likely purchases of a customer",
-             responses={404: {"description": "The customer has no purchase history in the published version."}})
-    async def next_purchase(request: Request, user_id: UserP, n: N = 10, strategy: Strategy = "default") -> NextPurchase:
+    @app.get(
+        "/next-purchase/{user_id}",
+        response_model=NextPurchase,
+        tags=["e-mail"],
+        summary="Next likely purchases of a customer",
+        responses={404: {"description": "The customer has no purchase history in the published version."}},
+    )
+    async def next_purchase(
+        request: Request, user_id: UserP, n: N = 10, strategy: Strategy = "default"
+    ) -> NextPurchase:
         """Items the customer is due to buy again (with the expected date), then new items that go with what they buy.
         With `strategy=segment`, the list follows the customer's RFM segment strategy (e.g. new arrivals for loyal
         customers, items due again for those about to sleep; see `GET /customers/{user_id}/segment`)."""
@@ -284,7 +366,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         items = await items_out(request, version, picks[:n])
         return NextPurchase(version=version, user_id=user_id, strategy=strategy, segment=segment, items=items)
 
-    @app.post("/next-purchase/batch", response_model=BatchResponse, tags=["e-mail"], summary=f"Next purchases for up to {MAX_BATCH} customers")
+    @app.post(
+        "/next-purchase/batch",
+        response_model=BatchResponse,
+        tags=["e-mail"],
+        summary=f"Next purchases for up to {MAX_BATCH} customers",
+    )
     async def next_purchase_batch(request: Request, body: Annotated[BatchRequest, Body()]) -> Response:
         """One Redis round trip for the whole batch. Customers without purchase history are listed in `unknown`."""
         ids = list(dict.fromkeys(body.user_ids))
@@ -293,7 +380,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         shared = [Keys.NEW, Keys.best(None)] if by_segment else []
         version, values = await fetch(request, *shared, *(key(u) for u in ids for key in per_user))
         fresh, best = (values[0] or [], values[1] or []) if by_segment else ([], [])
-        rows = values[len(shared):]
+        rows = values[len(shared) :]
         chosen: dict[str, list[Any]] = {}
         strategies: dict[str, str] = {}
         unknown: list[str] = []
@@ -313,11 +400,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for user_id, picks in chosen.items():
             results[user_id] = flat[at : at + len(picks)]
             at += len(picks)
-        return json_response({"source": "next_purchase", "version": version, "results": results, "unknown": unknown,
-                              "strategies": strategies if by_segment else None})
+        return json_response(
+            {
+                "source": "next_purchase",
+                "version": version,
+                "results": results,
+                "unknown": unknown,
+                "strategies": strategies if by_segment else None,
+            }
+        )
 
-    @app.get("/customers/{user_id}/segment", response_model=CustomerSegment, tags=["marketing"], summary="RFM scores and segment of a customer",
-             responses={404: {"description": "The customer has no purchase history in the published version."}})
+    @app.get(
+        "/customers/{user_id}/segment",
+        response_model=CustomerSegment,
+        tags=["marketing"],
+        summary="RFM scores and segment of a customer",
+        responses={404: {"description": "The customer has no purchase history in the published version."}},
+    )
     async def customer_segment(request: Request, user_id: UserP) -> CustomerSegment:
         """Recency, frequency and monetary scores (1-5, 5 best), the named segment and its suggested action."""
         version, (seg,) = await fetch(request, Keys.segment(user_id))
@@ -325,8 +424,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, f"Customer '{user_id}' has no purchase history.")
         info = SEGMENTS[seg["segment"]]
         return CustomerSegment(
-            version=version, user_id=user_id, **seg, label=info.label, description=info.description,
-            action=info.action, strategy=info.strategy,
+            version=version,
+            user_id=user_id,
+            **seg,
+            label=info.label,
+            description=info.description,
+            action=info.action,
+            strategy=info.strategy,
         )
 
     @app.get("/segments", response_model=Segments, tags=["marketing"], summary="Segment sizes and revenue")
@@ -342,8 +446,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         table = table or {"monetary_unit": "currency", "rows": []}
         return Kpis(version=version, period=period, **table)
 
-    @app.post("/admin/rollback", response_model=Health, tags=["operations"], summary="Serve the previous version again",
-              dependencies=[Depends(require_write_key)], responses={409: {"description": "There is no previous version."}})
+    @app.post(
+        "/admin/rollback",
+        response_model=Health,
+        tags=["operations"],
+        summary="Serve the previous version again",
+        dependencies=[Depends(require_write_key)],
+        responses={409: {"description": "There is no previous version."}},
+    )
     async def admin_rollback(request: Request) -> Health:
         """Swap the current and previous published versions (a second call undoes the first). Needs the write key."""
         try:
@@ -363,13 +473,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> Health:
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health, tags=["operations"], summary="Redis reachable and a version published",
-             responses={503: {"model": Health}})
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        tags=["operations"],
+        summary="Redis reachable and a version published",
+        responses={503: {"model": Health}},
+    )
     async def readyz(request: Request) -> Any:
         try:
             version, _ = await reader(request).fetch()
         except Exception as exc:  # any Redis failure means not ready
-            return JSONResponse(Health(status="unavailable", detail=f"Redis unreachable: {type(exc).__name__}").model_dump(), 503)
+            return JSONResponse(
+                Health(status="unavailable", detail=f"Redis unreachable: {type(exc).__name__}").model_dump(), 503
+            )
         if version is None:
             return JSONResponse(Health(status="unavailable", detail="no published version").model_dump(), 503)
         return Health(status="ok", version=version)

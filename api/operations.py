@@ -38,14 +38,34 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("reco_requests_total", "Requests by route, method and status.", ["route", "method", "status"], registry=self.registry)
+        self.requests = Counter(
+            "reco_requests_total",
+            "Requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "reco_request_duration_seconds", "Request latency by route.", ["route"], registry=self.registry,
+            "reco_request_duration_seconds",
+            "Request latency by route.",
+            ["route"],
+            registry=self.registry,
             buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
-        self.lookups = Counter("reco_cache_lookups_total", "List lookups in Redis by list and result (hit/miss).", ["list", "result"], registry=self.registry)
-        self.fallbacks = Counter("reco_fallbacks_total", "Answers served from the in-process fallback while Redis was unavailable.", ["route"], registry=self.registry)
-        self.redis_errors = Counter("reco_redis_errors_total", "Requests that met a Redis error.", ["route"], registry=self.registry)
+        self.lookups = Counter(
+            "reco_cache_lookups_total",
+            "List lookups in Redis by list and result (hit/miss).",
+            ["list", "result"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "reco_fallbacks_total",
+            "Answers served from the in-process fallback while Redis was unavailable.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "reco_redis_errors_total", "Requests that met a Redis error.", ["route"], registry=self.registry
+        )
 
         # Label children by their label values: prometheus_client's labels() takes a lock and builds a key per call,
         # which shows up on the hot path.
@@ -73,7 +93,9 @@ class OperationsMiddleware:
     view costs about a tenth of the request, and the metrics already count every request; "off" logs none.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, request_log: str = "notable", slow_ms: float = 100.0) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, request_log: str = "notable", slow_ms: float = 100.0
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
@@ -100,7 +122,7 @@ class OperationsMiddleware:
             else:
                 replay = [{"type": "http.request", "body": body, "more_body": False}]
 
-                async def receive() -> Message:  # noqa: F811 - the replaying receive replaces the original
+                async def receive() -> Message:
                     return replay.pop() if replay else {"type": "http.disconnect"}
 
         if length is not None and length.isdigit() and int(length) > self.max_body:
@@ -118,10 +140,16 @@ class OperationsMiddleware:
         method, code = scope["method"], status["code"]
         self.metrics.child(self.metrics.requests, route, method, str(code)).inc()
         self.metrics.child(self.metrics.latency, route).observe(seconds)
-        if self.log_all or (self.log_notable and (code >= 400 or seconds >= self.slow_seconds or method not in ("GET", "HEAD"))):
-            log.info("request", extra={"method": method, "route": route, "status": code, "ms": round(seconds * 1000, 3)})
+        if self.log_all or (
+            self.log_notable and (code >= 400 or seconds >= self.slow_seconds or method not in ("GET", "HEAD"))
+        ):
+            log.info(
+                "request", extra={"method": method, "route": route, "status": code, "ms": round(seconds * 1000, 3)}
+            )
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, status: dict[str, Any]) -> None:
         status["code"] = 413
-        response = JSONResponse({"detail": f"Request body is larger than {self.max_body} bytes (RECO_MAX_BODY_BYTES)."}, 413)
+        response = JSONResponse(
+            {"detail": f"Request body is larger than {self.max_body} bytes (RECO_MAX_BODY_BYTES)."}, 413
+        )
         await response(scope, receive, send)

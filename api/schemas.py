@@ -13,8 +13,17 @@ Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PAT
 MAX_BATCH = 1000
 
 Source = Literal[
-    "personal", "personal+bestsellers", "personal+session", "personal+session+bestsellers", "session",
-    "session+bestsellers", "bestsellers", "new_arrivals", "new_arrivals+personal", "similar", "next_purchase",
+    "personal",
+    "personal+bestsellers",
+    "personal+session",
+    "personal+session+bestsellers",
+    "session",
+    "session+bestsellers",
+    "bestsellers",
+    "new_arrivals",
+    "new_arrivals+personal",
+    "similar",
+    "next_purchase",
     "recently_viewed",
 ]
 
@@ -29,8 +38,12 @@ class Item(BaseModel):
 
 class ItemList(BaseModel):
     source: Source = Field(description="Which list answered.")
-    degraded: bool = Field(False, description="True when Redis was unavailable and the last known bestsellers answered.")
-    version: str = Field(description="Published model version the answer comes from.", examples=["20261123T020000Z-1a2b3c"])
+    degraded: bool = Field(
+        False, description="True when Redis was unavailable and the last known bestsellers answered."
+    )
+    version: str = Field(
+        description="Published model version the answer comes from.", examples=["20261123T020000Z-1a2b3c"]
+    )
     items: list[Item]
 
 
@@ -44,7 +57,9 @@ class NextItem(Item):
         description="'due_again': bought before and due again around `due`; 'goes_with_your_purchases': new to the "
         "customer and close to their taste; 'new_arrival' / 'bestseller': chosen by the segment strategy."
     )
-    due: str | None = Field(None, description="Expected repurchase date (ISO) for 'due_again' items.", examples=["2011-12-20"])
+    due: str | None = Field(
+        None, description="Expected repurchase date (ISO) for 'due_again' items.", examples=["2011-12-20"]
+    )
 
 
 class NextPurchase(BaseModel):
@@ -68,7 +83,9 @@ class BatchResponse(BaseModel):
     source: Literal["next_purchase"] = "next_purchase"
     version: str
     results: dict[str, list[NextItem]] = Field(description="Picks per known customer, in request order.")
-    strategies: dict[str, str] | None = Field(None, description="Strategy applied per customer when `strategy=segment`.")
+    strategies: dict[str, str] | None = Field(
+        None, description="Strategy applied per customer when `strategy=segment`."
+    )
     unknown: list[str] = Field(description="Requested ids with no purchase history in the published version.")
 
 
@@ -99,7 +116,9 @@ class Kpis(BaseModel):
     version: str
     period: str
     monetary_unit: str
-    rows: list[dict[str, Any]] = Field(description="One row per period, oldest first; periods without sales have zeros.")
+    rows: list[dict[str, Any]] = Field(
+        description="One row per period, oldest first; periods without sales have zeros."
+    )
 
 
 class Segments(BaseModel):
@@ -123,10 +142,23 @@ class EventIn(BaseModel):
 class EventBatch(BaseModel):
     events: list[EventIn] = Field(min_length=1, description="The batch; all of it is stored, or none of it.")
 
-    model_config = {"json_schema_extra": {"examples": [{"events": [
-        {"user_id": "visitor-42", "item_id": "85123A", "event_type": "view"},
-        {"user_id": "visitor-42", "item_id": "85123A", "event_type": "cart", "timestamp": "2026-11-23T10:15:00Z"},
-    ]}]}}
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "events": [
+                        {"user_id": "visitor-42", "item_id": "85123A", "event_type": "view"},
+                        {
+                            "user_id": "visitor-42",
+                            "item_id": "85123A",
+                            "event_type": "cart",
+                            "timestamp": "2026-11-23T10:15:00Z",
+                        },
+                    ]
+                }
+            ]
+        }
+    }
 
 
 class EventsAccepted(BaseModel):

@@ -12,7 +12,9 @@ from typing import Annotated
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="RECO_API_KEY to write; RECO_READ_API_KEY (if set) to read.")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="RECO_API_KEY to write; RECO_READ_API_KEY (if set) to read."
+)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 
 

@@ -52,7 +52,9 @@ def serve(host: str, port: int, workers: int, app: str = APP) -> None:
     import uvicorn
 
     # Requests are logged by the app itself (api.operations); uvicorn's access log would repeat them.
-    options: dict[str, Any] = dict(factory=True, host=host, port=port, workers=workers, log_level="info", access_log=False)
+    options: dict[str, Any] = {
+        "factory": True, "host": host, "port": port, "workers": workers, "log_level": "info", "access_log": False
+    }
     if workers == 1 or not per_worker_sockets_supported():
         uvicorn.run(app, **options)
         return

@@ -49,7 +49,9 @@ class SessionModels:
             return None
         items = orjson.loads(raw_items)
         params = info["params"]
-        factors = np.frombuffer(raw_factors, dtype=np.float32).reshape(len(items), -1).copy()  # implicit needs it writable
+        factors = (
+            np.frombuffer(raw_factors, dtype=np.float32).reshape(len(items), -1).copy()
+        )  # implicit needs it writable
         return SessionModel(
             items,
             factors,

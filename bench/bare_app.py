@@ -28,7 +28,9 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if os.environ.get("REDIS_URL"):
-            clients["redis"] = aioredis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5)
+            clients["redis"] = aioredis.Redis.from_url(
+                os.environ["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5
+            )
         yield
         if clients:
             await clients["redis"].aclose()
@@ -72,5 +74,7 @@ if __name__ == "__main__":
     ap.add_argument("--workers", type=int, default=1)
     a = ap.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    os.environ["PYTHONPATH"] = os.path.dirname(os.path.abspath(__file__)) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = (
+        os.path.dirname(os.path.abspath(__file__)) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     serve(a.host, a.port, a.workers)

@@ -290,8 +290,15 @@ def compare_rfm(mine: list[dict], sql: list[dict]) -> list[str]:
             f"(only in SQL e.g. {only_sql}, only in RFM e.g. {only_rfm})"
         )
     by_id = {r["user_id"]: r for r in mine}
-    cols = (("recency_days", "recency_days"), ("frequency", "frequency"), ("monetary", "monetary"),
-            ("r_score", "r_score"), ("f_score", "f_score"), ("m_score", "m_score"), ("segment", "segment"))
+    cols = (
+        ("recency_days", "recency_days"),
+        ("frequency", "frequency"),
+        ("monetary", "monetary"),
+        ("r_score", "r_score"),
+        ("f_score", "f_score"),
+        ("m_score", "m_score"),
+        ("segment", "segment"),
+    )
     diffs: dict[str, list[str]] = {}
     for s in sql:
         p = by_id.get(s["customer"])
@@ -358,15 +365,19 @@ def segment_table(summary: list[dict], unit: str) -> str:
             f"| {r['monetary'] / total:.1%} | {r['strategy']} |"
         )
     n = sum(r["customers"] for r in summary)
-    out.append(f"| **total** | **{n:,}** | 100.0% | **{_fmt(sum(r['monetary'] for r in summary), 'm', unit)}** "
-               "| 100.0% | |")
+    out.append(
+        f"| **total** | **{n:,}** | 100.0% | **{_fmt(sum(r['monetary'] for r in summary), 'm', unit)}** | 100.0% | |"
+    )
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "path", nargs="?", type=Path, default=None,
+        "path",
+        nargs="?",
+        type=Path,
+        default=None,
         help=f"raw invoice log (Parquet); default {DEFAULT_PATH} relative to the repository root",
     )
     args = parser.parse_args(argv)

@@ -73,7 +73,9 @@ def generate(
     price = np.maximum(np.round(rng.lognormal(np.log(20.0), 0.8, n_items), 2), 0.99)
     available = rng.random(n_items) >= 0.04
     is_new = rng.random(n_items) < 0.15
-    created = np.where(is_new, start_s + rng.integers(0, days * DAY, n_items), start_s - rng.integers(DAY, 730 * DAY, n_items))
+    created = np.where(
+        is_new, start_s + rng.integers(0, days * DAY, n_items), start_s - rng.integers(DAY, 730 * DAY, n_items)
+    )
 
     # ---- users: at least one event each, the rest heavy-tailed ----
     activity = rng.lognormal(0.0, 1.3, n_users)

@@ -42,10 +42,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "RECO_DATA_DIR": tmp, "RECO_API_KEY": KEY}
         env.pop("REDIS_URL", None)
-        subprocess.run(reco + ["demo-data", "--out", f"{tmp}/shop", "--users", "500", "--items", "200"], env=env, check=True, capture_output=True)
-        subprocess.run(reco + ["train", "--events", f"{tmp}/shop/events.csv", "--items", f"{tmp}/shop/items.csv", "--no-progress"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            reco + ["demo-data", "--out", f"{tmp}/shop", "--users", "500", "--items", "200"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            reco + ["train", "--events", f"{tmp}/shop/events.csv", "--items", f"{tmp}/shop/items.csv", "--no-progress"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         port = free_port()
-        server = subprocess.Popen(reco + ["serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            reco + ["serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(200):
@@ -63,9 +75,18 @@ def main() -> None:
                 nonlocal errors
                 i = 0
                 while time.monotonic() < deadline:
-                    events = [{"user_id": f"bench-{k}-{(i + j) % 997}", "item_id": f"I{(i * 7 + j) % 200 + 1:05d}", "event_type": "view"} for j in range(args.batch)]
+                    events = [
+                        {
+                            "user_id": f"bench-{k}-{(i + j) % 997}",
+                            "item_id": f"I{(i * 7 + j) % 200 + 1:05d}",
+                            "event_type": "view",
+                        }
+                        for j in range(args.batch)
+                    ]
                     body = json.dumps({"events": events}).encode()
-                    req = urllib.request.Request(base + "/events", data=body, headers={"content-type": "application/json", "X-API-Key": KEY})
+                    req = urllib.request.Request(
+                        base + "/events", data=body, headers={"content-type": "application/json", "X-API-Key": KEY}
+                    )
                     start = time.perf_counter()
                     try:
                         with urllib.request.urlopen(req, timeout=10) as r:
@@ -90,8 +111,17 @@ def main() -> None:
     batches = len(latencies) - errors
     q = statistics.quantiles(latencies, n=100)
     result = {
-        "batch_size": args.batch, "threads": args.threads, "seconds": round(elapsed, 2), "batches": batches, "errors": errors,
-        "events_per_second": round(batches * args.batch / elapsed), "batch_latency_ms": {"p50": round(q[49] * 1000, 2), "p95": round(q[94] * 1000, 2), "p99": round(q[98] * 1000, 2)},
+        "batch_size": args.batch,
+        "threads": args.threads,
+        "seconds": round(elapsed, 2),
+        "batches": batches,
+        "errors": errors,
+        "events_per_second": round(batches * args.batch / elapsed),
+        "batch_latency_ms": {
+            "p50": round(q[49] * 1000, 2),
+            "p95": round(q[94] * 1000, 2),
+            "p99": round(q[98] * 1000, 2),
+        },
         "durability": "embedded Redis, appendonly yes, appendfsync always",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

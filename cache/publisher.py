@@ -98,7 +98,9 @@ class Publisher:
         """Write the manifest, switch ``current`` to this version atomically, drop older versions; return the replaced one."""
         self.put(Keys.MANIFEST, {**manifest, "version": self.version})
         self.flush()
-        replaced = self.client.eval(_SWITCH, 3, self.keys.current, self.keys.previous, self.keys.prefix + ":v:", self.version)
+        replaced = self.client.eval(
+            _SWITCH, 3, self.keys.current, self.keys.previous, self.keys.prefix + ":v:", self.version
+        )
         cleanup(self.client, self.keys)
         return replaced.decode() if replaced else None
 

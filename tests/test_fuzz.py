@@ -19,8 +19,20 @@ from training.job import JobConfig, run_job
 def api_schema(redis_handle, tmp_path_factory):
     shop = generate_shop(n_users=100, n_items=50, n_categories=4, days=90, seed=9)
     events, items = shop.write(tmp_path_factory.mktemp("fuzz"))
-    cfg_settings = isolated_settings(redis_handle, "fz", api_key="fuzz-key", live_archive_dir=tmp_path_factory.mktemp("live"))
-    run_job(JobConfig(events=events, items=items, settings=cfg_settings, als=AlsParams(factors=8), lists=ListParams(list_size=20), show_progress=False), redis_handle.client)
+    cfg_settings = isolated_settings(
+        redis_handle, "fz", api_key="fuzz-key", live_archive_dir=tmp_path_factory.mktemp("live")
+    )
+    run_job(
+        JobConfig(
+            events=events,
+            items=items,
+            settings=cfg_settings,
+            als=AlsParams(factors=8),
+            lists=ListParams(list_size=20),
+            show_progress=False,
+        ),
+        redis_handle.client,
+    )
     app = create_app(cfg_settings)
     with TestClient(app):  # runs the app's start-up (Redis connection) for the fuzzer's own requests
         yield schemathesis.openapi.from_asgi("/openapi.json", app)

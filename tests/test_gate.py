@@ -8,8 +8,8 @@ import pytest
 
 from recommender.config import AlsParams
 from recommender.data.demo import generate_shop
-from recommender.evaluation.protocol import ModelParams
 from recommender.evaluation.gate import GateDecision, decide, holdout_metrics
+from recommender.evaluation.protocol import ModelParams
 
 
 def test_publishes_a_model_as_good_as_the_current_one() -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from recommender.data.schema import EVENT_SCHEMA
 from recommender.marketing.kpis import KPI_SCHEMA, compute_kpis, kpi_summary
 from recommender.marketing.report import write_report
 from recommender.marketing.rfm import monetary_unit
-from recommender.data.schema import EVENT_SCHEMA
 
 
 def events(rows: list[tuple]) -> pa.Table:

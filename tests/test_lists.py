@@ -5,24 +5,29 @@ from datetime import timedelta
 import numpy as np
 from factories import NOW, WEIGHTS, catalogue, ev, events
 
-from recommender.serving import lists
 from recommender.config import AlsParams
 from recommender.models.als import fit_als
 from recommender.models.weighting import build_interactions, purchase_matrix
+from recommender.serving import lists
 
 
 def test_bestsellers_count_distinct_recent_buyers_per_category_and_skip_unavailable():
     table = events(
-        [ev("u1", "a", "purchase", d) for d in (1, 2, 3, 4, 5)]   # one buyer, five times: counts once
-        + [ev(u, "b", "purchase", 2) for u in ("u1", "u2")]        # two buyers
+        [ev("u1", "a", "purchase", d) for d in (1, 2, 3, 4, 5)]  # one buyer, five times: counts once
+        + [ev(u, "b", "purchase", 2) for u in ("u1", "u2")]  # two buyers
         + [ev(u, "c", "purchase", 40) for u in ("u1", "u2", "u3")]  # outside the 30-day window
-        + [ev(u, "d", "purchase", 1) for u in ("u1", "u2", "u3")]   # unavailable
-        + [ev("u4", "e", "view", 1)]                                 # viewed only
+        + [ev(u, "d", "purchase", 1) for u in ("u1", "u2", "u3")]  # unavailable
+        + [ev("u4", "e", "view", 1)]  # viewed only
     )
-    items = catalogue([
-        {"item_id": "a", "category": "x"}, {"item_id": "b", "category": "y"}, {"item_id": "c", "category": "x"},
-        {"item_id": "d", "category": "x", "available": False}, {"item_id": "e", "category": "y"},
-    ])
+    items = catalogue(
+        [
+            {"item_id": "a", "category": "x"},
+            {"item_id": "b", "category": "y"},
+            {"item_id": "c", "category": "x"},
+            {"item_id": "d", "category": "x", "available": False},
+            {"item_id": "e", "category": "y"},
+        ]
+    )
     best = lists.bestsellers(table, items, window_days=30, as_of=NOW, n=10)
     assert [i for i, _ in best[None]] == ["b", "a", "e"]
     assert [i for i, _ in best["x"]] == ["a"]
@@ -32,16 +37,18 @@ def test_bestsellers_count_distinct_recent_buyers_per_category_and_skip_unavaila
 
 def test_new_arrivals_rank_by_traction_per_day_and_keep_to_the_window():
     table = events(
-        [ev(f"u{k}", "fresh", "purchase", 1) for k in range(5)]     # 5 purchases in 2 days
+        [ev(f"u{k}", "fresh", "purchase", 1) for k in range(5)]  # 5 purchases in 2 days
         + [ev(f"u{k}", "older", "purchase", 15) for k in range(5)]  # same 5 purchases over 20 days
     )
-    items = catalogue([
-        {"item_id": "fresh", "created_at": NOW - timedelta(days=2)},
-        {"item_id": "older", "created_at": NOW - timedelta(days=20)},
-        {"item_id": "untouched", "created_at": NOW - timedelta(days=1)},
-        {"item_id": "gone", "created_at": NOW - timedelta(days=1), "available": False},
-        {"item_id": "ancient", "created_at": NOW - timedelta(days=90)},
-    ])
+    items = catalogue(
+        [
+            {"item_id": "fresh", "created_at": NOW - timedelta(days=2)},
+            {"item_id": "older", "created_at": NOW - timedelta(days=20)},
+            {"item_id": "untouched", "created_at": NOW - timedelta(days=1)},
+            {"item_id": "gone", "created_at": NOW - timedelta(days=1), "available": False},
+            {"item_id": "ancient", "created_at": NOW - timedelta(days=90)},
+        ]
+    )
     ranked = lists.new_arrivals(table, items, window_days=30, as_of=NOW, n=10, weights=WEIGHTS)
     assert [i for i, _ in ranked] == ["fresh", "older", "untouched"]
     assert ranked[0][1] == 25.0 and ranked[1][1] == 2.5 and ranked[2][1] == 0.0
@@ -56,7 +63,9 @@ def two_tribes():
             if (u + j) % 3:  # each user touches most, not all, of the tribe's items
                 rows.append(ev(f"u{u}", f"t{tribe}i{j}", "purchase" if j < 2 else "view", j + 1))
     table = events(rows)
-    items = catalogue([{"item_id": f"t{t}i{j}", "available": not (t == 1 and j == 4)} for t in (0, 1) for j in range(5)])
+    items = catalogue(
+        [{"item_id": f"t{t}i{j}", "available": not (t == 1 and j == 4)} for t in (0, 1) for j in range(5)]
+    )
     inter = build_interactions(table, WEIGHTS, 60, NOW)
     model = fit_als(inter.matrix, AlsParams(factors=4, iterations=10, regularization=0.01))
     return table, items, inter, model

@@ -32,7 +32,14 @@ def settings(redis_handle, tmp_path):
 def train(redis_handle, settings, shop):
     events, items = shop.paths
     # A 120-item shop: 16 factors (64 would overfit it and blur the categories).
-    cfg = JobConfig(events=events, items=items, settings=settings, als=AlsParams(factors=16), lists=ListParams(list_size=50), show_progress=False)
+    cfg = JobConfig(
+        events=events,
+        items=items,
+        settings=settings,
+        als=AlsParams(factors=16),
+        lists=ListParams(list_size=50),
+        show_progress=False,
+    )
     return run_job(cfg, redis_handle.client)
 
 
@@ -56,7 +63,10 @@ def test_unknown_visitor_viewing_one_category_gets_picks_from_it(client, shop):
     cats = dict(zip(shop.items["item_id"].to_pylist(), shop.items["category"].to_pylist()))
     category = shop.items["category"][0].as_py()
     viewed = category_items(shop, category)[:3]
-    assert post(client, [{"user_id": "fresh-visitor", "item_id": i, "event_type": "view"} for i in viewed]).status_code == 200
+    assert (
+        post(client, [{"user_id": "fresh-visitor", "item_id": i, "event_type": "view"} for i in viewed]).status_code
+        == 200
+    )
     r = client.get("/recommend", params={"user_id": "fresh-visitor", "n": 5}).json()
     assert r["source"] == "session"
     picks = [i["item_id"] for i in r["items"]]
@@ -71,7 +81,12 @@ def test_known_user_gets_live_events_blended_and_bought_items_vanish_at_once(cli
     before = client.get("/recommend", params={"user_id": user, "n": 5}).json()
     assert before["source"] == "personal"
     top = before["items"][0]["item_id"]
-    assert post(client, [{"user_id": user, "item_id": top, "event_type": "purchase", "quantity": 1, "price": 9.5}]).status_code == 200
+    assert (
+        post(
+            client, [{"user_id": user, "item_id": top, "event_type": "purchase", "quantity": 1, "price": 9.5}]
+        ).status_code
+        == 200
+    )
     after = client.get("/recommend", params={"user_id": user, "n": 5}).json()
     assert after["source"] == "personal+session"
     assert top not in {i["item_id"] for i in after["items"]}
@@ -85,7 +100,14 @@ def test_batch_with_one_bad_event_is_refused_whole(client, redis_handle, setting
     r = post(client, events)
     assert r.status_code == 422
     detail = r.json()["detail"]
-    assert detail["errors"] == [{"position": 2, "field": "event_type", "value": "teleport", "reason": "is not one of view, cart, purchase, return"}]
+    assert detail["errors"] == [
+        {
+            "position": 2,
+            "field": "event_type",
+            "value": "teleport",
+            "reason": "is not one of view, cart, purchase, return",
+        }
+    ]
     assert "event 2 event_type='teleport'" in detail["message"]
     assert redis_handle.client.xlen(stream) == before
     assert client.get("/recently-viewed/v1").json()["items"] == []
@@ -114,8 +136,15 @@ def test_events_sent_during_a_run_land_in_the_next_run_exactly_once(redis_handle
     keys = Keys(settings.key_prefix)
 
     def batch(user, n):
-        raw = pa.table({"user_id": [user] * n, "item_id": ["I00001"] * n, "event_type": ["view"] * n,
-                        "timestamp": ["2026-06-29 12:00:00"] * n, ROW: list(range(1, n + 1))})
+        raw = pa.table(
+            {
+                "user_id": [user] * n,
+                "item_id": ["I00001"] * n,
+                "event_type": ["view"] * n,
+                "timestamp": ["2026-06-29 12:00:00"] * n,
+                ROW: list(range(1, n + 1)),
+            }
+        )
         return validate_events(raw, "test")[0]
 
     ingest(redis_handle.client, keys, batch("before-run", 3))
@@ -144,8 +173,15 @@ def test_a_run_killed_after_archiving_does_not_count_events_twice(redis_handle, 
     from recommender.data.loading import ROW, validate_events
 
     keys = Keys(settings.key_prefix)
-    raw = pa.table({"user_id": ["u"] * 4, "item_id": ["i"] * 4, "event_type": ["view"] * 4,
-                    "timestamp": ["2026-06-29 12:00:00"] * 4, ROW: [1, 2, 3, 4]})
+    raw = pa.table(
+        {
+            "user_id": ["u"] * 4,
+            "item_id": ["i"] * 4,
+            "event_type": ["view"] * 4,
+            "timestamp": ["2026-06-29 12:00:00"] * 4,
+            ROW: [1, 2, 3, 4],
+        }
+    )
     ingest(redis_handle.client, keys, validate_events(raw, "t")[0])
     taken, upto = take_live_events(redis_handle.client, keys, settings.live_dir)
     redis_handle.client.delete(keys.live_archived)  # killed before the pointer was kept: the archive file says it

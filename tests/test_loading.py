@@ -45,8 +45,13 @@ def load_events(path: Path) -> tuple[pa.Table, object]:
 
 def event(user, item, kind, ts=T0, quantity=1.0, price=None, order_id=None) -> dict:
     return {
-        "user_id": user, "item_id": item, "event_type": kind, "timestamp": ts,
-        "quantity": quantity, "price": price, "order_id": order_id,
+        "user_id": user,
+        "item_id": item,
+        "event_type": kind,
+        "timestamp": ts,
+        "quantity": quantity,
+        "price": price,
+        "order_id": order_id,
     }
 
 
@@ -57,21 +62,21 @@ def event(user, item, kind, ts=T0, quantity=1.0, price=None, order_id=None) -> d
 LONG_ID = "u" * (MAX_ID_LENGTH + 1)
 
 MIXED_LINES = [
-    f"u1,i1,view,{T0_TEXT},,,",                      # 1 good
-    f",i1,view,{T0_TEXT},,,",                        # 2 empty user_id
-    f"u 2,i1,view,{T0_TEXT},,,",                     # 3 id with a space
-    f"u3,i2,cart,{T0_TEXT},2,4.5,",                  # 4 good
-    f"{LONG_ID},i1,view,{T0_TEXT},,,",               # 5 overlong id
-    f"u4,i1,click,{T0_TEXT},,,",                     # 6 unknown event type
-    "u5,i1,view,not a date,,,",                      # 7 unparsable timestamp
-    "u6,i1,view",                                    # 8 wrong number of fields
-    f"u7,i3,purchase,{T0_TEXT},3,2.25,o-7",          # 9 good, after the malformed line
-    f"u8,i1,purchase,{T0_TEXT},-1,,",                # 10 negative quantity
-    f"u9,i1,purchase,{T0_TEXT},0,,",                 # 11 zero quantity
-    f"u10,i1,purchase,{T0_TEXT},two,,",              # 12 non-numeric quantity
-    f"u11,i1,purchase,{T0_TEXT},1,-2.5,",            # 13 negative price
-    f"u12,i1,purchase,{T0_TEXT},1,abc,",             # 14 non-numeric price
-    f"u13,i4,view,{T0_TEXT},,0,",                    # 15 good (zero price is allowed)
+    f"u1,i1,view,{T0_TEXT},,,",  # 1 good
+    f",i1,view,{T0_TEXT},,,",  # 2 empty user_id
+    f"u 2,i1,view,{T0_TEXT},,,",  # 3 id with a space
+    f"u3,i2,cart,{T0_TEXT},2,4.5,",  # 4 good
+    f"{LONG_ID},i1,view,{T0_TEXT},,,",  # 5 overlong id
+    f"u4,i1,click,{T0_TEXT},,,",  # 6 unknown event type
+    "u5,i1,view,not a date,,,",  # 7 unparsable timestamp
+    "u6,i1,view",  # 8 wrong number of fields
+    f"u7,i3,purchase,{T0_TEXT},3,2.25,o-7",  # 9 good, after the malformed line
+    f"u8,i1,purchase,{T0_TEXT},-1,,",  # 10 negative quantity
+    f"u9,i1,purchase,{T0_TEXT},0,,",  # 11 zero quantity
+    f"u10,i1,purchase,{T0_TEXT},two,,",  # 12 non-numeric quantity
+    f"u11,i1,purchase,{T0_TEXT},1,-2.5,",  # 13 negative price
+    f"u12,i1,purchase,{T0_TEXT},1,abc,",  # 14 non-numeric price
+    f"u13,i4,view,{T0_TEXT},,0,",  # 15 good (zero price is allowed)
 ]
 
 MIXED_BAD = [
@@ -138,8 +143,14 @@ def test_mixed_file_sample_names_row_field_and_raw_value(tmp_path):
         (f"u1,,view,{T0_TEXT},,,", BadRow(3, "item_id", None, "is empty")),
         (f"u 2,i1,view,{T0_TEXT},,,", BadRow(3, "user_id", "u 2", ID_CHARS)),
         (f"u1,i 1,view,{T0_TEXT},,,", BadRow(3, "item_id", "i 1", ID_CHARS)),
-        (f"{LONG_ID},i1,view,{T0_TEXT},,,", BadRow(3, "user_id", LONG_ID, f"is longer than {MAX_ID_LENGTH} characters")),
-        (f"u1,{'i' * 129},view,{T0_TEXT},,,", BadRow(3, "item_id", "i" * 129, f"is longer than {MAX_ID_LENGTH} characters")),
+        (
+            f"{LONG_ID},i1,view,{T0_TEXT},,,",
+            BadRow(3, "user_id", LONG_ID, f"is longer than {MAX_ID_LENGTH} characters"),
+        ),
+        (
+            f"u1,{'i' * 129},view,{T0_TEXT},,,",
+            BadRow(3, "item_id", "i" * 129, f"is longer than {MAX_ID_LENGTH} characters"),
+        ),
         (f"u1,i1,click,{T0_TEXT},,,", BadRow(3, "event_type", "click", NOT_EVENT)),
         ("u1,i1,view,,,,", BadRow(3, "timestamp", None, "is not a date-time")),
         ("u1,i1,view,2026-13-45 99:00:00,,,", BadRow(3, "timestamp", "2026-13-45 99:00:00", "is not a date-time")),
@@ -153,7 +164,13 @@ def test_mixed_file_sample_names_row_field_and_raw_value(tmp_path):
     ],
 )
 def test_single_bad_row_among_good_rows(tmp_path, line, bad):
-    lines = [f"a,i1,view,{T0_TEXT},,,", f"b,i1,view,{T0_TEXT},,,", line, f"c,i1,view,{T0_TEXT},,,", f"d,i1,view,{T0_TEXT},,,"]
+    lines = [
+        f"a,i1,view,{T0_TEXT},,,",
+        f"b,i1,view,{T0_TEXT},,,",
+        line,
+        f"c,i1,view,{T0_TEXT},,,",
+        f"d,i1,view,{T0_TEXT},,,",
+    ]
     events, report = load_events(write_csv(tmp_path / "events.csv", EVENT_HEADER, lines))
 
     assert events.column("user_id").to_pylist() == ["a", "b", "c", "d"]
@@ -168,14 +185,14 @@ def test_rows_after_malformed_lines_keep_their_numbers(tmp_path):
         tmp_path / "events.csv",
         "user_id,item_id,event_type,timestamp",
         [
-            f"a,i1,view,{T0_TEXT}",         # 1
-            "b,i1,view",                    # 2 too few fields
-            f"c,i2,view,{T0_TEXT}",         # 3
-            f"d,i1,view,{T0_TEXT},extra",   # 4 too many fields
-            f",i1,view,{T0_TEXT}",          # 5 empty user
-            f"e,i3,view,{T0_TEXT}",         # 6
-            "f,i1,view,later",              # 7 bad timestamp
-            f"g,i4,view,{T0_TEXT}",         # 8
+            f"a,i1,view,{T0_TEXT}",  # 1
+            "b,i1,view",  # 2 too few fields
+            f"c,i2,view,{T0_TEXT}",  # 3
+            f"d,i1,view,{T0_TEXT},extra",  # 4 too many fields
+            f",i1,view,{T0_TEXT}",  # 5 empty user
+            f"e,i3,view,{T0_TEXT}",  # 6
+            "f,i1,view,later",  # 7 bad timestamp
+            f"g,i4,view,{T0_TEXT}",  # 8
         ],
     )
     raw = read_table(path)
@@ -205,14 +222,21 @@ def test_quoted_multiline_field_counts_as_one_row(tmp_path):
     )
     events, report = load_events(path)
     assert events.column("order_id").to_pylist() == ["note\nover two lines"]
-    assert report.sample == [BadRow(2, "line", None, "has the wrong number of fields"), BadRow(3, "user_id", None, "is empty")]
+    assert report.sample == [
+        BadRow(2, "line", None, "has the wrong number of fields"),
+        BadRow(3, "user_id", None, "is empty"),
+    ]
 
 
 def test_ids_are_trimmed_and_allowed_punctuation_is_kept(tmp_path):
-    path = write_csv(tmp_path / "events.csv", "user_id,item_id,event_type,timestamp", [
-        f"  alice@shop.example  , SKU-1:blue+L_2 ,view,{T0_TEXT}",
-        f"{'u' * MAX_ID_LENGTH},i1,view,{T0_TEXT}",
-    ])
+    path = write_csv(
+        tmp_path / "events.csv",
+        "user_id,item_id,event_type,timestamp",
+        [
+            f"  alice@shop.example  , SKU-1:blue+L_2 ,view,{T0_TEXT}",
+            f"{'u' * MAX_ID_LENGTH},i1,view,{T0_TEXT}",
+        ],
+    )
     events, report = load_events(path)
     assert events.column("user_id").to_pylist() == ["alice@shop.example", "u" * MAX_ID_LENGTH]
     assert events.column("item_id").to_pylist() == ["SKU-1:blue+L_2", "i1"]
@@ -225,15 +249,39 @@ def test_ids_are_trimmed_and_allowed_punctuation_is_kept(tmp_path):
 
 
 def test_event_type_aliases_map_to_the_four_types(tmp_path):
-    raw_types = ["Add_To_Cart", "transaction", "VIEW", "page_view", "pageview", "detail", "addtocart", "Order",
-                 "buy", "refund", " cart ", "Purchase", "return"]
+    raw_types = [
+        "Add_To_Cart",
+        "transaction",
+        "VIEW",
+        "page_view",
+        "pageview",
+        "detail",
+        "addtocart",
+        "Order",
+        "buy",
+        "refund",
+        " cart ",
+        "Purchase",
+        "return",
+    ]
     lines = [f"u{k},i1,{t},{T0_TEXT},,,o{k}" for k, t in enumerate(raw_types)]
     events, report = load_events(write_csv(tmp_path / "events.csv", EVENT_HEADER, lines))
 
     assert report.rows_bad == 0
     assert events.column("event_type").to_pylist() == [
-        "cart", "purchase", "view", "view", "view", "view", "cart", "purchase", "purchase", "return", "cart",
-        "purchase", "return",
+        "cart",
+        "purchase",
+        "view",
+        "view",
+        "view",
+        "view",
+        "cart",
+        "purchase",
+        "purchase",
+        "return",
+        "cart",
+        "purchase",
+        "return",
     ]
 
 
@@ -252,7 +300,9 @@ def test_event_type_aliases_map_to_the_four_types(tmp_path):
     ],
 )
 def test_timestamp_forms_parse_to_utc_without_zone(tmp_path, text, expected):
-    events, report = load_events(write_csv(tmp_path / "events.csv", "user_id,item_id,event_type,timestamp", [f"u1,i1,view,{text}"]))
+    events, report = load_events(
+        write_csv(tmp_path / "events.csv", "user_id,item_id,event_type,timestamp", [f"u1,i1,view,{text}"])
+    )
 
     assert report.rows_bad == 0
     assert events.schema.field("timestamp").type == pa.timestamp("us")
@@ -261,35 +311,56 @@ def test_timestamp_forms_parse_to_utc_without_zone(tmp_path, text, expected):
 
 def test_timestamps_do_not_depend_on_the_host_time_zone(tmp_path, host_zone):
     host_zone("America/New_York")
-    path = write_csv(tmp_path / "events.csv", "user_id,item_id,event_type,timestamp",
-                     [f"u1,i1,view,{T0_TEXT}", "u2,i1,view,1767323045", "u3,i1,view,1767323045000", "u4,i1,view,2026-01-02T03:04:05Z"])
+    path = write_csv(
+        tmp_path / "events.csv",
+        "user_id,item_id,event_type,timestamp",
+        [
+            f"u1,i1,view,{T0_TEXT}",
+            "u2,i1,view,1767323045",
+            "u3,i1,view,1767323045000",
+            "u4,i1,view,2026-01-02T03:04:05Z",
+        ],
+    )
     events, _ = load_events(path)
     assert events.column("timestamp").to_pylist() == [T0, T0, T0, T0]
 
 
 def test_missing_quantity_defaults_to_one_and_purchases_get_an_order_id(tmp_path):
-    path = write_csv(tmp_path / "events.csv", EVENT_HEADER, [
-        f"u1,i1,purchase,{T0_TEXT},,,",
-        "u1,i2,purchase,2026-01-02T03:04:05.999Z,,,",
-        f"u2,i1,purchase,{T0_TEXT},2,,basket-9",
-        f"u3,i1,view,{T0_TEXT},,,",
-        f"u3,i1,cart,{T0_TEXT},,,",
-        f"u4,i1,return,{T0_TEXT},1,,",
-    ])
+    path = write_csv(
+        tmp_path / "events.csv",
+        EVENT_HEADER,
+        [
+            f"u1,i1,purchase,{T0_TEXT},,,",
+            "u1,i2,purchase,2026-01-02T03:04:05.999Z,,,",
+            f"u2,i1,purchase,{T0_TEXT},2,,basket-9",
+            f"u3,i1,view,{T0_TEXT},,,",
+            f"u3,i1,cart,{T0_TEXT},,,",
+            f"u4,i1,return,{T0_TEXT},1,,",
+        ],
+    )
     events, report = load_events(path)
 
     assert report.rows_bad == 0
     assert events.column("quantity").to_pylist() == [1.0, 1.0, 2.0, 1.0, 1.0, 1.0]
     assert events.column("order_id").to_pylist() == [
-        "u1|2026-01-02T03:04:05", "u1|2026-01-02T03:04:05", "basket-9", None, None, "u4|2026-01-02T03:04:05",
+        "u1|2026-01-02T03:04:05",
+        "u1|2026-01-02T03:04:05",
+        "basket-9",
+        None,
+        None,
+        "u4|2026-01-02T03:04:05",
     ]
 
 
 def test_only_required_columns_present(tmp_path):
-    path = write_csv(tmp_path / "events.csv", "timestamp,event_type,item_id,user_id,extra", [
-        f"{T0_TEXT},purchase,i1,u1,ignored",
-        f"{T0_TEXT},view,i2,u1,ignored",
-    ])
+    path = write_csv(
+        tmp_path / "events.csv",
+        "timestamp,event_type,item_id,user_id,extra",
+        [
+            f"{T0_TEXT},purchase,i1,u1,ignored",
+            f"{T0_TEXT},view,i2,u1,ignored",
+        ],
+    )
     events, report = load_events(path)
     assert events.schema == EVENT_SCHEMA
     assert events.to_pylist() == [
@@ -319,26 +390,40 @@ def test_parquet_text_columns_behave_like_csv(tmp_path):
     assert pq_report.sample == csv_report.sample
     # Without the malformed line, rows from the 8th on are numbered one lower than in MIXED_BAD.
     assert [(b.row, b.field) for b in pq_report.sample] == [
-        (2, "user_id"), (3, "user_id"), (5, "user_id"), (6, "event_type"), (7, "timestamp"),
-        (9, "quantity"), (10, "quantity"), (11, "quantity"), (12, "price"), (13, "price"),
+        (2, "user_id"),
+        (3, "user_id"),
+        (5, "user_id"),
+        (6, "event_type"),
+        (7, "timestamp"),
+        (9, "quantity"),
+        (10, "quantity"),
+        (11, "quantity"),
+        (12, "price"),
+        (13, "price"),
     ]
     assert (pq_report.rows_read, pq_report.rows_kept, pq_report.rows_bad) == (14, 4, 10)
 
 
 def test_parquet_typed_columns_are_accepted(tmp_path):
     berlin = pa.timestamp("us", tz="Europe/Berlin")
-    table = pa.table({
-        "user_id": pa.array(["u1", "u2", "u3", "u4"]),
-        "item_id": pa.array(["i1", "i2", "i3", "i4"]),
-        "event_type": pa.array(["view", "purchase", "cart", "purchase"]),
-        "timestamp": pa.array(
-            [datetime(2026, 1, 2, 4, 4, 5, tzinfo=timezone(timedelta(hours=1))), T0.replace(tzinfo=timezone.utc),
-             datetime(2026, 7, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))), T0.replace(tzinfo=timezone.utc)],
-            berlin,
-        ),
-        "quantity": pa.array([None, 2, 1, -3], pa.int64()),
-        "price": pa.array([None, 9.99, 1.5, 1.0], pa.float64()),
-    })
+    table = pa.table(
+        {
+            "user_id": pa.array(["u1", "u2", "u3", "u4"]),
+            "item_id": pa.array(["i1", "i2", "i3", "i4"]),
+            "event_type": pa.array(["view", "purchase", "cart", "purchase"]),
+            "timestamp": pa.array(
+                [
+                    datetime(2026, 1, 2, 4, 4, 5, tzinfo=timezone(timedelta(hours=1))),
+                    T0.replace(tzinfo=timezone.utc),
+                    datetime(2026, 7, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))),
+                    T0.replace(tzinfo=timezone.utc),
+                ],
+                berlin,
+            ),
+            "quantity": pa.array([None, 2, 1, -3], pa.int64()),
+            "price": pa.array([None, 9.99, 1.5, 1.0], pa.float64()),
+        }
+    )
     pq.write_table(table, tmp_path / "events.parquet")
     raw = read_table(tmp_path / "events.parquet")
     assert raw.column(ROW).to_pylist() == [1, 2, 3, 4]
@@ -354,10 +439,14 @@ def test_parquet_typed_columns_are_accepted(tmp_path):
 
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
 def test_parquet_naive_timestamp_columns_are_taken_as_utc(tmp_path, unit):
-    table = pa.table({
-        "user_id": ["u1"], "item_id": ["i1"], "event_type": ["view"],
-        "timestamp": pa.array([T0], pa.timestamp(unit)),
-    })
+    table = pa.table(
+        {
+            "user_id": ["u1"],
+            "item_id": ["i1"],
+            "event_type": ["view"],
+            "timestamp": pa.array([T0], pa.timestamp(unit)),
+        }
+    )
     pq.write_table(table, tmp_path / "events.parquet")
     events, report = load_events(tmp_path / "events.parquet")
     assert report.rows_bad == 0
@@ -447,24 +536,34 @@ ITEM_HEADER = "item_id,title,category,price,available,created_at"
 
 
 def item(item_id, title=None, category=None, price=None, available=True, created_at=None) -> dict:
-    return {"item_id": item_id, "title": title, "category": category, "price": price, "available": available,
-            "created_at": created_at}
+    return {
+        "item_id": item_id,
+        "title": title,
+        "category": category,
+        "price": price,
+        "available": available,
+        "created_at": created_at,
+    }
 
 
 def test_validate_items_duplicates_prices_and_flags(tmp_path):
-    path = write_csv(tmp_path / "items.csv", ITEM_HEADER, [
-        "A,Alpha,mugs,10.5,true,2025-03-01 10:00:00",   # 1
-        "B,Beta,,,,",                                    # 2 defaults
-        "A,Alpha again,cups,11,false,",                  # 3 duplicate of A
-        "C,Gamma,mugs,-1,true,",                         # 4 negative price
-        "D,Delta,mugs,abc,true,",                        # 5 non-numeric price
-        "E,Epsilon,mugs,1,maybe,",                       # 6 bad available flag
-        "F,Phi,mugs,0,FALSE,",                           # 7
-        "G,Gee,mugs,2,0,2025-03-02T00:00:00Z",           # 8
-        "H,Eta,mugs,3,true,someday",                     # 9 bad created_at
-        "A,Alpha third,,,,",                             # 10 duplicate of A
-        "I,Iota,mugs,4,yes,",                            # 11
-    ])
+    path = write_csv(
+        tmp_path / "items.csv",
+        ITEM_HEADER,
+        [
+            "A,Alpha,mugs,10.5,true,2025-03-01 10:00:00",  # 1
+            "B,Beta,,,,",  # 2 defaults
+            "A,Alpha again,cups,11,false,",  # 3 duplicate of A
+            "C,Gamma,mugs,-1,true,",  # 4 negative price
+            "D,Delta,mugs,abc,true,",  # 5 non-numeric price
+            "E,Epsilon,mugs,1,maybe,",  # 6 bad available flag
+            "F,Phi,mugs,0,FALSE,",  # 7
+            "G,Gee,mugs,2,0,2025-03-02T00:00:00Z",  # 8
+            "H,Eta,mugs,3,true,someday",  # 9 bad created_at
+            "A,Alpha third,,,,",  # 10 duplicate of A
+            "I,Iota,mugs,4,yes,",  # 11
+        ],
+    )
     items, report = validate_items(read_table(path, "items"), path.name)
 
     assert items.schema == ITEM_SCHEMA
@@ -494,7 +593,7 @@ def test_validate_items_duplicates_prices_and_flags(tmp_path):
 
 
 def test_validate_items_with_only_item_id_defaults_available(tmp_path):
-    path = write_csv(tmp_path / "items.csv", "item_id", ["x1", " x2 ", "bad id", "\"\""])
+    path = write_csv(tmp_path / "items.csv", "item_id", ["x1", " x2 ", "bad id", '""'])
     items, report = validate_items(read_table(path, "items"), path.name)
     assert items.to_pylist() == [item("x1"), item("x2")]
     assert report.sample == [BadRow(3, "item_id", "bad id", ID_CHARS), BadRow(4, "item_id", None, "is empty")]
@@ -502,20 +601,26 @@ def test_validate_items_with_only_item_id_defaults_available(tmp_path):
 
 def test_complete_catalogue_adds_event_items_and_keeps_catalogue_only_items():
     t1, t2, t3, t4 = (datetime(2026, 1, d) for d in (1, 2, 3, 4))
-    events = pa.Table.from_pylist([
-        # Out of time order on purpose: "last seen" is by timestamp, not by row.
-        event("u1", "new", "purchase", ts=t3, price=3.0),
-        event("u1", "new", "view", ts=t4),                 # no price: does not erase the last price
-        event("u2", "new", "purchase", ts=t2, price=2.0),
-        event("u2", "both", "purchase", ts=t1, price=7.0),
-        event("u3", "both", "view", ts=t2),
-        event("u3", "noprice", "view", ts=t2),
-    ], schema=EVENT_SCHEMA)
-    items = pa.Table.from_pylist([
-        item("both", "Both", "mugs", 9.0, False, datetime(2025, 12, 1)),
-        item("catalogue-only", "Lonely", "cups", 5.0, True, None),
-        item("no-created", "Undated", "cups", None, True, None),
-    ], schema=ITEM_SCHEMA)
+    events = pa.Table.from_pylist(
+        [
+            # Out of time order on purpose: "last seen" is by timestamp, not by row.
+            event("u1", "new", "purchase", ts=t3, price=3.0),
+            event("u1", "new", "view", ts=t4),  # no price: does not erase the last price
+            event("u2", "new", "purchase", ts=t2, price=2.0),
+            event("u2", "both", "purchase", ts=t1, price=7.0),
+            event("u3", "both", "view", ts=t2),
+            event("u3", "noprice", "view", ts=t2),
+        ],
+        schema=EVENT_SCHEMA,
+    )
+    items = pa.Table.from_pylist(
+        [
+            item("both", "Both", "mugs", 9.0, False, datetime(2025, 12, 1)),
+            item("catalogue-only", "Lonely", "cups", 5.0, True, None),
+            item("no-created", "Undated", "cups", None, True, None),
+        ],
+        schema=ITEM_SCHEMA,
+    )
 
     out = complete_catalogue(events, items)
 
@@ -530,10 +635,13 @@ def test_complete_catalogue_adds_event_items_and_keeps_catalogue_only_items():
 
 
 def test_complete_catalogue_fills_missing_catalogue_values_from_events():
-    events = pa.Table.from_pylist([
-        event("u1", "a", "purchase", ts=datetime(2026, 2, 1), price=4.0),
-        event("u1", "a", "purchase", ts=datetime(2026, 2, 5), price=4.5),
-    ], schema=EVENT_SCHEMA)
+    events = pa.Table.from_pylist(
+        [
+            event("u1", "a", "purchase", ts=datetime(2026, 2, 1), price=4.0),
+            event("u1", "a", "purchase", ts=datetime(2026, 2, 5), price=4.5),
+        ],
+        schema=EVENT_SCHEMA,
+    )
     items = pa.Table.from_pylist([item("a", "Apple", "fruit", None, True, None)], schema=ITEM_SCHEMA)
     assert complete_catalogue(events, items).to_pylist() == [
         item("a", "Apple", "fruit", 4.5, True, datetime(2026, 2, 1)),
@@ -541,10 +649,14 @@ def test_complete_catalogue_fills_missing_catalogue_values_from_events():
 
 
 def test_load_dataset_with_items_file(tmp_path):
-    write_csv(tmp_path / "events.csv", EVENT_HEADER, [
-        f"u1,A,purchase,{T0_TEXT},1,12.0,o1",
-        "u1,Z,view,2026-01-03 00:00:00,,8.0,",
-    ])
+    write_csv(
+        tmp_path / "events.csv",
+        EVENT_HEADER,
+        [
+            f"u1,A,purchase,{T0_TEXT},1,12.0,o1",
+            "u1,Z,view,2026-01-03 00:00:00,,8.0,",
+        ],
+    )
     write_csv(tmp_path / "items.csv", ITEM_HEADER, ["A,Alpha,mugs,10.5,false,", "K,Kappa,cups,3,,2025-01-01"])
     ds = load_dataset(tmp_path / "events.csv", tmp_path / "items.csv")
     assert [r.source for r in ds.reports] == ["events.csv", "items.csv"]

@@ -64,24 +64,48 @@ def test_exact_values_for_known_rankings(result):
     rows = result["next_basket"]
     # personal top frequency: x (2 orders), z (newer than y): [x, z]; target {x, w}
     assert rows["personal_top_frequency"] == pytest.approx(
-        {"recall@2": 0.5, "ndcg@2": round(NDCG_HIT_AT_1, 4), "repeat_recall@2": 1.0, "repeat_ndcg@2": 1.0,
-         "new_recall@2": 0.0, "new_ndcg@2": 0.0}
+        {
+            "recall@2": 0.5,
+            "ndcg@2": round(NDCG_HIT_AT_1, 4),
+            "repeat_recall@2": 1.0,
+            "repeat_ndcg@2": 1.0,
+            "new_recall@2": 0.0,
+            "new_ndcg@2": 0.0,
+        }
     )
     # most recent: z (12 days ago), then x and y (20 days ago, tie by id): [z, x]
     assert rows["most_recent"] == pytest.approx(
-        {"recall@2": 0.5, "ndcg@2": round(NDCG_HIT_AT_2, 4), "repeat_recall@2": 1.0,
-         "repeat_ndcg@2": round(1 / math.log2(3), 4), "new_recall@2": 0.0, "new_ndcg@2": 0.0}
+        {
+            "recall@2": 0.5,
+            "ndcg@2": round(NDCG_HIT_AT_2, 4),
+            "repeat_recall@2": 1.0,
+            "repeat_ndcg@2": round(1 / math.log2(3), 4),
+            "new_recall@2": 0.0,
+            "new_ndcg@2": 0.0,
+        }
     )
     # popularity by distinct users before the cut-off: w (b, c), x (a, d), y (a, c), z (a, d) tie at 2, q (one
     # view) follows; ties by id: [w, x]
     assert rows["global_popularity"] == pytest.approx(
-        {"recall@2": 1.0, "ndcg@2": 1.0, "repeat_recall@2": 1.0, "repeat_ndcg@2": round(1 / math.log2(3), 4),
-         "new_recall@2": 1.0, "new_ndcg@2": 1.0}
+        {
+            "recall@2": 1.0,
+            "ndcg@2": 1.0,
+            "repeat_recall@2": 1.0,
+            "repeat_ndcg@2": round(1 / math.log2(3), 4),
+            "new_recall@2": 1.0,
+            "new_ndcg@2": 1.0,
+        }
     )
     # the repeat model: only x was ever bought twice by anyone, so it is a's only candidate
     assert rows["repeat_only"] == pytest.approx(
-        {"recall@2": 0.5, "ndcg@2": round(NDCG_HIT_AT_1, 4), "repeat_recall@2": 1.0, "repeat_ndcg@2": 1.0,
-         "new_recall@2": 0.0, "new_ndcg@2": 0.0}
+        {
+            "recall@2": 0.5,
+            "ndcg@2": round(NDCG_HIT_AT_1, 4),
+            "repeat_recall@2": 1.0,
+            "repeat_ndcg@2": 1.0,
+            "new_recall@2": 0.0,
+            "new_ndcg@2": 0.0,
+        }
     )
     # the published list starts with the same due item; exploration fills the rest with items a never bought
     assert rows["next_purchase"]["repeat_recall@2"] == 1.0 and rows["next_purchase"]["repeat_ndcg@2"] == 1.0

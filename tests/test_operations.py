@@ -26,7 +26,14 @@ def published(redis_handle, tmp_path_factory):
     shop = generate_shop(n_users=150, n_items=60, n_categories=4, days=90, seed=5)
     events, items = shop.write(tmp_path_factory.mktemp("ops"))
     settings = isolated_settings(redis_handle, "ops", api_key=WRITE, max_body_bytes=5_000)
-    cfg = JobConfig(events=events, items=items, settings=settings, als=AlsParams(factors=8), lists=ListParams(list_size=20), show_progress=False)
+    cfg = JobConfig(
+        events=events,
+        items=items,
+        settings=settings,
+        als=AlsParams(factors=8),
+        lists=ListParams(list_size=20),
+        show_progress=False,
+    )
     first = run_job(cfg, redis_handle.client)
     second = run_job(cfg, redis_handle.client)
     return settings, first.version, second.version, shop
@@ -63,8 +70,11 @@ def test_oversized_bodies_are_refused_with_a_clear_message(published):
         big = {"user_ids": ["u" * 100] * 60}
         r = c.post("/next-purchase/batch", json=big)
         assert r.status_code == 413 and "larger than 5000 bytes" in r.json()["detail"]
-        chunked = c.post("/next-purchase/batch", content=(json.dumps(big).encode() for _ in range(1)),
-                         headers={"content-type": "application/json"})
+        chunked = c.post(
+            "/next-purchase/batch",
+            content=(json.dumps(big).encode() for _ in range(1)),
+            headers={"content-type": "application/json"},
+        )
         assert chunked.status_code == 413
 
 
@@ -92,7 +102,14 @@ def test_request_log_modes(published, mode):
     with captured_log() as stream, TestClient(create_app(settings.model_copy(update={"request_log": mode}))) as c:
         assert c.get("/recommend", params={"user_id": user}).status_code == 200
         assert c.get("/similar/no-such-item").status_code == 404
-        assert c.post("/events", json={"events": [{"user_id": "v", "item_id": "I00001", "event_type": "view"}]}, headers={"X-API-Key": WRITE}).status_code == 200
+        assert (
+            c.post(
+                "/events",
+                json={"events": [{"user_id": "v", "item_id": "I00001", "event_type": "view"}]},
+                headers={"X-API-Key": WRITE},
+            ).status_code
+            == 200
+        )
     logged = [(r["route"], r["status"]) for r in request_lines(stream)]
     expected = {
         "all": [("/recommend", 200), ("/similar/{item_id}", 404), ("/events", 200)],
@@ -119,7 +136,11 @@ def test_metrics_count_requests_latency_cache_hits_and_logs_hold_no_key(publishe
     with TestClient(create_app(settings.model_copy(update={"request_log": "all"}))) as c:
         c.get("/recommend", params={"user_id": user})
         c.get("/recommend", params={"user_id": "nobody-at-all"})
-        c.post("/events", json={"events": [{"user_id": "v", "item_id": "I00001", "event_type": "view"}]}, headers={"X-API-Key": WRITE})
+        c.post(
+            "/events",
+            json={"events": [{"user_id": "v", "item_id": "I00001", "event_type": "view"}]},
+            headers={"X-API-Key": WRITE},
+        )
         text = c.get("/metrics").text
     assert 'reco_requests_total{method="GET",route="/recommend",status="200"} 2.0' in text
     assert 'reco_request_duration_seconds_count{route="/recommend"} 2.0' in text

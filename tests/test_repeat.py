@@ -81,7 +81,9 @@ def test_items_typical_interval_helps_a_single_purchase():
     rows += [ev(u, "bread", "purchase", d) for u in ("x", "y") for d in (30, 15, 2)]
     index = repeat_candidates(events(rows), NOW, horizon_days=5)
     due_x = {p.item_id: p for p in index.due_items("x", 5, min_score=0.0)}["tea"]
-    assert abs(date.fromisoformat(due_x.due) - (NOW - timedelta(days=19) + timedelta(days=20)).date()) <= timedelta(days=1)
+    assert abs(date.fromisoformat(due_x.due) - (NOW - timedelta(days=19) + timedelta(days=20)).date()) <= timedelta(
+        days=1
+    )
     assert due_x.score > 4 * score_of(index, "y", "tea")
 
 

@@ -7,6 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
+from recommender.data.schema import EVENT_SCHEMA
 from recommender.marketing.rfm import (
     DEFAULT_RULES,
     SEGMENTS,
@@ -19,7 +20,6 @@ from recommender.marketing.rfm import (
     segment_strategies,
     segment_summary,
 )
-from recommender.data.schema import EVENT_SCHEMA
 
 
 def events(rows: list[tuple]) -> pa.Table:
@@ -179,7 +179,7 @@ def test_custom_rules_first_match_wins() -> None:
         rules=(SegmentRule("champions", (5, 5), (5, 5)), SegmentRule("lost", (1, 5), (1, 5))), as_of=AS_OF
     )
     rfm = by_user(compute_rfm(LOG, config))
-    assert {u: r["segment"] for u, r in rfm.items()} == {u: "lost" for u in ("u1", "u2", "u3", "u4", "u5")}
+    assert {u: r["segment"] for u, r in rfm.items()} == dict.fromkeys(("u1", "u2", "u3", "u4", "u5"), "lost")
 
 
 def test_units_when_no_price_at_all() -> None:

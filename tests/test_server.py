@@ -61,7 +61,11 @@ def test_reco_serve_with_two_workers_answers_and_stops_on_sigterm(redis_handle, 
         env["REDIS_URL"] = redis_handle.url
     proc = subprocess.Popen(
         [sys.executable, "-m", "training.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 60

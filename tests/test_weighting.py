@@ -7,19 +7,21 @@ from recommender.models.weighting import build_interactions, purchase_matrix
 
 
 def test_weights_and_half_life_decay_by_hand():
-    table = events([
-        ev("u1", "i1", "view", 0),        # 1 * 0.5**0      = 1
-        ev("u1", "i1", "purchase", 60),   # 10 * 0.5**1     = 5
-        ev("u2", "i2", "cart", 120),      # 4 * 0.5**2      = 1
-        ev("u2", "i1", "view", 30),       # 1 * 0.5**0.5    = 0.70711
-        ev("u2", "i1", "return", 0),      # weight 0: ignored
-    ])
+    table = events(
+        [
+            ev("u1", "i1", "view", 0),  # 1 * 0.5**0      = 1
+            ev("u1", "i1", "purchase", 60),  # 10 * 0.5**1     = 5
+            ev("u2", "i2", "cart", 120),  # 4 * 0.5**2      = 1
+            ev("u2", "i1", "view", 30),  # 1 * 0.5**0.5    = 0.70711
+            ev("u2", "i1", "return", 0),  # weight 0: ignored
+        ]
+    )
     inter = build_interactions(table, WEIGHTS, half_life_days=60, as_of=NOW)
     assert list(inter.user_ids) == ["u1", "u2"] and list(inter.item_ids) == ["i1", "i2"]
     dense = inter.matrix.toarray()
     assert dense[0, 0] == pytest.approx(6.0)
     assert dense[1, 1] == pytest.approx(1.0)
-    assert dense[1, 0] == pytest.approx(0.5 ** 0.5, rel=1e-5)
+    assert dense[1, 0] == pytest.approx(0.5**0.5, rel=1e-5)
     assert dense[0, 1] == 0
 
 

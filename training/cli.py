@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,13 +18,20 @@ from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.data.loading import DataError, LoadReport
 from recommender.evaluation.gate import DEFAULT_MAX_USERS
 
-app = typer.Typer(help="Product recommendations for an online shop: train nightly, serve from Redis.", no_args_is_help=True)
+app = typer.Typer(
+    help="Product recommendations for an online shop: train nightly, serve from Redis.", no_args_is_help=True
+)
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 FORMATS = ("generic", "online-retail", "complete-journey", "rees46")
-RedisUrl = Annotated[Optional[str], typer.Option("--redis-url", envvar="REDIS_URL", help="Redis server; unset starts an embedded one.")]
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", envvar="RECO_DATA_DIR", help="Where the embedded Redis keeps its data [default: var].")]
+RedisUrl = Annotated[
+    str | None, typer.Option("--redis-url", envvar="REDIS_URL", help="Redis server; unset starts an embedded one.")
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="RECO_DATA_DIR", help="Where the embedded Redis keeps its data [default: var]."),
+]
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -59,27 +66,70 @@ def demo_data(
 @app.command()
 def train(
     events: Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")],
-    items: Annotated[Optional[Path], typer.Option("--items", help="Catalogue file (CSV or Parquet).")] = None,
+    items: Annotated[Path | None, typer.Option("--items", help="Catalogue file (CSV or Parquet).")] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")] = "generic",
-    factors: Annotated[Optional[int], typer.Option(envvar="RECO_FACTORS", help="ALS latent factors [default: 64].")] = None,
-    regularization: Annotated[Optional[float], typer.Option(envvar="RECO_REGULARIZATION", help="ALS L2 regularization [default: 0.05].")] = None,
-    alpha: Annotated[Optional[float], typer.Option(envvar="RECO_ALPHA", help="ALS confidence scale: c = 1 + alpha * weight [default: 1.0].")] = None,
-    iterations: Annotated[Optional[int], typer.Option(envvar="RECO_ITERATIONS", help="ALS iterations [default: 15].")] = None,
-    weight_view: Annotated[Optional[float], typer.Option(envvar="RECO_WEIGHT_VIEW", help="Confidence per view [default: 1].")] = None,
-    weight_cart: Annotated[Optional[float], typer.Option(envvar="RECO_WEIGHT_CART", help="Confidence per add-to-cart [default: 4].")] = None,
-    weight_purchase: Annotated[Optional[float], typer.Option(envvar="RECO_WEIGHT_PURCHASE", help="Confidence per purchase [default: 10].")] = None,
-    half_life_days: Annotated[Optional[float], typer.Option(envvar="RECO_HALF_LIFE_DAYS", help="Age at which an event counts half [default: 60].")] = None,
-    bestseller_days: Annotated[Optional[int], typer.Option(envvar="RECO_BESTSELLER_DAYS", help="Bestseller window in days [default: 30].")] = None,
-    new_arrival_days: Annotated[Optional[int], typer.Option(envvar="RECO_NEW_ARRIVAL_DAYS", help="New-arrival window in days [default: 30].")] = None,
-    list_size: Annotated[Optional[int], typer.Option(envvar="RECO_LIST_SIZE", help="Items stored per personal/next-purchase list [default: 100].")] = None,
-    include_purchased: Annotated[bool, typer.Option("--include-purchased", help="Keep already-bought items in personal picks.")] = False,
-    max_bad_share: Annotated[Optional[float], typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run [default: 0.05].")] = None,
-    as_of: Annotated[Optional[datetime], typer.Option(help="Treat this time as 'now' [default: the newest event].")] = None,
-    settings_file: Annotated[Optional[Path], typer.Option("--settings", help="Tuned settings (from `reco tune`) [default: settings/<data set>.json if it exists].")] = None,
-    gate: Annotated[bool, typer.Option(help="Evaluate the candidate on the recent holdout and publish only if it is not worse.")] = True,
-    gate_margin: Annotated[float, typer.Option(min=0, max=1, help="Relative drop of the main metric (ndcg@10) the gate tolerates.")] = 0.02,
+    factors: Annotated[
+        int | None, typer.Option(envvar="RECO_FACTORS", help="ALS latent factors [default: 64].")
+    ] = None,
+    regularization: Annotated[
+        float | None, typer.Option(envvar="RECO_REGULARIZATION", help="ALS L2 regularization [default: 0.05].")
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(envvar="RECO_ALPHA", help="ALS confidence scale: c = 1 + alpha * weight [default: 1.0]."),
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(envvar="RECO_ITERATIONS", help="ALS iterations [default: 15].")
+    ] = None,
+    weight_view: Annotated[
+        float | None, typer.Option(envvar="RECO_WEIGHT_VIEW", help="Confidence per view [default: 1].")
+    ] = None,
+    weight_cart: Annotated[
+        float | None, typer.Option(envvar="RECO_WEIGHT_CART", help="Confidence per add-to-cart [default: 4].")
+    ] = None,
+    weight_purchase: Annotated[
+        float | None, typer.Option(envvar="RECO_WEIGHT_PURCHASE", help="Confidence per purchase [default: 10].")
+    ] = None,
+    half_life_days: Annotated[
+        float | None,
+        typer.Option(envvar="RECO_HALF_LIFE_DAYS", help="Age at which an event counts half [default: 60]."),
+    ] = None,
+    bestseller_days: Annotated[
+        int | None, typer.Option(envvar="RECO_BESTSELLER_DAYS", help="Bestseller window in days [default: 30].")
+    ] = None,
+    new_arrival_days: Annotated[
+        int | None, typer.Option(envvar="RECO_NEW_ARRIVAL_DAYS", help="New-arrival window in days [default: 30].")
+    ] = None,
+    list_size: Annotated[
+        int | None,
+        typer.Option(envvar="RECO_LIST_SIZE", help="Items stored per personal/next-purchase list [default: 100]."),
+    ] = None,
+    include_purchased: Annotated[
+        bool, typer.Option("--include-purchased", help="Keep already-bought items in personal picks.")
+    ] = False,
+    max_bad_share: Annotated[
+        float | None,
+        typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run [default: 0.05]."),
+    ] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option(help="Treat this time as 'now' [default: the newest event].")
+    ] = None,
+    settings_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings", help="Tuned settings (from `reco tune`) [default: settings/<data set>.json if it exists]."
+        ),
+    ] = None,
+    gate: Annotated[
+        bool, typer.Option(help="Evaluate the candidate on the recent holdout and publish only if it is not worse.")
+    ] = True,
+    gate_margin: Annotated[
+        float, typer.Option(min=0, max=1, help="Relative drop of the main metric (ndcg@10) the gate tolerates.")
+    ] = 0.02,
     gate_days: Annotated[int, typer.Option(min=1, help="Days of the gate's holdout.")] = 30,
-    gate_users: Annotated[int, typer.Option(min=0, help="Warm customers the gate scores at most (a fixed random sample; 0 = all).")] = DEFAULT_MAX_USERS,
+    gate_users: Annotated[
+        int, typer.Option(min=0, help="Warm customers the gate scores at most (a fixed random sample; 0 = all).")
+    ] = DEFAULT_MAX_USERS,
     force_publish: Annotated[bool, typer.Option("--force-publish", help="Publish even when the gate refuses.")] = False,
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
@@ -101,14 +151,27 @@ def train(
             items=items,
             fmt=fmt,
             settings=_settings(
-                redis_url, data_dir, max_bad_share=max_bad_share,
+                redis_url,
+                data_dir,
+                max_bad_share=max_bad_share,
                 half_life_days=half_life_days if half_life_days is not None else tuned.get("half_life_days"),
             ),
-            weights=EventWeights(**{**tuned.get("weights", {}), **_given(view=weight_view, cart=weight_cart, purchase=weight_purchase)}),
-            als=AlsParams(**{**tuned.get("als", {}), **_given(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations)}),
+            weights=EventWeights(
+                **{**tuned.get("weights", {}), **_given(view=weight_view, cart=weight_cart, purchase=weight_purchase)}
+            ),
+            als=AlsParams(
+                **{
+                    **tuned.get("als", {}),
+                    **_given(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations),
+                }
+            ),
             lists=ListParams(
-                **_given(bestseller_days=bestseller_days, new_arrival_days=new_arrival_days, list_size=list_size,
-                         personal_repeat_share=tuned.get("repeat_share")),
+                **_given(
+                    bestseller_days=bestseller_days,
+                    new_arrival_days=new_arrival_days,
+                    list_size=list_size,
+                    personal_repeat_share=tuned.get("repeat_share"),
+                ),
                 **({"exclude_purchased": False} if include_purchased else {}),
             ),
             as_of=as_of,
@@ -127,7 +190,10 @@ def train(
     except DataError as exc:
         _fail(f"{exc} Nothing was published.")
     except GateRefused as refused:
-        _fail(f"the promotion gate kept the current version: {refused.decision.reason} (use --force-publish to override).", code=3)
+        _fail(
+            f"the promotion gate kept the current version: {refused.decision.reason} (use --force-publish to override).",
+            code=3,
+        )
     finally:
         handle.close()
     _print_summary(result)
@@ -184,11 +250,13 @@ def _print_report(report: LoadReport) -> None:
 @app.command()
 def report(
     events: Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")],
-    items: Annotated[Optional[Path], typer.Option("--items", help="Catalogue file (CSV or Parquet).")] = None,
+    items: Annotated[Path | None, typer.Option("--items", help="Catalogue file (CSV or Parquet).")] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")] = "generic",
     out_file: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
     period: Annotated[str, typer.Option(help="KPI period: week, month, quarter or year.")] = "month",
-    max_bad_share: Annotated[Optional[float], typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails [default: 0.05].")] = None,
+    max_bad_share: Annotated[
+        float | None, typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails [default: 0.05].")
+    ] = None,
 ) -> None:
     """Write the marketer's HTML report: KPIs over time, segment sizes and revenue, segment movement."""
     from recommender.data.dataset import load_dataset
@@ -215,9 +283,13 @@ app.add_typer(export_app, name="export")
 
 @export_app.command("next-purchase")
 def export_next_purchase(
-    out_file: Annotated[Path, typer.Option("--out", help="File to write: .jsonl (one customer a line) or .csv (one pick a row).")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="File to write: .jsonl (one customer a line) or .csv (one pick a row).")
+    ],
     n: Annotated[int, typer.Option(min=1, max=1000, help="Picks per customer.")] = 10,
-    file_format: Annotated[Optional[str], typer.Option("--file-format", help="jsonl or csv [default: from the file name].")] = None,
+    file_format: Annotated[
+        str | None, typer.Option("--file-format", help="jsonl or csv [default: from the file name].")
+    ] = None,
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -253,7 +325,9 @@ def export_next_purchase(
             writer = csv.writer(fh) if kind == "csv" else None
             if writer:
                 writer.writerow(["user_id", "rank", "item_id", "score", "reason", "due", "title", "category", "price"])
-            for user_id, picks in tqdm(iter_lists(handle.client, keys, version, "next"), total=total, unit="customer", disable=not progress):
+            for user_id, picks in tqdm(
+                iter_lists(handle.client, keys, version, "next"), total=total, unit="customer", disable=not progress
+            ):
                 picks = picks[:n]
                 missing = [p["item_id"] for p in picks if p["item_id"] not in meta]
                 if missing:
@@ -261,8 +335,20 @@ def export_next_purchase(
                         meta[item_id] = orjson.loads(raw) if raw else {}
                 rows = [{**p, "title": None, "category": None, "price": None, **meta[p["item_id"]]} for p in picks]
                 if writer:
-                    writer.writerows([user_id, rank, r["item_id"], r["score"], r["reason"], r["due"] or "", r["title"] or "",
-                                      r["category"] or "", "" if r["price"] is None else r["price"]] for rank, r in enumerate(rows, 1))
+                    writer.writerows(
+                        [
+                            user_id,
+                            rank,
+                            r["item_id"],
+                            r["score"],
+                            r["reason"],
+                            r["due"] or "",
+                            r["title"] or "",
+                            r["category"] or "",
+                            "" if r["price"] is None else r["price"],
+                        ]
+                        for rank, r in enumerate(rows, 1)
+                    )
                 else:
                     fh.write(orjson.dumps({"user_id": user_id, "version": version, "items": rows}).decode() + "\n")
                 written += 1
@@ -344,7 +430,7 @@ def examples(
         f"curl '{base_url}/similar/{item}?n=5'",
         f"curl '{base_url}/next-purchase/{user}?n=5'",
         f"curl -X POST '{base_url}/next-purchase/batch' -H 'content-type: application/json' "
-        f"-d '{{\"user_ids\": [\"{user}\", \"unknown-customer\"], \"n\": 3}}'",
+        f'-d \'{{"user_ids": ["{user}", "unknown-customer"], "n": 3}}\'',
     ]
     out.print(f"\nVersion {version} is published. API documentation: {base_url}/docs\nExample calls:", highlight=False)
     for call in calls:
@@ -365,7 +451,10 @@ def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
         for label, version in zip(("current", "previous"), current_version(handle.client, keys)):
             info = manifest(handle.client, keys, version) if version else None
             counts = info.get("counts", {}) if info else {}
-            out.print(f"{label}: {version or '-'}" + (f"  (as of {info['as_of']}, {counts.get('users', 0):,} users)" if info else ""))
+            out.print(
+                f"{label}: {version or '-'}"
+                + (f"  (as of {info['as_of']}, {counts.get('users', 0):,} users)" if info else "")
+            )
     finally:
         handle.close()
 

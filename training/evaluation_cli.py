@@ -9,7 +9,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,14 +20,20 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 Events = Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")]
-Items = Annotated[Optional[Path], typer.Option("--items", help="Catalogue file (CSV or Parquet).")]
+Items = Annotated[Path | None, typer.Option("--items", help="Catalogue file (CSV or Parquet).")]
 Fmt = Annotated[str, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")]
-TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Length of the test window at the end of the log, in days.")]
+TestDays = Annotated[
+    int, typer.Option("--test-days", min=1, help="Length of the test window at the end of the log, in days.")
+]
 SettingsFile = Annotated[
-    Optional[Path], typer.Option("--settings", help="Tuned-settings JSON (from `reco tune`) to evaluate instead of the defaults.")
+    Path | None,
+    typer.Option("--settings", help="Tuned-settings JSON (from `reco tune`) to evaluate instead of the defaults."),
 ]
 MaxBad = Annotated[
-    Optional[float], typer.Option("--max-bad-share", envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run (default: 0.05).")
+    float | None,
+    typer.Option(
+        "--max-bad-share", envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run (default: 0.05)."
+    ),
 ]
 Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
 
@@ -72,25 +78,46 @@ def evaluate(
     items: Items = None,
     fmt: Fmt = "generic",
     test_days: TestDays = 30,
-    k: Annotated[Optional[list[int]], typer.Option("--k", min=1, help="Cut-off of the metrics; repeat for several (default: 10 and 20).")] = None,
+    k: Annotated[
+        list[int] | None,
+        typer.Option("--k", min=1, help="Cut-off of the metrics; repeat for several (default: 10 and 20)."),
+    ] = None,
     target: Annotated[
-        Optional[list[str]],
-        typer.Option("--target", help="Target(s): purchase, purchase_new, interaction, interaction_new; repeat for several (default: all)."),
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="Target(s): purchase, purchase_new, interaction, interaction_new; repeat for several (default: all).",
+        ),
     ] = None,
     model: Annotated[
-        Optional[list[str]],
-        typer.Option("--model", help="Model(s) to evaluate; repeat for several (default: all: production, als, als_new, "
-                     "global_popularity, recent_popularity, item_knn_cosine, item_knn_bm25, personal_top_frequency)."),
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Model(s) to evaluate; repeat for several (default: all: production, als, als_new, "
+            "global_popularity, recent_popularity, item_knn_cosine, item_knn_bm25, personal_top_frequency).",
+        ),
     ] = None,
     settings: SettingsFile = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every figure as JSON here: figures -> target -> user group -> model -> metric (e.g. ndcg@10).")] = None,
-    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the self-contained HTML report with plots here.")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Write every figure as JSON here: figures -> target -> user group -> model -> metric (e.g. ndcg@10).",
+        ),
+    ] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write the self-contained HTML report with plots here.")
+    ] = None,
     max_bad_share: MaxBad = None,
-    next_basket: Annotated[bool, typer.Option(help="Also score the next-purchase list on each customer's first order after the cut-off.")] = True,
+    next_basket: Annotated[
+        bool, typer.Option(help="Also score the next-purchase list on each customer's first order after the cut-off.")
+    ] = True,
     progress: Progress = True,
 ) -> None:
     """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users,
     and the next-purchase list on the next real order (next-basket protocol)."""
+    from recommender.evaluation.html_report import write_quality_report
+    from recommender.evaluation.next_basket import evaluate_next_basket
     from recommender.evaluation.protocol import (
         MAIN_GROUP,
         MAIN_METRIC,
@@ -98,8 +125,6 @@ def evaluate(
         TARGETS,
         evaluate_events,
     )
-    from recommender.evaluation.next_basket import evaluate_next_basket
-    from recommender.evaluation.html_report import write_quality_report
 
     targets = tuple(target or TARGETS)
     models = tuple(model or MODELS)
@@ -113,11 +138,24 @@ def evaluate(
     data = _load(events, items, fmt, max_bad_share)
     params = _params(settings)
     try:
-        result = evaluate_events(data.events, data.items, params, test_days=test_days, ks=ks, targets=targets, models=models, progress=progress)
+        result = evaluate_events(
+            data.events,
+            data.items,
+            params,
+            test_days=test_days,
+            ks=ks,
+            targets=targets,
+            models=models,
+            progress=progress,
+        )
     except ValueError as exc:
         _fail(str(exc))
-    result.meta["source"] = {"events": events.name, "items": items.name if items else None, "format": fmt,
-                             "settings": settings.name if settings else None}
+    result.meta["source"] = {
+        "events": events.name,
+        "items": items.name if items else None,
+        "format": fmt,
+        "settings": settings.name if settings else None,
+    }
     doc = result.as_dict()
     shown = [f"{name}@{ks[0]}" for name in ("precision", "recall", "ndcg", "map", "hit_rate")]
     shown += [f"{name}@{kk}" for kk in ks[1:] for name in ("recall", "ndcg")]
@@ -141,17 +179,30 @@ def evaluate(
                 table.add_row(name, *(_fmt(values.get(c, float("nan"))) for c in shown))
             out.print(table)
     main = result.main()
-    out.print(f"main metric: {MAIN_METRIC} of production on warm users' {result.main_target()}s = {_fmt(main)}", highlight=False)
+    out.print(
+        f"main metric: {MAIN_METRIC} of production on warm users' {result.main_target()}s = {_fmt(main)}",
+        highlight=False,
+    )
     if next_basket and "purchase" in result.figures:
         nb = evaluate_next_basket(
-            data, test_days=test_days, k=ks[:1], als=params.als, weights=params.weights.as_dict(),
-            half_life_days=params.half_life_days, explore_share=params.lists.next_purchase_explore_share,
+            data,
+            test_days=test_days,
+            k=ks[:1],
+            als=params.als,
+            weights=params.weights.as_dict(),
+            half_life_days=params.half_life_days,
+            explore_share=params.lists.next_purchase_explore_share,
         )
-        doc["figures"]["next_basket"] = {MAIN_GROUP: nb["next_basket"]}  # same layout: target -> group -> model -> metric
+        doc["figures"]["next_basket"] = {
+            MAIN_GROUP: nb["next_basket"]
+        }  # same layout: target -> group -> model -> metric
         doc["meta"]["next_basket"] = nb["next_basket_setup"]
         setup = nb["next_basket_setup"]
         cols = [f"{p}{m}@{ks[0]}" for p in ("", "repeat_", "new_") for m in ("recall", "ndcg")]
-        table = Table(title=f"next purchase · first order after the cut-off ({setup.get('users', 0):,} customers with 2+ orders)", title_justify="left")
+        table = Table(
+            title=f"next purchase · first order after the cut-off ({setup.get('users', 0):,} customers with 2+ orders)",
+            title_justify="left",
+        )
         table.add_column("model", no_wrap=True)
         for c in cols:
             table.add_column(c.replace("_", " "), justify="right", no_wrap=True)
@@ -172,13 +223,26 @@ def tune(
     items: Items = None,
     fmt: Fmt = "generic",
     test_days: TestDays = 30,
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Search budget: number of ALS settings tried (the first is the starting one).")] = 20,
+    trials: Annotated[
+        int,
+        typer.Option(
+            "--trials", min=1, help="Search budget: number of ALS settings tried (the first is the starting one)."
+        ),
+    ] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random search (same seed, same trials).")] = 0,
     settings: Annotated[
-        Optional[Path], typer.Option("--settings", help="Start from these tuned settings instead of the defaults.")
+        Path | None, typer.Option("--settings", help="Start from these tuned settings instead of the defaults.")
     ] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Data-set name for the settings file (default: the format, or the events file name for generic).")] = None,
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Settings file to write (default: settings/NAME.json).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Data-set name for the settings file (default: the format, or the events file name for generic).",
+        ),
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Settings file to write (default: settings/NAME.json).")
+    ] = None,
     max_bad_share: MaxBad = None,
     progress: Progress = True,
 ) -> None:
@@ -192,18 +256,36 @@ def tune(
     dataset = name or dataset_name(fmt, events)
     path = out_file or settings_path(dataset)
     try:
-        result = run_tune(data.events, data.items, start, test_days=test_days, trials=trials, seed=seed, progress=progress)
+        result = run_tune(
+            data.events, data.items, start, test_days=test_days, trials=trials, seed=seed, progress=progress
+        )
     except ValueError as exc:
         _fail(str(exc))
     summary = result.as_dict()
-    write_tuned(result, path, dataset=dataset, source={"events": events.name, "items": items.name if items else None,
-                                                       "format": fmt, "trials": trials, "seed": seed})
-    table = Table(title=f"validation ({summary['validation']['cutoff']} to {summary['validation']['end']})", title_justify="left")
+    write_tuned(
+        result,
+        path,
+        dataset=dataset,
+        source={
+            "events": events.name,
+            "items": items.name if items else None,
+            "format": fmt,
+            "trials": trials,
+            "seed": seed,
+        },
+    )
+    table = Table(
+        title=f"validation ({summary['validation']['cutoff']} to {summary['validation']['end']})", title_justify="left"
+    )
     for c in ("", "ALS ndcg@10 on new items", "production ndcg@10"):
         table.add_column(c, justify="right" if c else "left")
     for label in ("start", "best"):
         row = summary[label]
-        table.add_row(label, _fmt(row["als_new_ndcg@10"]), _fmt(row["production_ndcg@10"] if row["production_ndcg@10"] is not None else float("nan")))
+        table.add_row(
+            label,
+            _fmt(row["als_new_ndcg@10"]),
+            _fmt(row["production_ndcg@10"] if row["production_ndcg@10"] is not None else float("nan")),
+        )
     out.print(table)
     best = result.best.as_dict()
     out.print(

@@ -18,17 +18,18 @@ from tqdm import tqdm
 
 from cache import live
 from cache.keys import Keys
-from cache.publisher import Publisher, current_version as current, manifest
-from recommender.marketing import kpis, rfm
-from recommender.models import repeat
-from recommender.serving import lists
+from cache.publisher import Publisher, manifest
+from cache.publisher import current_version as current
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.data.dataset import Dataset, load_dataset
-from recommender.evaluation.protocol import ModelParams, production_picks
-from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
 from recommender.data.loading import LoadReport, complete_catalogue
+from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
+from recommender.evaluation.protocol import ModelParams, production_picks
+from recommender.marketing import kpis, rfm
+from recommender.models import repeat
 from recommender.models.als import fit_als
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
+from recommender.serving import lists
 
 
 @dataclass
@@ -117,7 +118,9 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     try:
         with timer.stage("personal+next"):
             repeats = repeat.repeat_candidates(events, as_of, p.next_purchase_horizon_days)
-            purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
+            purchasers = set(
+                pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist()
+            )
             n_personal, n_next, example_user = publish_personal_and_next(
                 publisher, model, inter, bought, hidden, repeats, purchasers, p, cfg.show_progress
             )
@@ -126,7 +129,9 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             sims = lists.similar_items(model, inter, p.similar_size, hidden)
             counts["similar_lists"] = publisher.put_many(
                 (Keys.similar(i), r)
-                for i, r in tqdm(sims, total=len(inter.item_ids), desc="similar items", unit="item", disable=not cfg.show_progress)
+                for i, r in tqdm(
+                    sims, total=len(inter.item_ids), desc="similar items", unit="item", disable=not cfg.show_progress
+                )
             )
         with timer.stage("bestsellers+new"):
             best = lists.bestsellers(events, items, p.bestseller_days, as_of, p.list_size)
@@ -145,12 +150,19 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             publisher.put(Keys.FACTOR_ITEMS, inter.item_ids.tolist())
             counts.update(
                 live_events=live_events.num_rows,
-                events=events.num_rows, users=len(inter.user_ids), items=len(inter.item_ids), catalogue=items.num_rows
+                events=events.num_rows,
+                users=len(inter.user_ids),
+                items=len(inter.item_ids),
+                catalogue=items.num_rows,
             )
             manifest = {
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "as_of": as_of.isoformat(),
-                "source": {"events": str(cfg.events), "items": str(cfg.items) if cfg.items else None, "format": cfg.fmt},
+                "source": {
+                    "events": str(cfg.events),
+                    "items": str(cfg.items) if cfg.items else None,
+                    "format": cfg.fmt,
+                },
                 "counts": counts,
                 "examples": {
                     "user_id": example_user or (str(inter.user_ids[0]) if len(inter.user_ids) else None),
@@ -244,7 +256,9 @@ def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, it
     current_version = current(client, keys)[0]
     previous = (manifest(client, keys, current_version) or {}).get("evaluation") if current_version else None
     current_metric = previous.get("candidate") if previous and previous.get("metric") == measured["metric"] else None
-    decision = decide(measured["candidate"], current_metric, measured["recent_popularity"], cfg.gate_margin, cfg.force_publish)
+    decision = decide(
+        measured["candidate"], current_metric, measured["recent_popularity"], cfg.gate_margin, cfg.force_publish
+    )
     if not decision.publish:
         raise GateRefused(decision)
     return {k: v for k, v in measured.items() if k != "figures"} | {"decision": decision.reason}
@@ -264,4 +278,3 @@ def publish_segments_and_kpis(publisher: Publisher, events: pa.Table, as_of: dat
             row["period_start"] = row["period_start"].date().isoformat()
         publisher.put(Keys.kpis(period), {"monetary_unit": unit, "rows": rows})
     return n
-

@@ -61,11 +61,64 @@ def _generic(events_path: Path, items_path: Path | None) -> RawInput:
 
 NON_PRODUCT_CODES = ("POST", "DOT", "M", "C2", "D", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS")
 RETAIL_CATEGORIES = (
-    "BAG", "MUG", "CUP", "CANDLE", "HOLDER", "LIGHTS", "LIGHT", "LANTERN", "CARD", "BOX", "TIN", "SIGN", "CUSHION",
-    "CLOCK", "FRAME", "BOTTLE", "JAR", "BOWL", "PLATE", "TRAY", "NAPKINS", "CAKE", "PARTY", "DOORMAT", "WRAP",
-    "STICKER", "NOTEBOOK", "PEN", "PENCIL", "BUNTING", "GARLAND", "DECORATION", "ORNAMENT", "HEART", "BIRD",
-    "CHRISTMAS", "EASTER", "GLASS", "VASE", "BASKET", "UMBRELLA", "PURSE", "NECKLACE", "BRACELET", "EARRINGS",
-    "RING", "HAIR", "KEY", "STORAGE", "TEA", "SPOON", "APRON", "TOWEL", "DOLL", "TOY", "GAME", "BOOK", "PAPER",
+    "BAG",
+    "MUG",
+    "CUP",
+    "CANDLE",
+    "HOLDER",
+    "LIGHTS",
+    "LIGHT",
+    "LANTERN",
+    "CARD",
+    "BOX",
+    "TIN",
+    "SIGN",
+    "CUSHION",
+    "CLOCK",
+    "FRAME",
+    "BOTTLE",
+    "JAR",
+    "BOWL",
+    "PLATE",
+    "TRAY",
+    "NAPKINS",
+    "CAKE",
+    "PARTY",
+    "DOORMAT",
+    "WRAP",
+    "STICKER",
+    "NOTEBOOK",
+    "PEN",
+    "PENCIL",
+    "BUNTING",
+    "GARLAND",
+    "DECORATION",
+    "ORNAMENT",
+    "HEART",
+    "BIRD",
+    "CHRISTMAS",
+    "EASTER",
+    "GLASS",
+    "VASE",
+    "BASKET",
+    "UMBRELLA",
+    "PURSE",
+    "NECKLACE",
+    "BRACELET",
+    "EARRINGS",
+    "RING",
+    "HAIR",
+    "KEY",
+    "STORAGE",
+    "TEA",
+    "SPOON",
+    "APRON",
+    "TOWEL",
+    "DOLL",
+    "TOY",
+    "GAME",
+    "BOOK",
+    "PAPER",
 )
 
 
@@ -130,12 +183,12 @@ def _complete_journey(events_path: Path, items_path: Path | None) -> RawInput:
         prod = read_table(items_path, "items")
         require_columns(prod, ["product_id"], f"{items_path.name} (complete-journey products)")
         has = set(prod.column_names)
-        col = lambda c: f"NULLIF(trim(CAST({c} AS VARCHAR)), '')" if c in has else "NULL"  # noqa: E731
+        col = lambda c: f"NULLIF(trim(CAST({c} AS VARCHAR)), '')" if c in has else "NULL"
         items = _query(
             f"""
             SELECT {ROW}, CAST(product_id AS VARCHAR) AS item_id,
-              NULLIF(concat_ws(' ', {col('brand')}, {col('product_type')}, {col('package_size')}), '') AS title,
-              coalesce({col('product_category')}, {col('department')}) AS category
+              NULLIF(concat_ws(' ', {col("brand")}, {col("product_type")}, {col("package_size")}), '') AS title,
+              coalesce({col("product_category")}, {col("department")}) AS category
             FROM prod""",
             prod=prod,
         )
@@ -170,7 +223,9 @@ def _rees46(events_path: Path, items_path: Path | None) -> RawInput:
         src=src,
     )
     if items_path:
-        raise DataError("The rees46 format derives its catalogue from the events; drop --items or use --format generic.")
+        raise DataError(
+            "The rees46 format derives its catalogue from the events; drop --items or use --format generic."
+        )
     return RawInput(events, items, events_path.name, f"{events_path.name} (derived catalogue)")
 
 

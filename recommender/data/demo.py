@@ -50,8 +50,22 @@ _DURABLE_CATEGORIES: dict[str, tuple[float, tuple[str, ...]]] = {
     "fashion": (40.0, ("scarf", "wool hat", "leather belt", "sunglasses", "gloves")),
 }
 _ADJECTIVES: tuple[str, ...] = (
-    "Classic", "Organic", "Premium", "Everyday", "Deluxe", "Nordic", "Rustic", "Urban", "Eco", "Artisan",
-    "Compact", "Golden", "Smart", "Vintage", "Fresh", "Pure",
+    "Classic",
+    "Organic",
+    "Premium",
+    "Everyday",
+    "Deluxe",
+    "Nordic",
+    "Rustic",
+    "Urban",
+    "Eco",
+    "Artisan",
+    "Compact",
+    "Golden",
+    "Smart",
+    "Vintage",
+    "Fresh",
+    "Pure",
 )
 
 
@@ -326,8 +340,12 @@ def generate_shop(
     ev_item = np.concatenate([v_item, v_item[c_idx], p_item, r_item, r_item[rc], r_item])
     ev_type = np.concatenate(
         [
-            np.full(n_v, _VIEW), np.full(len(c_idx), _CART), np.full(len(p_item), _PURCHASE),
-            np.full(n_r, _VIEW), np.full(len(rc), _CART), np.full(n_r, _PURCHASE),
+            np.full(n_v, _VIEW),
+            np.full(len(c_idx), _CART),
+            np.full(len(p_item), _PURCHASE),
+            np.full(n_r, _VIEW),
+            np.full(len(rc), _CART),
+            np.full(n_r, _PURCHASE),
         ]
     ).astype(np.int8)
     ev_ts = np.concatenate([v_ts, c_ts, p_ts, r_ts - r_view_off, r_ts[rc] - r_cart_off[rc], r_ts])

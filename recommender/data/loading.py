@@ -27,10 +27,19 @@ ID_PATTERN = r"^[A-Za-z0-9._:@+\-]+$"
 """Characters allowed in user and item ids, here and in the API (ids become part of cache keys)."""
 
 EVENT_ALIASES: dict[str, str] = {
-    "view": "view", "page_view": "view", "pageview": "view", "detail": "view",
-    "cart": "cart", "add_to_cart": "cart", "addtocart": "cart",
-    "purchase": "purchase", "transaction": "purchase", "order": "purchase", "buy": "purchase",
-    "return": "return", "refund": "return",
+    "view": "view",
+    "page_view": "view",
+    "pageview": "view",
+    "detail": "view",
+    "cart": "cart",
+    "add_to_cart": "cart",
+    "addtocart": "cart",
+    "purchase": "purchase",
+    "transaction": "purchase",
+    "order": "purchase",
+    "buy": "purchase",
+    "return": "return",
+    "refund": "return",
 }
 US_DATE_FORMATS = "['%m/%d/%Y %H:%M', '%m/%d/%Y %H:%M:%S', '%m/%d/%Y']"
 """Accepted besides ISO 8601 and epoch numbers: month/day/year, as in spreadsheet exports."""
@@ -143,7 +152,9 @@ def _read_csv_as_text(path: Path, use_threads: bool) -> tuple[pa.Table, list[int
         read_options=pacsv.ReadOptions(use_threads=use_threads),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in header}, strings_can_be_null=False, quoted_strings_can_be_null=False
+            column_types={name: pa.string() for name in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
         ),
     )
     return table, sorted(malformed)
@@ -177,12 +188,18 @@ def _timestamp_expr(col: str, arrow_type: pa.DataType | None) -> str:
 def _excluded_counts(con: duckdb.DuckDBPyConnection, has_excluded: bool) -> dict[str, int]:
     if not has_excluded:
         return {}
-    rows = con.execute(f"SELECT {EXCLUDED}, count(*) FROM raw WHERE {EXCLUDED} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    rows = con.execute(
+        f"SELECT {EXCLUDED}, count(*) FROM raw WHERE {EXCLUDED} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"
+    ).fetchall()
     return {reason: int(n) for reason, n in rows}
 
 
 def _finish(
-    con: duckdb.DuckDBPyConnection, report: LoadReport, checked_sql: str, select_good: str, schema: pa.Schema,
+    con: duckdb.DuckDBPyConnection,
+    report: LoadReport,
+    checked_sql: str,
+    select_good: str,
+    schema: pa.Schema,
     sample_size: int = SAMPLE_SIZE,
 ) -> pa.Table:
     """Run ``checked_sql`` (rows with an ``err`` list [field, reason, value]) once; count and sample the bad rows
@@ -200,7 +217,10 @@ def _finish(
         report.sample = [
             BadRow(int(r), f, v, why)
             for r, f, why, v in zip(
-                bad[ROW].to_pylist()[head], fields.to_pylist()[head], reasons.to_pylist()[head], values.to_pylist()[head]
+                bad[ROW].to_pylist()[head],
+                fields.to_pylist()[head],
+                reasons.to_pylist()[head],
+                values.to_pylist()[head],
             )
         ]
     good = table.filter(pc.invert(bad_mask)).select(schema.names)
@@ -215,10 +235,15 @@ def _malformed(table: pa.Table, report: LoadReport) -> None:
         report.rows_read += len(rows)
         report.rows_bad += len(rows)
         report.bad_by_reason["line has the wrong number of fields"] = len(rows)
-        report.sample = sorted(report.sample + [BadRow(r, "line", None, "has the wrong number of fields") for r in rows], key=lambda b: b.row)[:SAMPLE_SIZE]
+        report.sample = sorted(
+            report.sample + [BadRow(r, "line", None, "has the wrong number of fields") for r in rows],
+            key=lambda b: b.row,
+        )[:SAMPLE_SIZE]
 
 
-def _start(raw: pa.Table, source: str, required: tuple[str, ...]) -> tuple[duckdb.DuckDBPyConnection, LoadReport, set[str], str]:
+def _start(
+    raw: pa.Table, source: str, required: tuple[str, ...]
+) -> tuple[duckdb.DuckDBPyConnection, LoadReport, set[str], str]:
     """Common start of a validation: required columns, the report with rows excluded by format rules, the
     connection with ``raw`` registered, the present columns and the WHERE clause skipping excluded rows."""
     require_columns(raw, required, source)
@@ -238,12 +263,12 @@ def validate_events(raw: pa.Table, source: str, sample_size: int = SAMPLE_SIZE) 
     ts_raw = _text("timestamp", True)
     checked = f"""
     WITH s AS (
-      SELECT {ROW}, {_text('user_id', True)} AS u, {_text('item_id', True)} AS i,
-             {_text('event_type', True)} AS e_raw, MAP {{{aliases}}}[lower({_text('event_type', True)})] AS e,
-             {ts_raw} AS ts_raw, {_timestamp_expr('timestamp', raw.schema.field('timestamp').type)} AS ts,
-             {_text('quantity', 'quantity' in has)} AS q_raw, TRY_CAST(q_raw AS DOUBLE) AS q,
-             {_text('price', 'price' in has)} AS p_raw, TRY_CAST(p_raw AS DOUBLE) AS p,
-             {_text('order_id', 'order_id' in has)} AS o
+      SELECT {ROW}, {_text("user_id", True)} AS u, {_text("item_id", True)} AS i,
+             {_text("event_type", True)} AS e_raw, MAP {{{aliases}}}[lower({_text("event_type", True)})] AS e,
+             {ts_raw} AS ts_raw, {_timestamp_expr("timestamp", raw.schema.field("timestamp").type)} AS ts,
+             {_text("quantity", "quantity" in has)} AS q_raw, TRY_CAST(q_raw AS DOUBLE) AS q,
+             {_text("price", "price" in has)} AS p_raw, TRY_CAST(p_raw AS DOUBLE) AS p,
+             {_text("order_id", "order_id" in has)} AS o
       FROM raw {where})
     SELECT *, CASE
       WHEN u IS NULL THEN ['user_id', 'is empty', u]
@@ -274,11 +299,11 @@ def validate_items(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
     created_type = raw.schema.field("created_at").type if "created_at" in has else None
     checked = f"""
     WITH s AS (
-      SELECT {ROW}, {_text('item_id', True)} AS i, {_text('title', 'title' in has)} AS t,
-             {_text('category', 'category' in has)} AS c,
-             {_text('price', 'price' in has)} AS p_raw, TRY_CAST(p_raw AS DOUBLE) AS p,
-             {_text('available', 'available' in has)} AS a_raw, TRY_CAST(a_raw AS BOOLEAN) AS a,
-             {_text('created_at', 'created_at' in has)} AS ca_raw, {_timestamp_expr('created_at', created_type)} AS ca
+      SELECT {ROW}, {_text("item_id", True)} AS i, {_text("title", "title" in has)} AS t,
+             {_text("category", "category" in has)} AS c,
+             {_text("price", "price" in has)} AS p_raw, TRY_CAST(p_raw AS DOUBLE) AS p,
+             {_text("available", "available" in has)} AS a_raw, TRY_CAST(a_raw AS BOOLEAN) AS a,
+             {_text("created_at", "created_at" in has)} AS ca_raw, {_timestamp_expr("created_at", created_type)} AS ca
       FROM raw {where}),
     e AS (
       SELECT *, CASE

@@ -66,9 +66,7 @@ class Baseline:
         return self._purchased.get(user, _EMPTY)
 
     def __repr__(self) -> str:
-        params = ", ".join(
-            f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")
-        )
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_"))
         return f"{type(self).__name__}({params})"
 
 
@@ -127,9 +125,7 @@ class RecentPopularity(Baseline):
         scores = _distinct_users(purchases, "all_time").join(
             _distinct_users(recent, "recent"), "item_id", join_type="left outer"
         )
-        scores = scores.set_column(
-            scores.schema.get_field_index("recent"), "recent", pc.fill_null(scores["recent"], 0)
-        )
+        scores = scores.set_column(scores.schema.get_field_index("recent"), "recent", pc.fill_null(scores["recent"], 0))
         self._fallback = _ranked(scores, ["recent", "all_time"])
 
 
@@ -175,9 +171,7 @@ class MostRecentItems(Baseline):
     def _fit(self, train: pa.Table, **kw: Any) -> None:
         purchases = _of_types(train, (PURCHASE,))
         stats = purchases.group_by(["user_id", "item_id"]).aggregate([("timestamp", "max")])
-        stats = stats.sort_by(
-            [("user_id", "ascending"), ("timestamp_max", "descending"), ("item_id", "ascending")]
-        )
+        stats = stats.sort_by([("user_id", "ascending"), ("timestamp_max", "descending"), ("item_id", "ascending")])
         self._personal = _lists_by_user(stats)
         self._fallback = popularity_ranking(train) if self.fill_popular else []
 

@@ -32,8 +32,8 @@ from recommender.evaluation.protocol import (
     MAIN_MODEL,
     ModelParams,
     build_context,
-    narrow,
     evaluate_context,
+    narrow,
 )
 
 DEFAULT_MARGIN = 0.02
@@ -117,7 +117,9 @@ def holdout_metrics(
     metric of both (``Evaluation.figures`` restricted to the main target).
     """
     params = params or ModelParams()
-    ctx = build_context(events, items, test_days=test_days, ks=(10, 20), targets=("purchase", "interaction"), cutoff=cutoff)
+    ctx = build_context(
+        events, items, test_days=test_days, ks=(10, 20), targets=("purchase", "interaction"), cutoff=cutoff
+    )
     # Only the main target decides: interactions are scored only on logs where no warm customer bought in the holdout.
     bought = any(t for u, t in ctx.truth["purchase"].items() if u in ctx.split.warm_users)
     ctx = narrow(ctx, ("purchase",) if bought else ("interaction",), max_users)

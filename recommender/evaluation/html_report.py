@@ -56,7 +56,13 @@ def _bars(per_model: Mapping[str, Mapping[str, float]], names: Sequence[str], ti
     for j, name in enumerate(names):
         values = [per_model[m].get(name, math.nan) for m in models]
         pos = [i + (j - (len(names) - 1) / 2) * height for i in range(len(models))]
-        bars = ax.barh(pos, [0 if math.isnan(v) else v for v in values], height=height * 0.95, label=name, color=_COLORS[j % len(_COLORS)])
+        bars = ax.barh(
+            pos,
+            [0 if math.isnan(v) else v for v in values],
+            height=height * 0.95,
+            label=name,
+            color=_COLORS[j % len(_COLORS)],
+        )
         for bar, v in zip(bars, values):
             if not math.isnan(v):
                 ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.3f}", va="center", fontsize=8)
@@ -75,9 +81,18 @@ def _buckets(groups: Mapping[str, Mapping[str, Mapping[str, float]]], metric: st
     ax = fig.add_subplot()
     for i, model in enumerate(models):
         ys = [groups[g].get(model, {}).get(metric, math.nan) for g in buckets]
-        ax.plot(range(len(buckets)), ys, marker="o", label=model, color=_COLORS[i % len(_COLORS)],
-                linewidth=2.5 if model == MAIN_MODEL else 1.4)
-    labels = [f"{g.split(':', 1)[1]} day{'' if g.endswith(':1') else 's'}\n({int(next(iter(groups[g].values())).get('users', 0)):,} users)" for g in buckets]
+        ax.plot(
+            range(len(buckets)),
+            ys,
+            marker="o",
+            label=model,
+            color=_COLORS[i % len(_COLORS)],
+            linewidth=2.5 if model == MAIN_MODEL else 1.4,
+        )
+    labels = [
+        f"{g.split(':', 1)[1]} day{'' if g.endswith(':1') else 's'}\n({int(next(iter(groups[g].values())).get('users', 0)):,} users)"
+        for g in buckets
+    ]
     ax.set_xticks(range(len(buckets)), labels, fontsize=8)
     ax.set_xlabel("active days before the cut-off", fontsize=9)
     ax.set_ylabel(metric)
@@ -112,7 +127,9 @@ def _table(per_model: Mapping[str, Mapping[str, float]], ks: Sequence[int]) -> s
             f'<td class="{"best" if c in best and values.get(c) == best[c] else ""}">{_fmt(values.get(c, math.nan))}</td>'
             for c in cols
         )
-        rows.append(f'<tr class="{"main" if model == MAIN_MODEL else ""}"><td class="t">{html.escape(model)}</td>{cells}</tr>')
+        rows.append(
+            f'<tr class="{"main" if model == MAIN_MODEL else ""}"><td class="t">{html.escape(model)}</td>{cells}</tr>'
+        )
     return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
 
 
@@ -142,7 +159,9 @@ def render(evaluation: Mapping[str, Any], title: str = "Offline evaluation") -> 
     if main_target:
         warm = figures[main_target][MAIN_GROUP]
         parts.append(f"<h2>Models on warm users ({html.escape(main_target)} target)</h2>")
-        parts.append(_bars(warm, [f"recall@{k0}", f"ndcg@{k0}", f"map@{k0}"], f"warm users, {main_target}s in the test window"))
+        parts.append(
+            _bars(warm, [f"recall@{k0}", f"ndcg@{k0}", f"map@{k0}"], f"warm users, {main_target}s in the test window")
+        )
         new = figures.get(f"{main_target}_new", {}).get(MAIN_GROUP)
         if new:
             parts.append(_bars(new, [f"recall@{k0}", f"ndcg@{k0}"], f"items new to the customer ({main_target}_new)"))

@@ -30,37 +30,27 @@ Truth = Mapping[str, set[str]]
 Users = Iterable[str] | None
 
 
-def precision_at_k(
-    recommendations: Recommendations, truth: Truth, k: int, users: Users = None
-) -> float:
+def precision_at_k(recommendations: Recommendations, truth: Truth, k: int, users: Users = None) -> float:
     """Mean precision@k: hits in the top k / k."""
     return _mean_metric(_precision, recommendations, truth, k, users)
 
 
-def recall_at_k(
-    recommendations: Recommendations, truth: Truth, k: int, users: Users = None
-) -> float:
+def recall_at_k(recommendations: Recommendations, truth: Truth, k: int, users: Users = None) -> float:
     """Mean recall@k: hits in the top k / |truth| (not min(k, |truth|))."""
     return _mean_metric(_recall, recommendations, truth, k, users)
 
 
-def ndcg_at_k(
-    recommendations: Recommendations, truth: Truth, k: int, users: Users = None
-) -> float:
+def ndcg_at_k(recommendations: Recommendations, truth: Truth, k: int, users: Users = None) -> float:
     """Mean NDCG@k with binary relevance and log2 discounts; ideal DCG over min(k, |truth|) hits."""
     return _mean_metric(_ndcg, recommendations, truth, k, users)
 
 
-def map_at_k(
-    recommendations: Recommendations, truth: Truth, k: int, users: Users = None
-) -> float:
+def map_at_k(recommendations: Recommendations, truth: Truth, k: int, users: Users = None) -> float:
     """Mean average precision@k, each AP normalised by min(k, |truth|)."""
     return _mean_metric(_average_precision, recommendations, truth, k, users)
 
 
-def hit_rate_at_k(
-    recommendations: Recommendations, truth: Truth, k: int, users: Users = None
-) -> float:
+def hit_rate_at_k(recommendations: Recommendations, truth: Truth, k: int, users: Users = None) -> float:
     """Share of users with at least one relevant item in the top k."""
     return _mean_metric(_hit_rate, recommendations, truth, k, users)
 
@@ -222,9 +212,7 @@ def _seen_shares(recommendations: Recommendations, history: Truth, users: list[s
     return shares
 
 
-def _mean_metric(
-    fn: MetricFn, recommendations: Recommendations, truth: Truth, k: int, users: Users
-) -> float:
+def _mean_metric(fn: MetricFn, recommendations: Recommendations, truth: Truth, k: int, users: Users) -> float:
     _check_k(k)
     evaluated = _evaluated_users(truth, users)
     hits = _hit_matrix(recommendations, truth, evaluated, k)

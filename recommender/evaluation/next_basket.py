@@ -31,18 +31,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recommender.evaluation import metrics
-from recommender.evaluation.baselines import GlobalPopularity, MostRecentItems, PersonalTopFrequency
 from recommender.config import AlsParams, EventWeights, Settings
 from recommender.data.dataset import Dataset
-from recommender.serving.lists import personal_picks
+from recommender.evaluation import metrics
+from recommender.evaluation.baselines import GlobalPopularity, MostRecentItems, PersonalTopFrequency
+from recommender.evaluation.split import first_basket_targets, targets, time_split
 from recommender.models.als import fit_als
 from recommender.models.repeat import next_purchase, repeat_candidates
-from recommender.evaluation.split import first_basket_targets, targets, time_split
 from recommender.models.weighting import build_interactions, purchase_matrix
+from recommender.serving.lists import personal_picks
 
 MODELS: tuple[str, ...] = (
-    "next_purchase", "repeat_only", "personal_top_frequency", "most_recent", "als", "global_popularity"
+    "next_purchase",
+    "repeat_only",
+    "personal_top_frequency",
+    "most_recent",
+    "als",
+    "global_popularity",
 )
 DEFAULT_HORIZON_DAYS = 30
 
@@ -89,9 +94,7 @@ def evaluate_next_basket(
     if {"next_purchase", "repeat_only"} & set(models):
         repeats = repeat_candidates(train, split.cutoff, horizon_days, **(repeat_params or {}))
         if "repeat_only" in models:
-            lists["repeat_only"] = {
-                u: [p.item_id for p in repeats.due_items(u, depth, min_score=0.0)] for u in users
-            }
+            lists["repeat_only"] = {u: [p.item_id for p in repeats.due_items(u, depth, min_score=0.0)] for u in users}
     if {"next_purchase", "als"} & set(models):
         explore, als_lists = _als_lists(train, split.cutoff, users, depth, als, weights, half_life_days)
         if "als" in models:

@@ -73,6 +73,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from recommender.config import AlsParams, EventWeights, ListParams
 from recommender.evaluation import metrics
 from recommender.evaluation.baselines import (
     Baseline,
@@ -81,13 +82,12 @@ from recommender.evaluation.baselines import (
     PersonalTopFrequency,
     RecentPopularity,
 )
-from recommender.config import AlsParams, EventWeights, ListParams
-from recommender.serving.lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
-from recommender.models.als import fit_als, row_filter
-from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick, blend, pick_id, repeat_candidates
 from recommender.evaluation.split import Split, time_split
 from recommender.evaluation.split import targets as target_sets
+from recommender.models.als import fit_als, row_filter
+from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick, blend, pick_id, repeat_candidates
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp
+from recommender.serving.lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
 
 MAIN_METRIC = "ndcg@10"
 MAIN_MODEL = "production"
@@ -165,7 +165,9 @@ def production_picks(
     share = min(max(float(repeat_share), 0.0), 1.0)
     if not unavailable:
         return blend(repeats.due_items(user_id, n), explore, n, explore_share=1.0 - share)
-    picks = blend(repeats.due_items(user_id, n + len(unavailable)), explore, n + len(unavailable), explore_share=1.0 - share)
+    picks = blend(
+        repeats.due_items(user_id, n + len(unavailable)), explore, n + len(unavailable), explore_share=1.0 - share
+    )
     return [p for p in picks if pick_id(p) not in unavailable][:n]
 
 
@@ -245,7 +247,16 @@ def build_context(
     unavailable = frozenset(items.filter(pc.invert(pc.fill_null(items["available"], True)))["item_id"].to_pylist())
     catalogue = frozenset(pc.unique(split.train["item_id"]).to_pylist()) - unavailable
     ctx = EvalContext(
-        split, items, tuple(sorted(set(ks))), tuple(targets), truth, history, {}, catalogue, unavailable, _active_days(split.train)
+        split,
+        items,
+        tuple(sorted(set(ks))),
+        tuple(targets),
+        truth,
+        history,
+        {},
+        catalogue,
+        unavailable,
+        _active_days(split.train),
     )
     ctx.groups = _groups(ctx)
     return ctx
@@ -271,7 +282,9 @@ def _sample_truth(
     for pool in pools:
         scored = sorted({u for per_user in truth.values() for u, t in per_user.items() if t and u in pool})
         if len(scored) > max_users:
-            scored = np.random.default_rng(seed).choice(np.array(scored, dtype=object), max_users, replace=False).tolist()
+            scored = (
+                np.random.default_rng(seed).choice(np.array(scored, dtype=object), max_users, replace=False).tolist()
+            )
         keep.update(scored)
     return {target: {u: t for u, t in per_user.items() if u in keep} for target, per_user in truth.items()}
 
@@ -372,7 +385,8 @@ def production_lists(run: AlsRun, users: Sequence[str], n: int, repeat_share: fl
     explore = run.ranked(users, n, run.bought)
     gone = frozenset(run.inter.item_ids[run.hidden].tolist()) if len(run.hidden) else frozenset()
     return {
-        u: [pick_id(p) for p in production_picks(run.repeats, u, explore.get(u, []), n, repeat_share, gone)] for u in users
+        u: [pick_id(p) for p in production_picks(run.repeats, u, explore.get(u, []), n, repeat_share, gone)]
+        for u in users
     }
 
 
@@ -380,7 +394,7 @@ def cold_lists(ctx: EvalContext, users: Sequence[str], params: ModelParams) -> L
     """The cold-start answer (overall bestsellers at the cutoff) for every user."""
     as_of = latest_timestamp(ctx.split.train)
     best = [i for i, _ in bestsellers(ctx.split.train, ctx.items, params.lists.bestseller_days, as_of, ctx.depth)[None]]
-    return {u: best for u in users}
+    return dict.fromkeys(users, best)
 
 
 # --- baselines ------------------------------------------------------------------------------------------------
@@ -500,10 +514,10 @@ def model_lists(
         base = ctx.history[kind]
         exclude = {u: base.get(u, set()) | ctx.unavailable for u in warm} if ctx.unavailable else base
     elif ctx.unavailable:
-        exclude = {u: ctx.unavailable for u in warm + cold}
+        exclude = dict.fromkeys(warm + cold, ctx.unavailable)
     return {
         "warm": _filtered_recommend(baseline, warm, k, exclude),
-        "cold": _filtered_recommend(baseline, cold, k, {u: ctx.unavailable for u in cold} if ctx.unavailable else {}),
+        "cold": _filtered_recommend(baseline, cold, k, dict.fromkeys(cold, ctx.unavailable) if ctx.unavailable else {}),
     }
 
 
@@ -512,7 +526,9 @@ def models_for(target: str, models: Sequence[str]) -> list[str]:
     out = [m for m in models if not (m == "personal_top_frequency" and not target.startswith("purchase"))]
     if target.endswith("_new"):
         als_like = [m for m in out if m in ("production", "als", "als_new")]
-        out = (["als"] if als_like else []) + [m for m in out if m not in ("production", "als", "als_new", "personal_top_frequency")]
+        out = (["als"] if als_like else []) + [
+            m for m in out if m not in ("production", "als", "als_new", "personal_top_frequency")
+        ]
     return out
 
 

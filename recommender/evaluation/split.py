@@ -107,9 +107,7 @@ def first_basket_targets(train: pa.Table, test: pa.Table) -> dict[str, set[str]]
 
 def order_keys(events: pa.Table) -> pa.ChunkedArray:
     """Order/basket id per row: ``order_id`` where present, else ``user_id|timestamp``."""
-    fallback = pc.binary_join_element_wise(
-        events["user_id"], pc.cast(events["timestamp"], pa.string()), "|"
-    )
+    fallback = pc.binary_join_element_wise(events["user_id"], pc.cast(events["timestamp"], pa.string()), "|")
     if "order_id" in events.column_names:
         return pc.coalesce(events["order_id"], fallback)
     return fallback
@@ -129,9 +127,7 @@ def user_item_sets(events: pa.Table, event_types: Iterable[str]) -> dict[str, se
 def _purchases(events: pa.Table) -> pa.Table:
     """Purchase rows with an ``order_key`` column."""
     rows = events.filter(pc.equal(events["event_type"], PURCHASE))
-    return rows.select(["user_id", "item_id", "event_type", "timestamp"]).append_column(
-        "order_key", order_keys(rows)
-    )
+    return rows.select(["user_id", "item_id", "event_type", "timestamp"]).append_column("order_key", order_keys(rows))
 
 
 def _distinct(column: pa.ChunkedArray) -> frozenset[str]:

@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from recommender.evaluation import metrics
 from recommender.config import AlsParams, EventWeights
+from recommender.evaluation import metrics
 from recommender.evaluation.protocol import (
     MAIN_METRIC,
     AlsRun,
@@ -96,8 +96,14 @@ class TuningResult:
                 "als": f"{MAIN_METRIC} of ALS on {self.target}_new, warm users (validation)",
                 "repeat_share": f"{MAIN_METRIC} of production on {self.target}, warm users (validation)",
             },
-            "start": {"als_new_ndcg@10": start.als_objective, "production_ndcg@10": start.production.get(self.start.repeat_share)},
-            "best": {"als_new_ndcg@10": best.als_objective, "production_ndcg@10": best.production.get(self.best.repeat_share)},
+            "start": {
+                "als_new_ndcg@10": start.als_objective,
+                "production_ndcg@10": start.production.get(self.start.repeat_share),
+            },
+            "best": {
+                "als_new_ndcg@10": best.als_objective,
+                "production_ndcg@10": best.production.get(self.best.repeat_share),
+            },
             "trials": [t.summary() for t in self.trials],
         }
 
@@ -110,19 +116,33 @@ def _has_signal(events: pa.Table, kind: str) -> bool:
     return bool(pc.any(pc.equal(events["event_type"], kind)).as_py())
 
 
-def sample_params(start: ModelParams, rng: random.Random, space: Mapping[str, Sequence[Any]], tune_weights: bool) -> ModelParams:
+def sample_params(
+    start: ModelParams, rng: random.Random, space: Mapping[str, Sequence[Any]], tune_weights: bool
+) -> ModelParams:
     """One random setting from ``space`` (lists and repeat share kept from ``start``)."""
     pick = {name: rng.choice(list(choices)) for name, choices in space.items()}
     als = AlsParams(
-        factors=pick["factors"], regularization=pick["regularization"], alpha=pick["alpha"],
-        iterations=pick["iterations"], random_state=start.als.random_state,
+        factors=pick["factors"],
+        regularization=pick["regularization"],
+        alpha=pick["alpha"],
+        iterations=pick["iterations"],
+        random_state=start.als.random_state,
     )
     weights = start.weights
     if tune_weights:
-        weights = EventWeights(view=pick["weight_view"], cart=pick["weight_cart"], purchase=start.weights.purchase,
-                               return_=start.weights.return_)
-    return ModelParams(als=als, weights=weights, half_life_days=float(pick["half_life_days"]), lists=start.lists,
-                       repeat_share=start.repeat_share)
+        weights = EventWeights(
+            view=pick["weight_view"],
+            cart=pick["weight_cart"],
+            purchase=start.weights.purchase,
+            return_=start.weights.return_,
+        )
+    return ModelParams(
+        als=als,
+        weights=weights,
+        half_life_days=float(pick["half_life_days"]),
+        lists=start.lists,
+        repeat_share=start.repeat_share,
+    )
 
 
 def _score_trial(ctx: EvalContext, params: ModelParams, target: str, shares: Sequence[float]) -> Trial:
@@ -191,8 +211,13 @@ def tune(
     final = _score_trial(ctx, best_trial.params, target, sorted(set(repeat_shares) | {start.repeat_share}))
     best_trial.production = final.production
     share = max(final.production, key=lambda s: (_key(final.production[s]), s))
-    best = ModelParams(best_trial.params.als, best_trial.params.weights, best_trial.params.half_life_days,
-                       best_trial.params.lists, share)
+    best = ModelParams(
+        best_trial.params.als,
+        best_trial.params.weights,
+        best_trial.params.half_life_days,
+        best_trial.params.lists,
+        share,
+    )
     validation = {
         "cutoff": ctx.split.cutoff.isoformat(),
         "end": ctx.split.end.isoformat(),
@@ -203,7 +228,9 @@ def tune(
     return TuningResult(best, start, done, validation, target)
 
 
-def write_tuned(result: TuningResult, path: Path | str, *, dataset: str, source: Mapping[str, Any] | None = None) -> Path:
+def write_tuned(
+    result: TuningResult, path: Path | str, *, dataset: str, source: Mapping[str, Any] | None = None
+) -> Path:
     """Write the tuned settings as JSON: ``{"settings": {als, weights, half_life_days, repeat_share}, ...}``."""
     best = result.best.as_dict()
     doc = {
@@ -255,7 +282,7 @@ def load_tuned(path: Path | str) -> dict[str, Any]:
     unknown = set(settings) - allowed
     if unknown:
         raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-    out = {k: v for k, v in settings.items()}
+    out = dict(settings.items())
     if "weights" in out:
         out["weights"] = {("return_" if k == "return" else k): v for k, v in out["weights"].items()}
     ModelParams.from_dict(out)  # validates ranges (pydantic)

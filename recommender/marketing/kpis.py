@@ -41,8 +41,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from recommender.marketing.rfm import open_sales, to_arrow, with_monetary_unit
 from recommender.data.schema import PURCHASE
+from recommender.marketing.rfm import open_sales, to_arrow, with_monetary_unit
 
 PERIODS: dict[str, tuple[str, str, int]] = {
     # period: (date_trunc unit, one period as an interval, periods in the trailing year)

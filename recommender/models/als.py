@@ -15,7 +15,6 @@ from threadpoolctl import threadpool_limits
 
 from recommender.config import AlsParams
 
-
 T = TypeVar("T")
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 

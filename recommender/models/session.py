@@ -62,9 +62,7 @@ class SessionModel:
         values = np.array([confidence[j] for j in cols], dtype=np.float32)
         return sp.csr_matrix((values, cols, np.array([0, len(cols)], dtype=np.int32)), shape=(1, len(self.item_ids)))
 
-    def recommend(
-        self, events: Sequence[LiveEvent], n: int, now: datetime, exclude: Sequence[str] = ()
-    ) -> Ranked:
+    def recommend(self, events: Sequence[LiveEvent], n: int, now: datetime, exclude: Sequence[str] = ()) -> Ranked:
         """Top-n items for the visitor's live events, leaving out the items of those events and ``exclude``;
         [] when none of their items is known to the model."""
         row = self.confidence_row(events, now)
@@ -76,7 +74,12 @@ class SessionModel:
         if n <= 0:
             return []
         ids, scores = self.model.recommend(
-            0, row, N=n, recalculate_user=True, filter_already_liked_items=True, filter_items=hidden if len(hidden) else None
+            0,
+            row,
+            N=n,
+            recalculate_user=True,
+            filter_already_liked_items=True,
+            filter_items=hidden if len(hidden) else None,
         )
         return [(self.item_ids[j], round(float(s), 5)) for j, s in zip(ids, scores) if j >= 0 and np.isfinite(s)]
 

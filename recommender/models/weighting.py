@@ -85,9 +85,11 @@ def purchase_matrix(events: pa.Table, inter: Interactions) -> sp.csr_matrix:
     con = duckdb.connect()
     con.register("b", bought)
     pairs = con.sql("SELECT DISTINCT user_id, item_id FROM b").fetchnumpy()
-    rows = np.fromiter((inter.user_index.get(u, -1) for u in pairs["user_id"]), dtype=np.int64, count=len(pairs["user_id"]))
-    cols = np.fromiter((inter.item_index.get(i, -1) for i in pairs["item_id"]), dtype=np.int64, count=len(pairs["item_id"]))
-    keep = (rows >= 0) & (cols >= 0)
-    return sp.csr_matrix(
-        (np.ones(keep.sum(), dtype=np.float32), (rows[keep], cols[keep])), shape=inter.matrix.shape
+    rows = np.fromiter(
+        (inter.user_index.get(u, -1) for u in pairs["user_id"]), dtype=np.int64, count=len(pairs["user_id"])
     )
+    cols = np.fromiter(
+        (inter.item_index.get(i, -1) for i in pairs["item_id"]), dtype=np.int64, count=len(pairs["item_id"])
+    )
+    keep = (rows >= 0) & (cols >= 0)
+    return sp.csr_matrix((np.ones(keep.sum(), dtype=np.float32), (rows[keep], cols[keep])), shape=inter.matrix.shape)

@@ -54,9 +54,7 @@ def _ranked_rows(ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> l
     values = _rounded(np.where(keep, scores, scores.dtype.type(0))).tolist()
     if keep.all():
         return [list(zip(n, v)) for n, v in zip(names, values)]
-    return [
-        [(i, s) for i, s, k in zip(n, v, row) if k] for n, v, row in zip(names, values, keep.tolist())
-    ]
+    return [[(i, s) for i, s, k in zip(n, v, row) if k] for n, v, row in zip(names, values, keep.tolist())]
 
 
 def personal_pick_batches(
@@ -91,7 +89,9 @@ def similar_items(
         yield from zip(inter.item_ids[rows].tolist(), _ranked_rows(ids, scores, inter.item_ids))
 
 
-def bestsellers(events: pa.Table, items: pa.Table, window_days: int, as_of: datetime, n: int) -> dict[str | None, Ranked]:
+def bestsellers(
+    events: pa.Table, items: pa.Table, window_days: int, as_of: datetime, n: int
+) -> dict[str | None, Ranked]:
     """Most bought items in the last ``window_days``, overall (key None) and per category.
 
     Score = distinct buyers in the window; ties go to items more users interacted with in any way, then item id.
@@ -134,7 +134,9 @@ def new_arrivals(
     Traction = weighted interactions per day since arrival (at least one day), so a two-day-old item with ten
     purchases outranks a month-old item with the same ten. Items nobody touched yet follow, newest first.
     """
-    con = _con(ev=events, cat=items, w=pa.table({"event_type": list(weights), "weight": [float(v) for v in weights.values()]}))
+    con = _con(
+        ev=events, cat=items, w=pa.table({"event_type": list(weights), "weight": [float(v) for v in weights.values()]})
+    )
     rows = con.execute(
         """
         WITH fresh AS (
