@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def fetch(request: Request, *suffixes: str) -> tuple[str, list[Any]]:
         version, values, _ = await fetch_raw(request, None, *suffixes)
-        return version, [decode(v) for v in values]
+        return version, [await reader(request).decode(version, v) for v in values]
 
     async def items_out(request: Request, version: str, ranked: list[Any]) -> list[dict[str, Any]]:
         """Stored entries ([item, score] pairs or next-purchase dicts) with title, category and price added."""
@@ -215,7 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "items": items,
                 }
             )
-        personal = decode(personal_raw)
+        personal = await reader(request).decode(version, personal_raw)
         metrics.lookup("personal", personal is not None)
         if category is not None and best_raw is None:
             raise HTTPException(404, f"Unknown category '{category}'.")

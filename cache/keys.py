@@ -7,6 +7,8 @@
 ``...:best:`` / ``...:best:<category>``      bestsellers             ``...:new``             new arrivals
 ``...:sim:<item_id>``                        similar items           ``...:items``           hash of item metadata
 ``...:categories``                           JSON list of categories with bestsellers
+``...:catalogue``                            JSON list of item ids; personal, next and similar lists are stored
+                                             compactly (:mod:`cache.codec`) as positions in it
 ``...:seg:<user_id>``                        RFM scores and segment   ``...:segments``  segment summary
 ``...:kpis:<period>``                        KPI rows for week, month, quarter or year
 
@@ -45,6 +47,7 @@ class Keys:
     MANIFEST = "manifest"
     FACTORS = "factors"  # item factors, raw float32 bytes (rows in FACTOR_ITEMS order)
     FACTOR_ITEMS = "factor_items"
+    CATALOGUE = "catalogue"  # JSON list of item ids: compact lists (cache.codec) store positions in it
     ITEMS = "items"
     NEW = "new"
     CATEGORIES = "categories"

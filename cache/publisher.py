@@ -39,6 +39,9 @@ return prev
 
 
 def dumps(value: Any) -> bytes:
+    """A value as stored: bytes as they are (already encoded, e.g. by :mod:`cache.codec`), anything else as JSON."""
+    if isinstance(value, bytes):
+        return value
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
@@ -57,7 +60,7 @@ class Publisher:
         client.sadd(keys.versions, self.version)
 
     def put(self, suffix: str, value: Any) -> None:
-        """Queue one key of this version (value JSON-encoded)."""
+        """Queue one key of this version (value JSON-encoded unless it is bytes)."""
         self._pipe.set(self._base + suffix, dumps(value))
         self._count()
 
@@ -67,7 +70,7 @@ class Publisher:
         self._count()
 
     def put_many(self, pairs: Iterable[tuple[str, Any]]) -> int:
-        """Queue many keys (values JSON-encoded) as MSET commands of up to ``batch_size`` keys; returns how many."""
+        """Queue many keys (JSON-encoded unless bytes) as MSET commands of up to ``batch_size`` keys; returns how many."""
         n = 0
         it = iter(pairs)
         while chunk := list(islice(it, self.batch_size)):

@@ -10,6 +10,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from cache import codec
 from cache.keys import Keys
 
 # Resolve `current` and read every requested key of that version inside one script: atomic, so the values always
@@ -28,8 +29,19 @@ return out
 
 
 def decode(value: bytes | None) -> Any:
-    """A stored JSON value, or None for a missing key."""
+    """A stored JSON value, or None for a missing key (compact lists need :meth:`Reader.decode` and the catalogue)."""
     return orjson.loads(value) if value is not None else None
+
+
+def decode_with(value: bytes | None, catalogue: list[str] | None) -> Any:
+    """A stored value, compact (:mod:`cache.codec`, item positions in ``catalogue``) or JSON; None for a missing key."""
+    if value is None:
+        return None
+    if codec.is_compact(value):
+        if catalogue is None:
+            raise ValueError("a compact list needs its version's catalogue")
+        return codec.decode(value, catalogue)
+    return orjson.loads(value)
 
 
 class Reader:
@@ -41,11 +53,31 @@ class Reader:
         self._fetch_sha = hashlib.sha1(_FETCH.encode()).hexdigest()
         self._meta: dict[str, dict[str, dict[str, Any] | None]] = {}
         self._meta_versions = meta_cache_versions
+        self._catalogues: dict[str, list[str]] = {}
 
     async def fetch(self, *suffixes: str) -> tuple[str | None, list[Any]]:
         """Return (current version, decoded values or None per suffix); version None when nothing is published."""
         version, values, _ = await self.fetch_raw(None, *suffixes)
-        return version, [decode(v) for v in values]
+        if version is None:
+            return None, [None] * len(suffixes)
+        return version, [await self.decode(version, v) for v in values]
+
+    async def catalogue(self, version: str) -> list[str]:
+        """The version's item ids in catalogue order (loaded once per version, kept for the last two)."""
+        found = self._catalogues.get(version)
+        if found is None:
+            raw = await self.raw(version, Keys.CATALOGUE)
+            found = orjson.loads(raw) if raw else []
+            while len(self._catalogues) >= self._meta_versions:
+                self._catalogues.pop(next(iter(self._catalogues)))
+            self._catalogues[version] = found
+        return found
+
+    async def decode(self, version: str, value: bytes | None) -> Any:
+        """A stored value of ``version`` decoded (compact lists through the version's catalogue); None when missing."""
+        if value is None:
+            return None
+        return decode_with(value, await self.catalogue(version) if codec.is_compact(value) else None)
 
     async def fetch_raw(
         self, live_user: str | None, *suffixes: str
@@ -90,15 +122,26 @@ class Reader:
         return bool(await self.client.ping())
 
 
+def read_value(client: Any, keys: Keys, version: str, suffix: str) -> Any:
+    """One stored value of a version, decoded (sync; compact lists through the version's catalogue)."""
+    raw = client.get(keys.version_prefix(version) + suffix)
+    if raw is None or not codec.is_compact(raw):
+        return decode(raw)
+    catalogue = client.get(keys.version_prefix(version) + Keys.CATALOGUE)
+    return decode_with(raw, orjson.loads(catalogue) if catalogue else None)
+
+
 def iter_lists(client: Any, keys: Keys, version: str, kind: str, batch: int = 1000) -> Iterator[tuple[str, Any]]:
     """Every ``kind`` list ("next", "user", "sim", ...) of one version as (id, decoded list), batch by batch (sync)."""
     prefix = keys.version_prefix(version) + f"{kind}:"
     names: list[bytes] = []
+    raw_catalogue = client.get(keys.version_prefix(version) + Keys.CATALOGUE)
+    catalogue = orjson.loads(raw_catalogue) if raw_catalogue else None
 
     def flush() -> Iterator[tuple[str, Any]]:
         for name, raw in zip(names, client.mget(names)):
             if raw is not None:
-                yield name.decode()[len(prefix) :], orjson.loads(raw)
+                yield name.decode()[len(prefix) :], decode_with(raw, catalogue)
         names.clear()
 
     for name in client.scan_iter(match=prefix + "*", count=batch):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-import orjson
 import pyarrow.compute as pc
 import pytest
 from typer.testing import CliRunner
 
 from cache.keys import Keys
 from cache.publisher import current_version
+from cache.reader import read_value
 from recommender.data.demo import generate_shop
 from training.cli import app
 
@@ -47,8 +47,7 @@ def trained(tmp_path_factory, env, redis_handle):
     shop = generate_shop(n_users=600, n_items=150, days=150, seed=3)
 
     def get(suffix):
-        raw = redis_handle.client.get(keys.version_prefix(version) + suffix)
-        return orjson.loads(raw) if raw else None
+        return read_value(redis_handle.client, keys, version, suffix)
 
     return {"output": result.output, "shop": shop, "get": get, "keys": keys, "version": version, "dir": out}
 

