@@ -182,6 +182,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for r, item_id in zip(ranked, ids)
         ]
 
+    async def computed(
+        request: Request, version: str, personal: list[Any] | None, picks: list[Any] | None, customer: bytes | None
+    ) -> tuple[list[Any] | None, list[Any] | None]:
+        """Personal and next-purchase lists, computed on request from the customer's stored model row when the job
+        did not precompute them (customers not active lately); stored lists are returned as they are."""
+        if customer is None or (personal is not None and picks is not None):
+            return personal, picks
+        found = (await request.app.state.sessions.customer_lists(version, [customer]))[0]
+        if found is None:
+            return personal, picks
+        return (personal if personal is not None else found[0]), (picks if picks is not None else found[1])
+
     async def in_category(request: Request, version: str, ranked: list[Any], category: str) -> list[Any]:
         meta = await reader(request).item_metadata(version, [r[0] for r in ranked])
         return [r for r in ranked if (meta.get(r[0]) or {}).get("category") == category]
@@ -198,8 +210,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         skip = set(filter(None, exclude.split(","))) if exclude else set()
         try:
             # Bestsellers are decoded only when needed (a category check or a list to top up): most visitors never do.
-            version, (personal_raw, best_raw), live_raw = await fetch_raw(
-                request, user_id, Keys.user(user_id), Keys.best(category)
+            version, (personal_raw, best_raw, customer_raw), live_raw = await fetch_raw(
+                request, user_id, Keys.user(user_id), Keys.best(category), Keys.customer(user_id)
             )
         except redis.exceptions.RedisError as exc:
             saved = request.app.state.fallback.get(category)
@@ -216,6 +228,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 }
             )
         personal = await reader(request).decode(version, personal_raw)
+        if personal is None and customer_raw is not None:
+            personal, _ = await computed(request, version, None, None, customer_raw)
         metrics.lookup("personal", personal is not None)
         if category is not None and best_raw is None:
             raise HTTPException(404, f"Unknown category '{category}'.")
@@ -297,9 +311,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def new_arrivals(request: Request, n: N = 10, user_id: OptUserQ = None) -> ItemList:
         """Items first seen within the new-arrival window, ranked by early traction. With a known `user_id`, arrivals
         in the categories of the visitor's personal picks come first (`source` = `new_arrivals+personal`)."""
-        suffixes = [Keys.NEW] + ([Keys.user(user_id)] if user_id else [])
+        suffixes = [Keys.NEW] + ([Keys.user(user_id), Keys.customer(user_id)] if user_id else [])
         version, values = await fetch(request, *suffixes)
-        fresh, personal = values[0] or [], (values[1] if user_id else None)
+        fresh, personal = values[0] or [], None
+        if user_id:
+            personal, _ = await computed(request, version, values[1], [], values[2])
         source = "new_arrivals"
         if personal and fresh:
             meta = await reader(request).item_metadata(version, [r[0] for r in personal[:20]] + [r[0] for r in fresh])
@@ -352,12 +368,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         With `strategy=segment`, the list follows the customer's RFM segment strategy (e.g. new arrivals for loyal
         customers, items due again for those about to sleep; see `GET /customers/{user_id}/segment`)."""
         if strategy == "default":
-            version, (picks,) = await fetch(request, Keys.next(user_id))
+            version, (picks, customer) = await fetch(request, Keys.next(user_id), Keys.customer(user_id))
+            _, picks = await computed(request, version, [], picks, customer)
             segment = None
         else:
-            version, (picks, seg, personal, fresh, best) = await fetch(
-                request, Keys.next(user_id), Keys.segment(user_id), Keys.user(user_id), Keys.NEW, Keys.best(None)
+            version, (picks, seg, personal, fresh, best, customer) = await fetch(
+                request,
+                Keys.next(user_id),
+                Keys.segment(user_id),
+                Keys.user(user_id),
+                Keys.NEW,
+                Keys.best(None),
+                Keys.customer(user_id),
             )
+            personal, picks = await computed(request, version, personal, picks, customer)
         if picks is None:
             raise HTTPException(404, f"Customer '{user_id}' has no purchase history.")
         if strategy == "segment":
@@ -365,6 +389,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             strategy, picks = strategy_picks(seg, picks, personal, fresh or [], best or [])
         items = await items_out(request, version, picks[:n])
         return NextPurchase(version=version, user_id=user_id, strategy=strategy, segment=segment, items=items)
+
+    async def fill_computed(request: Request, version: str, rows: list[Any], width: int, personal_too: bool) -> None:
+        """Batch rows (next, customer, [segment, personal] per customer): next-purchase lists (and personal lists)
+        computed on request, in one top-k call, for customers the job did not precompute."""
+        wanted = [k for k in range(0, len(rows), width) if rows[k] is None and rows[k + 1] is not None]
+        found = await request.app.state.sessions.customer_lists(version, [rows[k + 1] for k in wanted])
+        for k, lists in zip(wanted, found):
+            if lists is not None:
+                rows[k] = lists[1]
+                if personal_too and rows[k + 3] is None:
+                    rows[k + 3] = lists[0]
 
     @app.post(
         "/next-purchase/batch",
@@ -376,11 +411,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """One Redis round trip for the whole batch. Customers without purchase history are listed in `unknown`."""
         ids = list(dict.fromkeys(body.user_ids))
         by_segment = body.strategy == "segment"
-        per_user = [Keys.next, Keys.segment, Keys.user] if by_segment else [Keys.next]
+        per_user = [Keys.next, Keys.customer] + ([Keys.segment, Keys.user] if by_segment else [])
         shared = [Keys.NEW, Keys.best(None)] if by_segment else []
         version, values = await fetch(request, *shared, *(key(u) for u in ids for key in per_user))
         fresh, best = (values[0] or [], values[1] or []) if by_segment else ([], [])
         rows = values[len(shared) :]
+        await fill_computed(request, version, rows, len(per_user), by_segment)
         chosen: dict[str, list[Any]] = {}
         strategies: dict[str, str] = {}
         unknown: list[str] = []
@@ -390,7 +426,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 unknown.append(user_id)
                 continue
             if by_segment:
-                seg, personal = rows[k * len(per_user) + 1], rows[k * len(per_user) + 2]
+                seg, personal = rows[k * len(per_user) + 2], rows[k * len(per_user) + 3]
                 strategies[user_id], picks = strategy_picks(seg, picks, personal, fresh, best)
             chosen[user_id] = picks[: body.n]
         # Item metadata for the whole batch at once (at most one more round trip, none once cached).

@@ -7,9 +7,11 @@ import asyncio
 import numpy as np
 import orjson
 
+from cache import on_request
 from cache.keys import Keys
 from cache.reader import Reader
 from recommender.models.session import SessionModel
+from recommender.serving.customer_lists import OnRequest
 
 
 class SessionModels:
@@ -19,6 +21,8 @@ class SessionModels:
         self.reader = reader
         self.keep = keep
         self._models: dict[str, SessionModel | None] = {}
+        self._on_request: dict[str, OnRequest | None] = {}
+        self._index: dict[str, dict[str, int]] = {}
         self._manifests: dict[str, dict] = {}
         self._lock = asyncio.Lock()
 
@@ -61,3 +65,30 @@ class SessionModels:
             half_life_days=params["half_life_days"],
             hidden=info.get("hidden_items", []),
         )
+
+    async def customer_lists(self, version: str, raws: list[bytes | None]) -> list[on_request.Lists | None]:
+        """Lists of customers the job did not precompute, from their stored rows (``Keys.customer``): (personal,
+        next purchase or None) per raw value, None where there is none (see :mod:`cache.on_request`)."""
+        wanted = [k for k, raw in enumerate(raws) if raw is not None]
+        engine = await self.on_request(version) if wanted else None
+        out: list[on_request.Lists | None] = [None] * len(raws)
+        if engine is None:
+            return out
+        for k, lists in zip(wanted, on_request.served(engine, self._index[version], [raws[k] for k in wanted])):
+            out[k] = lists
+        return out
+
+    async def on_request(self, version: str) -> OnRequest | None:
+        """The version's on-request engine (None without item factors), built on first use."""
+        if version not in self._on_request:
+            info = await self.manifest(version)
+            catalogue = await self.reader.catalogue(version)
+            factors = await self.reader.raw(version, Keys.FACTORS)
+            engine = on_request.engine(catalogue, factors, info) if catalogue and factors and info else None
+            if engine is not None:
+                self._index[version] = {item: j for j, item in enumerate(catalogue)}
+            self._on_request[version] = engine
+            while len(self._on_request) > self.keep:
+                self._index.pop(next(iter(self._on_request)), None)
+                self._on_request.pop(next(iter(self._on_request)))
+        return self._on_request[version]

@@ -39,7 +39,7 @@ _EPOCH = date(1970, 1, 1).toordinal()
 _F16_MAX = 65_000.0
 _F16_MIN_NORMAL = 6.2e-5
 
-REASONS: tuple[str | None, ...] = (None, "due_again", "goes_with_your_purchases", "bestseller")
+REASONS: tuple[str | None, ...] = (None, "due_again", "goes_with_your_purchases", "bestseller", "new_arrival")
 """Reason codes: position in this tuple is the stored code. Append new reasons at the end (never reorder: published
 versions keep their codes); up to 255."""
 REASON_CODES: dict[str | None, int] = {r: k for k, r in enumerate(REASONS)}
@@ -192,3 +192,36 @@ def decode(raw: bytes, catalogue: Sequence[str]) -> list[Any]:
         {"item_id": i, "score": s, "reason": REASONS[r], "due": _iso(d)}
         for i, s, r, d in zip(ids, values, reasons.tolist(), days)
     ]
+
+
+CUSTOMER_MAGIC = 0xB2
+_CUSTOMER_HEADER = np.dtype([("magic", "u1"), ("flags", "u1"), ("factors", "<u2"), ("bought", "<u4")])
+
+
+def encode_customer(factor: np.ndarray, bought: np.ndarray, due: bytes, purchaser: bool, catalogue_size: int) -> bytes:
+    """What the API needs to compute a customer's lists on request: their ALS factors (float32, exactly as fitted),
+    the catalogue positions of the items they bought, their items due again (a compact list, or b"") and whether
+    they bought anything (only customers with purchases have a next-purchase list)."""
+    width = index_width(catalogue_size)
+    head = np.array(
+        [(CUSTOMER_MAGIC, int(purchaser) | _WIDTH_CODES[width] << 1, len(factor), len(bought))], _CUSTOMER_HEADER
+    )
+    return b"".join((head.tobytes(), np.asarray(factor, dtype="<f4").tobytes(), _pack_indices(bought, width), due))
+
+
+def is_customer(raw: bytes | None) -> bool:
+    return bool(raw) and raw[0] == CUSTOMER_MAGIC  # type: ignore[index]
+
+
+def decode_customer(raw: bytes) -> tuple[np.ndarray, np.ndarray, bytes, bool]:
+    """(factor, bought catalogue positions, due list bytes, purchaser) of :func:`encode_customer`."""
+    if not is_customer(raw):
+        raise ValueError("not a customer model")
+    head = np.frombuffer(raw, _CUSTOMER_HEADER, count=1)[0]
+    width = _WIDTHS[(int(head["flags"]) >> 1) & 3]
+    at = _CUSTOMER_HEADER.itemsize
+    n_factors, n_bought = int(head["factors"]), int(head["bought"])
+    factor = np.frombuffer(raw, dtype="<f4", count=n_factors, offset=at)
+    at += 4 * n_factors
+    bought = _unpack_indices(memoryview(raw)[at : at + n_bought * width], n_bought, width)
+    return factor, bought, bytes(raw[at + n_bought * width :]), bool(int(head["flags"]) & 1)

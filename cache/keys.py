@@ -4,6 +4,7 @@
 ``<prefix>:versions``                        set of every version written (complete or not)
 ``...:manifest``                             JSON: when, from what, sizes, parameters, evaluation
 ``...:user:<user_id>``                       personal picks          ``...:next:<user_id>``  next purchase
+``...:cust:<user_id>``                       instead of both, for customers not active lately: their model row
 ``...:best:`` / ``...:best:<category>``      bestsellers             ``...:new``             new arrivals
 ``...:sim:<item_id>``                        similar items           ``...:items``           hash of item metadata
 ``...:categories``                           JSON list of categories with bestsellers
@@ -60,6 +61,11 @@ class Keys:
     @staticmethod
     def next(user_id: str) -> str:
         return f"next:{user_id}"
+
+    @staticmethod
+    def customer(user_id: str) -> str:
+        """What the API needs to compute a customer's lists on request (:func:`cache.codec.encode_customer`)."""
+        return f"cust:{user_id}"
 
     @staticmethod
     def segment(user_id: str) -> str:

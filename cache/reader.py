@@ -34,9 +34,12 @@ def decode(value: bytes | None) -> Any:
 
 
 def decode_with(value: bytes | None, catalogue: list[str] | None) -> Any:
-    """A stored value, compact (:mod:`cache.codec`, item positions in ``catalogue``) or JSON; None for a missing key."""
+    """A stored value, compact (:mod:`cache.codec`, item positions in ``catalogue``) or JSON; None for a missing key;
+    customer model rows stay bytes."""
     if value is None:
         return None
+    if codec.is_customer(value):  # a customer model row: the API computes lists from it (api.session_models)
+        return value
     if codec.is_compact(value):
         if catalogue is None:
             raise ValueError("a compact list needs its version's catalogue")

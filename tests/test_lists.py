@@ -105,7 +105,7 @@ def test_batch_lists_round_like_python_and_drop_padding():
     scores[2, -2:] = np.finfo(np.float32).min  # implicit's filtered padding
     scores[3, -1] = -np.inf
     item_ids = np.array([f"i{j}" for j in range(30)], dtype=object)
-    rows = lists._ranked_rows(ids, scores, item_ids)
+    rows = lists.ranked_rows(ids, scores, item_ids)
     for row_ids, row_scores, got in zip(ids, scores, rows):
         keep = (row_ids >= 0) & np.isfinite(row_scores) & (row_scores > lists.FILTERED_SCORE)
         want = [(item_ids[j], round(float(s), 5)) for j, s in zip(row_ids[keep], row_scores[keep])]

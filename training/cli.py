@@ -104,6 +104,15 @@ def train(
         int | None,
         typer.Option(envvar="RECO_LIST_SIZE", help="Items stored per personal/next-purchase list [default: 100]."),
     ] = None,
+    active_days: Annotated[
+        int | None,
+        typer.Option(
+            envvar="RECO_ACTIVE_DAYS",
+            min=0,
+            help="Precompute personal and next-purchase lists for customers with an event within this many days; the "
+            "API computes everyone else's on request from the published model (0: precompute all) [default: 7].",
+        ),
+    ] = None,
     include_purchased: Annotated[
         bool, typer.Option("--include-purchased", help="Keep already-bought items in personal picks.")
     ] = False,
@@ -170,6 +179,7 @@ def train(
                     bestseller_days=bestseller_days,
                     new_arrival_days=new_arrival_days,
                     list_size=list_size,
+                    active_days=active_days,
                     personal_repeat_share=tuned.get("repeat_share"),
                 ),
                 **({"exclude_purchased": False} if include_purchased else {}),
@@ -302,8 +312,8 @@ def export_next_purchase(
     from tqdm import tqdm
 
     from cache.keys import Keys
+    from cache.on_request import iter_next_purchase
     from cache.publisher import current_version, manifest
-    from cache.reader import iter_lists
     from cache.server import connect
 
     kind = (file_format or out_file.suffix.lstrip(".")).lower()
@@ -316,7 +326,8 @@ def export_next_purchase(
         version = current_version(handle.client, keys)[0]
         if not version:
             _fail("nothing is published yet: run `reco train` first.")
-        total = ((manifest(handle.client, keys, version) or {}).get("counts") or {}).get("next_purchase_lists")
+        counts = (manifest(handle.client, keys, version) or {}).get("counts") or {}
+        total = counts.get("next_purchase_customers", counts.get("next_purchase_lists"))
         meta: dict[str, Any] = {}
         items_key = keys.version_prefix(version) + Keys.ITEMS
         out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +337,7 @@ def export_next_purchase(
             if writer:
                 writer.writerow(["user_id", "rank", "item_id", "score", "reason", "due", "title", "category", "price"])
             for user_id, picks in tqdm(
-                iter_lists(handle.client, keys, version, "next"), total=total, unit="customer", disable=not progress
+                iter_next_purchase(handle.client, keys, version), total=total, unit="customer", disable=not progress
             ):
                 picks = picks[:n]
                 missing = [p["item_id"] for p in picks if p["item_id"] not in meta]

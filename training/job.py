@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,12 @@ from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.data.dataset import Dataset, load_dataset
 from recommender.data.loading import LoadReport, complete_catalogue
 from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
-from recommender.evaluation.protocol import ModelParams, production_picks
+from recommender.evaluation.protocol import ModelParams
 from recommender.marketing import kpis, rfm
 from recommender.models import repeat
 from recommender.models.als import fit_als
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
-from recommender.serving import lists
+from recommender.serving import customer_lists, lists
 
 
 @dataclass
@@ -123,10 +123,21 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             purchasers = set(
                 pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist()
             )
+            active = active_rows(events, inter, as_of, p.active_days)
             n_personal, n_next, example_user = publish_personal_and_next(
-                publisher, model, inter, bought, hidden, repeats, purchasers, p, cat, cfg.show_progress
+                publisher, model, inter, bought, hidden, repeats, purchasers, p, cat, active, cfg.show_progress
             )
-            counts.update(personal_lists=n_personal, next_purchase_lists=n_next)
+            rest = np.setdiff1d(np.arange(len(inter.user_ids)), active)
+            unavailable = frozenset(inter.item_ids[hidden].tolist())
+            n_lazy, n_lazy_buyers = publish_on_request(
+                publisher, model, inter, bought, repeats, purchasers, p, cat, unavailable, rest
+            )
+            counts.update(
+                personal_lists=n_personal,
+                next_purchase_lists=n_next,
+                on_request_customers=n_lazy,
+                next_purchase_customers=n_next + n_lazy_buyers,
+            )
         with timer.stage("similar"):
             sims = lists.similar_items(model, inter, p.similar_size, hidden)
             counts["similar_lists"] = publisher.put_many(
@@ -224,9 +235,11 @@ def publish_personal_and_next(
     purchasers: set[str],
     p: ListParams,
     cat: Catalogue,
+    active: np.ndarray,
     show_progress: bool,
 ) -> tuple[int, int, str | None]:
-    """Every user's personal list, and a next-purchase list per customer with purchases, batch by batch.
+    """Personal lists of the ``active`` matrix rows, and a next-purchase list for those with purchases, batch by batch;
+    every other customer gets what the API needs to compute the same lists on request (:func:`publish_on_request`).
 
     Returns (personal lists, next-purchase lists, the first customer with purchases).
     """
@@ -234,13 +247,23 @@ def publish_personal_and_next(
     unavailable = frozenset(inter.item_ids[hidden].tolist())
     n_personal = n_next = 0
     example_user: str | None = None
-    with tqdm(total=len(inter.user_ids), desc="personal + next", unit="user", disable=not show_progress) as bar:
-        for users, ranked in lists.personal_pick_batches(model, inter, p.list_size, exclude, hidden):
+    with tqdm(total=len(active), desc="personal + next", unit="user", disable=not show_progress) as bar:
+        for users, ranked in lists.personal_pick_batches(model, inter, p.list_size, exclude, hidden, active):
             # nothing bought, nothing due again: the ALS list as it is
             publisher.put_many((Keys.user(u), cat.pairs(r)) for u, r in zip(users, ranked) if u not in purchasers)
             for user_id, mine in zip(users, ranked):
                 if user_id in purchasers:
-                    publish_purchaser(publisher, repeats, inter, bought, p, unavailable, cat, user_id, mine)
+                    row = inter.user_index[user_id]
+                    personal, nxt = customer_lists.purchaser_lists(
+                        repeats,
+                        user_id,
+                        mine,
+                        lambda r=row: set(inter.item_ids[bought[r].indices].tolist()),
+                        p,
+                        unavailable,
+                    )
+                    publisher.put(Keys.user(user_id), cat.pairs(personal))
+                    publisher.put(Keys.next(user_id), cat.picks(nxt))
                     n_next += 1
                     example_user = example_user or user_id
             n_personal += len(users)
@@ -248,27 +271,46 @@ def publish_personal_and_next(
     return n_personal, n_next, example_user
 
 
-def publish_purchaser(
+def publish_on_request(
     publisher: Publisher,
-    repeats: repeat.RepeatIndex,
+    model: Any,
     inter: Interactions,
     bought: sp.csr_matrix,
+    repeats: repeat.RepeatIndex,
+    purchasers: set[str],
     p: ListParams,
-    unavailable: frozenset[str],
     cat: Catalogue,
-    user_id: str,
-    ranked: lists.Ranked,
-) -> None:
-    """A customer with purchases: the production personal list (items due again + ALS) and the next-purchase list."""
-    personal = production_picks(repeats, user_id, ranked, p.list_size, p.personal_repeat_share, unavailable)
-    publisher.put(Keys.user(user_id), cat.pairs([repeat.pick_pair(x) for x in personal]))
-    if p.exclude_purchased:
-        explore = ranked
-    else:  # next purchase explores only items the customer has not bought
-        mine = set(inter.item_ids[bought[inter.user_index[user_id]].indices].tolist())
-        explore = [r for r in ranked if r[0] not in mine]
-    nxt = repeat.next_picks(repeats, user_id, explore, p.list_size, p.next_purchase_explore_share)
-    publisher.put(Keys.next(user_id), cat.picks([repeat.pick_dict(x) for x in nxt]))
+    unavailable: frozenset[str],
+    rows: np.ndarray,
+) -> tuple[int, int]:
+    """For customers whose lists are not precomputed: their ALS factors, bought items and items due again
+    (:func:`cache.codec.encode_customer`). Returns (customers, of whom with purchases)."""
+    factors = model.user_factors
+    size = len(cat.ids)
+    n_buyers = 0
+
+    def rows_out() -> Iterator[tuple[str, bytes]]:
+        nonlocal n_buyers
+        for r in rows.tolist():
+            user_id = inter.user_ids[r]
+            if user_id not in purchasers:
+                yield Keys.customer(user_id), codec.encode_customer(factors[r], bought[r].indices, b"", False, size)
+                continue
+            n_buyers += 1
+            due = customer_lists.kept_due_items(repeats, user_id, p.list_size, unavailable)
+            due_raw = cat.picks([x.as_dict() for x in due]) if due else b""
+            yield Keys.customer(user_id), codec.encode_customer(factors[r], bought[r].indices, due_raw, True, size)
+
+    return publisher.put_many(rows_out()), n_buyers
+
+
+def active_rows(events: pa.Table, inter: Interactions, as_of: datetime, days: int) -> np.ndarray:
+    """Matrix rows of customers with an event within ``days`` of ``as_of`` (every row for 0)."""
+    if days <= 0:
+        return np.arange(len(inter.user_ids))
+    since = pa.scalar(as_of - timedelta(days=days), pa.timestamp("us"))
+    recent = pc.unique(events.filter(pc.greater(events["timestamp"], since))["user_id"]).to_pylist()
+    return np.array(sorted(inter.user_index[u] for u in recent if u in inter.user_index), dtype=np.int64)
 
 
 def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table) -> dict[str, Any]:

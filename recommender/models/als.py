@@ -86,22 +86,24 @@ def recommend_batches(
     n: int,
     hidden_items: np.ndarray | None = None,
     batch_size: int = 10_000,
+    users: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (user rows, item indices (b x n), scores (b x n)) for every user, batch by batch.
+    """Yield (user rows, item indices (b x n), scores (b x n)) for every user (or the rows ``users``), batch by batch.
 
     ``filter_matrix`` rows are the items to leave out per user (None: leave nothing out); ``hidden_items`` are left
     out for everyone. Entries past the available items carry index -1.
     """
-    n_users = model.user_factors.shape[0]
+    chosen = np.arange(model.user_factors.shape[0]) if users is None else np.asarray(users)
     n = min(n, model.item_factors.shape[0])
     hidden = hidden_items if hidden_items is not None and len(hidden_items) else None
 
     def batch(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        stop = min(start + batch_size, n_users)
-        rows = np.arange(start, stop)
+        rows = chosen[start : start + batch_size]
+        if filter_matrix is not None:  # a slice is much cheaper than fancy indexing when every user is asked for
+            chosen_filter = filter_matrix[start : start + batch_size] if users is None else filter_matrix[rows]
         ids, scores = model.recommend(
             rows,
-            row_filter(filter_matrix[start:stop]) if filter_matrix is not None else None,
+            row_filter(chosen_filter) if filter_matrix is not None else None,
             N=n,
             filter_already_liked_items=filter_matrix is not None,
             filter_items=hidden,
@@ -109,7 +111,7 @@ def recommend_batches(
         return rows, np.atleast_2d(ids), np.atleast_2d(scores)
 
     with threadpool_limits(1, "blas"):
-        yield from in_parallel(batch, range(0, n_users, batch_size))
+        yield from in_parallel(batch, range(0, len(chosen), batch_size))
 
 
 def similar_batches(

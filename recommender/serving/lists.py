@@ -47,7 +47,7 @@ def _rounded(scores: np.ndarray) -> np.ndarray:
     return np.array([round(float(s), 5) for s in scores.ravel()], dtype=np.float64).reshape(scores.shape)
 
 
-def _ranked_rows(ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> list[Ranked]:
+def ranked_rows(ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> list[Ranked]:
     """One ranked list per row of a top-k batch, built on whole arrays (implicit's padding and invalid entries dropped)."""
     keep = (ids >= 0) & np.isfinite(scores) & (scores > FILTERED_SCORE)
     names = item_ids[np.where(keep, ids, 0)].tolist()
@@ -63,10 +63,12 @@ def personal_pick_batches(
     n: int,
     exclude: sp.csr_matrix | None,
     hidden: np.ndarray,
+    users: np.ndarray | None = None,
 ) -> Iterator[tuple[list[str], list[Ranked]]]:
-    """ALS top-n per user, batch by batch: (user ids, their ranked lists), leaving out each user's ``exclude`` row."""
-    for rows, ids, scores in recommend_batches(model, exclude, n, hidden):
-        yield inter.user_ids[rows].tolist(), _ranked_rows(ids, scores, inter.item_ids)
+    """ALS top-n per user (every user, or the matrix rows ``users``), batch by batch: (user ids, their ranked lists),
+    leaving out each user's ``exclude`` row."""
+    for rows, ids, scores in recommend_batches(model, exclude, n, hidden, users=users):
+        yield inter.user_ids[rows].tolist(), ranked_rows(ids, scores, inter.item_ids)
 
 
 def personal_picks(
@@ -86,7 +88,7 @@ def similar_items(
 ) -> Iterator[tuple[str, Ranked]]:
     """Items whose ALS factors are closest (cosine) to each item's."""
     for rows, ids, scores in similar_batches(model, n, hidden):
-        yield from zip(inter.item_ids[rows].tolist(), _ranked_rows(ids, scores, inter.item_ids))
+        yield from zip(inter.item_ids[rows].tolist(), ranked_rows(ids, scores, inter.item_ids))
 
 
 def bestsellers(

@@ -1,0 +1,147 @@
+"""One customer's personal and next-purchase lists from the model's pieces.
+
+The job precomputes them for customers active lately; for everyone else the API computes them on request from the
+published version (the customer's ALS factors, bought items and items due again, plus the item factors). Both use
+the functions here, so both give the same lists:
+
+* :func:`top_n`: ALS top-n through implicit's own top-k (what ``AlternatingLeastSquares.recommend`` runs), leaving out
+  each customer's bought items when the job excludes them and unavailable items for everyone;
+* :func:`purchaser_lists`: items due again blended with those picks, as the personal list and the next-purchase list;
+* :class:`DueList`: the due items kept for one customer, standing in for the whole repeat model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.topk import topk
+
+from recommender.config import ListParams
+from recommender.evaluation.protocol import production_picks
+from recommender.models import repeat
+from recommender.models.als import row_filter
+from recommender.serving.lists import Ranked, ranked_rows
+
+
+class DueSource(Protocol):
+    def due_items(self, user_id: str, limit: int, min_score: float = 0.05) -> list[repeat.NextPick]: ...
+
+
+@dataclass(frozen=True)
+class DueList:
+    """One customer's items due again, best first, as the repeat model gave them (see :func:`kept_due_items`)."""
+
+    picks: list[repeat.NextPick]
+
+    def due_items(self, user_id: str, limit: int, min_score: float = 0.05) -> list[repeat.NextPick]:
+        return [p for p in self.picks[: max(limit, 0)] if p.score >= min_score]
+
+
+def kept_due_items(
+    repeats: DueSource, user_id: str, list_size: int, unavailable: Collection[str]
+) -> list[repeat.NextPick]:
+    """The due items both lists can use: best first, up to the ``list_size``-th available one (unavailable items
+    are dropped from the personal list after blending, so the ones before that point must stay)."""
+    out: list[repeat.NextPick] = []
+    available = 0
+    for pick in repeats.due_items(user_id, list_size + len(unavailable)):
+        if available >= list_size:
+            break
+        out.append(pick)
+        available += pick.item_id not in unavailable
+    return out
+
+
+def top_n(
+    item_factors: np.ndarray,
+    user_factors: np.ndarray,
+    n: int,
+    exclude: sp.csr_matrix | None,
+    hidden: np.ndarray | None,
+    num_threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(item indices, scores), one row per user: the ALS top-n without each row of ``exclude`` and ``hidden``."""
+    n = min(n, item_factors.shape[0])
+    ids, scores = topk(
+        item_factors,
+        np.atleast_2d(user_factors),
+        n,
+        filter_query_items=row_filter(exclude) if exclude is not None else None,
+        filter_items=hidden if hidden is not None and len(hidden) else None,
+        num_threads=num_threads,
+    )
+    return np.atleast_2d(ids), np.atleast_2d(scores)
+
+
+def purchaser_lists(
+    due: DueSource,
+    user_id: str,
+    ranked: Ranked,
+    bought: Callable[[], Collection[str]],
+    p: ListParams,
+    unavailable: Collection[str],
+) -> tuple[list[tuple[str, float]], list[dict[str, Any]]]:
+    """A customer with purchases: (personal list as pairs, next-purchase list as dicts) from their ALS ``ranked`` list.
+
+    ``bought()`` gives the items they bought; it is asked only when the ALS list may hold them (bought items not
+    excluded), since next purchase explores only items not bought yet.
+    """
+    personal = production_picks(due, user_id, ranked, p.list_size, p.personal_repeat_share, frozenset(unavailable))
+    if p.exclude_purchased:
+        explore = ranked
+    else:
+        mine = bought()
+        explore = [r for r in ranked if r[0] not in mine]
+    nxt = repeat.next_picks(due, user_id, explore, p.list_size, p.next_purchase_explore_share)
+    return [repeat.pick_pair(x) for x in personal], [repeat.pick_dict(x) for x in nxt]
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """What a published version keeps for a customer whose lists are computed on request."""
+
+    factor: np.ndarray  # ALS user factors, float32 as fitted
+    bought: np.ndarray  # catalogue positions of the items they bought
+    due: list[repeat.NextPick]  # :func:`kept_due_items`
+    purchaser: bool
+
+
+class OnRequest:
+    """Customers' lists computed from their :class:`CustomerRow` against one version's item factors."""
+
+    def __init__(self, catalogue: list[str], item_factors: np.ndarray, hidden: Collection[str], params: ListParams):
+        self.catalogue = catalogue
+        self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        self.item_ids = np.array(catalogue[: len(item_factors)], dtype=object)
+        index = {item: j for j, item in enumerate(self.item_ids.tolist())}
+        self.hidden = np.array(sorted(index[i] for i in hidden if i in index), dtype=np.int32)
+        self.unavailable = frozenset(hidden)
+        self.params = params
+
+    def lists(self, rows: list[CustomerRow]) -> list[tuple[Ranked, list[dict[str, Any]] | None]]:
+        """(personal list, next-purchase list or None without purchases) per row, in one top-k call."""
+        if not rows:
+            return []
+        p = self.params
+        exclude = None
+        if p.exclude_purchased:
+            n_items = len(self.item_ids)
+            indptr = np.cumsum([0] + [len(r.bought) for r in rows])
+            indices = np.concatenate([r.bought for r in rows]).astype(np.int32)
+            exclude = sp.csr_matrix(
+                (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(rows), n_items)
+            )
+        factors = np.vstack([r.factor for r in rows]).astype(np.float32)
+        ids, scores = top_n(self.item_factors, factors, p.list_size, exclude, self.hidden, num_threads=1)
+        out: list[tuple[Ranked, list[dict[str, Any]] | None]] = []
+        for row, ranked in zip(rows, ranked_rows(ids, scores, self.item_ids)):
+            if not row.purchaser:
+                out.append((ranked, None))
+                continue
+            bought = lambda r=row: {self.catalogue[j] for j in r.bought.tolist()}
+            out.append(purchaser_lists(DueList(row.due), "", ranked, bought, p, self.unavailable))
+        return out

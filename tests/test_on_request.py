@@ -1,0 +1,104 @@
+"""Lists computed on request (customers not active lately) are the lists the job would have precomputed.
+
+The same shop is trained twice: once precomputing every customer (active window 0), once with a one-day window so
+most customers are left to the API. Every such customer must get exactly the precomputed lists, through the API
+(single, batch, segment strategy) and through the export.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from factories import isolated_settings
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from api.app import create_app
+from cache.keys import Keys
+from cache.on_request import customer_lists
+from cache.reader import read_value
+from recommender.config import ListParams
+from recommender.data.demo import generate_shop
+from training.cli import app as cli
+from training.job import JobConfig, run_job
+
+
+@pytest.fixture(scope="module")
+def runs(redis_handle, tmp_path_factory):
+    shop = generate_shop(n_users=300, n_items=120, n_categories=6, days=120, seed=11)
+    events, items = shop.write(tmp_path_factory.mktemp("shop"))
+    out = {}
+    for name, days in (("all", 0), ("lazy", 1)):
+        settings = isolated_settings(redis_handle, name)
+        lists = ListParams(list_size=40, active_days=days)
+        cfg = JobConfig(events=events, items=items, settings=settings, lists=lists, show_progress=False)
+        out[name] = (settings, run_job(cfg, redis_handle.client))
+    return out
+
+
+def stored(redis_handle, run, kind: str, user: str):
+    settings, result = run
+    return read_value(redis_handle.client, Keys(settings.key_prefix), result.version, f"{kind}:{user}")
+
+
+@pytest.fixture(scope="module")
+def lazy_users(redis_handle, runs):
+    settings, result = runs["lazy"]
+    keys = Keys(settings.key_prefix)
+    pattern = keys.version_prefix(result.version) + "cust:*"
+    users = sorted(k.decode().rsplit(":", 1)[1] for k in redis_handle.client.scan_iter(match=pattern, count=1000))
+    assert result.counts["on_request_customers"] == len(users) > 150
+    assert result.counts["personal_lists"] + len(users) == runs["all"][1].counts["personal_lists"]
+    return users
+
+
+def test_lists_left_to_compute_are_not_stored(redis_handle, runs, lazy_users):
+    assert all(stored(redis_handle, runs["lazy"], "user", u) is None for u in lazy_users)
+
+
+def test_computed_lists_equal_the_precomputed_ones(redis_handle, runs, lazy_users):
+    settings, result = runs["lazy"]
+    computed = customer_lists(redis_handle.client, Keys(settings.key_prefix), result.version, lazy_users)
+    buyers = 0
+    for user in lazy_users:
+        personal, nxt = computed[user]
+        assert personal == stored(redis_handle, runs["all"], "user", user), user
+        assert nxt == stored(redis_handle, runs["all"], "next", user), user
+        buyers += nxt is not None
+    assert buyers > 50
+
+
+def test_the_api_answers_customers_left_to_compute_like_precomputed_ones(redis_handle, runs, lazy_users):
+    with TestClient(create_app(runs["all"][0])) as full, TestClient(create_app(runs["lazy"][0])) as lazy:
+        for user in lazy_users[::5]:
+            for url in (f"/recommend?user_id={user}&n=40", f"/next-purchase/{user}?n=40"):
+                a, b = full.get(url), lazy.get(url)
+                assert a.status_code == b.status_code, url
+                if a.status_code == 200:
+                    assert a.json()["items"] == b.json()["items"], url
+                    assert a.json().get("source") == b.json().get("source"), url
+            a = full.get(f"/next-purchase/{user}?n=10&strategy=segment").json()
+            b = lazy.get(f"/next-purchase/{user}?n=10&strategy=segment").json()
+            assert a.get("items") == b.get("items") and a.get("strategy") == b.get("strategy")
+        for strategy in ("default", "segment"):
+            body = {"user_ids": lazy_users[:200], "n": 20, "strategy": strategy}
+            a = full.post("/next-purchase/batch", json=body).json()
+            b = lazy.post("/next-purchase/batch", json=body).json()
+            assert a["results"] == b["results"] and a["unknown"] == b["unknown"] and len(a["results"]) > 50
+
+
+def test_export_covers_every_customer_either_way(redis_handle, runs, tmp_path):
+    runner = CliRunner()
+    exported = {}
+    for name, (settings, _) in runs.items():
+        env = {"RECO_KEY_PREFIX": settings.key_prefix, "RECO_DATA_DIR": str(settings.data_dir)}
+        if settings.redis_url:
+            env["REDIS_URL"] = settings.redis_url
+        out = tmp_path / f"{name}.jsonl"
+        result = runner.invoke(
+            cli, ["export", "next-purchase", "--out", str(out), "--n", "20", "--no-progress"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        exported[name] = {row["user_id"]: row["items"] for row in map(json.loads, out.read_text().splitlines())}
+    assert len(exported["all"]) > 100 and exported["lazy"] == exported["all"]
