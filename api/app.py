@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
+from api.dashboard import router as dashboard_router
+from api.docs_assets import router as docs_router
 from api.events import recently_viewed
 from api.events import router as events_router
 from api.fallback import Fallback
@@ -125,6 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "and the model `version`."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are served with assets from the package (api.docs_assets)
+        redoc_url=None,
         # Only keyed deployments pay for the dependency on every request.
         dependencies=[Depends(require_read_key)] if settings.read_api_key else [],
     )
@@ -528,4 +532,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Health(status="ok", version=version)
 
     app.include_router(events_router)
+    app.include_router(docs_router)
+    app.include_router(dashboard_router)
     return app

@@ -12,6 +12,11 @@
                                              compactly (:mod:`cache.codec`) as positions in it
 ``...:seg:<user_id>``                        RFM scores and segment   ``...:segments``  segment summary
 ``...:kpis:<period>``                        KPI rows for week, month, quarter or year
+``...:hist:<user_id>``                       a customer's latest purchases and other events (for the dashboard)
+``...:istat:<item_id>``                      who buys an item, how many again and how often
+
+Not versioned: ``<prefix>:quality`` (list, newest first: the promotion gate's figures of the latest runs) and
+``<prefix>:evaluation`` (the latest figures ``reco evaluate --publish`` recorded).
 
 Live events (not versioned): ``<prefix>:live:events`` (stream of every ingested event), ``<prefix>:live:archived``
 (id of the last stream entry the job has archived), ``<prefix>:live:user:<user_id>`` (a visitor's latest events).
@@ -33,6 +38,8 @@ class Keys:
         self.versions = f"{prefix}:versions"
         self.live_stream = f"{prefix}:live:events"
         self.live_archived = f"{prefix}:live:archived"
+        self.quality_log = f"{prefix}:quality"
+        self.evaluation = f"{prefix}:evaluation"
 
     def live_user(self, user_id: str) -> str:
         return f"{self.prefix}:live:user:{user_id}"
@@ -74,6 +81,14 @@ class Keys:
     @staticmethod
     def kpis(period: str) -> str:
         return f"kpis:{period}"
+
+    @staticmethod
+    def history(user_id: str) -> str:
+        return f"hist:{user_id}"
+
+    @staticmethod
+    def item_stats(item_id: str) -> str:
+        return f"istat:{item_id}"
 
     @staticmethod
     def similar(item_id: str) -> str:

@@ -60,6 +60,15 @@ def durability(client: redis.Redis) -> str:
         config = client.config_get("append*")
     except redis.ResponseError:
         return "unknown"
-    if config.get("appendonly") != "yes":
+    return durability_of(config)
+
+
+def durability_of(config: dict[Any, Any]) -> str:
+    """:func:`durability` from the server's ``CONFIG GET append*`` answer (str or bytes keys and values)."""
+    text = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in config.items()
+    }
+    if text.get("appendonly") != "yes":
         return "snapshots-only"
-    return f"fsync-{config.get('appendfsync', 'unknown')}"
+    return f"fsync-{text.get('appendfsync', 'unknown')}"

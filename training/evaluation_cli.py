@@ -36,6 +36,20 @@ MaxBad = Annotated[
     ),
 ]
 Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
+Publish = Annotated[
+    bool,
+    typer.Option(
+        "--publish",
+        help="Also record the figures in Redis (REDIS_URL or the embedded server) for the dashboard's Quality page.",
+    ),
+]
+RedisUrl = Annotated[
+    str | None, typer.Option("--redis-url", envvar="REDIS_URL", help="Redis server; unset starts an embedded one.")
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="RECO_DATA_DIR", help="Where the embedded Redis keeps its data [default: var]."),
+]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -113,6 +127,9 @@ def evaluate(
         bool, typer.Option(help="Also score the next-purchase list on each customer's first order after the cut-off.")
     ] = True,
     progress: Progress = True,
+    publish: Publish = False,
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users,
     and the next-purchase list on the next real order (next-basket protocol)."""
@@ -216,6 +233,39 @@ def evaluate(
     if html_out:
         write_quality_report(doc, html_out, title=f"Offline evaluation: {events.name}")
         out.print(f"wrote {html_out}")
+    if publish:
+        version = _publish_evaluation(doc, redis_url, data_dir)
+        out.print(f"recorded the figures for the dashboard (serving version {version or '-'})", highlight=False)
+
+
+def _publish_evaluation(doc: dict[str, Any], redis_url: str | None, data_dir: Path | None) -> str | None:
+    """Record the warm and cold users' figures in Redis with the version serving now; returns that version."""
+    from datetime import datetime, timezone
+
+    from cache.keys import Keys
+    from cache.publisher import current_version
+    from cache.server import connect
+    from cache.status import record_evaluation
+    from recommender.config import Settings
+
+    settings = Settings(**{k: v for k, v in {"redis_url": redis_url, "data_dir": data_dir}.items() if v is not None})
+    keys = Keys(settings.key_prefix)
+    handle = connect(settings.redis_url, settings.data_dir)
+    try:
+        version = current_version(handle.client, keys)[0]
+        figures = {
+            target: {g: per_model for g, per_model in groups.items() if g in ("warm", "cold")}
+            for target, groups in doc["figures"].items()
+        }
+        recorded = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record_evaluation(
+            handle.client,
+            keys,
+            {"recorded_at": recorded, "serving_version": version, "meta": doc["meta"], "figures": figures},
+        )
+    finally:
+        handle.close()
+    return version
 
 
 def tune(

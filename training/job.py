@@ -20,12 +20,13 @@ from cache import codec, live
 from cache.keys import Keys
 from cache.publisher import Publisher, manifest
 from cache.publisher import current_version as current
+from cache.status import record_quality
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.data.dataset import Dataset, load_dataset
 from recommender.data.loading import LoadReport, complete_catalogue
 from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
 from recommender.evaluation.protocol import ModelParams
-from recommender.marketing import kpis, rfm
+from recommender.marketing import activity, kpis, rfm
 from recommender.models import repeat
 from recommender.models.als import fit_als
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
@@ -103,7 +104,11 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     gate = None
     if cfg.gate:
         with timer.stage("gate"):
-            gate = promotion_gate(cfg, client, keys, events, items)
+            try:
+                gate = promotion_gate(cfg, client, keys, events, items)
+            except GateRefused as refused:
+                record_quality(client, keys, quality_entry(None, as_of, refused.decision.as_dict()))
+                raise
 
     with timer.stage("weight"):
         inter = build_interactions(events, weights, cfg.settings.half_life_days, as_of)
@@ -157,6 +162,8 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
             counts.update(bestseller_categories=len(categories), bestsellers=len(best[None]), new_arrivals=len(fresh))
         with timer.stage("segments+kpis"):
             counts["segmented_customers"] = publish_segments_and_kpis(publisher, events, as_of)
+        with timer.stage("activity"):
+            counts.update(publish_activity(publisher, events))
         with timer.stage("publish"):
             publisher.put_items(item_metadata(items))
             publisher.put_raw(Keys.FACTORS, model.item_factors.astype("float32").tobytes())
@@ -191,9 +198,13 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                 "hidden_items": [str(inter.item_ids[j]) for j in hidden],
                 "evaluation": gate,
                 "live_upto": live_upto,
+                "seconds": dict(timer.seconds),  # every stage but publishing itself, which is still running
+                "load": [load_summary(r) for r in data.reports],
             }
             replaced = publisher.commit(manifest)
         live.trim_taken(client, keys, live_upto)
+        if gate is not None:
+            record_quality(client, keys, quality_entry(publisher.version, as_of, gate))
     except BaseException:
         publisher.abort()
         raise
@@ -332,7 +343,47 @@ def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, it
     )
     if not decision.publish:
         raise GateRefused(decision)
-    return {k: v for k, v in measured.items() if k != "figures"} | {"decision": decision.reason}
+    # Every metric of the two models for warm and cold customers (the dashboard's Quality page shows them).
+    figures = {group: measured["figures"][group] for group in ("warm", "cold") if group in measured["figures"]}
+    return {k: v for k, v in measured.items() if k != "figures"} | {"decision": decision.reason, "figures": figures}
+
+
+def quality_entry(version: str | None, as_of: datetime, gate: dict[str, Any]) -> dict[str, Any]:
+    """One line of the quality log: the gate's main figures of a run, published (``version``) or refused (None)."""
+    decision = gate.get("decision") if isinstance(gate.get("decision"), str) else gate.get("reason")
+    return {
+        "version": version,
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "as_of": as_of.isoformat(),
+        "published": version is not None,
+        "metric": gate.get("metric"),
+        "target": gate.get("target"),
+        "candidate": gate.get("candidate"),
+        "recent_popularity": gate.get("recent_popularity", gate.get("baseline")),
+        "users": gate.get("users"),
+        "decision": decision or gate.get("skipped"),
+    }
+
+
+def load_summary(report: LoadReport) -> dict[str, Any]:
+    """What the manifest keeps of a file's load report."""
+    return {
+        "source": report.source,
+        "rows_read": report.rows_read,
+        "rows_kept": report.rows_kept,
+        "rows_bad": report.rows_bad,
+        "excluded": dict(report.excluded),
+    }
+
+
+def publish_activity(publisher: Publisher, events: pa.Table) -> dict[str, int]:
+    """Each customer's latest events and every bought item's repeat-buyer figures (for the dashboard)."""
+    return {
+        "customer_histories": publisher.put_many(
+            (Keys.history(user_id), rows) for user_id, rows in activity.recent_events(events)
+        ),
+        "item_stats": publisher.put_many((Keys.item_stats(i), s) for i, s in activity.item_repeat_stats(events)),
+    }
 
 
 def publish_segments_and_kpis(publisher: Publisher, events: pa.Table, as_of: datetime) -> int:

@@ -1,0 +1,103 @@
+"""What the dashboard shows beside the lists: each customer's latest events, and who buys an item again and how often.
+
+Both are computed by the nightly job with DuckDB over the canonical events and published with the version.
+"Buying again" counts distinct purchase days, as the repeat model does (several lines of one order are one).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from recommender.data.schema import PURCHASE
+
+RECENT_PER_KIND = 5
+"""Latest purchases, and latest other events (views, carts, returns), kept per customer."""
+TOP_REPEAT_BUYERS = 10
+BUY_COUNT_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("1", 1, 1),
+    ("2", 2, 2),
+    ("3", 3, 3),
+    ("4-5", 4, 5),
+    ("6-9", 6, 9),
+    ("10+", 10, None),
+)
+"""Buyers of an item by the number of days they bought it on."""
+
+
+def recent_events(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> Iterator[tuple[str, list[list[Any]]]]:
+    """(user_id, events) for every customer with a purchase: their latest ``per_kind`` purchases and latest
+    ``per_kind`` other events, newest first, each ``[item_id, event_type, time (ISO, seconds), quantity, price]``."""
+    con = duckdb.connect()
+    try:
+        con.register("t", events.select(["user_id", "item_id", "event_type", "timestamp", "quantity", "price"]))
+        rows = con.execute(
+            f"""
+            WITH buyers AS (SELECT DISTINCT user_id FROM t WHERE event_type = '{PURCHASE}'),
+            ranked AS (
+                SELECT t.*, row_number() OVER (
+                    PARTITION BY user_id, event_type = '{PURCHASE}' ORDER BY timestamp DESC, item_id
+                ) AS k
+                FROM t SEMI JOIN buyers USING (user_id)
+            )
+            SELECT user_id, item_id, event_type, strftime(timestamp, '%Y-%m-%dT%H:%M:%S'), quantity, price
+            FROM ranked WHERE k <= ? ORDER BY user_id, timestamp DESC, item_id
+            """,
+            [per_kind],
+        ).fetchall()
+    finally:
+        con.close()
+    for user_id, group in itertools.groupby(rows, key=lambda r: r[0]):
+        yield user_id, [list(r[1:]) for r in group]
+
+
+def item_repeat_stats(events: pa.Table, top: int = TOP_REPEAT_BUYERS) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(item_id, stats) for every item bought at least once: ``buyers``, ``repeat_buyers`` (bought it on 2+ days),
+    ``repeat_rate``, ``units``, ``purchase_days``, ``median_gap_days`` (median over repeat buyers of their mean days
+    between purchase days), ``buy_counts`` (buyers per number of purchase days, see :data:`BUY_COUNT_BUCKETS`) and
+    ``top_repeat_buyers`` (``[user_id, days, mean gap]``, most days first)."""
+    buckets = ", ".join(
+        f"count(*) FILTER (WHERE days >= {lo}{'' if hi is None else f' AND days <= {hi}'})"
+        for _, lo, hi in BUY_COUNT_BUCKETS
+    )
+    con = duckdb.connect()
+    try:
+        con.register("t", events.select(["user_id", "item_id", "event_type", "timestamp", "quantity"]))
+        rows = con.execute(
+            f"""
+            WITH per AS (
+                SELECT item_id, user_id, count(DISTINCT CAST(timestamp AS DATE)) AS days,
+                       sum(coalesce(quantity, 1)) AS units,
+                       date_diff('day', min(CAST(timestamp AS DATE)), max(CAST(timestamp AS DATE))) AS span
+                FROM t WHERE event_type = '{PURCHASE}' GROUP BY item_id, user_id
+            )
+            SELECT item_id, count(*) AS buyers, count(*) FILTER (WHERE days >= 2) AS repeat_buyers,
+                   sum(units) AS units, sum(days) AS purchase_days,
+                   median(span / (days - 1)) FILTER (WHERE days >= 2) AS median_gap,
+                   list([user_id, CAST(days AS VARCHAR), CAST(round(span / (days - 1), 1) AS VARCHAR)]
+                        ORDER BY days DESC, user_id) FILTER (WHERE days >= 2)[1:{top}] AS top,
+                   {buckets}
+            FROM per GROUP BY item_id ORDER BY item_id
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    labels = [label for label, _, _ in BUY_COUNT_BUCKETS]
+    for item_id, buyers, repeaters, units, days, gap, top_rows, *counts in rows:
+        yield (
+            item_id,
+            {
+                "buyers": buyers,
+                "repeat_buyers": repeaters,
+                "repeat_rate": round(repeaters / buyers, 4) if buyers else 0.0,
+                "units": float(units or 0),
+                "purchase_days": int(days or 0),
+                "median_gap_days": None if gap is None else round(float(gap), 1),
+                "buy_counts": dict(zip(labels, counts)),
+                "top_repeat_buyers": [[u, int(d), float(g)] for u, d, g in top_rows or []],
+            },
+        )
