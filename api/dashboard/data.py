@@ -111,11 +111,11 @@ async def customer(request: Request, user_id: UserP) -> dict[str, Any]:
     exist for the customer (so the page asks only for those)."""
     reader = _reader(request)
     version, values, live_raw = await reader.fetch_raw(
-        user_id, Keys.segment(user_id), Keys.history(user_id), Keys.user(user_id)
+        user_id, Keys.segment(user_id), Keys.history(user_id), Keys.user(user_id), Keys.customer(user_id)
     )
     if version is None:
         raise HTTPException(503, NOTHING_PUBLISHED)
-    seg_raw, hist_raw, personal_raw = values
+    seg_raw, hist_raw, personal_raw, customer_raw = values
     segment, history = decode(seg_raw), decode(hist_raw) or []
     if segment:
         info = SEGMENTS[segment["segment"]]
@@ -134,7 +134,7 @@ async def customer(request: Request, user_id: UserP) -> dict[str, Any]:
         "user_id": user_id,
         "segment": segment,
         "events": await _with_metadata(reader, version, live + stored),
-        "has_personal": personal_raw is not None,
+        "has_personal": personal_raw is not None or customer_raw is not None,
         "has_purchases": segment is not None,
         "has_live": bool(live),
     }
@@ -175,8 +175,10 @@ async def search(
     text = q.strip()
     customers: list[str] = []
     if text and len(text) <= MAX_ID_LENGTH:
-        seg, personal = await status.exists(reader.client, keys, version, Keys.segment(text), Keys.user(text))
-        customers = [text] if seg or personal else []
+        found = await status.exists(
+            reader.client, keys, version, Keys.segment(text), Keys.user(text), Keys.customer(text)
+        )
+        customers = [text] if any(found) else []
     catalogue = await _catalogue(request, version)
     return {"version": version, "customers": customers, "items": match_items(catalogue, text, SEARCH_LIMIT)}
 

@@ -91,7 +91,7 @@ class RequestStats:
         self.registry = registry
         self.window = window_seconds
         self.started = time.time()
-        self.snapshots: deque[Snapshot] = deque([Snapshot(self.started)], maxlen=500)
+        self.snapshots: deque[Snapshot] = deque([take_snapshot(registry, self.started)], maxlen=500)
         self.rates: deque[tuple[float, float]] = deque(maxlen=500)
         """(time, requests per second over all shown routes since the previous snapshot): the chart's points."""
 
@@ -113,7 +113,8 @@ class RequestStats:
                 {
                     "route": route,
                     "requests": int(now.count(route)),
-                    "per_second": round((now.count(route) - base.count(route)) / seconds, 3),
+                    # a rate over less than a second (the first call) would mean nothing
+                    "per_second": round((now.count(route) - base.count(route)) / seconds, 3) if seconds >= 1 else None,
                     "p50_ms": None if p50 is None else round(p50 * 1000, 2),
                     "p99_ms": None if p99 is None else round(p99 * 1000, 2),
                     "client_errors": int(now.client_errors.get(route, 0)),
@@ -122,7 +123,7 @@ class RequestStats:
             )
         shown = [r["route"] for r in routes]
         gap = now.at - last.at
-        if gap > 0:
+        if gap >= 1:
             total = sum(now.count(r) - last.count(r) for r in shown)
             self.rates.append((now.at, round(total / gap, 3)))
         self.snapshots.append(now)

@@ -162,7 +162,7 @@ const Charts = (() => {
     const fmt = opts.format || ((v) => String(v));
     const color = opts.color || PALETTE[0];
     return mount(box, opts.height || 200, (root, w, h) => {
-      const yTicks = ticks(0, Math.max(1e-9, ...opts.values), 4);
+      const yTicks = ticks(0, Math.max(...opts.values) > 0 ? Math.max(...opts.values) : 1, 4);
       const pad = { top: 10, right: 8, bottom: 26, left: Math.max(...yTicks.map((t) => fmt(t).length)) * 7 + 14 };
       const y = frame(root, w, h, yTicks, fmt, pad);
       const n = opts.values.length;
