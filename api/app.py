@@ -45,7 +45,7 @@ from recommender.config import Settings
 from recommender.data.loading import ID_PATTERN
 from recommender.data.schema import MAX_ID_LENGTH
 from recommender.marketing.rfm import SEGMENTS
-from recommender.models.session import blend
+from recommender.models.session import reciprocal_rank_fusion
 
 N = Annotated[int, Query(ge=1, le=100, description="Number of items.")]
 UserQ = Annotated[
@@ -257,7 +257,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             if session:
                 ranked = (
-                    [list(r) for r in blend([tuple(r) for r in ranked], session, 100)]
+                    [list(r) for r in reciprocal_rank_fusion([tuple(r) for r in ranked], session, 100)]
                     if ranked
                     else [list(r) for r in session]
                 )

@@ -21,9 +21,9 @@ from recommender.evaluation.protocol import (
     evaluate_context,
     evaluate_events,
     model_lists,
-    production_list,
 )
 from recommender.models.repeat import RepeatIndex
+from recommender.serving.policy import production_list
 
 P, V = "purchase", "view"
 SMALL = ModelParams(als=AlsParams(factors=2, iterations=3))

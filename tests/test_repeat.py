@@ -15,12 +15,11 @@ from recommender.models.repeat import (
     GOES_WITH,
     NextPick,
     RepeatIndex,
-    blend,
-    next_purchase,
     pick_dict,
     pick_pair,
     repeat_candidates,
 )
+from recommender.serving.policy import merge_due_and_discovery, next_purchase
 
 
 def score_of(index: RepeatIndex, user: str, item: str) -> float:
@@ -154,13 +153,16 @@ def reference_blend(due: list[NextPick], explore: list, n: int, share: float) ->
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_blend_matches_the_slot_by_slot_merge(seed):
+def test_merge_matches_the_slot_by_slot_reference(seed):
     rng = random.Random(seed)
     pool = [f"i{j}" for j in range(15)]  # small pool: due and explore items overlap often
     due = [NextPick(i, 0.5, "due_again", "2026-01-01") for i in rng.sample(pool, rng.randint(0, 8))]
     explore = [(i, round(rng.random(), 5)) for i in rng.sample(pool, rng.randint(0, 12))]
     n, share = rng.randint(0, 16), rng.choice([0.0, 0.1, 0.3, 0.5, 1.0])
-    got = [p if isinstance(p, NextPick) else NextPick(p[0], p[1], GOES_WITH) for p in blend(due, explore, n, share)]
+    got = [
+        p if isinstance(p, NextPick) else NextPick(p[0], p[1], GOES_WITH)
+        for p in merge_due_and_discovery(due, explore, n, share)
+    ]
     assert got == reference_blend(due, explore, n, share)
 
 

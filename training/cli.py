@@ -17,14 +17,13 @@ from rich.table import Table
 from recommender.config import AlsParams, EventWeights, ListParams, Settings
 from recommender.data.loading import DataError, LoadReport
 from recommender.evaluation.gate import DEFAULT_MAX_USERS
+from training.console import FORMATS, check_format, fail
 
 app = typer.Typer(
     help="Product recommendations for an online shop: train nightly, serve from Redis.", no_args_is_help=True
 )
-err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
-FORMATS = ("generic", "online-retail", "complete-journey", "rees46")
 RedisUrl = Annotated[
     str | None, typer.Option("--redis-url", envvar="REDIS_URL", help="Redis server; unset starts an embedded one.")
 ]
@@ -40,11 +39,6 @@ def _given(**values: Any) -> dict[str, Any]:
 
 def _settings(redis_url: str | None, data_dir: Path | None, **more: Any) -> Settings:
     return Settings(**_given(redis_url=redis_url, data_dir=data_dir, **more))
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 @app.command("demo-data")
@@ -151,8 +145,7 @@ def train(
     from cache.server import connect
     from training.job import GateRefused, JobConfig, run_job
 
-    if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
+    check_format(fmt)
     tuned = _tuned(settings_file, fmt, events)
     try:
         cfg = JobConfig(
@@ -193,14 +186,14 @@ def train(
             force_publish=force_publish,
         )
     except ValueError as exc:  # pydantic validation of a value from the environment
-        _fail(f"invalid configuration: {exc}")
+        fail(f"invalid configuration: {exc}")
     handle = connect(cfg.settings.redis_url, cfg.settings.data_dir)
     try:
         result = run_job(cfg, handle.client)
     except DataError as exc:
-        _fail(f"{exc} Nothing was published.")
+        fail(f"{exc} Nothing was published.")
     except GateRefused as refused:
-        _fail(
+        fail(
             f"the promotion gate kept the current version: {refused.decision.reason} (use --force-publish to override).",
             code=3,
         )
@@ -221,7 +214,7 @@ def _tuned(path: Path | None, fmt: str, events: Path) -> dict[str, Any]:
     try:
         tuned = load_tuned(path)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out.print(f"using tuned settings from {path}", highlight=False)
     return tuned
 
@@ -273,14 +266,13 @@ def report(
     from recommender.marketing.kpis import PERIODS
     from recommender.marketing.report import write_report
 
-    if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
+    check_format(fmt)
     if period not in PERIODS:
-        _fail(f"--period must be one of {', '.join(PERIODS)}, not '{period}'.")
+        fail(f"--period must be one of {', '.join(PERIODS)}, not '{period}'.")
     try:
         data = load_dataset(events, items, fmt, Settings(**_given(max_bad_share=max_bad_share)).max_bad_share)
     except DataError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for rep in data.reports:
         _print_report(rep)
     path = write_report(data.events, out_file, period=period, title=f"Customers and repeat sales: {events.name}")
@@ -318,14 +310,14 @@ def export_next_purchase(
 
     kind = (file_format or out_file.suffix.lstrip(".")).lower()
     if kind not in ("jsonl", "csv"):
-        _fail(f"--file-format must be jsonl or csv (or name the file .jsonl/.csv), not '{kind}'.")
+        fail(f"--file-format must be jsonl or csv (or name the file .jsonl/.csv), not '{kind}'.")
     settings = _settings(redis_url, data_dir)
     keys = Keys(settings.key_prefix)
     handle = connect(settings.redis_url, settings.data_dir)
     try:
         version = current_version(handle.client, keys)[0]
         if not version:
-            _fail("nothing is published yet: run `reco train` first.")
+            fail("nothing is published yet: run `reco train` first.")
         counts = (manifest(handle.client, keys, version) or {}).get("counts") or {}
         total = counts.get("next_purchase_customers", counts.get("next_purchase_lists"))
         meta: dict[str, Any] = {}
@@ -401,7 +393,7 @@ def rollback(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
     try:
         version = do_rollback(handle.client, Keys(settings.key_prefix))
     except RuntimeError as exc:
-        _fail(f"cannot roll back: {exc}.")
+        fail(f"cannot roll back: {exc}.")
     finally:
         handle.close()
     out.print(f"now serving version {version}")
@@ -427,7 +419,7 @@ def examples(
     finally:
         handle.close()
     if not version:
-        _fail("nothing is published yet: run `reco train` first.")
+        fail("nothing is published yet: run `reco train` first.")
     ex = info.get("examples", {})
     user, item, category = ex.get("user_id") or "some-user", ex.get("item_id") or "some-item", ex.get("category")
     from urllib.parse import quote

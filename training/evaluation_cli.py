@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-FORMATS = ("generic", "online-retail", "complete-journey", "rees46")
-err = Console(stderr=True, soft_wrap=True)
+from training.console import FORMATS, check_format, fail
+
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 Events = Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")]
@@ -52,23 +52,17 @@ DataDir = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
 def _load(events: Path, items: Path | None, fmt: str, max_bad_share: float | None) -> Any:
     from recommender.config import Settings
     from recommender.data.dataset import load_dataset
     from recommender.data.loading import DataError
 
-    if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
+    check_format(fmt)
     try:
         share = Settings(**({"max_bad_share": max_bad_share} if max_bad_share is not None else {})).max_bad_share
         return load_dataset(events, items, fmt, share)
     except DataError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _params(settings: Path | None) -> Any:
@@ -80,7 +74,7 @@ def _params(settings: Path | None) -> Any:
     try:
         return tuned_params(settings)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _fmt(v: float) -> str:
@@ -147,10 +141,10 @@ def evaluate(
     models = tuple(model or MODELS)
     for t in targets:
         if t not in TARGETS:
-            _fail(f"--target must be one of {', '.join(TARGETS)}, not '{t}'.")
+            fail(f"--target must be one of {', '.join(TARGETS)}, not '{t}'.")
     for m in models:
         if m not in MODELS:
-            _fail(f"--model must be one of {', '.join(MODELS)}, not '{m}'.")
+            fail(f"--model must be one of {', '.join(MODELS)}, not '{m}'.")
     ks = tuple(sorted(set(k or (10, 20))))
     data = _load(events, items, fmt, max_bad_share)
     params = _params(settings)
@@ -166,7 +160,7 @@ def evaluate(
             progress=progress,
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     result.meta["source"] = {
         "events": events.name,
         "items": items.name if items else None,
@@ -310,7 +304,7 @@ def tune(
             data.events, data.items, start, test_days=test_days, trials=trials, seed=seed, progress=progress
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     summary = result.as_dict()
     write_tuned(
         result,

@@ -31,6 +31,7 @@ from recommender.models import repeat
 from recommender.models.als import fit_als
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
 from recommender.serving import customer_lists, lists
+from recommender.serving.policy import purchaser_lists
 
 
 @dataclass
@@ -265,7 +266,7 @@ def publish_personal_and_next(
             for user_id, mine in zip(users, ranked):
                 if user_id in purchasers:
                     row = inter.user_index[user_id]
-                    personal, nxt = customer_lists.purchaser_lists(
+                    personal, nxt = purchaser_lists(
                         repeats,
                         user_id,
                         mine,

@@ -9,7 +9,7 @@ customers who have such items.
 
 Models:
 
-``next_purchase``          the published list: :func:`recommender.models.repeat.next_purchase` on the repeat model,
+``next_purchase``          the published list: :func:`recommender.serving.policy.next_purchase` on the repeat model,
                            exploring with the customer's ALS list without their purchases (ALS fitted on the
                            training events exactly as the nightly job does)
 ``repeat_only``            the repeat model alone (every candidate, no exploration, no score threshold)
@@ -37,9 +37,10 @@ from recommender.evaluation import metrics
 from recommender.evaluation.baselines import GlobalPopularity, MostRecentItems, PersonalTopFrequency
 from recommender.evaluation.split import first_basket_targets, targets, time_split
 from recommender.models.als import fit_als
-from recommender.models.repeat import next_purchase, repeat_candidates
+from recommender.models.repeat import repeat_candidates
 from recommender.models.weighting import build_interactions, purchase_matrix
 from recommender.serving.lists import personal_picks
+from recommender.serving.policy import next_purchase
 
 MODELS: tuple[str, ...] = (
     "next_purchase",
@@ -70,7 +71,7 @@ def evaluate_next_basket(
 
     ``cutoff`` defaults to ``newest event - test_days``. ``horizon_days``, ``repeat_params`` (keywords of
     :func:`recommender.models.repeat.repeat_candidates`) and ``explore_share`` (None: the default of
-    :func:`recommender.models.repeat.next_purchase`) configure the next-purchase list; ``als``,
+    :func:`recommender.serving.policy.next_purchase`) configure the next-purchase list; ``als``,
     ``weights`` and ``half_life_days`` the ALS fit (defaults: the job's settings).
 
     Result: ``{"next_basket": {model: {"recall@10": .., "ndcg@10": .., "repeat_recall@10": ..,
@@ -100,9 +101,9 @@ def evaluate_next_basket(
         if "als" in models:
             lists["als"] = als_lists
         if "next_purchase" in models:
-            blend = {} if explore_share is None else {"explore_share": explore_share}
+            share = {} if explore_share is None else {"explore_share": explore_share}
             lists["next_purchase"] = {
-                u: [p.item_id for p in next_purchase(repeats, u, explore.get(u, []), depth, **blend)] for u in users
+                u: [p.item_id for p in next_purchase(repeats, u, explore.get(u, []), depth, **share)] for u in users
             }
     baselines = {
         "personal_top_frequency": lambda: PersonalTopFrequency(fill_popular=True),

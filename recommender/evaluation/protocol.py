@@ -23,7 +23,7 @@ Targets (what counts as a hit)
 Models
 ------
 ``production``
-    the personal list as the job serves it (:func:`production_list`): items due again from the repeat model
+    the personal list as the job serves it (:func:`recommender.serving.policy.production_list`): items due again from the repeat model
     blended with ALS picks the customer has not bought; cold users get the bestsellers (the API's cold answer);
 ``als``
     ALS alone, already bought items allowed; ``als_new``: ALS without the customer's purchases (the discovery
@@ -60,7 +60,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -70,7 +69,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from recommender.config import AlsParams, EventWeights, ListParams
@@ -84,10 +82,17 @@ from recommender.evaluation.baselines import (
 )
 from recommender.evaluation.split import Split, time_split
 from recommender.evaluation.split import targets as target_sets
-from recommender.models.als import fit_als, row_filter
-from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick, blend, pick_id, repeat_candidates
-from recommender.models.weighting import Interactions, build_interactions, latest_timestamp
-from recommender.serving.lists import FILTERED_SCORE, Ranked, bestsellers, hidden_item_indices
+from recommender.models.als import fit_als
+from recommender.models.repeat import RepeatIndex, pick_id, repeat_candidates
+from recommender.models.weighting import (
+    Interactions,
+    build_interactions,
+    interaction_matrix,
+    latest_timestamp,
+    purchase_matrix,
+)
+from recommender.serving.lists import Ranked, bestsellers, hidden_item_indices, personal_picks_of
+from recommender.serving.policy import DEFAULT_REPEAT_SHARE, production_picks
 
 MAIN_METRIC = "ndcg@10"
 MAIN_MODEL = "production"
@@ -104,11 +109,6 @@ MODELS: tuple[str, ...] = (
     "personal_top_frequency",
 )
 ACTIVITY_BUCKETS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 3), (4, 9), (10, 29), (30, None))
-DEFAULT_REPEAT_SHARE: float = ListParams.model_fields["personal_repeat_share"].default
-"""Share of the production list's slots open to items due again before discovery must take one
-(:func:`recommender.models.repeat.next_purchase` ``explore_share = 1 - repeat_share``). 1.0: discovery takes the slots
-no due item fills with a likely enough pick; tuned per data set (see :mod:`recommender.evaluation.tuning`)."""
-
 Lists = dict[str, list[str]]
 
 
@@ -148,45 +148,6 @@ class ModelParams:
             lists=ListParams(**(values.get("lists") or {})),
             repeat_share=float(values.get("repeat_share", DEFAULT_REPEAT_SHARE)),
         )
-
-
-# --- the production personal list ------------------------------------------------------------------------
-
-
-def production_picks(
-    repeats: RepeatIndex,
-    user_id: str,
-    explore: Ranked,
-    n: int,
-    repeat_share: float = DEFAULT_REPEAT_SHARE,
-    unavailable: AbstractSet[str] = frozenset(),
-) -> list[Pick]:
-    """:func:`production_list` with discovery picks left as the ``(item_id, score)`` pairs of ``explore``."""
-    share = min(max(float(repeat_share), 0.0), 1.0)
-    if not unavailable:
-        return blend(repeats.due_items(user_id, n), explore, n, explore_share=1.0 - share)
-    picks = blend(
-        repeats.due_items(user_id, n + len(unavailable)), explore, n + len(unavailable), explore_share=1.0 - share
-    )
-    return [p for p in picks if pick_id(p) not in unavailable][:n]
-
-
-def production_list(
-    repeats: RepeatIndex,
-    user_id: str,
-    explore: Ranked,
-    n: int,
-    repeat_share: float = DEFAULT_REPEAT_SHARE,
-    unavailable: AbstractSet[str] = frozenset(),
-) -> list[NextPick]:
-    """The personal list the shop serves: items due again blended with discovery, ``n`` at most.
-
-    :func:`recommender.models.repeat.next_purchase` with ``explore_share = 1 - repeat_share``: at least that share of
-    every prefix is discovery when there is some, and slots no due item fills likely enough go to discovery.
-    ``explore`` is the customer's ALS list without their purchases, best first (unavailable items already left
-    out); ``unavailable`` items are dropped from the due items too.
-    """
-    return [as_next_pick(p) for p in production_picks(repeats, user_id, explore, n, repeat_share, unavailable)]
 
 
 # --- the evaluation context: split, truth, groups -----------------------------------------------------------
@@ -329,8 +290,8 @@ class AlsRun:
         as_of = latest_timestamp(train)
         inter = build_interactions(train, params.weights.as_dict(), params.half_life_days, as_of)
         model = fit_als(inter.matrix, params.als, show_progress=show_progress)
-        bought = _pair_matrix(train, inter, ("purchase",))
-        seen = _pair_matrix(train, inter, ("view", "cart", "purchase"))
+        bought = purchase_matrix(train, inter)
+        seen = interaction_matrix(train, inter)
         hidden = hidden_item_indices(items, inter)
         repeats = repeat_candidates(train, as_of, params.lists.next_purchase_horizon_days)
         return cls(inter, model, bought, seen, hidden, repeats, as_of)
@@ -342,46 +303,11 @@ class AlsRun:
 
     def ranked(self, users: Sequence[str], n: int, exclude: sp.csr_matrix | None) -> dict[str, Ranked]:
         """ALS top-n (item_id, score) per known user, leaving out ``exclude`` rows and unavailable items."""
-        known, rows = self.rows(users)
-        out: dict[str, Ranked] = {}
-        n = min(n, self.inter.matrix.shape[1])
-        if not known or n <= 0:
-            return out
-        item_ids = self.inter.item_ids
-        with threadpool_limits(1, "blas"):
-            for start in range(0, len(rows), 10_000):
-                batch = rows[start : start + 10_000]
-                ids, scores = self.model.recommend(
-                    batch,
-                    row_filter(exclude[batch]) if exclude is not None else None,
-                    N=n,
-                    filter_already_liked_items=exclude is not None,
-                    filter_items=self.hidden if len(self.hidden) else None,
-                )
-                ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
-                for user, row_ids, row_scores in zip(known[start : start + len(batch)], ids, scores):
-                    # implicit pads with filtered items scored -FLT_MAX (finite) when n exceeds what is left
-                    keep = (row_ids >= 0) & np.isfinite(row_scores) & (row_scores > FILTERED_SCORE)
-                    out[user] = list(zip(item_ids[row_ids[keep]].tolist(), row_scores[keep].tolist()))
-        return out
-
-
-def _pair_matrix(events: pa.Table, inter: Interactions, types: tuple[str, ...]) -> sp.csr_matrix:
-    """Binary matrix (the maps of ``inter``) of the user-item pairs with an event of ``types``."""
-    rows = events.filter(pc.is_in(events["event_type"], value_set=pa.array(list(types), pa.string())))
-    pairs = rows.select(["user_id", "item_id"]).group_by(["user_id", "item_id"]).aggregate([])
-    u = np.searchsorted(inter.user_ids.astype(str), pairs["user_id"].to_numpy(zero_copy_only=False).astype(str))
-    i = np.searchsorted(inter.item_ids.astype(str), pairs["item_id"].to_numpy(zero_copy_only=False).astype(str))
-    u = np.minimum(u, len(inter.user_ids) - 1)
-    i = np.minimum(i, len(inter.item_ids) - 1)
-    ok = (inter.user_ids[u] == pairs["user_id"].to_numpy(zero_copy_only=False)) & (
-        inter.item_ids[i] == pairs["item_id"].to_numpy(zero_copy_only=False)
-    )
-    return sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (u[ok], i[ok])), shape=inter.matrix.shape)
+        return personal_picks_of(self.model, self.inter, users, n, exclude, self.hidden)
 
 
 def production_lists(run: AlsRun, users: Sequence[str], n: int, repeat_share: float) -> Lists:
-    """:func:`production_list` for every user known to ``run``; explore = ALS without the user's purchases."""
+    """:func:`recommender.serving.policy.production_list` for every user known to ``run``; explore = ALS without the user's purchases."""
     explore = run.ranked(users, n, run.bought)
     gone = frozenset(run.inter.item_ids[run.hidden].tolist()) if len(run.hidden) else frozenset()
     return {

@@ -1,4 +1,7 @@
-"""Next likely purchase: which previously bought items are due again, blended with discovery from ALS.
+"""The repeat-purchase model: which previously bought items each customer is due to buy again, and when.
+
+How items due again are blended with discovery from ALS is the serving policy
+(:mod:`recommender.serving.policy`).
 
 The repeat model scores every (customer, previously bought item) pair with the probability that the customer buys
 the item again within the next ``horizon_days``. It combines three things the next-basket literature found to
@@ -38,17 +41,15 @@ Defaults were chosen on a validation cut-off (see ``docs/QUALITY.md``, next-bask
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import gammaincc
-
-from recommender.serving.lists import Ranked
 
 DUE_AGAIN, GOES_WITH = "due_again", "goes_with_your_purchases"
 
@@ -208,47 +209,15 @@ class RepeatIndex:
         ]
 
 
+class DueSource(Protocol):
+    """What the serving policy needs of the repeat model: a customer's items due again, best first
+    (:class:`RepeatIndex`, or one customer's kept due items when lists are computed on request)."""
+
+    def due_items(self, user_id: str, limit: int, min_score: float = 0.05) -> list[NextPick]: ...
+
+
 Pick = NextPick | tuple[str, float]
 """A blended pick: a due item, or a discovery ``(item_id, score)`` pair exactly as the explore list gave it."""
-
-
-def blend(due: list[NextPick], explore: Ranked, n: int, explore_share: float = 0.0) -> list[Pick]:
-    """The merge behind :func:`next_purchase`; discovery pairs are not wrapped in NextPick (cheap at millions of users).
-
-    While both sources last, each slot goes to discovery when the share asks for it; after that the source left fills
-    the list in order. An item already taken is skipped wherever it comes again.
-    """
-    share = min(max(float(explore_share), 0.0), 1.0)
-    taken: set[str] = set()
-    picks: list[Pick] = []
-    d = x = explored = 0
-    while len(picks) < n and d < len(due) and x < len(explore):
-        if math.floor(share * (len(picks) + 1) + 1e-9) > explored:
-            pair = explore[x]
-            x += 1
-            if pair[0] not in taken:
-                picks.append(pair)
-                taken.add(pair[0])
-                explored += 1
-        else:
-            pick = due[d]
-            d += 1
-            if pick.item_id not in taken:
-                picks.append(pick)
-                taken.add(pick.item_id)
-    for pick in due[d:]:
-        if len(picks) >= n:
-            break
-        if pick.item_id not in taken:
-            picks.append(pick)
-            taken.add(pick.item_id)
-    for pair in explore[x:]:
-        if len(picks) >= n:
-            break
-        if pair[0] not in taken:
-            picks.append(pair)
-            taken.add(pair[0])
-    return picks
 
 
 def pick_id(pick: Pick) -> str:
@@ -270,32 +239,3 @@ def pick_dict(pick: Pick) -> dict[str, object]:
     if isinstance(pick, NextPick):
         return pick.as_dict()
     return {"item_id": pick[0], "score": pick[1], "reason": GOES_WITH, "due": None}
-
-
-def next_picks(
-    repeats: RepeatIndex, user_id: str, explore: Ranked, n: int, explore_share: float = 0.0, min_score: float = 0.05
-) -> list[Pick]:
-    """:func:`next_purchase` without wrapping discovery pairs."""
-    return blend(repeats.due_items(user_id, n, min_score), explore, n, explore_share)
-
-
-def next_purchase(
-    repeats: RepeatIndex,
-    user_id: str,
-    explore: Ranked,
-    n: int,
-    explore_share: float = 0.0,
-    min_score: float = 0.05,
-) -> list[NextPick]:
-    """Blend items due again with ALS picks the customer has not bought ("goes with what you buy").
-
-    Every prefix of the list holds ``floor(explore_share * length)`` exploration picks, so a shorter cut of it (the
-    API's ``n``) keeps the share: with 0.3 the 4th, 7th and 10th picks explore. Due items come best first; slots
-    they cannot fill (nothing else above ``min_score``) go to ``explore`` (the customer's ALS list without their
-    purchases), and due items fill in when exploration runs out.
-
-    The default share is 0: on the validation cut-offs of both real logs every top-10 slot reserved for exploration
-    cost more repeat hits than it won new ones, so exploration takes the slots due items cannot fill with a
-    likely enough pick (and the whole tail of a long list). Set a share to force discovery into the top.
-    """
-    return [as_next_pick(p) for p in next_picks(repeats, user_id, explore, n, explore_share, min_score)]

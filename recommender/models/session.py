@@ -84,7 +84,7 @@ class SessionModel:
         return [(self.item_ids[j], round(float(s), 5)) for j, s in zip(ids, scores) if j >= 0 and np.isfinite(s)]
 
 
-def blend(personal: Ranked, session: Ranked, n: int, k: float = 10.0) -> Ranked:
+def reciprocal_rank_fusion(personal: Ranked, session: Ranked, n: int, k: float = 10.0) -> Ranked:
     """Merge a stored personal list with live session picks by reciprocal-rank fusion (equal weight)."""
     scores: dict[str, float] = {}
     for ranked in (personal, session):

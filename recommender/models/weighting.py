@@ -14,6 +14,7 @@ from datetime import datetime
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 
@@ -33,8 +34,6 @@ class Interactions:
 
 def latest_timestamp(events: pa.Table) -> datetime:
     """The newest event's time: the default 'now' of a run (real logs are historical)."""
-    import pyarrow.compute as pc
-
     value = pc.max(events["timestamp"]).as_py()
     if value is None:
         raise ValueError("There are no events.")
@@ -77,19 +76,28 @@ def build_interactions(
     return Interactions(matrix, np.asarray(users, dtype=object), np.asarray(items, dtype=object), as_of)
 
 
-def purchase_matrix(events: pa.Table, inter: Interactions) -> sp.csr_matrix:
-    """Binary matrix (same shape and maps as ``inter``) of items each user has purchased."""
-    import pyarrow.compute as pc
-
-    bought = events.filter(pc.equal(events["event_type"], "purchase")).select(["user_id", "item_id"])
+def pair_matrix(events: pa.Table, inter: Interactions, types: tuple[str, ...]) -> sp.csr_matrix:
+    """Binary matrix (same shape and maps as ``inter``) of the user-item pairs with an event of one of ``types``;
+    users and items ``inter`` does not know are left out."""
+    rows = events.filter(pc.is_in(events["event_type"], value_set=pa.array(list(types), pa.string())))
     con = duckdb.connect()
-    con.register("b", bought)
+    con.register("b", rows.select(["user_id", "item_id"]))
     pairs = con.sql("SELECT DISTINCT user_id, item_id FROM b").fetchnumpy()
-    rows = np.fromiter(
+    users = np.fromiter(
         (inter.user_index.get(u, -1) for u in pairs["user_id"]), dtype=np.int64, count=len(pairs["user_id"])
     )
-    cols = np.fromiter(
+    items = np.fromiter(
         (inter.item_index.get(i, -1) for i in pairs["item_id"]), dtype=np.int64, count=len(pairs["item_id"])
     )
-    keep = (rows >= 0) & (cols >= 0)
-    return sp.csr_matrix((np.ones(keep.sum(), dtype=np.float32), (rows[keep], cols[keep])), shape=inter.matrix.shape)
+    keep = (users >= 0) & (items >= 0)
+    return sp.csr_matrix((np.ones(keep.sum(), dtype=np.float32), (users[keep], items[keep])), shape=inter.matrix.shape)
+
+
+def purchase_matrix(events: pa.Table, inter: Interactions) -> sp.csr_matrix:
+    """Binary matrix (same shape and maps as ``inter``) of items each user has purchased."""
+    return pair_matrix(events, inter, ("purchase",))
+
+
+def interaction_matrix(events: pa.Table, inter: Interactions) -> sp.csr_matrix:
+    """Binary matrix (same shape and maps as ``inter``) of items each user viewed, carted or purchased."""
+    return pair_matrix(events, inter, ("view", "cart", "purchase"))

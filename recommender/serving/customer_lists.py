@@ -6,29 +6,26 @@ the functions here, so both give the same lists:
 
 * :func:`top_n`: ALS top-n through implicit's own top-k (what ``AlternatingLeastSquares.recommend`` runs), leaving out
   each customer's bought items when the job excludes them and unavailable items for everyone;
-* :func:`purchaser_lists`: items due again blended with those picks, as the personal list and the next-purchase list;
+* :func:`recommender.serving.policy.purchaser_lists` (the serving policy): items due again blended with those
+  picks, as the personal list and the next-purchase list;
 * :class:`DueList`: the due items kept for one customer, standing in for the whole repeat model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.topk import topk
 
 from recommender.config import ListParams
-from recommender.evaluation.protocol import production_picks
 from recommender.models import repeat
 from recommender.models.als import row_filter
 from recommender.serving.lists import Ranked, ranked_rows
-
-
-class DueSource(Protocol):
-    def due_items(self, user_id: str, limit: int, min_score: float = 0.05) -> list[repeat.NextPick]: ...
+from recommender.serving.policy import purchaser_lists
 
 
 @dataclass(frozen=True)
@@ -42,7 +39,7 @@ class DueList:
 
 
 def kept_due_items(
-    repeats: DueSource, user_id: str, list_size: int, unavailable: Collection[str]
+    repeats: repeat.DueSource, user_id: str, list_size: int, unavailable: Collection[str]
 ) -> list[repeat.NextPick]:
     """The due items both lists can use: best first, up to the ``list_size``-th available one (unavailable items
     are dropped from the personal list after blending, so the ones before that point must stay)."""
@@ -75,29 +72,6 @@ def top_n(
         num_threads=num_threads,
     )
     return np.atleast_2d(ids), np.atleast_2d(scores)
-
-
-def purchaser_lists(
-    due: DueSource,
-    user_id: str,
-    ranked: Ranked,
-    bought: Callable[[], Collection[str]],
-    p: ListParams,
-    unavailable: Collection[str],
-) -> tuple[list[tuple[str, float]], list[dict[str, Any]]]:
-    """A customer with purchases: (personal list as pairs, next-purchase list as dicts) from their ALS ``ranked`` list.
-
-    ``bought()`` gives the items they bought; it is asked only when the ALS list may hold them (bought items not
-    excluded), since next purchase explores only items not bought yet.
-    """
-    personal = production_picks(due, user_id, ranked, p.list_size, p.personal_repeat_share, frozenset(unavailable))
-    if p.exclude_purchased:
-        explore = ranked
-    else:
-        mine = bought()
-        explore = [r for r in ranked if r[0] not in mine]
-    nxt = repeat.next_picks(due, user_id, explore, p.list_size, p.next_purchase_explore_share)
-    return [repeat.pick_pair(x) for x in personal], [repeat.pick_dict(x) for x in nxt]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ users is streamed to the cache in batches instead of being held in memory. Unava
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import duckdb
@@ -81,6 +81,24 @@ def personal_picks(
     """ALS top-n for every user of the matrix, leaving out each user's ``exclude`` row (e.g. purchases)."""
     for users, ranked in personal_pick_batches(model, inter, n, exclude, hidden):
         yield from zip(users, ranked)
+
+
+def personal_picks_of(
+    model: AlternatingLeastSquares,
+    inter: Interactions,
+    user_ids: Sequence[str],
+    n: int,
+    exclude: sp.csr_matrix | None,
+    hidden: np.ndarray,
+) -> dict[str, Ranked]:
+    """:func:`personal_picks` of the given users (those the matrix does not know are left out)."""
+    rows = np.array([inter.user_index[u] for u in user_ids if u in inter.user_index], dtype=np.int64)
+    if not len(rows) or n <= 0:
+        return {}
+    out: dict[str, Ranked] = {}
+    for users, ranked in personal_pick_batches(model, inter, n, exclude, hidden, rows):
+        out.update(zip(users, ranked))
+    return out
 
 
 def similar_items(
