@@ -25,12 +25,19 @@ NOTHING_PUBLISHED = "No recommendations are published yet: run `reco train` firs
 SEARCH_LIMIT = 10
 
 
+def _services(request: Request) -> Any:
+    """The running service's parts (reader, session models): ``app.state.services`` when the app groups them,
+    else ``app.state`` itself."""
+    state = request.app.state
+    return getattr(state, "services", state)
+
+
 def _reader(request: Request) -> Reader:
-    return request.app.state.reader
+    return _services(request).reader
 
 
 def _keys(request: Request) -> Keys:
-    return request.app.state.keys
+    return _reader(request).keys
 
 
 def _request_stats(request: Request) -> RequestStats:
@@ -152,7 +159,7 @@ async def item(request: Request, item_id: ItemP) -> dict[str, Any]:
     (has_similar,) = await status.exists(reader.client, _keys(request), version, Keys.similar(item_id))
     if meta is None and stats is None and not has_similar:
         raise HTTPException(404, f"Unknown item '{item_id}'.")
-    manifest = await request.app.state.sessions.manifest(version)
+    manifest = await _services(request).sessions.manifest(version)
     return {
         "version": version,
         "item_id": item_id,

@@ -293,7 +293,7 @@ function renderOverview(d) {
       card("Live ingestion", { sub: `Events per minute over the last ${live.window_minutes} minutes (POST /events).` }, liveBox,
         kv([["In the stream", fmt.int(live.stream_length)], ["Newest event", live.last_event_at ? `${fmt.time(live.last_event_at)} (${fmt.ago(live.last_event_at)})` : "none yet"],
           ["Archived up to", live.archived_upto || "–"]])),
-      card("Requests", { sub: `This worker (pid ${req.pid}), up ${fmt.duration(req.uptime_seconds)}; rates and percentiles over the last ${fmt.duration(req.window_seconds)} (since start when idle).`, wide: true },
+      card("Requests", { sub: `This worker (pid ${req.pid}), up ${fmt.duration(req.uptime_seconds)}; rates and percentiles over the last ${fmt.duration(req.window_seconds)} (since start when idle).` },
         rateBox,
         table([
           { label: "Endpoint", value: (r) => h("code", {}, r.route) },
@@ -405,6 +405,7 @@ async function qualityPage() {
 
 const MODEL_NAMES = { production: "Production list (served)", als: "ALS", als_new: "ALS, new items only", item_knn_cosine: "Item kNN (cosine)", item_knn_bm25: "Item kNN (BM25)" };
 const modelName = (name) => MODEL_NAMES[name] || label(name);
+const SHORT_NAMES = { production: "Production", als: "ALS", als_new: "ALS new", global_popularity: "Popularity", recent_popularity: "Recent pop.", item_knn_cosine: "kNN cosine", item_knn_bm25: "kNN BM25", personal_top_frequency: "Own top items" };
 
 function e0(log) { return (log[0] && log[0].metric) || "ndcg@10"; }
 
@@ -426,7 +427,7 @@ function offlineCard(offline) {
     ...METRICS.slice(0, 6).map((m) => ({ label: m, num: true, value: (r) => fmt.metric(r.v[m]) })),
     { label: "Customers", num: true, value: (r) => fmt.int(r.v.users) },
   ], names.map((name) => ({ name, v: models[name] })), { id: "offline-figures" }));
-  setTimeout(() => Charts.bars(barBox, { labels: names.map((n) => modelName(n).replace(/ \(.*\)|, .*/, "")), values: names.map((n) => models[n]["ndcg@10"] || 0), format: (v) => v.toFixed(3), name: "ndcg@10", height: 180 }), 0);
+  setTimeout(() => Charts.bars(barBox, { labels: names.map((n) => SHORT_NAMES[n] || label(n)), values: names.map((n) => models[n]["ndcg@10"] || 0), format: (v) => v.toFixed(3), name: "ndcg@10", height: 180 }), 0);
   return body;
 }
 
