@@ -193,3 +193,28 @@ def test_item_repeat_stats_count_purchase_days_per_buyer():
     assert x["buy_counts"]["1"] == 1 and x["buy_counts"]["3"] == 1
     assert x["top_repeat_buyers"] == [["a", 3, 10.0]] and x["median_gap_days"] == 10.0
     assert stats["y"]["repeat_buyers"] == 0 and stats["y"]["median_gap_days"] is None
+
+
+def test_reco_evaluate_publish_records_every_baseline_for_the_quality_page(
+    published, shop, redis_handle, monkeypatch, tmp_path
+):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    settings = isolated_settings(redis_handle, "evalpub")
+    monkeypatch.setenv("RECO_KEY_PREFIX", settings.key_prefix)
+    monkeypatch.setenv("RECO_DATA_DIR", str(settings.data_dir))
+    if redis_handle.url:
+        monkeypatch.setenv("REDIS_URL", redis_handle.url)
+    events_path, items_path = shop.paths
+    args = ["evaluate", "--events", str(events_path), "--items", str(items_path), "--no-progress", "--no-next-basket"]
+    args += ["--target", "purchase", "--model", "production", "--model", "global_popularity", "--publish"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert "recorded the figures for the dashboard" in done.output
+    with TestClient(create_app(settings)) as c:
+        offline = c.get("/dashboard/api/quality").json()["offline"]
+    warm = offline["figures"]["purchase"]["warm"]
+    assert set(warm) == {"production", "global_popularity"} and warm["production"]["users"] > 0
+    assert offline["serving_version"] is None and offline["meta"]["source"]["events"] == events_path.name

@@ -373,3 +373,37 @@ def test_rollback_needs_the_write_key(server, shop_data, watched):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(f"{server}/admin/rollback", method="POST"), timeout=10)
     assert refused.value.code == 401
+
+
+def test_repeat_sales_shows_the_experiment_lift_in_the_report_shape_it_expects(server, watched):
+    """`GET /experiment/report` is not part of this service yet: the browser answers it here with the shape the page
+    reads (README, Dashboard), and the about endpoint's answer says the route exists."""
+    report = {
+        "control_share": 0.1,
+        "variants": {"treatment": {"customers": 900}, "control": {"customers": 100}},
+        "lifts": [
+            {
+                "metric": "repeat_purchase_rate",
+                "treatment": 0.31,
+                "control": 0.29,
+                "lift": 0.061,
+                "ci_low": 0.02,
+                "ci_high": 0.103,
+                "significant": True,
+                "verdict": "lift +6.1% [+2.0%, +10.3%]",
+            }
+        ],
+    }
+    w = watched()
+
+    def about(route):
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "experiment": True})
+
+    w.page.route("**/dashboard/api/about", about)
+    w.page.route("**/experiment/report", lambda route: route.fulfill(json=report))
+    w.open(f"{server}/dashboard/repeat-sales")
+    text = w.page.text_content("#experiment")
+    assert "lift +6.1% [+2.0%, +10.3%]" in text and "+6.1%" in text and "2.0% to 10.3%" in text
+    assert "900 customers" in text and "No experiment running" not in text
+    assert w.problems == []
