@@ -218,3 +218,13 @@ def test_reco_evaluate_publish_records_every_baseline_for_the_quality_page(
     warm = offline["figures"]["purchase"]["warm"]
     assert set(warm) == {"production", "global_popularity"} and warm["production"]["users"] > 0
     assert offline["serving_version"] is None and offline["meta"]["source"]["events"] == events_path.name
+
+
+def test_before_the_first_run_the_overview_says_so_and_data_pages_answer_503(redis_handle):
+    with TestClient(create_app(isolated_settings(redis_handle, "dashempty"))) as c:
+        body = c.get("/dashboard/api/overview").json()
+        assert body["current"] is None and body["previous"] is None and body["live"]["stream_length"] == 0
+        assert c.get("/dashboard/api/quality").json() == {"version": None, "gate": None, "log": [], "offline": None}
+        for path in ("/dashboard/api/customers/u1", "/dashboard/api/items/i1", "/dashboard/api/search?q=u1"):
+            answer = c.get(path)
+            assert answer.status_code == 503 and "reco train" in answer.json()["detail"], path

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from api.dashboard import schemas
 from api.dashboard.request_stats import RequestStats
 from cache import status
 from cache.keys import Keys
@@ -58,7 +59,7 @@ def version_summary(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-@router.get("/about", summary="What the dashboard can show")
+@router.get("/about", response_model=schemas.About, summary="What the dashboard can show")
 async def about(request: Request) -> dict[str, Any]:
     """Which keys are configured, whether the experiment report (`GET /experiment/report`) exists, and what the RFM
     segments mean."""
@@ -76,7 +77,7 @@ async def about(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/overview", summary="Versions, Redis, live ingestion and request figures")
+@router.get("/overview", response_model=schemas.Overview, summary="Versions, Redis, live ingestion and request figures")
 async def overview(request: Request) -> dict[str, Any]:
     """The serving and the previous version (counts, stage times, gate figures, load reports), Redis health and
     durability, live events per minute over the last hour, and request rates with p50/p99 per route (this worker)."""
@@ -91,7 +92,9 @@ async def overview(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/quality", summary="Quality figures of the serving version and of the latest runs")
+@router.get(
+    "/quality", response_model=schemas.Quality, summary="Quality figures of the serving version and of the latest runs"
+)
 async def quality(request: Request) -> dict[str, Any]:
     """The promotion gate's figures for the serving version (production list against recent popularity, every
     metric), the gate's main figures of the latest runs (published or refused), and the latest offline evaluation
@@ -112,7 +115,7 @@ async def _with_metadata(reader: Reader, version: str, rows: list[dict[str, Any]
     return [{**r, **(meta[r["item_id"]] or {"title": None, "category": None, "price": None})} for r in rows]
 
 
-@router.get("/customers/{user_id}", summary="A customer's segment and latest events")
+@router.get("/customers/{user_id}", response_model=schemas.Customer, summary="A customer's segment and latest events")
 async def customer(request: Request, user_id: UserP) -> dict[str, Any]:
     """RFM segment, the latest events the job saw (purchases and others), the live events since, and which lists
     exist for the customer (so the page asks only for those)."""
@@ -147,7 +150,12 @@ async def customer(request: Request, user_id: UserP) -> dict[str, Any]:
     }
 
 
-@router.get("/items/{item_id}", summary="An item's metadata and who buys it again")
+@router.get(
+    "/items/{item_id}",
+    response_model=schemas.Item,
+    summary="An item's metadata and who buys it again",
+    responses={404: {"description": "The published version knows nothing of the item."}},
+)
 async def item(request: Request, item_id: ItemP) -> dict[str, Any]:
     """Title, category, price and availability; buyers, repeat buyers, how many times buyers bought it and the top
     repeat buyers; whether it has similar items. 404 when the published version knows nothing of the item."""
@@ -170,7 +178,7 @@ async def item(request: Request, item_id: ItemP) -> dict[str, Any]:
     }
 
 
-@router.get("/search", summary="Find a customer or an item")
+@router.get("/search", response_model=schemas.Search, summary="Find a customer or an item")
 async def search(
     request: Request, q: Annotated[str, Query(min_length=1, max_length=200, description="Id or title words.")]
 ) -> dict[str, Any]:
