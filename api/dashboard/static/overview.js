@@ -55,14 +55,9 @@ function loadReports(m) {
 }
 
 function renderOverview(d) {
-  const cur = d.current, prev = d.previous, redis = d.redis, live = d.live, req = d.requests;
-  const hits = (redis.keyspace_hits || 0) + (redis.keyspace_misses || 0);
+  const cur = d.current, live = d.live, redis = d.redis;
   const lastMinutes = live.per_minute.slice(-5).reduce((a, b) => a + b, 0);
-  const rollback = h("button", { class: "button danger", id: "rollback", disabled: prev ? null : true, onclick: rollbackFlow, title: prev ? "Serve the previous version again" : "There is no previous version" }, "Roll back");
-  const stages = cur && cur.seconds ? Object.entries(cur.seconds) : [];
-  const stageBox = chartBox();
-  const liveBox = chartBox();
-  const rateBox = chartBox();
+  const later = []; // charts draw once their box is on the page (they take its width)
   setPage("Overview", "overview",
     h("div", { class: "page-head" }, h("h1", {}, "Overview"),
       h("p", { class: "sub" }, cur ? ["Serving ", h("code", { id: "serving-version" }, cur.version), ` · data as of ${fmt.time(cur.as_of)}`] : "Nothing is published yet: run reco train.")),
@@ -74,51 +69,74 @@ function renderOverview(d) {
       { id: "live", label: "Live events, last hour", value: fmt.int(live.in_window) + (live.capped ? "+" : ""), note: `${fmt.int(lastMinutes)} in the last 5 min` },
     ]),
     h("div", { class: "grid" },
-      card("Versions", { sub: "What reco train published, serving and previous (kept for rollback).", actions: rollback, wide: true },
-        table([
-          { label: "", value: (r) => h("span", { class: "row-label" }, r.name) },
-          { label: "Serving", value: (r) => r.cur },
-          { label: "Previous", value: (r) => r.prev },
-        ], versionRows(cur, prev), { class: "versions" }),
-        cur && cur.load ? h("h3", {}, "Input files of the serving version") : null,
-        loadReports(cur)),
-      card("Job stages", { sub: "Seconds per stage of the run that published the serving version." }, stageBox),
-      card("Live ingestion", { sub: `Events per minute over the last ${live.window_minutes} minutes (POST /events).` }, liveBox,
-        kv([["In the stream", fmt.int(live.stream_length)], ["Newest event", live.last_event_at ? `${fmt.time(live.last_event_at)} (${fmt.ago(live.last_event_at)})` : "none yet"],
-          ["Archived up to", live.archived_upto || "–"]])),
-      card("Requests", { sub: `This worker (pid ${req.pid}), up ${fmt.duration(req.uptime_seconds)}; rates and percentiles over the last ${fmt.duration(req.window_seconds)} (since start when idle).` },
-        rateBox,
-        table([
-          { label: "Endpoint", value: (r) => h("code", {}, r.route) },
-          { label: "Requests", num: true, value: (r) => fmt.int(r.requests) },
-          { label: "Per second", num: true, value: (r) => fmt.num(r.per_second, 2) },
-          { label: "p50 ms", num: true, value: (r) => fmt.ms(r.p50_ms) },
-          { label: "p99 ms", num: true, value: (r) => fmt.ms(r.p99_ms) },
-          { label: "4xx", num: true, value: (r) => fmt.int(r.client_errors) },
-          { label: "5xx", num: true, value: (r) => (r.server_errors ? badge(fmt.int(r.server_errors), "bad") : "0") },
-        ], req.routes, { id: "requests-table" })),
-      card("Redis", { sub: "Health and durability of the cache." },
-        kv([
-          ["Server", `Redis ${redis.redis_version} (${redis.redis_mode}, ${redis.role})`],
-          ["Up for", fmt.duration(redis.uptime_in_seconds)],
-          ["Memory", `${fmt.bytes(redis.used_memory)} (peak ${fmt.bytes(redis.used_memory_peak)}${redis.maxmemory ? `, limit ${fmt.bytes(redis.maxmemory)}` : ", no limit"})`],
-          ["Durability", h("span", {}, badge(redis.durability, redis.durability === "fsync-always" ? "good" : "warn"), redis.durability === "fsync-always" ? " every acknowledged write is on disk" : " acknowledged live events may be lost in a crash")],
-          ["Append-only file", redis.aof_enabled ? `on, last write ${redis.aof_last_write_status}` : "off"],
-          ["Last snapshot", `${redis.rdb_last_bgsave_status}, ${redis.rdb_last_save_time ? fmt.ago(new Date(redis.rdb_last_save_time * 1000).toISOString()) : "never"}`],
-          ["Clients / ops per s", `${fmt.int(redis.connected_clients)} / ${fmt.int(redis.instantaneous_ops_per_sec)}`],
-          ["Key hit rate", hits ? fmt.pct(redis.keyspace_hits / hits) : "–"],
-        ])),
-    ));
-  if (stages.length) stageBox.replaceWith(barList(stages.map(([k, v]) => [k, v, fmt.seconds(v)])));
-  else stageBox.replaceWith(note("Stage times are recorded by runs of reco train from this release on."));
+      versionsCard(cur, d.previous),
+      stagesCard(cur),
+      liveCard(live, later),
+      requestsCard(d.requests, later),
+      redisCard(redis)));
+  later.forEach((draw) => draw());
+}
+
+function versionsCard(cur, prev) {
+  const rollback = h("button", { class: "button danger", id: "rollback", disabled: prev ? null : true, onclick: rollbackFlow, title: prev ? "Serve the previous version again" : "There is no previous version" }, "Roll back");
+  return card("Versions", { sub: "What reco train published, serving and previous (kept for rollback).", actions: rollback, wide: true },
+    table([
+      { label: "", value: (r) => h("span", { class: "row-label" }, r.name) },
+      { label: "Serving", value: (r) => r.cur },
+      { label: "Previous", value: (r) => r.prev },
+    ], versionRows(cur, prev), { class: "versions" }),
+    cur && cur.load ? h("h3", {}, "Input files of the serving version") : null,
+    loadReports(cur));
+}
+
+function stagesCard(cur) {
+  const stages = cur && cur.seconds ? Object.entries(cur.seconds) : [];
+  return card("Job stages", { sub: "Seconds per stage of the run that published the serving version." },
+    stages.length ? barList(stages.map(([k, v]) => [k, v, fmt.seconds(v)])) : note("Stage times are recorded by runs of reco train from this release on."));
+}
+
+function liveCard(live, later) {
+  const box = chartBox();
   const minutes = live.per_minute.map((_, i) => `-${live.window_minutes - i} min`);
-  Charts.bars(liveBox, { labels: minutes, values: live.per_minute, name: "events", height: 150, color: "#4f46e5" });
+  later.push(() => Charts.bars(box, { labels: minutes, values: live.per_minute, name: "events", height: 150, color: "#4f46e5" }));
+  return card("Live ingestion", { sub: `Events per minute over the last ${live.window_minutes} minutes (POST /events).` }, box,
+    kv([["In the stream", fmt.int(live.stream_length)], ["Newest event", live.last_event_at ? `${fmt.time(live.last_event_at)} (${fmt.ago(live.last_event_at)})` : "none yet"],
+      ["Archived up to", live.archived_upto || "–"]]));
+}
+
+function requestsCard(req, later) {
   const hist = req.rate_history || [];
+  const box = hist.length >= 2 ? chartBox() : note("The request-rate chart fills in while this page stays open (it refreshes every 15 seconds).");
   if (hist.length >= 2) {
-    Charts.line(rateBox, { labels: hist.map(([t]) => new Date(t * 1000).toTimeString().slice(0, 5)), series: [{ name: "requests per second", values: hist.map(([, r]) => r) }], height: 140, format: (v) => `${+v.toFixed(2)}/s` });
-  } else {
-    rateBox.replaceWith(note("The request-rate chart fills in while this page stays open (it refreshes every 15 seconds)."));
+    later.push(() => Charts.line(box, { labels: hist.map(([t]) => new Date(t * 1000).toTimeString().slice(0, 5)), series: [{ name: "requests per second", values: hist.map(([, r]) => r) }], height: 140, format: (v) => `${+v.toFixed(2)}/s` }));
   }
+  return card("Requests", { sub: `This worker (pid ${req.pid}), up ${fmt.duration(req.uptime_seconds)}; rates and percentiles over the last ${fmt.duration(req.window_seconds)} (since start when idle).` },
+    box,
+    table([
+      { label: "Endpoint", value: (r) => h("code", {}, r.route) },
+      { label: "Requests", num: true, value: (r) => fmt.int(r.requests) },
+      { label: "Per second", num: true, value: (r) => fmt.num(r.per_second, 2) },
+      { label: "p50 ms", num: true, value: (r) => fmt.ms(r.p50_ms) },
+      { label: "p99 ms", num: true, value: (r) => fmt.ms(r.p99_ms) },
+      { label: "4xx", num: true, value: (r) => fmt.int(r.client_errors) },
+      { label: "5xx", num: true, value: (r) => (r.server_errors ? badge(fmt.int(r.server_errors), "bad") : "0") },
+    ], req.routes, { id: "requests-table" }));
+}
+
+function redisCard(redis) {
+  const hits = (redis.keyspace_hits || 0) + (redis.keyspace_misses || 0);
+  const safe = redis.durability === "fsync-always";
+  return card("Redis", { sub: "Health and durability of the cache." },
+    kv([
+      ["Server", `Redis ${redis.redis_version} (${redis.redis_mode}, ${redis.role})`],
+      ["Up for", fmt.duration(redis.uptime_in_seconds)],
+      ["Memory", `${fmt.bytes(redis.used_memory)} (peak ${fmt.bytes(redis.used_memory_peak)}${redis.maxmemory ? `, limit ${fmt.bytes(redis.maxmemory)}` : ", no limit"})`],
+      ["Durability", h("span", {}, badge(redis.durability, safe ? "good" : "warn"), safe ? " every acknowledged write is on disk" : " acknowledged live events may be lost in a crash")],
+      ["Append-only file", redis.aof_enabled ? `on, last write ${redis.aof_last_write_status}` : "off"],
+      ["Last snapshot", `${redis.rdb_last_bgsave_status}, ${redis.rdb_last_save_time ? fmt.ago(new Date(redis.rdb_last_save_time * 1000).toISOString()) : "never"}`],
+      ["Clients / ops per s", `${fmt.int(redis.connected_clients)} / ${fmt.int(redis.instantaneous_ops_per_sec)}`],
+      ["Key hit rate", hits ? fmt.pct(redis.keyspace_hits / hits) : "–"],
+    ]));
 }
 
 async function rollbackFlow() {
