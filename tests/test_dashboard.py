@@ -14,7 +14,7 @@ from cache.keys import Keys
 from cache.status import record_evaluation
 from recommender.config import ListParams
 from recommender.data.demo import generate_shop
-from recommender.marketing.activity import item_repeat_stats, recent_events
+from recommender.marketing.activity import expand, item_repeat_stats, recent_events
 from training.job import JobConfig, quality_entry, run_job
 
 READ, WRITE = "read-secret", "write-secret"
@@ -175,13 +175,15 @@ def test_recent_events_keep_the_latest_purchases_and_other_events_of_buyers_only
     rows += [ev("a", "v", "view", days_ago=0.5), ev("b", "v", "view", days_ago=1)]
     out = dict(recent_events(events(rows), per_kind=3))
     assert list(out) == ["a"]
-    assert [(r[0], r[1]) for r in out["a"]] == [
+    shown = [expand(r) for r in out["a"]]
+    assert [(r["item_id"], r["event_type"]) for r in shown] == [
         ("i0", "purchase"),
         ("v", "view"),
         ("i1", "purchase"),
         ("i2", "purchase"),
     ]
-    assert out["a"][0][2] == NOW.isoformat(timespec="seconds")
+    assert shown[0]["timestamp"] == NOW.isoformat(timespec="seconds") and shown[0]["quantity"] == 1.0
+    assert len(out["a"][1]) == 3  # a view is stored without quantity and price
 
 
 def test_item_repeat_stats_count_purchase_days_per_buyer():

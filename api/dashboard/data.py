@@ -16,6 +16,7 @@ from cache.live import parse_user_events
 from cache.reader import Reader, decode
 from recommender.data.loading import ID_PATTERN
 from recommender.data.schema import MAX_ID_LENGTH
+from recommender.marketing.activity import expand
 from recommender.marketing.rfm import SEGMENTS
 
 router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
@@ -131,10 +132,7 @@ async def customer(request: Request, user_id: UserP) -> dict[str, Any]:
         info = SEGMENTS[segment["segment"]]
         segment = {**segment, "label": info.label, "description": info.description, "action": info.action}
         segment["strategy"] = info.strategy
-    stored = [
-        {"item_id": i, "event_type": kind, "timestamp": ts, "quantity": q, "price": p, "source": "history"}
-        for i, kind, ts, q, p in history
-    ]
+    stored = [{**expand(row), "source": "history"} for row in history]
     live = [
         {"item_id": i, "event_type": kind, "timestamp": ts.isoformat(timespec="seconds"), "source": "live"}
         for kind, i, ts in parse_user_events(live_raw)

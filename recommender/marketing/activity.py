@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import duckdb
@@ -17,6 +18,9 @@ from recommender.data.schema import PURCHASE
 
 RECENT_PER_KIND = 5
 """Latest purchases, and latest other events (views, carts, returns), kept per customer."""
+KIND_CODES = {"view": "v", "cart": "c", "purchase": "p", "return": "r"}
+"""One letter per event type in stored histories (they are kept for every customer: bytes count)."""
+KINDS = {code: kind for kind, code in KIND_CODES.items()}
 TOP_REPEAT_BUYERS = 10
 BUY_COUNT_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("1", 1, 1),
@@ -31,7 +35,8 @@ BUY_COUNT_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
 
 def recent_events(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> Iterator[tuple[str, list[list[Any]]]]:
     """(user_id, events) for every customer with a purchase: their latest ``per_kind`` purchases and latest
-    ``per_kind`` other events, newest first, each ``[item_id, event_type, time (ISO, seconds), quantity, price]``."""
+    ``per_kind`` other events, newest first, each ``[item_id, kind code, unix seconds]`` plus ``quantity, price`` for
+    purchases and returns (see :data:`KIND_CODES`, :func:`expand`)."""
     con = duckdb.connect()
     try:
         con.register("t", events.select(["user_id", "item_id", "event_type", "timestamp", "quantity", "price"]))
@@ -44,7 +49,7 @@ def recent_events(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> Iterator
                 ) AS k
                 FROM t SEMI JOIN buyers USING (user_id)
             )
-            SELECT user_id, item_id, event_type, strftime(timestamp, '%Y-%m-%dT%H:%M:%S'), quantity, price
+            SELECT user_id, item_id, event_type, CAST(epoch(timestamp) AS BIGINT), quantity, price
             FROM ranked WHERE k <= ? ORDER BY user_id, timestamp DESC, item_id
             """,
             [per_kind],
@@ -52,7 +57,27 @@ def recent_events(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> Iterator
     finally:
         con.close()
     for user_id, group in itertools.groupby(rows, key=lambda r: r[0]):
-        yield user_id, [list(r[1:]) for r in group]
+        yield user_id, [_compact(*r[1:]) for r in group]
+
+
+def _compact(item_id: str, kind: str, seconds: int, quantity: float | None, price: float | None) -> list[Any]:
+    if kind in ("purchase", "return"):
+        return [item_id, KIND_CODES[kind], seconds, quantity, price]
+    return [item_id, KIND_CODES.get(kind, kind), seconds]
+
+
+def expand(row: list[Any]) -> dict[str, Any]:
+    """A stored history row as ``{item_id, event_type, timestamp (ISO, UTC, seconds), quantity, price}``."""
+    item_id, code, seconds, *rest = row
+    quantity, price = rest if rest else (None, None)
+    when = datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+    return {
+        "item_id": item_id,
+        "event_type": KINDS.get(code, code),
+        "timestamp": when,
+        "quantity": quantity,
+        "price": price,
+    }
 
 
 def item_repeat_stats(events: pa.Table, top: int = TOP_REPEAT_BUYERS) -> Iterator[tuple[str, dict[str, Any]]]:
