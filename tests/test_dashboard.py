@@ -184,6 +184,14 @@ def test_recent_events_keep_the_latest_purchases_and_other_events_of_buyers_only
     ]
     assert shown[0]["timestamp"] == NOW.isoformat(timespec="seconds") and shown[0]["quantity"] == 1.0
     assert len(out["a"][1]) == 3  # a view is stored without quantity and price
+    older = expand(["i9", "purchase", "2026-06-01T10:00:00", 2.0, 3.5])  # as the first release stored them
+    assert older == {
+        "item_id": "i9",
+        "event_type": "purchase",
+        "timestamp": "2026-06-01T10:00:00",
+        "quantity": 2.0,
+        "price": 3.5,
+    }
 
 
 def test_item_repeat_stats_count_purchase_days_per_buyer():

@@ -70,7 +70,10 @@ def expand(row: list[Any]) -> dict[str, Any]:
     """A stored history row as ``{item_id, event_type, timestamp (ISO, UTC, seconds), quantity, price}``."""
     item_id, code, seconds, *rest = row
     quantity, price = rest if rest else (None, None)
-    when = datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+    if isinstance(seconds, str):  # the first release of histories stored ISO times and full event types
+        when = seconds
+    else:
+        when = datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
     return {
         "item_id": item_id,
         "event_type": KINDS.get(code, code),
