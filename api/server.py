@@ -51,9 +51,14 @@ def serve(host: str, port: int, workers: int, app: str = APP) -> None:
     workers see the same ones)."""
     import uvicorn
 
-    # Requests are logged by the app itself (api.operations); uvicorn's access log would repeat them.
+    # Requests are logged by the app itself (api.monitoring); uvicorn's access log would repeat them.
     options: dict[str, Any] = {
-        "factory": True, "host": host, "port": port, "workers": workers, "log_level": "info", "access_log": False
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": "info",
+        "access_log": False,
     }
     if workers == 1 or not per_worker_sockets_supported():
         uvicorn.run(app, **options)

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
+import redis.asyncio as aioredis
 
 from cache.keys import Keys
 from recommender.data.schema import EVENT_SCHEMA
@@ -61,6 +62,13 @@ def ingest(client: redis.Redis, keys: Keys, events: pa.Table) -> list[str]:
     pipe = client.pipeline(transaction=True)
     n = queue_ingest(pipe, keys, events)
     return [r.decode() for r in pipe.execute()[:n]]
+
+
+async def ingest_async(client: aioredis.Redis, keys: Keys, events: pa.Table) -> list[str]:
+    """:func:`ingest` on an asyncio client (the API's)."""
+    pipe = client.pipeline(transaction=True)
+    n = queue_ingest(pipe, keys, events)
+    return [r.decode() for r in (await pipe.execute())[:n]]
 
 
 def parse_user_events(raw: list[bytes] | None) -> list[tuple[str, str, datetime]]:

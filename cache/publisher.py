@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import redis
+import redis.asyncio as aioredis
 
 from cache.keys import Keys
 
@@ -28,14 +29,22 @@ redis.call('SET', KEYS[1], new)
 return cur
 """
 
+# Swaps current and previous atomically; returns the version now serving, or nil when there is no previous one.
 ROLLBACK_SCRIPT = """
 local cur = redis.call('GET', KEYS[1])
 local prev = redis.call('GET', KEYS[2])
-if not prev then return redis.error_reply('there is no previous version to roll back to') end
+if not prev then return false end
 redis.call('SET', KEYS[1], prev)
 if cur then redis.call('SET', KEYS[2], cur) end
 return prev
 """
+
+
+class NoPreviousVersion(RuntimeError):
+    """A rollback was asked for, but no previous version is kept."""
+
+    def __init__(self) -> None:
+        super().__init__("there is no previous version to roll back to")
 
 
 def dumps(value: Any) -> bytes:
@@ -137,12 +146,21 @@ def cleanup(client: redis.Redis, keys: Keys) -> list[str]:
     return sorted(gone)
 
 
+def _rolled_back(reply: bytes | None) -> str:
+    if reply is None:
+        raise NoPreviousVersion()
+    return reply.decode()
+
+
 def rollback(client: redis.Redis, keys: Keys) -> str:
-    """Serve the previous version again (the current one becomes 'previous', so a second rollback undoes it)."""
-    try:
-        return client.eval(ROLLBACK_SCRIPT, 2, keys.current, keys.previous).decode()
-    except redis.ResponseError as exc:
-        raise RuntimeError(str(exc)) from None
+    """Serve the previous version again (the current one becomes 'previous', so a second rollback undoes it); raises
+    :class:`NoPreviousVersion` when there is none."""
+    return _rolled_back(client.eval(ROLLBACK_SCRIPT, 2, keys.current, keys.previous))
+
+
+async def rollback_async(client: aioredis.Redis, keys: Keys) -> str:
+    """:func:`rollback` on an asyncio client (the API's)."""
+    return _rolled_back(await client.eval(ROLLBACK_SCRIPT, 2, keys.current, keys.previous))
 
 
 def current_version(client: redis.Redis, keys: Keys) -> tuple[str | None, str | None]:

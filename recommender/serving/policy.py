@@ -7,12 +7,17 @@ bestseller top-up.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from datetime import datetime, timezone
+from typing import Any, Protocol
 
 from recommender.config import ListParams
+from recommender.marketing.rfm import SEGMENTS
 from recommender.models.repeat import DueSource, NextPick, Pick, as_next_pick, pick_dict, pick_id, pick_pair
+from recommender.models.session import LiveEvent, reciprocal_rank_fusion
 from recommender.serving.lists import Ranked
 
 # --- offline: the lists the nightly job publishes --------------------------------------------------------------
@@ -160,3 +165,137 @@ def purchaser_lists(
         explore = [r for r in ranked if r[0] not in mine]
     nxt = next_purchase_picks(due, user_id, explore, p.list_size, p.next_purchase_explore_share)
     return [pick_pair(x) for x in personal], [pick_dict(x) for x in nxt]
+
+
+# --- online: how a request composes the published lists ----------------------------------------------------------
+# Plain functions on decoded values: the API fetches from Redis, calls these and answers; no HTTP and no Redis here.
+# Entries are the stored JSON values: [item_id, score] pairs, or next-purchase dicts with "item_id".
+
+SESSION_CANDIDATES = 100
+"""How many live-session picks are folded in and blended before the category filter and the cut to n."""
+
+Metadata = Mapping[str, Mapping[str, Any] | None]
+"""Item id -> stored item metadata (title, category, price), None for items without any."""
+
+
+class SessionRecommender(Protocol):
+    """What the online policy needs of a session model (recommender.models.session.SessionModel)."""
+
+    def recommend(self, events: Sequence[LiveEvent], n: int, now: datetime, exclude: Sequence[str] = ()) -> Ranked: ...
+
+
+@dataclasses.dataclass
+class Candidates:
+    """A visitor's ranked candidates before the category filter, the cut to n and the top-up."""
+
+    ranked: list[list[Any]]
+    sources: list[str]
+    skip: set[str]  # left out everywhere, the top-up included: the request's exclude plus items bought since the run
+
+
+@dataclasses.dataclass
+class Recommendation:
+    source: str  # which lists answered, e.g. "personal+session+bestsellers"
+    entries: list[list[Any]]  # [item_id, score] pairs, the picks first, then the bestseller top-up
+
+
+def visitor_candidates(
+    personal: list[list[Any]] | None,
+    exclude: set[str],
+    live_events: Sequence[LiveEvent] = (),
+    session: SessionRecommender | None = None,
+    exclude_purchased: bool = True,
+    now: datetime | None = None,
+) -> Candidates:
+    """The published personal list with the live session blended in.
+
+    ``exclude`` items are left out; with ``exclude_purchased`` (the job's own setting), so are items the visitor's
+    live events bought since the last run. A visitor the model does not know gets the session picks alone (folded in
+    from their live events by ``session``), a known one gets both merged by reciprocal-rank fusion."""
+    skip = set(exclude)
+    sources = ["personal"] if personal else []
+    ranked: list[list[Any]] = [r for r in personal if r[0] not in skip] if skip and personal else personal or []
+    if not live_events:
+        return Candidates(ranked, sources, skip)
+    if exclude_purchased:
+        skip |= {item for kind, item, _ in live_events if kind == "purchase"}
+        ranked = [r for r in ranked if r[0] not in skip]
+    picks = session.recommend(live_events, SESSION_CANDIDATES, now or utc_now(), sorted(skip)) if session else []
+    if picks:
+        ranked = (
+            [list(r) for r in reciprocal_rank_fusion([tuple(r) for r in ranked], picks, SESSION_CANDIDATES)]
+            if ranked
+            else [list(r) for r in picks]
+        )
+        sources.append("session")
+    return Candidates(ranked, sources, skip)
+
+
+def recommendation(
+    candidates: Candidates,
+    n: int,
+    bestsellers: Callable[[], list[list[Any]] | None],
+    category: str | None = None,
+    metadata: Metadata | None = None,
+) -> Recommendation:
+    """The first ``n`` candidates (only those of ``category``, looked up in ``metadata``, when one is asked for),
+    topped up with ``bestsellers`` (the category's own list when filtering) that are not picked or skipped.
+
+    ``bestsellers`` is called only when a top-up is needed, so callers can decode the stored list lazily."""
+    ranked = candidates.ranked
+    if category is not None and ranked:
+        ranked = [r for r in ranked if ((metadata or {}).get(r[0]) or {}).get("category") == category]
+    picks = ranked[:n]
+    fill: list[list[Any]] = []
+    if len(picks) < n:
+        taken = {r[0] for r in picks} | candidates.skip
+        fill = [r for r in bestsellers() or [] if r[0] not in taken][: n - len(picks)]
+    sources = candidates.sources if picks else []
+    return Recommendation("+".join(sources + (["bestsellers"] if fill or not sources else [])), picks + fill)
+
+
+def utc_now() -> datetime:
+    """Now in UTC as a naive datetime, the way live event times are kept."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def recently_viewed(live_events: Sequence[LiveEvent], n: int) -> list[list[Any]]:
+    """Distinct viewed items of the visitor's live events (newest first), as [item_id, score] with score
+    1/(rank+1)."""
+    seen: list[str] = []
+    for kind, item, _ in live_events:
+        if kind == "view" and item not in seen:
+            seen.append(item)
+            if len(seen) == n:
+                break
+    return [[item, round(1.0 / (rank + 1), 5)] for rank, item in enumerate(seen)]
+
+
+def arrivals_for(fresh: list[list[Any]], personal: list[list[Any]] | None, metadata: Metadata) -> list[list[Any]]:
+    """New arrivals with those in the categories of the visitor's first 20 personal picks first (in the order the
+    categories first appear there), otherwise in their stored order. ``metadata`` covers both lists' items."""
+    liked = [(metadata.get(r[0]) or {}).get("category") for r in (personal or [])[:20]]
+    rank = {c: i for i, c in reversed(list(enumerate(liked))) if c is not None}
+    return sorted(fresh, key=lambda r: rank.get((metadata.get(r[0]) or {}).get("category"), len(rank)))
+
+
+def segment_picks(
+    segment: dict[str, Any] | None,
+    picks: list[dict[str, Any]],
+    personal: list[list[Any]] | None,
+    fresh: list[list[Any]],
+    best: list[list[Any]],
+) -> tuple[str, list[dict[str, Any]]]:
+    """A customer's e-mail list under their RFM segment's strategy (recommender.marketing.rfm.SEGMENTS): the strategy
+    applied and the entries. ``picks`` is their next-purchase list, which already puts items due again first; a
+    strategy whose list is empty falls back to it ("due_again")."""
+    strategy = SEGMENTS[segment["segment"]].strategy if segment else "due_again"
+    if strategy == "new_arrivals" and fresh:
+        return strategy, [{"item_id": i, "score": sc, "reason": "new_arrival", "due": None} for i, sc in fresh]
+    if strategy == "bestsellers" and best:
+        return strategy, [{"item_id": i, "score": sc, "reason": "bestseller", "due": None} for i, sc in best]
+    if strategy == "personal" and personal:
+        return strategy, [
+            {"item_id": i, "score": sc, "reason": "goes_with_your_purchases", "due": None} for i, sc in personal
+        ]
+    return "due_again", picks

@@ -13,7 +13,7 @@ from factories import isolated_settings
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.operations import json_formatter, log
+from api.monitoring import json_formatter, log
 from recommender.config import AlsParams, ListParams
 from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job

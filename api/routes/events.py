@@ -1,4 +1,4 @@
-"""Live events: keyed batch ingestion and the visitor's recently viewed items."""
+"""Live events: keyed, all-or-nothing batch ingestion into the live-event stream."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 import pyarrow as pa
-from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi import APIRouter, Body, Depends
 from fastapi.concurrency import run_in_threadpool
 
+from api.deps import ReaderDep, SettingsDep
+from api.errors import BatchTooLarge, InvalidEvents
 from api.schemas import EventBatch, EventsAccepted
 from api.security import require_write_key
-from cache.live import parse_user_events, queue_ingest
+from cache.live import ingest_async
 from recommender.data.loading import ROW, validate_events
 
-router = APIRouter()
+router = APIRouter(tags=["live events"])
 
 
 def _as_table(batch: EventBatch, now: datetime) -> pa.Table:
@@ -34,7 +36,6 @@ def _as_table(batch: EventBatch, now: datetime) -> pa.Table:
 @router.post(
     "/events",
     response_model=EventsAccepted,
-    tags=["live events"],
     summary="Ingest a batch of live events",
     dependencies=[Depends(require_write_key)],
     responses={
@@ -43,43 +44,20 @@ def _as_table(batch: EventBatch, now: datetime) -> pa.Table:
         422: {"description": "Invalid events, each named by position, field and value; nothing stored."},
     },
 )
-async def ingest_events(request: Request, batch: Annotated[EventBatch, Body()]) -> EventsAccepted:
+async def ingest_events(
+    reader: ReaderDep, settings: SettingsDep, batch: Annotated[EventBatch, Body()]
+) -> EventsAccepted:
     """Validate the batch with the job's own rules and store it atomically in the live-event stream. The answer
     comes once Redis has the batch on disk (append-only file, `appendfsync always`). A batch with any bad event is
     refused whole, with every bad event named."""
-    state = request.app.state
-    limit = state.settings.max_events_batch
-    if len(batch.events) > limit:
-        raise HTTPException(
-            413, f"A batch holds at most {limit} events (RECO_MAX_EVENTS_BATCH); got {len(batch.events)}."
-        )
+    if len(batch.events) > settings.max_events_batch:
+        raise BatchTooLarge(settings.max_events_batch, len(batch.events))
     table = _as_table(batch, datetime.now(timezone.utc).replace(tzinfo=None))
     events, report = await run_in_threadpool(validate_events, table, "request", len(batch.events))
     if report.rows_bad:
         errors = [
             {"position": b.row - 1, "field": b.field, "value": b.value, "reason": b.reason} for b in report.sample
         ]
-        first = errors[0]
-        raise HTTPException(
-            422,
-            {
-                "message": f"{report.rows_bad} of {len(batch.events)} events are invalid, nothing was stored; first: "
-                f"event {first['position']} {first['field']}={first['value']!r} {first['reason']}.",
-                "errors": errors,
-            },
-        )
-    pipe = state.reader.client.pipeline(transaction=True)
-    n = queue_ingest(pipe, state.keys, events)
-    replies = await pipe.execute()
-    return EventsAccepted(accepted=n, ids=[r.decode() for r in replies[:n]])
-
-
-def recently_viewed(live_raw: list[bytes], n: int) -> list[list]:
-    """Distinct viewed items, newest first, as [item_id, score] with score 1/(rank+1)."""
-    seen: list[str] = []
-    for kind, item, _ in parse_user_events(live_raw):
-        if kind == "view" and item not in seen:
-            seen.append(item)
-            if len(seen) == n:
-                break
-    return [[item, round(1.0 / (rank + 1), 5)] for rank, item in enumerate(seen)]
+        raise InvalidEvents(len(batch.events), report.rows_bad, errors)
+    ids = await ingest_async(reader.client, reader.keys, events)
+    return EventsAccepted(accepted=len(ids), ids=ids)

@@ -1,0 +1,1 @@
+"""One APIRouter per audience: storefront, e-mail, marketing, live events, operations (included by create_app)."""

@@ -1,0 +1,97 @@
+"""E-mail: each customer's next likely purchases, one by one or for a whole mailing batch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import Response
+
+from api.deps import ServicesDep
+from api.errors import UnknownCustomer
+from api.params import N, UserP
+from api.published import computed, fetch, fill_computed, json_response, with_metadata
+from api.schemas import MAX_BATCH, BatchRequest, BatchResponse, NextPurchase, Strategy
+from cache.keys import Keys
+from recommender.serving import policy
+
+router = APIRouter(tags=["e-mail"])
+
+
+@router.get(
+    "/next-purchase/{user_id}",
+    response_model=NextPurchase,
+    summary="Next likely purchases of a customer",
+    responses={404: {"description": "The customer has no purchase history in the published version."}},
+)
+async def next_purchase(svc: ServicesDep, user_id: UserP, n: N = 10, strategy: Strategy = "default") -> NextPurchase:
+    """Items the customer is due to buy again (with the expected date), then new items that go with what they buy.
+    With `strategy=segment`, the list follows the customer's RFM segment strategy (e.g. new arrivals for loyal
+    customers, items due again for those about to sleep; see `GET /customers/{user_id}/segment`)."""
+    if strategy == "default":
+        version, (picks, customer) = await fetch(svc.reader, Keys.next(user_id), Keys.customer(user_id))
+        _, picks = await computed(svc.sessions, version, [], picks, customer)
+        segment = None
+    else:
+        version, (picks, seg, personal, fresh, best, customer) = await fetch(
+            svc.reader,
+            Keys.next(user_id),
+            Keys.segment(user_id),
+            Keys.user(user_id),
+            Keys.NEW,
+            Keys.best(None),
+            Keys.customer(user_id),
+        )
+        personal, picks = await computed(svc.sessions, version, personal, picks, customer)
+    if picks is None:
+        raise UnknownCustomer(user_id)
+    if strategy == "segment":
+        segment = seg["segment"] if seg else None
+        strategy, picks = policy.segment_picks(seg, picks, personal, fresh or [], best or [])
+    items = await with_metadata(svc.reader, version, picks[:n])
+    return NextPurchase(version=version, user_id=user_id, strategy=strategy, segment=segment, items=items)
+
+
+@router.post(
+    "/next-purchase/batch",
+    response_model=BatchResponse,
+    summary=f"Next purchases for up to {MAX_BATCH} customers",
+)
+async def next_purchase_batch(svc: ServicesDep, body: Annotated[BatchRequest, Body()]) -> Response:
+    """One Redis round trip for the whole batch. Customers without purchase history are listed in `unknown`."""
+    ids = list(dict.fromkeys(body.user_ids))
+    by_segment = body.strategy == "segment"
+    per_user = [Keys.next, Keys.customer] + ([Keys.segment, Keys.user] if by_segment else [])
+    shared = [Keys.NEW, Keys.best(None)] if by_segment else []
+    version, values = await fetch(svc.reader, *shared, *(key(u) for u in ids for key in per_user))
+    fresh, best = (values[0] or [], values[1] or []) if by_segment else ([], [])
+    rows = values[len(shared) :]
+    await fill_computed(svc.sessions, version, rows, len(per_user), by_segment)
+    chosen: dict[str, list[Any]] = {}
+    strategies: dict[str, str] = {}
+    unknown: list[str] = []
+    for k, user_id in enumerate(ids):
+        picks = rows[k * len(per_user)]
+        if picks is None:
+            unknown.append(user_id)
+            continue
+        if by_segment:
+            seg, personal = rows[k * len(per_user) + 2], rows[k * len(per_user) + 3]
+            strategies[user_id], picks = policy.segment_picks(seg, picks, personal, fresh, best)
+        chosen[user_id] = picks[: body.n]
+    # Item metadata for the whole batch at once (at most one more round trip, none once cached).
+    flat = await with_metadata(svc.reader, version, [p for picks in chosen.values() for p in picks])
+    results: dict[str, list[dict[str, Any]]] = {}
+    at = 0
+    for user_id, picks in chosen.items():
+        results[user_id] = flat[at : at + len(picks)]
+        at += len(picks)
+    return json_response(
+        {
+            "source": "next_purchase",
+            "version": version,
+            "results": results,
+            "unknown": unknown,
+            "strategies": strategies if by_segment else None,
+        }
+    )

@@ -1,0 +1,66 @@
+"""What the app holds while it runs: the Redis reader, the session models and the fallback, opened at start-up.
+
+Settings and metrics exist from :func:`api.app.create_app` on (``app.state.settings``, ``app.state.metrics``); the
+rest is opened by :func:`lifespan` into ``app.state.services``. Routes reach both through :mod:`api.deps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
+
+from api.fallback import Fallback
+from api.monitoring import Metrics, configure_logging, log
+from api.session_models import SessionModels
+from cache.keys import Keys
+from cache.reader import Reader
+from cache.server import connect
+from recommender.config import Settings
+
+
+@dataclasses.dataclass
+class Services:
+    """The running service's parts; one instance per app, built by :func:`lifespan`."""
+
+    settings: Settings
+    metrics: Metrics
+    reader: Reader
+    sessions: SessionModels
+    fallback: Fallback
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Connect to Redis and start the fallback refresher; close both on shutdown."""
+    settings: Settings = app.state.settings
+    threadpool_limits(1, "blas")  # fold-ins are tiny; a BLAS thread pool per request would cost more than it saves
+    configure_logging()
+    handle = connect(settings.redis_url, settings.data_dir)
+    timeout = settings.redis_timeout_seconds
+    client = handle.async_client(socket_timeout=timeout, socket_connect_timeout=timeout)
+    reader = Reader(client, Keys(settings.key_prefix))
+    fallback = Fallback(reader, settings.fallback_refresh_seconds)
+    app.state.services = Services(settings, app.state.metrics, reader, SessionModels(reader), fallback)
+    fallback.start()
+    # Everything allocated so far lives as long as the process: keep it out of the collector's full passes, which
+    # otherwise walk it again and again and show up as latency spikes.
+    gc.freeze()
+    log.info(
+        "started",
+        extra={
+            "redis": "url" if settings.redis_url else "embedded",
+            "read_key": bool(settings.read_api_key),
+            "write_key": bool(settings.api_key),
+        },
+    )
+    try:
+        yield
+    finally:
+        await fallback.stop()
+        await client.aclose()
+        handle.close()
