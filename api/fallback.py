@@ -25,6 +25,7 @@ class Fallback:
         self.version: str | None = None
         self.lists: dict[str | None, list[dict[str, Any]]] = {}
         self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
 
     async def refresh(self) -> None:
         """Copy global and per-category bestsellers (with item metadata) of the current version."""
@@ -46,15 +47,20 @@ class Fallback:
         return self.lists.get(category)
 
     async def _loop(self) -> None:
-        while True:
+        # The stop flag, not only the cancellation, ends the loop: a cancellation that lands in a Redis call can come
+        # out as a timeout error (the client's socket timeout), which the suppress below would swallow.
+        while not self._stopping.is_set():
             with contextlib.suppress(Exception):  # Redis down: keep the last copy, try again next time
                 await self.refresh()
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
