@@ -46,6 +46,12 @@ class ListParams(BaseSettings):
 
     list_size: int = Field(100, ge=1, le=1000, description="items stored per personal/next-purchase list")
     similar_size: int = Field(50, ge=1, le=1000, description="items stored per similar-items list")
+    similar_exact_max_items: int = Field(
+        20_000,
+        ge=0,
+        description="catalogues up to this many items get exact similar items (every pair scored); larger ones an "
+        "approximate index (recall@10 >= 0.95, see docs/PERFORMANCE.md)",
+    )
     bestseller_days: int = Field(30, ge=1, description="recent window for bestsellers, in days")
     new_arrival_days: int = Field(30, ge=1, description="an item is new when first seen within this many days")
     exclude_purchased: bool = Field(

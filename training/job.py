@@ -27,7 +27,7 @@ from recommender.data.loading import LoadReport, complete_catalogue
 from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
 from recommender.evaluation.protocol import ModelParams
 from recommender.marketing import activity, kpis, rfm
-from recommender.models import repeat
+from recommender.models import repeat, warm_start
 from recommender.models.als import fit_als
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
 from recommender.serving import customer_lists, lists
@@ -49,6 +49,8 @@ class JobConfig:
     gate_margin: float = 0.02
     gate_days: int = 30
     gate_users: int | None = DEFAULT_MAX_USERS
+    gate_warm_iterations: int = 3  # 0: always a full fit
+    gate_warm_max_days: int = 7
     force_publish: bool = False
 
 
@@ -145,7 +147,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                 next_purchase_customers=n_next + n_lazy_buyers,
             )
         with timer.stage("similar"):
-            sims = lists.similar_items(model, inter, p.similar_size, hidden)
+            sims = lists.similar_items(model, inter, p.similar_size, hidden, p.similar_exact_max_items)
             counts["similar_lists"] = publisher.put_many(
                 (Keys.similar(i), cat.pairs(r))
                 for i, r in tqdm(
@@ -325,6 +327,38 @@ def active_rows(events: pa.Table, inter: Interactions, as_of: datetime, days: in
     return np.array(sorted(inter.user_index[u] for u in recent if u in inter.user_index), dtype=np.int64)
 
 
+class GateWarmStart:
+    """The gate's ALS fit, started from the previous run's gate fit when it can be (same settings, an earlier cutoff
+    at most ``gate_warm_max_days`` before): ``gate_warm_iterations`` iterations instead of a full fit. The new fit's
+    factors are kept in ``<data dir>/gate/<key prefix>.npz`` for the next run."""
+
+    def __init__(self, cfg: JobConfig, keys: Keys, cutoff: datetime) -> None:
+        self.cfg, self.cutoff = cfg, cutoff
+        self.path = cfg.settings.data_dir / "gate" / f"{keys.prefix}.npz"
+        als = cfg.als.model_dump(exclude={"iterations"})
+        self.settings = warm_start.fingerprint(
+            als=als, weights=cfg.weights.as_dict(), half_life=cfg.settings.half_life_days
+        )
+        start = warm_start.GateFactors.load(self.path) if cfg.gate_warm_iterations else None
+        self.start = start if start and start.usable(cutoff, self.settings, cfg.gate_warm_max_days) else None
+        self.how = f"warm start, {cfg.gate_warm_iterations} iterations" if self.start else "full fit"
+        self.fitted: tuple[Interactions, Any] | None = None
+
+    def fit(self, inter: Interactions) -> Any:
+        model = warm_start.fit_from(inter, self.cfg.als, self.start, self.cfg.gate_warm_iterations)
+        self.fitted = (inter, model)
+        return model
+
+    def save(self) -> None:
+        if self.fitted is None or not self.cfg.gate_warm_iterations:
+            return
+        inter, model = self.fitted
+        factors = warm_start.GateFactors(
+            inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, self.cutoff, self.settings
+        )
+        factors.save(self.path)
+
+
 def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table) -> dict[str, Any]:
     """Score the candidate settings on the recent holdout and compare with the serving version and recent popularity.
 
@@ -335,7 +369,10 @@ def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, it
     if span.days < 2 * cfg.gate_days:
         return {"skipped": f"less than {2 * cfg.gate_days} days of history for a {cfg.gate_days}-day holdout"}
     params = ModelParams(cfg.als, cfg.weights, cfg.settings.half_life_days, cfg.lists, cfg.lists.personal_repeat_share)
-    measured = holdout_metrics(events, items, params, test_days=cfg.gate_days, max_users=cfg.gate_users)
+    cutoff = latest_timestamp(events) - timedelta(days=cfg.gate_days)  # time_split's default cutoff
+    warm = GateWarmStart(cfg, keys, cutoff)
+    measured = holdout_metrics(events, items, params, test_days=cfg.gate_days, max_users=cfg.gate_users, fit=warm.fit)
+    warm.save()
     current_version = current(client, keys)[0]
     previous = (manifest(client, keys, current_version) or {}).get("evaluation") if current_version else None
     current_metric = previous.get("candidate") if previous and previous.get("metric") == measured["metric"] else None
@@ -346,7 +383,11 @@ def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, it
         raise GateRefused(decision)
     # Every metric of the two models for warm and cold customers (the dashboard's Quality page shows them).
     figures = {group: measured["figures"][group] for group in ("warm", "cold") if group in measured["figures"]}
-    return {k: v for k, v in measured.items() if k != "figures"} | {"decision": decision.reason, "figures": figures}
+    return {k: v for k, v in measured.items() if k != "figures"} | {
+        "decision": decision.reason,
+        "figures": figures,
+        "fit": warm.how,
+    }
 
 
 def quality_entry(version: str | None, as_of: datetime, gate: dict[str, Any]) -> dict[str, Any]:

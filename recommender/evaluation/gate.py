@@ -20,6 +20,7 @@ next run compares against it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -30,11 +31,13 @@ from recommender.evaluation.protocol import (
     MAIN_GROUP,
     MAIN_METRIC,
     MAIN_MODEL,
+    AlsRun,
     ModelParams,
     build_context,
     evaluate_context,
     narrow,
 )
+from recommender.models.weighting import Interactions
 
 DEFAULT_MARGIN = 0.02
 DEFAULT_MAX_USERS = 20_000
@@ -107,12 +110,14 @@ def holdout_metrics(
     test_days: int = 30,
     cutoff: datetime | None = None,
     max_users: int | None = DEFAULT_MAX_USERS,
+    fit: Callable[[Interactions], Any] | None = None,
 ) -> dict[str, Any]:
     """Fit the candidate settings on the events before the holdout and score them on it (at most ``max_users``
     warm customers, a fixed random sample; None scores every one).
 
     Returns ``{"metric", "target", "group", "candidate", "recent_popularity", "users", "cutoff", "test_days",
-    "figures"}``: ``candidate`` and ``recent_popularity`` are the main metric of the production list and of the
+    "figures"}`` (``fit`` replaces the ALS fit from random factors, see :mod:`recommender.models.warm_start`):
+    ``candidate`` and ``recent_popularity`` are the main metric of the production list and of the
     recent-popularity baseline (``nan`` when no warm customer bought anything in the holdout), ``figures`` every
     metric of both (``Evaluation.figures`` restricted to the main target).
     """
@@ -123,7 +128,7 @@ def holdout_metrics(
     # Only the main target decides: interactions are scored only on logs where no warm customer bought in the holdout.
     bought = any(t for u, t in ctx.truth["purchase"].items() if u in ctx.split.warm_users)
     ctx = narrow(ctx, ("purchase",) if bought else ("interaction",), max_users)
-    result = evaluate_context(ctx, params, GATE_MODELS)
+    result = evaluate_context(ctx, params, GATE_MODELS, run=AlsRun.fit(ctx.split.train, ctx.items, params, fit=fit))
     target = result.main_target()
     return {
         "metric": MAIN_METRIC,

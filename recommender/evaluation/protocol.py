@@ -286,10 +286,18 @@ class AlsRun:
     as_of: datetime
 
     @classmethod
-    def fit(cls, train: pa.Table, items: pa.Table, params: ModelParams, show_progress: bool = False) -> AlsRun:
+    def fit(
+        cls,
+        train: pa.Table,
+        items: pa.Table,
+        params: ModelParams,
+        show_progress: bool = False,
+        fit: Callable[[Interactions], Any] | None = None,
+    ) -> AlsRun:
+        """``fit`` replaces the ALS fit from random factors (e.g. the gate's warm start)."""
         as_of = latest_timestamp(train)
         inter = build_interactions(train, params.weights.as_dict(), params.half_life_days, as_of)
-        model = fit_als(inter.matrix, params.als, show_progress=show_progress)
+        model = fit(inter) if fit is not None else fit_als(inter.matrix, params.als, show_progress=show_progress)
         bought = purchase_matrix(train, inter)
         seen = interaction_matrix(train, inter)
         hidden = hidden_item_indices(items, inter)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
 from recommender.models.als import recommend_batches, similar_batches
+from recommender.models.similar_index import similar_batches_ivf
 from recommender.models.weighting import Interactions
 
 Ranked = list[tuple[str, float]]
@@ -102,10 +103,15 @@ def personal_picks_of(
 
 
 def similar_items(
-    model: AlternatingLeastSquares, inter: Interactions, n: int, hidden: np.ndarray
+    model: AlternatingLeastSquares, inter: Interactions, n: int, hidden: np.ndarray, exact_max_items: int = 20_000
 ) -> Iterator[tuple[str, Ranked]]:
-    """Items whose ALS factors are closest (cosine) to each item's."""
-    for rows, ids, scores in similar_batches(model, n, hidden):
+    """Items whose ALS factors are closest (cosine) to each item's: every pair scored up to ``exact_max_items``
+    items, an approximate index above (:mod:`recommender.models.similar_index`)."""
+    if len(inter.item_ids) <= exact_max_items:
+        batches = similar_batches(model, n, hidden)
+    else:
+        batches = similar_batches_ivf(model.item_factors, n, hidden)
+    for rows, ids, scores in batches:
         yield from zip(inter.item_ids[rows].tolist(), ranked_rows(ids, scores, inter.item_ids))
 
 

@@ -1,0 +1,110 @@
+"""The promotion gate's warm start: last run's gate factors start the next gate fit, only when that cannot leak."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from factories import isolated_settings
+
+from cache.keys import Keys
+from cache.publisher import manifest
+from recommender.config import AlsParams
+from recommender.data.demo import generate_shop
+from recommender.evaluation.gate import holdout_metrics
+from recommender.evaluation.protocol import ModelParams
+from recommender.models.warm_start import GateFactors, fit_from
+from training.job import JobConfig, run_job
+
+CUT = datetime(2026, 6, 1)
+
+
+def factors(cutoff: datetime, settings: str = "s") -> GateFactors:
+    ids = np.array(["a", "b"], dtype=object)
+    return GateFactors(ids, ids, np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), cutoff, settings)
+
+
+def test_a_start_is_used_only_from_an_earlier_cutoff_with_the_same_settings():
+    assert factors(CUT - timedelta(days=1)).usable(CUT, "s", 7)
+    assert factors(CUT).usable(CUT, "s", 7)
+    assert not factors(CUT + timedelta(days=1)).usable(CUT, "s", 7)  # it saw holdout days: would leak
+    assert not factors(CUT - timedelta(days=8)).usable(CUT, "s", 7)  # too old to be a good start
+    assert not factors(CUT - timedelta(days=1), "other").usable(CUT, "s", 7)  # other settings
+
+
+def test_save_and_load_round_trip(tmp_path):
+    f = factors(CUT)
+    f.save(tmp_path / "g.npz")
+    back = GateFactors.load(tmp_path / "g.npz")
+    assert back is not None and back.cutoff == CUT and back.settings == "s"
+    assert back.user_ids.tolist() == ["a", "b"] and np.array_equal(back.items, f.items)
+    (tmp_path / "bad.npz").write_bytes(b"not a file")
+    assert GateFactors.load(tmp_path / "bad.npz") is None and GateFactors.load(tmp_path / "none.npz") is None
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    shop = generate_shop(n_users=400, n_items=120, n_categories=6, days=150, seed=5)
+    shop.paths = shop.write(tmp_path_factory.mktemp("shop"))
+    return shop
+
+
+def test_a_warm_start_judges_like_a_full_fit(shop):
+    als = AlsParams(factors=16, iterations=15)
+    params = ModelParams(als=als)
+    latest = max(shop.events["timestamp"].to_pylist())
+    night1 = shop.events.filter(pc.less_equal(shop.events["timestamp"], pa.scalar(latest - timedelta(days=1))))
+    kept, models = {}, {}
+
+    def keep(name, start, iterations):
+        def fit(inter):
+            with_start = start() if start else None
+            model = models[name] = fit_from(
+                inter, als.model_copy(update={"iterations": iterations}), with_start, iterations
+            )
+            kept[name] = GateFactors(inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, CUT, "")
+            return model
+
+        return fit
+
+    holdout_metrics(night1, shop.items, params, fit=keep("night1", None, als.iterations))
+    full = holdout_metrics(shop.events, shop.items, params, fit=keep("full", None, als.iterations))["candidate"]
+    warm = holdout_metrics(shop.events, shop.items, params, fit=keep("warm", lambda: kept["night1"], 3))["candidate"]
+    holdout_metrics(shop.events, shop.items, params, fit=keep("cold", None, 3))
+    other_seed = als.model_copy(update={"random_state": 7})
+    holdout_metrics(
+        shop.events,
+        shop.items,
+        ModelParams(als=other_seed),
+        fit=lambda inter: models.setdefault("seed7", fit_from(inter, other_seed, None, other_seed.iterations)),
+    )
+    assert full > 0.05 and abs(warm / full - 1) < 0.02  # well inside the gate's own margin
+
+    def scores(name):  # user x item scores: what the lists are made of (and independent of the factors' rotation)
+        return models[name].user_factors @ models[name].item_factors.T
+
+    # Three iterations from last night's factors land as near the full fit as another full fit (other random start)
+    # does; three from random factors do not.
+    off = {name: np.linalg.norm(scores(name) - scores("full")) for name in ("warm", "cold", "seed7")}
+    assert off["warm"] <= 1.05 * off["seed7"] < off["cold"], off
+
+
+def test_the_job_warm_starts_its_gate_from_the_previous_run(redis_handle, shop):
+    settings = isolated_settings(redis_handle, "gw")
+    events, items = shop.paths
+    als = AlsParams(factors=16, iterations=10)
+    hows = []
+    for gate_users in (None, None):
+        cfg = JobConfig(events=events, items=items, settings=settings, als=als, gate=True, show_progress=False)
+        cfg.gate_users = gate_users
+        result = run_job(cfg, redis_handle.client)
+        hows.append(manifest(redis_handle.client, Keys(settings.key_prefix), result.version)["evaluation"]["fit"])
+    assert hows == ["full fit", "warm start, 3 iterations"]
+    assert (settings.data_dir / "gate" / f"{settings.key_prefix}.npz").is_file()
+    changed = JobConfig(events=events, items=items, settings=settings, als=AlsParams(factors=8), gate=True)
+    changed.show_progress = False
+    result = run_job(changed, redis_handle.client)
+    assert manifest(redis_handle.client, Keys(settings.key_prefix), result.version)["evaluation"]["fit"] == "full fit"
