@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from api.dashboard import schemas
 from api.dashboard.request_stats import RequestStats
+from api.deps import MetricsDep, ReaderDep, ServicesDep, SettingsDep
+from api.errors import UnknownItem
+from api.published import fetch, fetch_raw
 from cache import status
 from cache.keys import Keys
 from cache.live import parse_user_events
-from cache.reader import Reader, decode
+from cache.reader import Reader
 from recommender.data.loading import ID_PATTERN
 from recommender.data.schema import MAX_ID_LENGTH
 from recommender.marketing.activity import expand
@@ -23,29 +26,14 @@ router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
 UserP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Customer id.")]
 ItemP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, description="Item id.")]
-NOTHING_PUBLISHED = "No recommendations are published yet: run `reco train` first."
 SEARCH_LIMIT = 10
 
 
-def _services(request: Request) -> Any:
-    """The running service's parts (reader, session models): ``app.state.services`` when the app groups them,
-    else ``app.state`` itself."""
-    state = request.app.state
-    return getattr(state, "services", state)
-
-
-def _reader(request: Request) -> Reader:
-    return _services(request).reader
-
-
-def _keys(request: Request) -> Keys:
-    return _reader(request).keys
-
-
-def _request_stats(request: Request) -> RequestStats:
+def _request_stats(request: Request, metrics: Any) -> RequestStats:
+    """This process's request figures (kept on the app: they summarise the window between calls)."""
     state = request.app.state
     if getattr(state, "request_stats", None) is None:
-        state.request_stats = RequestStats(state.metrics.registry)
+        state.request_stats = RequestStats(metrics.registry)
     return state.request_stats
 
 
@@ -61,10 +49,9 @@ def version_summary(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 @router.get("/about", response_model=schemas.About, summary="What the dashboard can show")
-async def about(request: Request) -> dict[str, Any]:
+async def about(request: Request, settings: SettingsDep) -> dict[str, Any]:
     """Which keys are configured, whether the experiment report (`GET /experiment/report`) exists, and what the RFM
     segments mean."""
-    settings = request.app.state.settings
     paths = {getattr(route, "path", None) for route in request.app.routes}
     return {
         "title": request.app.title,
@@ -79,28 +66,28 @@ async def about(request: Request) -> dict[str, Any]:
 
 
 @router.get("/overview", response_model=schemas.Overview, summary="Versions, Redis, live ingestion and request figures")
-async def overview(request: Request) -> dict[str, Any]:
+async def overview(request: Request, reader: ReaderDep, metrics: MetricsDep) -> dict[str, Any]:
     """The serving and the previous version (counts, stage times, gate figures, load reports), Redis health and
     durability, live events per minute over the last hour, and request rates with p50/p99 per route (this worker)."""
-    client, keys = _reader(request).client, _keys(request)
+    client, keys = reader.client, reader.keys
     versions = await status.versions(client, keys)
     return {
         "current": version_summary(versions["current"]),
         "previous": version_summary(versions["previous"]),
         "redis": await status.server_info(client),
         "live": await status.live_ingestion(client, keys),
-        "requests": _request_stats(request).summary(),
+        "requests": _request_stats(request, metrics).summary(),
     }
 
 
 @router.get(
     "/quality", response_model=schemas.Quality, summary="Quality figures of the serving version and of the latest runs"
 )
-async def quality(request: Request) -> dict[str, Any]:
+async def quality(reader: ReaderDep) -> dict[str, Any]:
     """The promotion gate's figures for the serving version (production list against recent popularity, every
     metric), the gate's main figures of the latest runs (published or refused), and the latest offline evaluation
     recorded with `reco evaluate --publish` (every baseline)."""
-    client, keys = _reader(request).client, _keys(request)
+    client, keys = reader.client, reader.keys
     versions = await status.versions(client, keys)
     current = versions["current"] or {}
     return {
@@ -117,17 +104,14 @@ async def _with_metadata(reader: Reader, version: str, rows: list[dict[str, Any]
 
 
 @router.get("/customers/{user_id}", response_model=schemas.Customer, summary="A customer's segment and latest events")
-async def customer(request: Request, user_id: UserP) -> dict[str, Any]:
+async def customer(reader: ReaderDep, user_id: UserP) -> dict[str, Any]:
     """RFM segment, the latest events the job saw (purchases and others), the live events since, and which lists
     exist for the customer (so the page asks only for those)."""
-    reader = _reader(request)
-    version, values, live_raw = await reader.fetch_raw(
-        user_id, Keys.segment(user_id), Keys.history(user_id), Keys.user(user_id), Keys.customer(user_id)
+    version, values, live_raw = await fetch_raw(
+        reader, user_id, Keys.segment(user_id), Keys.history(user_id), Keys.user(user_id), Keys.customer(user_id)
     )
-    if version is None:
-        raise HTTPException(503, NOTHING_PUBLISHED)
     seg_raw, hist_raw, personal_raw, customer_raw = values
-    segment, history = decode(seg_raw), decode(hist_raw) or []
+    segment, history = await reader.decode(version, seg_raw), await reader.decode(version, hist_raw) or []
     if segment:
         info = SEGMENTS[segment["segment"]]
         segment = {**segment, "label": info.label, "description": info.description, "action": info.action}
@@ -154,18 +138,15 @@ async def customer(request: Request, user_id: UserP) -> dict[str, Any]:
     summary="An item's metadata and who buys it again",
     responses={404: {"description": "The published version knows nothing of the item."}},
 )
-async def item(request: Request, item_id: ItemP) -> dict[str, Any]:
+async def item(reader: ReaderDep, services: ServicesDep, item_id: ItemP) -> dict[str, Any]:
     """Title, category, price and availability; buyers, repeat buyers, how many times buyers bought it and the top
     repeat buyers; whether it has similar items. 404 when the published version knows nothing of the item."""
-    reader = _reader(request)
-    version, (stats,) = await reader.fetch(Keys.item_stats(item_id))
-    if version is None:
-        raise HTTPException(503, NOTHING_PUBLISHED)
+    version, (stats,) = await fetch(reader, Keys.item_stats(item_id))
     meta = (await reader.item_metadata(version, [item_id]))[item_id]
-    (has_similar,) = await status.exists(reader.client, _keys(request), version, Keys.similar(item_id))
+    (has_similar,) = await status.exists(reader.client, reader.keys, version, Keys.similar(item_id))
     if meta is None and stats is None and not has_similar:
-        raise HTTPException(404, f"Unknown item '{item_id}'.")
-    manifest = await _services(request).sessions.manifest(version)
+        raise UnknownItem(item_id)
+    manifest = await services.sessions.manifest(version)
     return {
         "version": version,
         "item_id": item_id,
@@ -178,32 +159,31 @@ async def item(request: Request, item_id: ItemP) -> dict[str, Any]:
 
 @router.get("/search", response_model=schemas.Search, summary="Find a customer or an item")
 async def search(
-    request: Request, q: Annotated[str, Query(min_length=1, max_length=200, description="Id or title words.")]
+    request: Request,
+    reader: ReaderDep,
+    q: Annotated[str, Query(min_length=1, max_length=200, description="Id or title words.")],
 ) -> dict[str, Any]:
     """A customer by exact id; items by exact id, then id prefix, then title containing every word of `q`."""
-    reader, keys = _reader(request), _keys(request)
-    version, _ = await reader.fetch()
-    if version is None:
-        raise HTTPException(503, NOTHING_PUBLISHED)
+    version, _ = await fetch(reader)
     text = q.strip()
     customers: list[str] = []
     if text and len(text) <= MAX_ID_LENGTH:
         found = await status.exists(
-            reader.client, keys, version, Keys.segment(text), Keys.user(text), Keys.customer(text)
+            reader.client, reader.keys, version, Keys.segment(text), Keys.user(text), Keys.customer(text)
         )
         customers = [text] if any(found) else []
-    catalogue = await _catalogue(request, version)
+    catalogue = await _catalogue(request, reader, version)
     return {"version": version, "customers": customers, "items": match_items(catalogue, text, SEARCH_LIMIT)}
 
 
-async def _catalogue(request: Request, version: str) -> dict[str, dict[str, Any]]:
+async def _catalogue(request: Request, reader: Reader, version: str) -> dict[str, dict[str, Any]]:
     """Every item's metadata of the version, read once per version and process."""
     state = request.app.state
     cached = getattr(state, "dashboard_catalogue", None)
     if cached is None or cached[0] != version:
         state.dashboard_catalogue = cached = (
             version,
-            await status.item_catalogue(_reader(request).client, _keys(request), version),
+            await status.item_catalogue(reader.client, reader.keys, version),
         )
     return cached[1]
 
