@@ -24,7 +24,7 @@ async function qualityPage() {
     ]),
   ];
   const grid = h("div", { class: "grid" });
-  grid.appendChild(card("Serving version against recent popularity", { sub: "Every metric of the gate's holdout, warm customers. The production list is what /recommend serves.", wide: true },
+  grid.appendChild(card("Serving version against recent popularity", { sub: `Every metric of the gate's holdout, warm customers. The production list is what /recommend serves.${gate.fit ? ` Gate model: ${gate.fit}.` : ""}`, wide: true },
     Object.keys(warm).length
       ? table([
         { label: "Metric", value: (r) => r.metric },
