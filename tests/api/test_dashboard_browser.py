@@ -274,6 +274,7 @@ def test_quality_shows_the_gate_figures_and_every_baseline(server, shop_data, wa
     w = watched()
     w.open(f"{server}/dashboard/quality")
     assert w.page.text_content("[data-tile=main] .tile-value") == f"{second.gate['candidate']:.4f}"
+    assert f"Gate model: {second.gate['fit']}." in w.page.text_content("main")
     offline = w.page.text_content("#offline-figures")
     assert "Recent popularity" in offline and "Item kNN (BM25)" in offline
     assert w.page.locator("#quality-log tbody tr").count() >= 2
