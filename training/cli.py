@@ -435,7 +435,11 @@ def examples(
         f"curl -X POST '{base_url}/next-purchase/batch' -H 'content-type: application/json' "
         f'-d \'{{"user_ids": ["{user}", "unknown-customer"], "n": 3}}\'',
     ]
-    out.print(f"\nVersion {version} is published. API documentation: {base_url}/docs\nExample calls:", highlight=False)
+    out.print(
+        f"\nVersion {version} is published. API documentation: {base_url}/docs, dashboard: {base_url}/dashboard"
+        "\nExample calls:",
+        highlight=False,
+    )
     for call in calls:
         out.print("  " + call, highlight=False, soft_wrap=True)
 
