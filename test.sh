@@ -10,4 +10,11 @@ if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ]; th
   .venv/bin/python -m pip install --quiet -e '.[test]'
   touch .venv/.installed-test
 fi
+# The dashboard's browser tests drive Debian's Chromium; install it when missing and allowed (CI runs as root).
+# Without it they skip and say why (tests/api/test_dashboard_browser.py).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing chromium (Debian package) for the browser tests" >&2
+  (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ||
+    echo "could not install chromium: the browser tests will skip" >&2
+fi
 exec .venv/bin/python -m pytest "$@"

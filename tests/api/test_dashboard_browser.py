@@ -49,6 +49,8 @@ LAPTOP, PHONE = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
 READY = "#main[data-ready=true]"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) is not installed")
+# The first test may install Chromium with apt-get (when ./test.sh did not): more than the suite's usual 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 def ensure_chromium() -> str:
