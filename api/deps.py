@@ -2,8 +2,8 @@
 
 Each getter reads ``request.app.state`` directly (no dependency chains) and is ``async`` (FastAPI runs a plain
 ``def`` dependency in its thread pool: one thread hop per request). A dependency still costs FastAPI a resolution
-step per request (about 10 us measured), so the storefront's hot path (``GET /recommend``) takes the request and
-calls :func:`services` instead.
+step on every request (about 10 us measured, some 3% of a bestseller list), so the storefront routes, which answer
+the page views, take the request and call :func:`services` instead; the others use the ``...Dep`` types.
 """
 
 from __future__ import annotations

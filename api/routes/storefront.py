@@ -1,4 +1,7 @@
-"""Storefront: personal picks, bestsellers, categories, new arrivals, similar and recently viewed items."""
+"""Storefront: personal picks, bestsellers, categories, new arrivals, similar and recently viewed items.
+
+These answer page views, the service's bulk traffic: handlers take the request and read the running service through
+:func:`api.deps.services` instead of a ``Depends`` (which FastAPI resolves on every request, see :mod:`api.deps`)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import redis.exceptions
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.deps import ReaderDep, ServicesDep, services
+from api.deps import services
 from api.errors import UnknownCategory, UnknownItem
 from api.params import CategoryQ, ExcludeQ, ItemP, N, OptUserQ, UserP, UserQ
 from api.published import computed, fetch, fetch_raw, json_response, with_metadata
@@ -29,7 +32,7 @@ async def recommend(
     (`personal+session`), items bought since the last run drop out when the job excludes bought items, and a
     visitor with nothing to go on gets bestsellers. With `category`, only items of that category; `exclude`
     leaves out items (e.g. the cart). A list shorter than `n` after filtering is topped up with bestsellers."""
-    svc = services(request)  # the hot path: no dependency to resolve per request (see api.deps)
+    svc = services(request)
     skip = set(filter(None, exclude.split(","))) if exclude else set()
     try:
         # Bestsellers are decoded only when needed (a category check or a list to top up): most visitors never do.
@@ -82,16 +85,18 @@ async def _with_live_session(
 
 
 @router.get("/recently-viewed/{user_id}", response_model=ItemList, summary="Items the visitor viewed lately")
-async def recently_viewed_items(reader: ReaderDep, user_id: UserP, n: N = 10) -> ItemList:
+async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> ItemList:
     """Distinct items from the visitor's live view events (`POST /events`), newest first."""
+    reader = services(request).reader
     version, _, live_raw = await fetch_raw(reader, user_id)
     entries = policy.recently_viewed(parse_user_events(live_raw), n)
     return ItemList(source="recently_viewed", version=version, items=await with_metadata(reader, version, entries))
 
 
 @router.get("/bestsellers", response_model=ItemList, summary="Bestsellers, overall or per category")
-async def bestsellers(reader: ReaderDep, n: N = 10, category: CategoryQ = None) -> ItemList:
+async def bestsellers(request: Request, n: N = 10, category: CategoryQ = None) -> ItemList:
     """Most bought items over the recent window (distinct buyers)."""
+    reader = services(request).reader
     version, (best,) = await fetch(reader, Keys.best(category))
     if best is None:
         raise UnknownCategory(category)
@@ -99,15 +104,17 @@ async def bestsellers(reader: ReaderDep, n: N = 10, category: CategoryQ = None) 
 
 
 @router.get("/categories", response_model=list[str], summary="Categories that have bestsellers")
-async def categories(reader: ReaderDep) -> list[str]:
+async def categories(request: Request) -> list[str]:
+    reader = services(request).reader
     _, (cats,) = await fetch(reader, Keys.CATEGORIES)
     return cats or []
 
 
 @router.get("/new-arrivals", response_model=ItemList, summary="New arrivals")
-async def new_arrivals(svc: ServicesDep, n: N = 10, user_id: OptUserQ = None) -> ItemList:
+async def new_arrivals(request: Request, n: N = 10, user_id: OptUserQ = None) -> ItemList:
     """Items first seen within the new-arrival window, ranked by early traction. With a known `user_id`, arrivals
     in the categories of the visitor's personal picks come first (`source` = `new_arrivals+personal`)."""
+    svc = services(request)
     suffixes = [Keys.NEW] + ([Keys.user(user_id), Keys.customer(user_id)] if user_id else [])
     version, values = await fetch(svc.reader, *suffixes)
     fresh, personal = values[0] or [], None
@@ -127,8 +134,9 @@ async def new_arrivals(svc: ServicesDep, n: N = 10, user_id: OptUserQ = None) ->
     summary="Items similar to an item",
     responses={404: {"description": "The item is unknown to the published model."}},
 )
-async def similar(reader: ReaderDep, item_id: ItemP, n: N = 10) -> ItemList:
+async def similar(request: Request, item_id: ItemP, n: N = 10) -> ItemList:
     """Items whose learned factors are closest to this item's (people who like one tend to like the other)."""
+    reader = services(request).reader
     version, (sims,) = await fetch(reader, Keys.similar(item_id))
     if sims is None:
         raise UnknownItem(item_id)

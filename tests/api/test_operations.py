@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.monitoring import json_formatter, log
+from cache.keys import Keys
+from cache.publisher import NoPreviousVersion, Publisher, rollback
 from recommender.config import AlsParams, ListParams
 from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
@@ -62,6 +64,19 @@ def test_admin_rollback_needs_the_write_key(published):
         assert r.status_code == 200 and r.json()["version"] == first
         assert c.get("/readyz").json()["version"] == first
         assert c.post("/admin/rollback", headers={"X-API-Key": WRITE}).json()["version"] == second
+
+
+def test_rollback_without_a_previous_version_is_409_and_changes_nothing(redis_handle):
+    settings = isolated_settings(redis_handle, "ops1", api_key=WRITE)
+    keys = Keys(settings.key_prefix)
+    only = Publisher(redis_handle.client, keys)
+    only.commit({"source": "test"})
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/admin/rollback", headers={"X-API-Key": WRITE})
+        assert r.status_code == 409 and r.json() == {"detail": "There is no previous version to roll back to."}
+        assert c.get("/readyz").json()["version"] == only.version
+    with pytest.raises(NoPreviousVersion):
+        rollback(redis_handle.client, keys)
 
 
 def test_oversized_bodies_are_refused_with_a_clear_message(published):
