@@ -20,10 +20,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recommender.config import AlsParams, EventWeights, ListParams, Settings
+from recommender.config import AlsParams, ModelSettings
 from recommender.data.dataset import load_dataset
 from recommender.evaluation.gate import holdout_metrics
-from recommender.evaluation.protocol import ModelParams
 from recommender.evaluation.tuning import dataset_name, load_tuned, settings_path
 from recommender.models.warm_start import GateFactors, fit_from
 from recommender.models.weighting import latest_timestamp
@@ -43,13 +42,7 @@ def main() -> None:
     path = settings_path(dataset_name(args.format, str(args.events)), ROOT)
     tuned = load_tuned(path) if path.is_file() else {}
     als = AlsParams(**tuned.get("als", {}))
-    params = ModelParams(
-        als,
-        EventWeights(**tuned.get("weights", {})),
-        tuned.get("half_life_days") or Settings().half_life_days,
-        ListParams(),
-        tuned.get("repeat_share", ListParams().personal_repeat_share),
-    )
+    params = ModelSettings.from_dict(tuned)
     data = load_dataset(args.events, args.items, args.format, 0.05)
     latest = latest_timestamp(data.events)
     night1 = data.events.filter(

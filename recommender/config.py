@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,51 @@ class ListParams(BaseSettings):
     next_purchase_explore_share: float = Field(
         0.0, ge=0, le=1, description="share of next-purchase slots kept for new items from ALS (see docs/QUALITY.md)"
     )
+
+
+class ModelSettings(BaseSettings):
+    """The model section: everything that shapes the served lists (ALS, confidence weighting, decay, list settings
+    with the repeat share). ``reco tune`` writes its tuned part, see :meth:`as_dict`."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
+
+    als: AlsParams = Field(default_factory=AlsParams)
+    weights: EventWeights = Field(default_factory=EventWeights)
+    half_life_days: float = Field(60.0, gt=0, description="age at which an event counts half")
+    lists: ListParams = Field(default_factory=ListParams)
+
+    @property
+    def repeat_share(self) -> float:
+        """Share of the personal list's slots open to items due again (``lists.personal_repeat_share``)."""
+        return self.lists.personal_repeat_share
+
+    def with_repeat_share(self, share: float) -> ModelSettings:
+        """A copy with another repeat share."""
+        return self.model_copy(update={"lists": self.lists.model_copy(update={"personal_repeat_share": share})})
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, the layout of a tuned-settings file (see :func:`recommender.evaluation.tuning.load_tuned`)."""
+        return {
+            "als": self.als.model_dump(),
+            "weights": self.weights.as_dict(),
+            "half_life_days": self.half_life_days,
+            "repeat_share": self.repeat_share,
+            "lists": self.lists.model_dump(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelSettings:
+        """Inverse of :meth:`as_dict` (``repeat_share`` outside ``lists`` wins); missing parts keep their defaults."""
+        weights = dict(values.get("weights") or {})
+        if "return" in weights:
+            weights["return_"] = weights.pop("return")
+        lists = dict(values.get("lists") or {})
+        if values.get("repeat_share") is not None:
+            lists["personal_repeat_share"] = float(values["repeat_share"])
+        model: dict[str, Any] = {"als": AlsParams(**(values.get("als") or {})), "weights": EventWeights(**weights)}
+        if values.get("half_life_days") is not None:
+            model["half_life_days"] = float(values["half_life_days"])
+        return cls(**model, lists=ListParams(**lists))
 
 
 class Settings(BaseSettings):

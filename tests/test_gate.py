@@ -6,10 +6,9 @@ import math
 
 import pytest
 
-from recommender.config import AlsParams
+from recommender.config import AlsParams, ModelSettings
 from recommender.data.demo import generate_shop
 from recommender.evaluation.gate import GateDecision, decide, holdout_metrics
-from recommender.evaluation.protocol import ModelParams
 
 
 def test_publishes_a_model_as_good_as_the_current_one() -> None:
@@ -56,11 +55,11 @@ def shop():
 
 
 def test_gate_refuses_a_deliberately_worse_model(shop) -> None:
-    good = holdout_metrics(shop.events, shop.items, ModelParams(), test_days=21)
+    good = holdout_metrics(shop.events, shop.items, ModelSettings(), test_days=21)
     assert good["metric"] == "ndcg@10" and good["target"] == "purchase" and good["users"] > 20
     assert set(good["figures"]["warm"]) == {"production", "recent_popularity"}
     # One factor, one iteration, and every slot given to those picks: a broken candidate.
-    worse = ModelParams(als=AlsParams(factors=1, iterations=1), repeat_share=0.0)
+    worse = ModelSettings(als=AlsParams(factors=1, iterations=1)).with_repeat_share(0.0)
     bad = holdout_metrics(shop.events, shop.items, worse, test_days=21)
     assert bad["recent_popularity"] == pytest.approx(good["recent_popularity"])  # same holdout, same baseline
     assert bad["candidate"] < good["candidate"]

@@ -12,10 +12,9 @@ from factories import isolated_settings
 
 from cache.keys import Keys
 from cache.publisher import manifest
-from recommender.config import AlsParams
+from recommender.config import AlsParams, ModelSettings
 from recommender.data.demo import generate_shop
 from recommender.evaluation.gate import holdout_metrics
-from recommender.evaluation.protocol import ModelParams
 from recommender.models.warm_start import GateFactors, fit_from
 from training.job import JobConfig, run_job
 
@@ -54,7 +53,7 @@ def shop(tmp_path_factory):
 
 def test_a_warm_start_judges_like_a_full_fit(shop):
     als = AlsParams(factors=16, iterations=15)
-    params = ModelParams(als=als)
+    params = ModelSettings(als=als)
     latest = max(shop.events["timestamp"].to_pylist())
     night1 = shop.events.filter(pc.less_equal(shop.events["timestamp"], pa.scalar(latest - timedelta(days=1))))
     kept, models = {}, {}
@@ -78,7 +77,7 @@ def test_a_warm_start_judges_like_a_full_fit(shop):
     holdout_metrics(
         shop.events,
         shop.items,
-        ModelParams(als=other_seed),
+        ModelSettings(als=other_seed),
         fit=lambda inter: models.setdefault("seed7", fit_from(inter, other_seed, None, other_seed.iterations)),
     )
     assert full > 0.05 and abs(warm / full - 1) < 0.02  # well inside the gate's own margin

@@ -8,9 +8,8 @@ from datetime import datetime, timedelta
 import pyarrow.compute as pc
 import pytest
 
-from recommender.config import AlsParams, EventWeights
+from recommender.config import AlsParams, EventWeights, ModelSettings
 from recommender.data.demo import generate_shop
-from recommender.evaluation.protocol import ModelParams
 from recommender.evaluation.tuning import load_tuned, tune, tuned_params, write_tuned
 
 
@@ -21,7 +20,7 @@ def shop():
 
 @pytest.fixture(scope="module")
 def result(shop):
-    start = ModelParams(als=AlsParams(factors=8, iterations=5), repeat_share=0.9)
+    start = ModelSettings(als=AlsParams(factors=8, iterations=5)).with_repeat_share(0.9)
     return tune(shop.events, shop.items, start, test_days=14, trials=3, seed=1, progress=False)
 
 

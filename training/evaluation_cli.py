@@ -66,11 +66,11 @@ def _load(events: Path, items: Path | None, fmt: str, max_bad_share: float | Non
 
 
 def _params(settings: Path | None) -> Any:
-    from recommender.evaluation.protocol import ModelParams
+    from recommender.config import ModelSettings
     from recommender.evaluation.tuning import tuned_params
 
     if settings is None:
-        return ModelParams()
+        return ModelSettings()
     try:
         return tuned_params(settings)
     except ValueError as exc:

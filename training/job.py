@@ -21,11 +21,10 @@ from cache.keys import Keys
 from cache.publisher import Publisher, manifest
 from cache.publisher import current_version as current
 from cache.status import record_quality
-from recommender.config import AlsParams, EventWeights, ListParams, Settings
+from recommender.config import AlsParams, EventWeights, ListParams, ModelSettings, Settings
 from recommender.data.dataset import Dataset, load_dataset
 from recommender.data.loading import LoadReport, complete_catalogue
 from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
-from recommender.evaluation.protocol import ModelParams
 from recommender.marketing import activity, kpis, rfm
 from recommender.models import repeat, warm_start
 from recommender.models.als import fit_als
@@ -368,7 +367,9 @@ def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, it
     span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
     if span.days < 2 * cfg.gate_days:
         return {"skipped": f"less than {2 * cfg.gate_days} days of history for a {cfg.gate_days}-day holdout"}
-    params = ModelParams(cfg.als, cfg.weights, cfg.settings.half_life_days, cfg.lists, cfg.lists.personal_repeat_share)
+    params = ModelSettings(
+        als=cfg.als, weights=cfg.weights, half_life_days=cfg.settings.half_life_days, lists=cfg.lists
+    )
     cutoff = latest_timestamp(events) - timedelta(days=cfg.gate_days)  # time_split's default cutoff
     warm = GateWarmStart(cfg, keys, cutoff)
     measured = holdout_metrics(events, items, params, test_days=cfg.gate_days, max_users=cfg.gate_users, fit=warm.fit)

@@ -1,9 +1,10 @@
 """Baseline recommenders for offline evaluation.
 
-All share one interface: ``fit(train, **kw)`` on a canonical event table, then
-``recommend(user_ids, k) -> {user_id: [item_id, ...]}`` (best first, at most k items). Ties are
-always broken by ascending item_id, so results are deterministic. With ``filter_purchased=True`` the
-items a user purchased in ``train`` are never recommended to that user. "return" events are ignored.
+All share the interface of every model (:class:`recommender.models.base.Recommender`): ``fit(train, **kw)`` on a
+canonical event table, then ``recommend(user_ids, k) -> {user_id: [item_id, ...]}`` (best first, at most k items).
+Ties are always broken by ascending item_id, so results are deterministic. With ``filter_purchased=True`` the
+items a user purchased in ``train`` are never recommended to that user; with ``fit(train, items=catalogue)``
+unavailable items are never recommended. "return" events are ignored.
 
 Personal baselines fill short lists from a popularity ranking (``fill_popular``): items by distinct
 purchasers, then by distinct interacting users (view/cart/purchase), then item_id.
@@ -11,8 +12,9 @@ purchasers, then by distinct interacting users (view/cart/purchase), then item_i
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -24,33 +26,64 @@ from threadpoolctl import threadpool_limits
 
 from recommender.data.schema import CART, PURCHASE, VIEW
 from recommender.evaluation.split import order_keys, targets
+from recommender.models.base import Recommender, unavailable_items
 
 INTERACTIONS: tuple[str, ...] = (VIEW, CART, PURCHASE)
 
 
-class Baseline:
-    """Common fit/recommend plumbing: exclusion of purchased items and filling from a fallback list."""
+class Baseline(Recommender):
+    """Common fit/recommend plumbing: exclusion of purchased and unavailable items, filling from a fallback list."""
 
     def __init__(self, *, filter_purchased: bool = False) -> None:
         self.filter_purchased = filter_purchased
         self._fitted = False
         self._purchased: dict[str, set[str]] = {}
         self._fallback: list[str] = []
+        self._unavailable: frozenset[str] = frozenset()
 
-    def fit(self, train: pa.Table, **kw: Any) -> Baseline:
-        """Learn from ``train``; unknown keyword arguments are accepted and ignored."""
+    def fit(self, train: pa.Table, *, items: pa.Table | None = None, **kw: Any) -> Baseline:
+        """Learn from ``train``; items ``items`` marks unavailable are never recommended. Other keyword arguments
+        are accepted and ignored."""
         self._purchased = targets(train, "purchase") if self.filter_purchased else {}
+        self._unavailable = unavailable_items(items)
         self._fit(train, **kw)
         self._fitted = True
         return self
 
     def recommend(self, user_ids: Iterable[str], k: int) -> dict[str, list[str]]:
         """Top-k item ids for each user (unknown users get the fallback list, possibly empty)."""
+        users = list(dict.fromkeys(user_ids))
+        if self._unavailable:
+            return self.recommend_excluding(users, k, {})
+        return self._top(users, k)
+
+    def recommend_excluding(
+        self, user_ids: Sequence[str], k: int, exclude: Mapping[str, Collection[str]]
+    ) -> dict[str, list[str]]:
+        """Top-k per user without the user's ``exclude`` items (nor unavailable ones).
+
+        Users are asked for ``k + 2**ceil(log2 |excluded|)`` items in a few batches of similar depth, so that k
+        remain after the exclusion whenever the baseline has that many.
+        """
+        by_depth: dict[int, list[str]] = {}
+        drops: dict[str, Collection[str]] = {}
+        for u in dict.fromkeys(user_ids):
+            drop = exclude.get(u, _EMPTY)
+            drops[u] = drop = (set(drop) | self._unavailable) if self._unavailable else drop
+            extra = len(drop)
+            by_depth.setdefault(k + (2 ** math.ceil(math.log2(extra)) if extra else 0), []).append(u)
+        out: dict[str, list[str]] = {}
+        for depth, group in by_depth.items():
+            for u, items in self._top(group, depth).items():
+                drop = drops[u]
+                out[u] = [i for i in items if i not in drop][:k]
+        return out
+
+    def _top(self, users: list[str], k: int) -> dict[str, list[str]]:
         if not self._fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted")
         if k < 0:
             raise ValueError(f"k must be non-negative, got {k}")
-        users = list(dict.fromkeys(user_ids))
         personal = self._candidates(users, k)
         return {u: _take(k, self._excluded(u), personal.get(u, ()), self._fallback) for u in users}
 

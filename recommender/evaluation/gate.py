@@ -27,16 +27,16 @@ from typing import Any
 
 import pyarrow as pa
 
+from recommender.config import ModelSettings
 from recommender.evaluation.protocol import (
     MAIN_GROUP,
     MAIN_METRIC,
     MAIN_MODEL,
-    AlsRun,
-    ModelParams,
     build_context,
     evaluate_context,
     narrow,
 )
+from recommender.models.als_recommender import AlsRecommender
 from recommender.models.weighting import Interactions
 
 DEFAULT_MARGIN = 0.02
@@ -105,7 +105,7 @@ def decide(
 def holdout_metrics(
     events: pa.Table,
     items: pa.Table,
-    params: ModelParams | None = None,
+    params: ModelSettings | None = None,
     *,
     test_days: int = 30,
     cutoff: datetime | None = None,
@@ -121,14 +121,16 @@ def holdout_metrics(
     recent-popularity baseline (``nan`` when no warm customer bought anything in the holdout), ``figures`` every
     metric of both (``Evaluation.figures`` restricted to the main target).
     """
-    params = params or ModelParams()
+    params = params or ModelSettings()
     ctx = build_context(
         events, items, test_days=test_days, ks=(10, 20), targets=("purchase", "interaction"), cutoff=cutoff
     )
     # Only the main target decides: interactions are scored only on logs where no warm customer bought in the holdout.
     bought = any(t for u, t in ctx.truth["purchase"].items() if u in ctx.split.warm_users)
     ctx = narrow(ctx, ("purchase",) if bought else ("interaction",), max_users)
-    result = evaluate_context(ctx, params, GATE_MODELS, run=AlsRun.fit(ctx.split.train, ctx.items, params, fit=fit))
+    als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
+    als.fit(ctx.split.train, items=ctx.items, fit_model=fit)
+    result = evaluate_context(ctx, params, GATE_MODELS, als=als)
     target = result.main_target()
     return {
         "metric": MAIN_METRIC,

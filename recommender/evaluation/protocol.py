@@ -22,9 +22,13 @@ Targets (what counts as a hit)
 
 Models
 ------
+Every model is a :class:`recommender.models.base.Recommender` taken by name from
+:data:`recommender.evaluation.registry.REGISTRY`, fitted on the training events and asked for its lists.
+
 ``production``
-    the personal list as the job serves it (:func:`recommender.serving.policy.production_list`): items due again from the repeat model
-    blended with ALS picks the customer has not bought; cold users get the bestsellers (the API's cold answer);
+    the personal list as the job serves it (:class:`recommender.serving.production.ProductionModel`, calling the
+    serving policy): items due again from the repeat model blended with ALS picks the customer has not bought;
+    cold users get the bestsellers (the API's cold answer);
 ``als``
     ALS alone, already bought items allowed; ``als_new``: ALS without the customer's purchases (the discovery
     part of ``production``). On the ``*_new`` targets the three ALS lists are the same list (ALS without the
@@ -57,9 +61,8 @@ The main metric (gate and tuning objective) is :data:`MAIN_METRIC` of ``producti
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -68,86 +71,22 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 from tqdm import tqdm
 
-from recommender.config import AlsParams, EventWeights, ListParams
+from recommender.config import ModelSettings
 from recommender.evaluation import metrics
-from recommender.evaluation.baselines import (
-    Baseline,
-    GlobalPopularity,
-    ItemKNN,
-    PersonalTopFrequency,
-    RecentPopularity,
-)
+from recommender.evaluation.registry import ALS_NEW_NAME, MODELS, REGISTRY, make_model
 from recommender.evaluation.split import Split, time_split
 from recommender.evaluation.split import targets as target_sets
-from recommender.models.als import fit_als
-from recommender.models.repeat import RepeatIndex, pick_id, repeat_candidates
-from recommender.models.weighting import (
-    Interactions,
-    build_interactions,
-    interaction_matrix,
-    latest_timestamp,
-    purchase_matrix,
-)
-from recommender.serving.lists import Ranked, bestsellers, hidden_item_indices, personal_picks_of
-from recommender.serving.policy import DEFAULT_REPEAT_SHARE, production_picks
+from recommender.models.als_recommender import AlsRecommender
+from recommender.models.base import Recommender
 
 MAIN_METRIC = "ndcg@10"
 MAIN_MODEL = "production"
 MAIN_GROUP = "warm"
 TARGETS: tuple[str, ...] = ("purchase", "purchase_new", "interaction", "interaction_new")
-MODELS: tuple[str, ...] = (
-    "production",
-    "als",
-    "als_new",
-    "global_popularity",
-    "recent_popularity",
-    "item_knn_cosine",
-    "item_knn_bm25",
-    "personal_top_frequency",
-)
 ACTIVITY_BUCKETS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 3), (4, 9), (10, 29), (30, None))
 Lists = dict[str, list[str]]
-
-
-# --- parameters ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class ModelParams:
-    """Everything that shapes the production list: ALS, confidence weighting, list settings, repeat share."""
-
-    als: AlsParams = field(default_factory=AlsParams)
-    weights: EventWeights = field(default_factory=EventWeights)
-    half_life_days: float = 60.0
-    lists: ListParams = field(default_factory=ListParams)
-    repeat_share: float = DEFAULT_REPEAT_SHARE
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, the layout of a tuned-settings file (see :func:`recommender.evaluation.tuning.load_tuned`)."""
-        return {
-            "als": self.als.model_dump(),
-            "weights": self.weights.as_dict(),
-            "half_life_days": self.half_life_days,
-            "repeat_share": self.repeat_share,
-            "lists": self.lists.model_dump(),
-        }
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> ModelParams:
-        """Inverse of :meth:`as_dict`; missing parts keep their defaults."""
-        weights = dict(values.get("weights") or {})
-        if "return" in weights:
-            weights["return_"] = weights.pop("return")
-        return cls(
-            als=AlsParams(**(values.get("als") or {})),
-            weights=EventWeights(**weights),
-            half_life_days=float(values.get("half_life_days", 60.0)),
-            lists=ListParams(**(values.get("lists") or {})),
-            repeat_share=float(values.get("repeat_share", DEFAULT_REPEAT_SHARE)),
-        )
 
 
 # --- the evaluation context: split, truth, groups -----------------------------------------------------------
@@ -270,100 +209,6 @@ def _active_days(train: pa.Table) -> dict[str, int]:
     return dict(rows)
 
 
-# --- the ALS side: fit once, produce the als / als_new / production lists -----------------------------------
-
-
-@dataclass
-class AlsRun:
-    """ALS fitted on the training events as the job would fit it, with the repeat model of the same moment."""
-
-    inter: Interactions
-    model: Any
-    bought: sp.csr_matrix
-    seen: sp.csr_matrix
-    hidden: np.ndarray
-    repeats: RepeatIndex
-    as_of: datetime
-
-    @classmethod
-    def fit(
-        cls,
-        train: pa.Table,
-        items: pa.Table,
-        params: ModelParams,
-        show_progress: bool = False,
-        fit: Callable[[Interactions], Any] | None = None,
-    ) -> AlsRun:
-        """``fit`` replaces the ALS fit from random factors (e.g. the gate's warm start)."""
-        as_of = latest_timestamp(train)
-        inter = build_interactions(train, params.weights.as_dict(), params.half_life_days, as_of)
-        model = fit(inter) if fit is not None else fit_als(inter.matrix, params.als, show_progress=show_progress)
-        bought = purchase_matrix(train, inter)
-        seen = interaction_matrix(train, inter)
-        hidden = hidden_item_indices(items, inter)
-        repeats = repeat_candidates(train, as_of, params.lists.next_purchase_horizon_days)
-        return cls(inter, model, bought, seen, hidden, repeats, as_of)
-
-    def rows(self, users: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        """Users known to the matrix and their rows."""
-        known = [u for u in users if u in self.inter.user_index]
-        return known, np.array([self.inter.user_index[u] for u in known], dtype=np.int64)
-
-    def ranked(self, users: Sequence[str], n: int, exclude: sp.csr_matrix | None) -> dict[str, Ranked]:
-        """ALS top-n (item_id, score) per known user, leaving out ``exclude`` rows and unavailable items."""
-        return personal_picks_of(self.model, self.inter, users, n, exclude, self.hidden)
-
-
-def production_lists(run: AlsRun, users: Sequence[str], n: int, repeat_share: float) -> Lists:
-    """:func:`recommender.serving.policy.production_list` for every user known to ``run``; explore = ALS without the user's purchases."""
-    explore = run.ranked(users, n, run.bought)
-    gone = frozenset(run.inter.item_ids[run.hidden].tolist()) if len(run.hidden) else frozenset()
-    return {
-        u: [pick_id(p) for p in production_picks(run.repeats, u, explore.get(u, []), n, repeat_share, gone)]
-        for u in users
-    }
-
-
-def cold_lists(ctx: EvalContext, users: Sequence[str], params: ModelParams) -> Lists:
-    """The cold-start answer (overall bestsellers at the cutoff) for every user."""
-    as_of = latest_timestamp(ctx.split.train)
-    best = [i for i, _ in bestsellers(ctx.split.train, ctx.items, params.lists.bestseller_days, as_of, ctx.depth)[None]]
-    return dict.fromkeys(users, best)
-
-
-# --- baselines ------------------------------------------------------------------------------------------------
-
-
-def make_baseline(name: str, params: ModelParams) -> Baseline:
-    """A fresh baseline by model name."""
-    factories: dict[str, Callable[[], Baseline]] = {
-        "global_popularity": GlobalPopularity,
-        "recent_popularity": lambda: RecentPopularity(params.lists.bestseller_days),
-        "item_knn_cosine": lambda: ItemKNN("cosine"),
-        "item_knn_bm25": lambda: ItemKNN("bm25"),
-        "personal_top_frequency": PersonalTopFrequency,
-    }
-    return factories[name]()
-
-
-def _filtered_recommend(model: Baseline, users: Sequence[str], k: int, exclude: Mapping[str, Iterable[str]]) -> Lists:
-    """Top-k per user from a fitted baseline without the user's ``exclude`` items.
-
-    Users are asked for ``k + 2**ceil(log2 |exclude|)`` items in a few batches of similar depth, so that k remain
-    after the exclusion whenever the baseline has that many.
-    """
-    by_depth: dict[int, list[str]] = {}
-    for u in users:
-        extra = len(exclude.get(u, ()))
-        by_depth.setdefault(k + (2 ** math.ceil(math.log2(extra)) if extra else 0), []).append(u)
-    out: Lists = {}
-    for depth, group in by_depth.items():
-        for u, items in model.recommend(group, depth).items():
-            drop = exclude.get(u, ())
-            out[u] = [i for i in items if i not in drop][:k]
-    return out
-
-
 # --- the runner -----------------------------------------------------------------------------------------------
 
 
@@ -415,78 +260,68 @@ def score(
     return out
 
 
-def model_lists(
-    ctx: EvalContext,
-    model: str,
-    params: ModelParams,
-    run: AlsRun | None = None,
-    *,
-    new: bool = False,
-    kind: str = "purchase",
-    fitted: Baseline | None = None,
-) -> dict[str, Lists]:
-    """``{"warm": lists, "cold": lists}`` of one model at the context's depth.
+def model_lists(ctx: EvalContext, model: Recommender, *, new: bool = False, kind: str = "purchase") -> dict[str, Lists]:
+    """``{"warm": lists, "cold": lists}`` of one fitted model at the context's depth (no cold lists for a model that
+    has nothing for users without a training event).
 
     With ``new`` the user's ``kind`` history ("purchase" or "interaction") is left out of every list.
-    ALS models have no cold lists; ``run`` must be given for them. Baselines are fitted on the training events
-    unless ``fitted`` (already fitted) is given.
     """
     warm, cold = ctx.users_to_score(), ctx.users_to_score(cold=True)
     k = ctx.depth
-    if model in ("production", "als", "als_new"):
-        assert run is not None, "ALS models need a fitted AlsRun"
-        if new:
-            exclude = run.bought if kind == "purchase" else run.seen
-            return {"warm": {u: [i for i, _ in r] for u, r in run.ranked(warm, k, exclude).items()}}
-        if model == "production":
-            return {"warm": production_lists(run, warm, k, params.repeat_share), "cold": cold_lists(ctx, cold, params)}
-        ranked = run.ranked(warm, k, run.bought if model == "als_new" else None)
-        return {"warm": {u: [i for i, _ in r] for u, r in ranked.items()}}
-    baseline = fitted or make_baseline(model, params).fit(ctx.split.train)
-    exclude: Mapping[str, Iterable[str]] = {}
     if new:
-        base = ctx.history[kind]
-        exclude = {u: base.get(u, set()) | ctx.unavailable for u in warm} if ctx.unavailable else base
-    elif ctx.unavailable:
-        exclude = dict.fromkeys(warm + cold, ctx.unavailable)
-    return {
-        "warm": _filtered_recommend(baseline, warm, k, exclude),
-        "cold": _filtered_recommend(baseline, cold, k, dict.fromkeys(cold, ctx.unavailable) if ctx.unavailable else {}),
-    }
+        out = {"warm": model.recommend_excluding(warm, k, ctx.history[kind])}
+    else:
+        out = {"warm": model.recommend(warm, k)}
+    if model.serves_unknown_users:
+        out["cold"] = model.recommend(cold, k)
+    return out
 
 
 def models_for(target: str, models: Sequence[str]) -> list[str]:
     """The models reported for a target (see the module docstring)."""
-    out = [m for m in models if not (m == "personal_top_frequency" and not target.startswith("purchase"))]
+    out = [m for m in models if not (REGISTRY[m].purchase_only and not target.startswith("purchase"))]
     if target.endswith("_new"):
-        als_like = [m for m in out if m in ("production", "als", "als_new")]
-        out = (["als"] if als_like else []) + [
-            m for m in out if m not in ("production", "als", "als_new", "personal_top_frequency")
+        als_like = [m for m in out if REGISTRY[m].uses_als]
+        out = ([ALS_NEW_NAME] if als_like else []) + [
+            m for m in out if not REGISTRY[m].uses_als and not REGISTRY[m].purchase_only
         ]
     return out
 
 
+def fit_models(
+    ctx: EvalContext, params: ModelSettings, models: Sequence[str], als: AlsRecommender | None = None
+) -> tuple[dict[str, Recommender], dict[str, float]]:
+    """Every model fitted on the context's training events (ALS once, shared), with the seconds each fit took."""
+    seconds: dict[str, float] = {}
+    if als is None and any(REGISTRY[m].uses_als for m in models):
+        started = time.perf_counter()
+        als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
+        als.fit(ctx.split.train, items=ctx.items)
+        seconds["als_fit"] = round(time.perf_counter() - started, 3)
+    fitted: dict[str, Recommender] = {}
+    for name in models:
+        started = time.perf_counter()
+        fitted[name] = make_model(name, params).fit(ctx.split.train, items=ctx.items, als=als)
+        seconds[name] = round(time.perf_counter() - started, 3)
+    return fitted, seconds
+
+
 def evaluate_context(
     ctx: EvalContext,
-    params: ModelParams,
+    params: ModelSettings,
     models: Sequence[str] = MODELS,
     *,
-    run: AlsRun | None = None,
+    als: AlsRecommender | None = None,
     progress: bool = False,
 ) -> Evaluation:
     """Fit what is needed on the context's training events and score every model on every target and group."""
     unknown = set(models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; expected some of {MODELS}")
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    if run is None and any(m in ("production", "als", "als_new") for m in models):
-        run = AlsRun.fit(ctx.split.train, ctx.items, params)
-        seconds["als_fit"] = round(time.perf_counter() - started, 3)
-    figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
     jobs = [(t, m) for t in ctx.targets for m in models_for(t, models)]
+    fitted, seconds = fit_models(ctx, params, list(dict.fromkeys(m for _, m in jobs)), als)
+    figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
     cache: dict[tuple[str, bool, str], dict[str, Lists]] = {}
-    fitted: dict[str, Baseline] = {}
     # On purchase-only logs both histories are the same: compute the "new" lists once.
     same_history = ctx.history["purchase"] == ctx.history["interaction"]
     bar = tqdm(jobs, desc="evaluate", unit="list", disable=not progress)
@@ -498,14 +333,16 @@ def evaluate_context(
         # Same lists for every target they serve: full lists once, "new" lists once per history kind.
         key = (model, new, ("purchase" if same_history else kind) if new else "")
         if key not in cache:
-            if model not in ("production", "als", "als_new") and model not in fitted:
-                fitted[model] = make_baseline(model, params).fit(ctx.split.train)
-            cache[key] = model_lists(ctx, model, params, run, new=new, kind=key[2] or kind, fitted=fitted.get(model))
+            cache[key] = model_lists(ctx, fitted[model], new=new, kind=key[2] or kind)
         for group, values in score(ctx, cache[key], target, model).items():
             figures[target].setdefault(group, {})[model] = values
         seconds[model] = round(seconds.get(model, 0.0) + time.perf_counter() - t0, 3)
     figures = {t: g for t, g in figures.items() if g}
-    meta = {
+    return Evaluation(figures, _meta(ctx, params, seconds))
+
+
+def _meta(ctx: EvalContext, params: ModelSettings, seconds: dict[str, float]) -> dict[str, Any]:
+    return {
         "cutoff": ctx.split.cutoff.isoformat(),
         "end": ctx.split.end.isoformat(),
         "test_days": round((ctx.split.end - ctx.split.cutoff).total_seconds() / 86400, 3),
@@ -520,13 +357,12 @@ def evaluate_context(
         "params": params.as_dict(),
         "seconds": seconds,
     }
-    return Evaluation(figures, meta)
 
 
 def evaluate_events(
     events: pa.Table,
     items: pa.Table,
-    params: ModelParams | None = None,
+    params: ModelSettings | None = None,
     *,
     test_days: int = 30,
     ks: Sequence[int] = (10, 20),
@@ -536,6 +372,6 @@ def evaluate_events(
     progress: bool = False,
 ) -> Evaluation:
     """Split, fit every model on the training part and score it on the test window (the whole protocol)."""
-    params = params or ModelParams()
+    params = params or ModelSettings()
     ctx = build_context(events, items, test_days=test_days, ks=ks, targets=targets, cutoff=cutoff)
     return evaluate_context(ctx, params, models, progress=progress)

@@ -32,17 +32,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from recommender.config import AlsParams, EventWeights
+from recommender.config import AlsParams, EventWeights, ModelSettings
 from recommender.evaluation import metrics
-from recommender.evaluation.protocol import (
-    MAIN_METRIC,
-    AlsRun,
-    EvalContext,
-    ModelParams,
-    build_context,
-    production_lists,
-)
+from recommender.evaluation.protocol import MAIN_METRIC, EvalContext, build_context
 from recommender.evaluation.split import time_split
+from recommender.models.als_recommender import AlsRecommender
+from recommender.serving.production import ProductionModel
 
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
     "factors": (16, 32, 64, 128),
@@ -62,7 +57,7 @@ SETTINGS_VERSION = 1
 
 @dataclass
 class Trial:
-    params: ModelParams
+    params: ModelSettings
     als_objective: float
     """ALS ndcg@10 on items new to the customer (validation)."""
     production: dict[float, float] = field(default_factory=dict)
@@ -81,8 +76,8 @@ class Trial:
 
 @dataclass
 class TuningResult:
-    best: ModelParams
-    start: ModelParams
+    best: ModelSettings
+    start: ModelSettings
     trials: list[Trial]
     validation: dict[str, Any]
     target: str
@@ -117,8 +112,8 @@ def _has_signal(events: pa.Table, kind: str) -> bool:
 
 
 def sample_params(
-    start: ModelParams, rng: random.Random, space: Mapping[str, Sequence[Any]], tune_weights: bool
-) -> ModelParams:
+    start: ModelSettings, rng: random.Random, space: Mapping[str, Sequence[Any]], tune_weights: bool
+) -> ModelSettings:
     """One random setting from ``space`` (lists and repeat share kept from ``start``)."""
     pick = {name: rng.choice(list(choices)) for name, choices in space.items()}
     als = AlsParams(
@@ -136,27 +131,22 @@ def sample_params(
             purchase=start.weights.purchase,
             return_=start.weights.return_,
         )
-    return ModelParams(
-        als=als,
-        weights=weights,
-        half_life_days=float(pick["half_life_days"]),
-        lists=start.lists,
-        repeat_share=start.repeat_share,
-    )
+    return ModelSettings(als=als, weights=weights, half_life_days=float(pick["half_life_days"]), lists=start.lists)
 
 
-def _score_trial(ctx: EvalContext, params: ModelParams, target: str, shares: Sequence[float]) -> Trial:
-    run = AlsRun.fit(ctx.split.train, ctx.items, params)
-    warm = ctx.users_to_score()
-    k = ctx.depth
-    exclude = run.bought if target == "purchase" else run.seen
-    new_lists = {u: [i for i, _ in r] for u, r in run.ranked(warm, k, exclude).items()}
+def _score_trial(ctx: EvalContext, params: ModelSettings, target: str, shares: Sequence[float]) -> Trial:
+    train, warm, k = ctx.split.train, ctx.users_to_score(), ctx.depth
+    als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days).fit(train, items=ctx.items)
+    new_lists = als.recommend_excluding(warm, k, ctx.history[target])
     new_truth = ctx.truth[f"{target}_new"]
     als_score = metrics.evaluate(new_lists, new_truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
     truth = ctx.truth[target]
     production = {}
+    repeats = None
     for share in shares:
-        lists = production_lists(run, warm, k, share)
+        model = ProductionModel(params.with_repeat_share(share)).fit(train, items=ctx.items, als=als, repeats=repeats)
+        repeats = model.repeats
+        lists = model.recommend(warm, k)
         production[share] = metrics.evaluate(lists, truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
     return Trial(params, als_score, production)
 
@@ -164,7 +154,7 @@ def _score_trial(ctx: EvalContext, params: ModelParams, target: str, shares: Seq
 def tune(
     events: pa.Table,
     items: pa.Table,
-    start: ModelParams | None = None,
+    start: ModelSettings | None = None,
     *,
     test_days: int = 30,
     trials: int = 20,
@@ -180,7 +170,7 @@ def tune(
     """
     if trials < 1:
         raise ValueError("trials must be at least 1")
-    start = start or ModelParams()
+    start = start or ModelSettings()
     outer = time_split(events, test_days=test_days)
     target = "purchase" if _has_signal(outer.train, "purchase") else "interaction"
     ctx = build_context(outer.train, items, test_days=test_days, ks=(10,), targets=(target, f"{target}_new"))
@@ -211,13 +201,7 @@ def tune(
     final = _score_trial(ctx, best_trial.params, target, sorted(set(repeat_shares) | {start.repeat_share}))
     best_trial.production = final.production
     share = max(final.production, key=lambda s: (_key(final.production[s]), s))
-    best = ModelParams(
-        best_trial.params.als,
-        best_trial.params.weights,
-        best_trial.params.half_life_days,
-        best_trial.params.lists,
-        share,
-    )
+    best = best_trial.params.with_repeat_share(share)
     validation = {
         "cutoff": ctx.split.cutoff.isoformat(),
         "end": ctx.split.end.isoformat(),
@@ -268,7 +252,7 @@ def load_tuned(path: Path | str) -> dict[str, Any]:
     "repeat_share": float}`` (keys absent from the file are absent here).
 
     ``AlsParams(**d["als"])``, ``EventWeights(**d["weights"])`` (``"return"`` is accepted by
-    :meth:`ModelParams.from_dict`; pass it there or as ``return_``) and ``ModelParams.from_dict(d)`` take them as
+    :meth:`ModelSettings.from_dict`; pass it there or as ``return_``) and ``ModelSettings.from_dict(d)`` take them as
     they are. Raises ``ValueError`` on a file that is not a settings file.
     """
     try:
@@ -285,13 +269,11 @@ def load_tuned(path: Path | str) -> dict[str, Any]:
     out = dict(settings.items())
     if "weights" in out:
         out["weights"] = {("return_" if k == "return" else k): v for k, v in out["weights"].items()}
-    ModelParams.from_dict(out)  # validates ranges (pydantic)
+    ModelSettings.from_dict(out)  # validates ranges (pydantic)
     return out
 
 
-def tuned_params(path: Path | str, lists: Any = None) -> ModelParams:
-    """:class:`ModelParams` from a settings file (list settings from ``lists`` or defaults)."""
-    params = ModelParams.from_dict(load_tuned(path))
-    if lists is not None:
-        params.lists = lists
-    return params
+def tuned_params(path: Path | str) -> ModelSettings:
+    """:class:`ModelSettings` from a settings file (everything the file leaves out from the environment or
+    defaults)."""
+    return ModelSettings.from_dict(load_tuned(path))
