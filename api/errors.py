@@ -50,6 +50,20 @@ class UnknownCustomer(ApiError):
         super().__init__(f"Customer '{user_id}' has no purchase history.")
 
 
+class UnknownRule(ApiError):
+    status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown rule '{name}'.")
+
+
+class TooManyItems(ApiError):
+    status = 413
+
+    def __init__(self, limit: int, size: int) -> None:
+        super().__init__(f"At most {limit} items per call; this one has {size}.")
+
+
 class NothingPublished(ApiError):
     status = 503
 

@@ -12,8 +12,6 @@ from api.errors import NothingPublished
 from api.session_models import SessionModels
 from cache.reader import Reader
 
-NO_METADATA = {"title": None, "category": None, "price": None}
-
 
 async def fetch_raw(
     reader: Reader, live_user: str | None, *suffixes: str
@@ -55,18 +53,6 @@ async def fill_computed(sessions: SessionModels, version: str, rows: list[Any], 
             rows[k] = lists[1]
             if personal_too and rows[k + 3] is None:
                 rows[k + 3] = lists[0]
-
-
-async def with_metadata(reader: Reader, version: str, entries: list[Any]) -> list[dict[str, Any]]:
-    """Stored entries ([item, score] pairs or next-purchase dicts) as items with title, category and price added."""
-    ids = [r[0] if isinstance(r, list) else r["item_id"] for r in entries]
-    meta = await reader.item_metadata(version, ids)
-    return [
-        {"item_id": item_id, "score": r[1], **(meta[item_id] or NO_METADATA)}
-        if isinstance(r, list)
-        else {**r, **(meta[item_id] or NO_METADATA)}
-        for r, item_id in zip(entries, ids)
-    ]
 
 
 def json_response(content: dict[str, Any]) -> Response:

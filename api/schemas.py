@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from recommender.data.loading import ID_PATTERN
 from recommender.data.schema import MAX_ID_LENGTH
+from recommender.serving.merchandising import REASONS
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=["17850"])]
 MAX_BATCH = 1000
@@ -34,6 +35,12 @@ class Item(BaseModel):
     title: str | None = Field(None, examples=["WHITE HANGING HEART T-LIGHT HOLDER"])
     category: str | None = Field(None, examples=["HOLDER"])
     price: float | None = Field(None, examples=[2.55])
+    reason: str = Field(
+        description="Why the item is in this slot: "
+        + "; ".join(f"'{k}': {v}" for k, v in REASONS.items())
+        + " (docs/MERCHANDISING.md).",
+        examples=["picked_for_you"],
+    )
 
 
 class ItemList(BaseModel):
@@ -47,16 +54,11 @@ class ItemList(BaseModel):
     items: list[Item]
 
 
-Reason = Literal["due_again", "goes_with_your_purchases", "new_arrival", "bestseller"]
 Strategy = Literal["default", "segment"]
 Period = Literal["week", "month", "quarter", "year"]  # the keys of recommender.marketing.kpis.PERIODS
 
 
 class NextItem(Item):
-    reason: Reason = Field(
-        description="'due_again': bought before and due again around `due`; 'goes_with_your_purchases': new to the "
-        "customer and close to their taste; 'new_arrival' / 'bestseller': chosen by the segment strategy."
-    )
     due: str | None = Field(
         None, description="Expected repurchase date (ISO) for 'due_again' items.", examples=["2011-12-20"]
     )

@@ -10,17 +10,20 @@ import dataclasses
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from api.fallback import Fallback
+from api.merchandising import MerchCache
 from api.monitoring import Metrics, configure_logging, log
 from api.session_models import SessionModels
 from cache.keys import Keys
 from cache.reader import Reader
 from cache.server import connect
 from recommender.config import Settings
+from recommender.serving.merchandising import Rotation
 
 
 @dataclasses.dataclass
@@ -32,6 +35,7 @@ class Services:
     reader: Reader
     sessions: SessionModels
     fallback: Fallback
+    merch: MerchCache
 
 
 @asynccontextmanager
@@ -45,7 +49,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     client = handle.async_client(socket_timeout=timeout, socket_connect_timeout=timeout)
     reader = Reader(client, Keys(settings.key_prefix))
     fallback = Fallback(reader, settings.fallback_refresh_seconds)
-    app.state.services = Services(settings, app.state.metrics, reader, SessionModels(reader), fallback)
+    rotation = Rotation(settings.rotation_impressions, timedelta(hours=settings.rotation_hours))
+    merch = MerchCache(reader, rotation)
+    app.state.services = Services(settings, app.state.metrics, reader, SessionModels(reader), fallback, merch)
     fallback.start()
     # Everything allocated so far lives as long as the process: keep it out of the collector's full passes, which
     # otherwise walk it again and again and show up as latency spikes.

@@ -18,6 +18,9 @@
 Not versioned: ``<prefix>:quality`` (list, newest first: the promotion gate's figures of the latest runs) and
 ``<prefix>:evaluation`` (the latest figures ``reco evaluate --publish`` recorded).
 
+Merchandising (not versioned, :mod:`cache.merch`): ``<prefix>:merch:rules`` (hash of rules by name),
+``<prefix>:merch:items`` (hash of live catalogue updates by item id), ``<prefix>:merch:gen`` (raised on every change).
+
 Live events (not versioned): ``<prefix>:live:events`` (stream of every ingested event), ``<prefix>:live:archived``
 (id of the last stream entry the job has archived), ``<prefix>:live:user:<user_id>`` (a visitor's latest events).
 
@@ -40,6 +43,9 @@ class Keys:
         self.live_archived = f"{prefix}:live:archived"
         self.quality_log = f"{prefix}:quality"
         self.evaluation = f"{prefix}:evaluation"
+        self.merch_rules = f"{prefix}:merch:rules"
+        self.merch_items = f"{prefix}:merch:items"
+        self.merch_gen = f"{prefix}:merch:gen"
 
     def live_user(self, user_id: str) -> str:
         return f"{self.prefix}:live:user:{user_id}"

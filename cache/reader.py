@@ -15,15 +15,16 @@ from cache.keys import Keys
 
 # Resolve `current` and read every requested key of that version inside one script: atomic, so the values always
 # belong to one version, and one network round trip per request.
-# KEYS[2], when given, is a visitor's live-event list (not versioned), returned second.
+# KEYS[2] is the merchandising generation (cache.merch), returned third, so rule and catalogue changes count from
+# the very next request. KEYS[3], when given, is a visitor's live-event list (not versioned), returned second.
 _FETCH = """
 local v = redis.call('GET', KEYS[1])
 if not v then return {false} end
 local live = false
-if KEYS[2] then live = redis.call('LRANGE', KEYS[2], 0, -1) end
+if KEYS[3] then live = redis.call('LRANGE', KEYS[3], 0, -1) end
 local base = ARGV[1] .. v .. ':'
-local out = {v, live}
-for i = 2, #ARGV do out[i + 1] = redis.call('GET', base .. ARGV[i]) end
+local out = {v, live, redis.call('GET', KEYS[2])}
+for i = 2, #ARGV do out[i + 2] = redis.call('GET', base .. ARGV[i]) end
 return out
 """
 
@@ -57,6 +58,8 @@ class Reader:
         self._meta: dict[str, dict[str, dict[str, Any] | None]] = {}
         self._meta_versions = meta_cache_versions
         self._catalogues: dict[str, list[str]] = {}
+        self.merch_generation = 0
+        """The merchandising generation (:mod:`cache.merch`) seen by the latest fetch."""
 
     async def fetch(self, *suffixes: str) -> tuple[str | None, list[Any]]:
         """Return (current version, decoded values or None per suffix); version None when nothing is published."""
@@ -87,11 +90,12 @@ class Reader:
     ) -> tuple[str | None, list[bytes | None], list[bytes]]:
         """Like :meth:`fetch` with the values as stored (JSON bytes, decoded only by callers that need them), plus the
         live-event list of ``live_user`` (newest first), in the same round trip."""
-        keys = [self.keys.current] + ([self.keys.live_user(live_user)] if live_user else [])
+        keys = [self.keys.current, self.keys.merch_gen] + ([self.keys.live_user(live_user)] if live_user else [])
         reply = await self._run_fetch(keys, [self.keys.prefix + ":v:", *suffixes])
         if not reply or reply[0] is None:
             return None, [None] * len(suffixes), []
-        values = list(reply[2:]) + [None] * (len(suffixes) - len(reply) + 2)
+        self.merch_generation = int(reply[2] or 0)
+        values = list(reply[3:]) + [None] * (len(suffixes) - len(reply) + 3)
         return reply[0].decode(), values, reply[1] or []
 
     async def _run_fetch(self, keys: list[str], args: list[str]) -> Any:

@@ -148,6 +148,10 @@ class Settings(BaseSettings):
         "notable", description="API request log lines: every request, only notable ones (errors, writes, slow), or none"
     )
     slow_request_ms: float = Field(100.0, gt=0, description="a request slower than this is notable")
+    rotation_impressions: int = Field(
+        5, ge=1, description="an item shown this often to a visitor without a click is demoted (rotation)"
+    )
+    rotation_hours: float = Field(24.0, gt=0, description="window of the impressions that count for rotation")
 
     @property
     def live_dir(self) -> Path:

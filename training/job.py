@@ -16,14 +16,14 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from cache import codec, live
+from cache import codec, live, merch
 from cache.keys import Keys
 from cache.publisher import Publisher, manifest
 from cache.publisher import current_version as current
 from cache.status import record_quality
 from recommender.config import AlsParams, EventWeights, ListParams, ModelSettings, Settings
 from recommender.data.dataset import Dataset, load_dataset
-from recommender.data.loading import LoadReport, complete_catalogue
+from recommender.data.loading import LoadReport, apply_item_updates, complete_catalogue
 from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
 from recommender.marketing import activity, kpis, rfm
 from recommender.models import repeat, warm_start
@@ -100,6 +100,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
         live_events, live_upto = live.take_live_events(client, keys, cfg.settings.live_dir)
     events = pa.concat_tables([data.events, live_events]) if live_events.num_rows else data.events
     items = complete_catalogue(events, data.items) if live_events.num_rows else data.items
+    items = apply_item_updates(items, merch.item_updates(client, keys))
     as_of = cfg.as_of or latest_timestamp(events)
     events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
     weights = cfg.weights.as_dict()

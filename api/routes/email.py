@@ -9,8 +9,9 @@ from fastapi.responses import Response
 
 from api.deps import ServicesDep
 from api.errors import UnknownCustomer
+from api.merchandising import as_entries, present
 from api.params import N, UserP
-from api.published import computed, fetch, fill_computed, json_response, with_metadata
+from api.published import computed, fetch, fill_computed, json_response
 from api.schemas import MAX_BATCH, BatchRequest, BatchResponse, NextPurchase, Strategy
 from cache.keys import Keys
 from recommender.serving import policy
@@ -48,7 +49,7 @@ async def next_purchase(svc: ServicesDep, user_id: UserP, n: N = 10, strategy: S
     if strategy == "segment":
         segment = seg["segment"] if seg else None
         strategy, picks = policy.segment_picks(seg, picks, personal, fresh or [], best or [])
-    items = await with_metadata(svc.reader, version, picks[:n])
+    items = await present(svc.merch, version, "next_purchase", as_entries(picks, "due_again"), n)
     return NextPurchase(version=version, user_id=user_id, strategy=strategy, segment=segment, items=items)
 
 
@@ -78,14 +79,12 @@ async def next_purchase_batch(svc: ServicesDep, body: Annotated[BatchRequest, Bo
         if by_segment:
             seg, personal = rows[k * len(per_user) + 2], rows[k * len(per_user) + 3]
             strategies[user_id], picks = policy.segment_picks(seg, picks, personal, fresh, best)
-        chosen[user_id] = picks[: body.n]
-    # Item metadata for the whole batch at once (at most one more round trip, none once cached).
-    flat = await with_metadata(svc.reader, version, [p for picks in chosen.values() for p in picks])
-    results: dict[str, list[dict[str, Any]]] = {}
-    at = 0
-    for user_id, picks in chosen.items():
-        results[user_id] = flat[at : at + len(picks)]
-        at += len(picks)
+        chosen[user_id] = picks
+    # Item metadata is cached per version in-process: after the first customers, no more round trips.
+    results: dict[str, list[dict[str, Any]]] = {
+        user_id: await present(svc.merch, version, "next_purchase", as_entries(picks, "due_again"), body.n)
+        for user_id, picks in chosen.items()
+    }
     return json_response(
         {
             "source": "next_purchase",

@@ -5,14 +5,17 @@ These answer page views, the service's bulk traffic: handlers take the request a
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import redis.exceptions
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.deps import services
 from api.errors import UnknownCategory, UnknownItem
+from api.merchandising import as_entries, new_item_entries, present
 from api.params import CategoryQ, ExcludeQ, ItemP, N, OptUserQ, UserP, UserQ
-from api.published import computed, fetch, fetch_raw, json_response, with_metadata
+from api.published import computed, fetch, fetch_raw, json_response
 from api.schemas import ItemList
 from api.state import Services
 from cache.keys import Keys
@@ -23,16 +26,29 @@ from recommender.serving import policy
 router = APIRouter(tags=["storefront"])
 
 
+DiversityQ = Annotated[
+    int | None, Query(ge=1, le=100, description="At most this many items of one category in the answer.")
+]
+WIDE = 100  # candidates kept for the merchandising controls to choose from (the stored lists' usual length)
+
+
 @router.get("/recommend", response_model=ItemList, summary="Personal picks for a visitor")
 async def recommend(
-    request: Request, user_id: UserQ, n: N = 10, category: CategoryQ = None, exclude: ExcludeQ = None
+    request: Request,
+    user_id: UserQ,
+    n: N = 10,
+    category: CategoryQ = None,
+    exclude: ExcludeQ = None,
+    diversity: DiversityQ = None,
 ) -> Response:
     """The visitor's personal picks. Events sent to `POST /events` count at once: a visitor the model does not
     know gets picks folded in from their live events (`session`), a known one gets them blended in
     (`personal+session`), items bought since the last run drop out when the job excludes bought items, and a
     visitor with nothing to go on gets bestsellers. With `category`, only items of that category; `exclude`
-    leaves out items (e.g. the cart). A list shorter than `n` after filtering is topped up with bestsellers."""
-    svc = services(request)
+    leaves out items (e.g. the cart); `diversity=k` keeps at most k items per category. A list shorter than `n`
+    after filtering is topped up with bestsellers. Merchandising rules and the live catalogue apply, and items the
+    visitor was shown many times lately without a click move down (rotation)."""
+    svc = services(request)  # the hot path: no dependency to resolve per request (see api.deps)
     skip = set(filter(None, exclude.split(","))) if exclude else set()
     try:
         # Bestsellers are decoded only when needed (a category check or a list to top up): most visitors never do.
@@ -44,7 +60,7 @@ async def recommend(
         if saved is None:
             raise
         svc.metrics.fallbacks.labels("/recommend").inc()
-        items = [r for r in saved if r["item_id"] not in skip][:n]
+        items = [{**r, "reason": "bestseller"} for r in saved if r["item_id"] not in skip][:n]
         return json_response(
             {"source": "bestsellers", "degraded": True, "version": svc.fallback.version, "items": items}
         )
@@ -63,15 +79,35 @@ async def recommend(
         if category is not None and candidates.ranked
         else None
     )
-    answer = policy.recommendation(candidates, n, lambda: decode(best_raw), category, metadata)
-    return json_response(
-        {
-            "source": answer.source,
-            "degraded": False,
-            "version": version,
-            "items": await with_metadata(svc.reader, version, answer.entries),
-        }
+    await svc.merch.current()
+    wide = n if svc.merch.idle and diversity is None and not live_raw else max(n, WIDE)
+    answer = policy.recommendation(candidates, wide, lambda: decode(best_raw), category, metadata)
+    items = await present(
+        svc.merch,
+        version,
+        "recommend",
+        _with_reasons(answer, personal),
+        n,
+        diversity,
+        parse_user_events(live_raw) if live_raw else (),
     )
+    return json_response({"source": answer.source, "degraded": False, "version": version, "items": items})
+
+
+def _with_reasons(answer: policy.Recommendation, personal: list | None) -> list[dict]:
+    """The answer's entries with their reason: the visitor's own picks, picks from their live session, or the
+    bestseller top-up."""
+    mine = {r[0] for r in personal or ()}
+    return [
+        {
+            "item_id": r[0],
+            "score": r[1],
+            "reason": "bestseller"
+            if k >= answer.picked
+            else ("picked_for_you" if r[0] in mine else "similar_to_what_you_viewed"),
+        }
+        for k, r in enumerate(answer.entries)
+    ]
 
 
 async def _with_live_session(
@@ -87,20 +123,22 @@ async def _with_live_session(
 @router.get("/recently-viewed/{user_id}", response_model=ItemList, summary="Items the visitor viewed lately")
 async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> ItemList:
     """Distinct items from the visitor's live view events (`POST /events`), newest first."""
-    reader = services(request).reader
-    version, _, live_raw = await fetch_raw(reader, user_id)
-    entries = policy.recently_viewed(parse_user_events(live_raw), n)
-    return ItemList(source="recently_viewed", version=version, items=await with_metadata(reader, version, entries))
+    svc = services(request)
+    version, _, live_raw = await fetch_raw(svc.reader, user_id)
+    entries = as_entries(policy.recently_viewed(parse_user_events(live_raw), WIDE), "recently_viewed")
+    items = await present(svc.merch, version, "recently_viewed", entries, n)
+    return ItemList(source="recently_viewed", version=version, items=items)
 
 
 @router.get("/bestsellers", response_model=ItemList, summary="Bestsellers, overall or per category")
 async def bestsellers(request: Request, n: N = 10, category: CategoryQ = None) -> ItemList:
     """Most bought items over the recent window (distinct buyers)."""
-    reader = services(request).reader
-    version, (best,) = await fetch(reader, Keys.best(category))
+    svc = services(request)
+    version, (best,) = await fetch(svc.reader, Keys.best(category))
     if best is None:
         raise UnknownCategory(category)
-    return ItemList(source="bestsellers", version=version, items=await with_metadata(reader, version, best[:n]))
+    items = await present(svc.merch, version, "bestsellers", as_entries(best, "bestseller"), n)
+    return ItemList(source="bestsellers", version=version, items=items)
 
 
 @router.get("/categories", response_model=list[str], summary="Categories that have bestsellers")
@@ -112,8 +150,9 @@ async def categories(request: Request) -> list[str]:
 
 @router.get("/new-arrivals", response_model=ItemList, summary="New arrivals")
 async def new_arrivals(request: Request, n: N = 10, user_id: OptUserQ = None) -> ItemList:
-    """Items first seen within the new-arrival window, ranked by early traction. With a known `user_id`, arrivals
-    in the categories of the visitor's personal picks come first (`source` = `new_arrivals+personal`)."""
+    """Items first seen within the new-arrival window, ranked by early traction; items added through `POST /items`
+    since the last run come first. With a known `user_id`, arrivals in the categories of the visitor's personal
+    picks come first (`source` = `new_arrivals+personal`)."""
     svc = services(request)
     suffixes = [Keys.NEW] + ([Keys.user(user_id), Keys.customer(user_id)] if user_id else [])
     version, values = await fetch(svc.reader, *suffixes)
@@ -125,19 +164,42 @@ async def new_arrivals(request: Request, n: N = 10, user_id: OptUserQ = None) ->
         meta = await svc.reader.item_metadata(version, [r[0] for r in personal[:20]] + [r[0] for r in fresh])
         fresh = policy.arrivals_for(fresh, personal, meta)
         source = "new_arrivals+personal"
-    return ItemList(source=source, version=version, items=await with_metadata(svc.reader, version, fresh[:n]))
+    entries = as_entries(fresh, "new_arrival")
+    state = await svc.merch.current()
+    if state.items:
+        info = await svc.sessions.manifest(version)
+        days = info.get("params", {}).get("lists", {}).get("new_arrival_days", 30)
+        added = [e for e in new_item_entries(state, days) if e["item_id"] not in {f["item_id"] for f in entries}]
+        entries = added + entries
+    items = await present(svc.merch, version, "new_arrivals", entries, n)
+    return ItemList(source=source, version=version, items=items)
 
 
 @router.get(
     "/similar/{item_id}",
     response_model=ItemList,
     summary="Items similar to an item",
-    responses={404: {"description": "The item is unknown to the published model."}},
+    responses={404: {"description": "The item is unknown to the published model, or unavailable."}},
 )
 async def similar(request: Request, item_id: ItemP, n: N = 10) -> ItemList:
-    """Items whose learned factors are closest to this item's (people who like one tend to like the other)."""
-    reader = services(request).reader
-    version, (sims,) = await fetch(reader, Keys.similar(item_id))
-    if sims is None:
+    """Items whose learned factors are closest to this item's (people who like one tend to like the other). An
+    item added through `POST /items` since the last run gets the bestsellers of its category (`same_category`)."""
+    svc = services(request)
+    version, (sims,) = await fetch(svc.reader, Keys.similar(item_id))
+    state = await svc.merch.current()
+    if item_id in state.unavailable:
         raise UnknownItem(item_id)
-    return ItemList(source="similar", version=version, items=await with_metadata(reader, version, sims[:n]))
+    entries = as_entries(sims, "similar_item") if sims is not None else await _same_category(svc, item_id)
+    if entries is None:
+        raise UnknownItem(item_id)
+    items = await present(svc.merch, version, "similar", [e for e in entries if e["item_id"] != item_id], n)
+    return ItemList(source="similar", version=version, items=items)
+
+
+async def _same_category(svc: Services, item_id: str) -> list[dict] | None:
+    """Bestsellers of a live-added item's category (None when the item or its category is unknown)."""
+    category = (svc.merch.state.items.get(item_id) or {}).get("category")
+    if category is None:
+        return None
+    _, (best,) = await fetch(svc.reader, Keys.best(category))
+    return as_entries(best or [], "same_category")

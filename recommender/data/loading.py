@@ -12,7 +12,9 @@ import csv
 import gzip
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -343,3 +345,21 @@ def complete_catalogue(events: pa.Table, items: pa.Table) -> pa.Table:
         """
     ).to_arrow_table()
     return out.cast(ITEM_SCHEMA)
+
+
+def apply_item_updates(items: pa.Table, updates: dict[str, dict[str, Any]]) -> pa.Table:
+    """The catalogue with live updates (``POST /items``) laid over it: each given field replaces the catalogue's,
+    items the catalogue lacks are added. The updates were validated when they were accepted."""
+    if not updates:
+        return items
+    rows = {row["item_id"]: row for row in items.to_pylist()}
+    for item_id, update in updates.items():
+        row = rows.setdefault(item_id, dict.fromkeys(ITEM_SCHEMA.names) | {"item_id": item_id})
+        for name in ("title", "category", "price", "available"):
+            if update.get(name) is not None:
+                row[name] = update[name]
+        if update.get("created_at"):
+            row["created_at"] = datetime.fromisoformat(update["created_at"])
+        if row.get("available") is None:
+            row["available"] = True
+    return pa.Table.from_pylist(list(rows.values()), schema=ITEM_SCHEMA)

@@ -197,6 +197,7 @@ class Candidates:
 class Recommendation:
     source: str  # which lists answered, e.g. "personal+session+bestsellers"
     entries: list[list[Any]]  # [item_id, score] pairs, the picks first, then the bestseller top-up
+    picked: int = 0  # how many entries are picks (the rest is the top-up)
 
 
 def visitor_candidates(
@@ -251,7 +252,8 @@ def recommendation(
         taken = {r[0] for r in picks} | candidates.skip
         fill = [r for r in bestsellers() or [] if r[0] not in taken][: n - len(picks)]
     sources = candidates.sources if picks else []
-    return Recommendation("+".join(sources + (["bestsellers"] if fill or not sources else [])), picks + fill)
+    source = "+".join(sources + (["bestsellers"] if fill or not sources else []))
+    return Recommendation(source, picks + fill, len(picks))
 
 
 def utc_now() -> datetime:
