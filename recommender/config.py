@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,6 +133,18 @@ class Settings(BaseSettings):
     key_prefix: str = Field("reco", pattern=r"^[A-Za-z0-9_\-]+$")
     half_life_days: float = Field(60.0, gt=0, description="age at which an event counts half")
     max_bad_share: float = Field(0.05, ge=0, le=1, description="share of bad rows that fails the run")
+    clock_skew_seconds: float = Field(
+        300.0, ge=0, le=86_400, description="how far ahead of the wall clock an event time may be (clocks drift)"
+    )
+    earliest_time: datetime = Field(
+        datetime(1990, 1, 1), description="event and created_at times before this are bad rows (implausibly old)"
+    )
+    job_lock_seconds: float = Field(
+        60.0, ge=5, description="time to live of the job lock; a running job renews it every third of this"
+    )
+    lock_wait_seconds: float = Field(
+        0.0, ge=0, description="how long `reco train` waits for another job's lock before it gives up"
+    )
     publish_batch_size: int = Field(
         5000, ge=1, description="Redis commands sent per pipeline round trip when publishing"
     )

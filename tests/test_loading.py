@@ -12,15 +12,14 @@ import pytest
 
 from recommender.data.dataset import load_dataset
 from recommender.data.loading import (
-    ROW,
     SAMPLE_SIZE,
     BadRow,
     DataError,
     complete_catalogue,
-    read_table,
     validate_events,
     validate_items,
 )
+from recommender.data.reading import ROW, bad_rows_of, read_table
 from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, MAX_ID_LENGTH
 
 EVENT_HEADER = "user_id,item_id,event_type,timestamp,quantity,price,order_id"
@@ -197,7 +196,10 @@ def test_rows_after_malformed_lines_keep_their_numbers(tmp_path):
     )
     raw = read_table(path)
     assert raw.column(ROW).to_pylist() == [1, 3, 5, 6, 7, 8]
-    assert raw.schema.metadata[b"malformed_rows"] == b"2,4"
+    assert bad_rows_of(raw) == [
+        [2, "line", None, "has the wrong number of fields"],
+        [4, "line", None, "has the wrong number of fields"],
+    ]
 
     events, report = validate_events(raw, path.name)
     assert events.column("user_id").to_pylist() == ["a", "c", "e", "g"]

@@ -33,7 +33,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recommender.data.loading import ROW, DataError, connect, read_table, require_columns
+from recommender.data.errors import DataError
+from recommender.data.loading import connect, require_columns
+from recommender.data.reading import ROW, bad_rows_of, read_table, with_bad_rows
 
 
 @dataclass
@@ -51,6 +53,12 @@ def _query(sql: str, **tables: pa.Table) -> pa.Table:
     for name, table in tables.items():
         con.register(name, table)
     return con.sql(sql).to_arrow_table()
+
+
+def _rows_of(src: pa.Table, sql: str) -> pa.Table:
+    """``sql`` over ``src`` (one output row per source row), keeping the lines skipped while reading ``src`` so
+    that validation reports them."""
+    return with_bad_rows(_query(sql, src=src), bad_rows_of(src))
 
 
 def _generic(events_path: Path, items_path: Path | None) -> RawInput:
@@ -127,7 +135,8 @@ def _online_retail(events_path: Path, items_path: Path | None) -> RawInput:
     cols = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"]
     require_columns(src, cols, f"{events_path.name} (online-retail format)")
     codes = ", ".join(f"'{c}'" for c in NON_PRODUCT_CODES)
-    events = _query(
+    events = _rows_of(
+        src,
         f"""
         SELECT {ROW},
           CAST(TRY_CAST(TRY_CAST(CustomerID AS DOUBLE) AS BIGINT) AS VARCHAR) AS user_id,
@@ -144,7 +153,6 @@ def _online_retail(events_path: Path, items_path: Path | None) -> RawInput:
                  THEN 'non-product line (postage, fee, adjustment, voucher)'
           END AS _excluded
         FROM src""",
-        src=src,
     )
     cats = ", ".join(f"'{c}'" for c in RETAIL_CATEGORIES)
     items = _query(
@@ -167,7 +175,8 @@ def _complete_journey(events_path: Path, items_path: Path | None) -> RawInput:
     src = read_table(events_path, "events")
     cols = ["household_id", "basket_id", "product_id", "quantity", "sales_value", "transaction_timestamp"]
     require_columns(src, cols, f"{events_path.name} (complete-journey format)")
-    events = _query(
+    events = _rows_of(
+        src,
         f"""
         SELECT {ROW}, CAST(household_id AS VARCHAR) AS user_id, CAST(product_id AS VARCHAR) AS item_id,
           'purchase' AS event_type, transaction_timestamp AS timestamp, quantity,
@@ -176,7 +185,6 @@ def _complete_journey(events_path: Path, items_path: Path | None) -> RawInput:
           CAST(basket_id AS VARCHAR) AS order_id,
           CASE WHEN TRY_CAST(quantity AS DOUBLE) = 0 THEN 'zero-quantity line (coupon or adjustment)' END AS _excluded
         FROM src""",
-        src=src,
     )
     items = None
     if items_path:
@@ -184,13 +192,13 @@ def _complete_journey(events_path: Path, items_path: Path | None) -> RawInput:
         require_columns(prod, ["product_id"], f"{items_path.name} (complete-journey products)")
         has = set(prod.column_names)
         col = lambda c: f"NULLIF(trim(CAST({c} AS VARCHAR)), '')" if c in has else "NULL"
-        items = _query(
+        items = _rows_of(
+            prod,
             f"""
             SELECT {ROW}, CAST(product_id AS VARCHAR) AS item_id,
               NULLIF(concat_ws(' ', {col("brand")}, {col("product_type")}, {col("package_size")}), '') AS title,
               coalesce({col("product_category")}, {col("department")}) AS category
-            FROM prod""",
-            prod=prod,
+            FROM src""",
         )
     return RawInput(events, items, events_path.name, items_path.name if items_path else None)
 
@@ -204,13 +212,13 @@ def _rees46(events_path: Path, items_path: Path | None) -> RawInput:
     code = "NULLIF(trim(CAST(category_code AS VARCHAR)), '')" if "category_code" in has else "NULL"
     cat_id = "NULLIF(trim(CAST(category_id AS VARCHAR)), '')" if "category_id" in has else "NULL"
     brand = "NULLIF(trim(CAST(brand AS VARCHAR)), '')" if "brand" in has else "NULL"
-    events = _query(
+    events = _rows_of(
+        src,
         f"""
         SELECT {ROW}, user_id, product_id AS item_id, event_type, event_time AS timestamp, price,
           CASE WHEN event_type = 'purchase' AND {session} IS NOT NULL THEN CAST(user_id AS VARCHAR) || '|' || {session} END AS order_id,
           CASE WHEN event_type = 'remove_from_cart' THEN 'remove_from_cart event (not an interest signal)' END AS _excluded
         FROM src""",
-        src=src,
     )
     items = _query(
         f"""

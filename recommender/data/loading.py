@@ -1,29 +1,36 @@
-"""Reading input files and validating them against the data contract (:mod:`recommender.data.schema`).
+"""Validating input against the data contract (:mod:`recommender.data.schema`).
 
-Files are read into Arrow (CSV with every column as text, so a stray value cannot abort the read; Parquet as
-typed), each row numbered, then checked and cast in one DuckDB query. Bad rows are skipped and counted with a
-sample naming row, field and value; good rows are kept. A missing file or column raises :class:`DataError` with
-one clear sentence. Row numbers count data rows from 1 (a CSV header line is not counted).
+Files are read into Arrow by :mod:`recommender.data.reading` (CSV with every column as text, so a stray value
+cannot abort the read; Parquet as typed), each row numbered, then checked and cast in one DuckDB query. Bad rows
+are skipped and counted with a sample naming row, field and value; good rows are kept. A missing column raises
+:class:`DataError` with one clear sentence. Row numbers count data rows from 1 (a CSV header line is not counted).
+The same rules check live events at ``POST /events``, so a file and the API accept exactly the same events.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from recommender.data.schema import EVENT_REQUIRED, EVENT_SCHEMA, ITEM_REQUIRED, ITEM_SCHEMA, MAX_ID_LENGTH
+from recommender.data.clock import TimeWindow
+from recommender.data.errors import DataError
+from recommender.data.reading import ROW, bad_rows_of, shorten
+from recommender.data.schema import (
+    EVENT_REQUIRED,
+    EVENT_SCHEMA,
+    ITEM_REQUIRED,
+    ITEM_SCHEMA,
+    MAX_ID_LENGTH,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_TEXT_LENGTH,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9._:@+\-]+$"
 """Characters allowed in user and item ids, here and in the API (ids become part of cache keys)."""
@@ -45,7 +52,6 @@ EVENT_ALIASES: dict[str, str] = {
 }
 US_DATE_FORMATS = "['%m/%d/%Y %H:%M', '%m/%d/%Y %H:%M:%S', '%m/%d/%Y']"
 """Accepted besides ISO 8601 and epoch numbers: month/day/year, as in spreadsheet exports."""
-ROW = "_row"
 EXCLUDED = "_excluded"
 SAMPLE_SIZE = 10
 
@@ -65,10 +71,6 @@ def connect() -> duckdb.DuckDBPyConnection:
         con = _local.con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
     return con
-
-
-class DataError(Exception):
-    """Input that cannot be used at all (missing file or column, too many bad rows)."""
 
 
 @dataclass(frozen=True)
@@ -109,64 +111,11 @@ class LoadReport:
             )
 
 
-def read_table(path: Path | str, what: str = "events") -> pa.Table:
-    """Read a CSV or Parquet file into Arrow and add the 1-based ``_row`` column.
-
-    Malformed CSV lines (wrong number of fields) are skipped; their row numbers travel in the schema metadata
-    and are reported as bad rows by the validators.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"The {what} file '{path}' does not exist.")
-    suffix = path.suffix.lower()
-    malformed: list[int] = []
-    if suffix in {".parquet", ".pq"}:
-        table = pq.read_table(path)
-        rows = np.arange(1, table.num_rows + 1, dtype=np.int64)
-    elif suffix in {".csv", ".txt", ".gz"}:
-        table, malformed = _read_csv_as_text(path, use_threads=True)
-        if malformed and min(malformed) < 0:  # line numbers are only known to the single-threaded reader
-            table, malformed = _read_csv_as_text(path, use_threads=False)
-        # Data row numbers of the kept rows skip those of the malformed lines.
-        all_rows = np.arange(1, table.num_rows + len(malformed) + 1, dtype=np.int64)
-        rows = np.setdiff1d(all_rows, np.array(malformed, dtype=np.int64), assume_unique=True)
-    else:
-        raise DataError(f"The {what} file '{path}' is neither CSV nor Parquet (by its extension).")
-    table = table.append_column(ROW, pa.array(rows))
-    return table.replace_schema_metadata({b"malformed_rows": ",".join(map(str, malformed)).encode()})
-
-
-def _read_csv_as_text(path: Path, use_threads: bool) -> tuple[pa.Table, list[int]]:
-    """Every column as text; returns the table and the data row numbers (-1 if unknown) of skipped lines."""
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as fh:
-        header = next(csv.reader(fh), None)
-    if not header:
-        raise DataError(f"The file '{path}' is empty (no header line).")
-    malformed: list[int] = []
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        malformed.append(row.number - 1 if row.number is not None else -1)
-        return "skip"
-
-    table = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(use_threads=use_threads),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in header},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    return table, sorted(malformed)
-
-
 def require_columns(table: pa.Table, required: tuple[str, ...] | list[str], source: str) -> None:
     """Raise DataError naming the first missing column."""
     missing = [c for c in required if c not in table.column_names]
     if missing:
-        found = ", ".join(c for c in table.column_names if c != ROW)
+        found = shorten(", ".join(c for c in table.column_names if c != ROW))
         raise DataError(f"{source} has no column '{missing[0]}' (required: {', '.join(required)}; found: {found}).")
 
 
@@ -222,7 +171,7 @@ def _finish(
                 bad[ROW].to_pylist()[head],
                 fields.to_pylist()[head],
                 reasons.to_pylist()[head],
-                values.to_pylist()[head],
+                [shorten(v) for v in values.to_pylist()[head]],
             )
         ]
     good = table.filter(pc.invert(bad_mask)).select(schema.names)
@@ -230,17 +179,16 @@ def _finish(
     return good.cast(schema)
 
 
-def _malformed(table: pa.Table, report: LoadReport) -> None:
-    meta = (table.schema.metadata or {}).get(b"malformed_rows", b"")
-    rows = [int(r) for r in meta.decode().split(",") if r]
+def _read_bad_rows(table: pa.Table, report: LoadReport, sample_size: int) -> None:
+    """Add the lines skipped while reading (wrong number of fields, not UTF-8) to the report's counts and sample."""
+    rows = [BadRow(int(r), f, v, why) for r, f, v, why in bad_rows_of(table)]
     if rows:
         report.rows_read += len(rows)
         report.rows_bad += len(rows)
-        report.bad_by_reason["line has the wrong number of fields"] = len(rows)
-        report.sample = sorted(
-            report.sample + [BadRow(r, "line", None, "has the wrong number of fields") for r in rows],
-            key=lambda b: b.row,
-        )[:SAMPLE_SIZE]
+        for bad in rows:
+            reason = f"{bad.field} {bad.reason}"
+            report.bad_by_reason[reason] = report.bad_by_reason.get(reason, 0) + 1
+        report.sample = sorted(report.sample + rows, key=lambda b: b.row)[:sample_size]
 
 
 def _start(
@@ -257,9 +205,46 @@ def _start(
     return con, report, has, f"WHERE {EXCLUDED} IS NULL" if EXCLUDED in has else ""
 
 
-def validate_events(raw: pa.Table, source: str, sample_size: int = SAMPLE_SIZE) -> tuple[pa.Table, LoadReport]:
+def _time_checks(name: str, ts: str, raw: str, window: TimeWindow) -> str:
+    """CASE branches flagging a time outside the plausible window."""
+    earliest, latest = window.sql_literals()
+    return (
+        f"WHEN {ts} > {latest} THEN ['{name}', '{window.too_late()}', {raw}] "
+        f"WHEN {ts} < {earliest} THEN ['{name}', '{window.too_early()}', {raw}]"
+    )
+
+
+def _amount_checks(name: str, value: str, raw: str, bound: float, positive: bool) -> str:
+    """CASE branches for a number: parsable, positive (or non-negative), finite and at most ``bound``."""
+    low, sign = (f"{value} <= 0", "is not positive") if positive else (f"{value} < 0", "is negative")
+    return (
+        f"WHEN {raw} IS NOT NULL AND ({value} IS NULL OR isnan({value})) THEN ['{name}', 'is not a number', {raw}] "
+        f"WHEN {low} THEN ['{name}', '{sign}', {raw}] "
+        f"WHEN {value} > {bound:.0f} THEN ['{name}', 'is larger than {bound:,.0f}', {raw}]"
+    )
+
+
+def _id_checks(name: str, value: str) -> str:
+    return (
+        f"WHEN {value} IS NULL THEN ['{name}', 'is empty', {value}] "
+        f"WHEN length({value}) > {MAX_ID_LENGTH} THEN ['{name}', 'is longer than {MAX_ID_LENGTH} characters', {value}] "
+        f"WHEN NOT regexp_full_match({value}, '{ID_PATTERN}') "
+        f"THEN ['{name}', 'has characters outside A-Z a-z 0-9 . _ : @ + -', {value}]"
+    )
+
+
+def _text_checks(name: str, value: str) -> str:
+    longer = f"is longer than {MAX_TEXT_LENGTH} characters"
+    return f"WHEN length({value}) > {MAX_TEXT_LENGTH} THEN ['{name}', '{longer}', {value}]"
+
+
+def validate_events(
+    raw: pa.Table, source: str, sample_size: int = SAMPLE_SIZE, window: TimeWindow | None = None
+) -> tuple[pa.Table, LoadReport]:
     """Check and cast events in generic column names; return the good rows (EVENT_SCHEMA) and a report whose
-    sample holds the first ``sample_size`` bad rows."""
+    sample holds the first ``sample_size`` bad rows. Times must fall in ``window`` (default: up to the wall clock
+    plus the default skew)."""
+    window = window or TimeWindow.ending_now()
     con, report, has, where = _start(raw, source, EVENT_REQUIRED)
     aliases = ", ".join(f"'{k}': '{v}'" for k, v in EVENT_ALIASES.items())
     ts_raw = _text("timestamp", True)
@@ -273,30 +258,29 @@ def validate_events(raw: pa.Table, source: str, sample_size: int = SAMPLE_SIZE) 
              {_text("order_id", "order_id" in has)} AS o
       FROM raw {where})
     SELECT *, CASE
-      WHEN u IS NULL THEN ['user_id', 'is empty', u]
-      WHEN length(u) > {MAX_ID_LENGTH} THEN ['user_id', 'is longer than {MAX_ID_LENGTH} characters', u]
-      WHEN NOT regexp_full_match(u, '{ID_PATTERN}') THEN ['user_id', 'has characters outside A-Z a-z 0-9 . _ : @ + -', u]
-      WHEN i IS NULL THEN ['item_id', 'is empty', i]
-      WHEN length(i) > {MAX_ID_LENGTH} THEN ['item_id', 'is longer than {MAX_ID_LENGTH} characters', i]
-      WHEN NOT regexp_full_match(i, '{ID_PATTERN}') THEN ['item_id', 'has characters outside A-Z a-z 0-9 . _ : @ + -', i]
+      {_id_checks("user_id", "u")}
+      {_id_checks("item_id", "i")}
       WHEN e IS NULL THEN ['event_type', 'is not one of view, cart, purchase, return', e_raw]
       WHEN ts IS NULL THEN ['timestamp', 'is not a date-time', ts_raw]
-      WHEN q_raw IS NOT NULL AND q IS NULL THEN ['quantity', 'is not a number', q_raw]
-      WHEN q IS NOT NULL AND (q <= 0 OR isnan(q) OR isinf(q)) THEN ['quantity', 'is not positive', q_raw]
-      WHEN p_raw IS NOT NULL AND p IS NULL THEN ['price', 'is not a number', p_raw]
-      WHEN p IS NOT NULL AND (p < 0 OR isnan(p) OR isinf(p)) THEN ['price', 'is negative', p_raw]
+      {_time_checks("timestamp", "ts", "ts_raw", window)}
+      {_amount_checks("quantity", "q", "q_raw", MAX_QUANTITY, positive=True)}
+      {_amount_checks("price", "p", "p_raw", MAX_PRICE, positive=False)}
+      {_text_checks("order_id", "o")}
     END AS err FROM s"""
     select = (
         "u AS user_id, i AS item_id, e AS event_type, ts AS timestamp, coalesce(q, 1.0) AS quantity, p AS price, "
-        "CASE WHEN o IS NULL AND e IN ('purchase', 'return') THEN u || '|' || strftime(ts, '%Y-%m-%dT%H:%M:%S') ELSE o END AS order_id"
+        "CASE WHEN o IS NULL AND e IN ('purchase', 'return') THEN u || '|' || strftime(ts, '%Y-%m-%dT%H:%M:%S') "
+        "ELSE o END AS order_id"
     )
     events = _finish(con, report, checked, select, EVENT_SCHEMA, sample_size)
-    _malformed(raw, report)
+    _read_bad_rows(raw, report, sample_size)
     return events, report
 
 
-def validate_items(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
-    """Check and cast a catalogue in generic column names; duplicates keep their first row."""
+def validate_items(raw: pa.Table, source: str, window: TimeWindow | None = None) -> tuple[pa.Table, LoadReport]:
+    """Check and cast a catalogue in generic column names; duplicates keep their first row. ``created_at`` must fall
+    in ``window`` (default: up to the wall clock plus the default skew)."""
+    window = window or TimeWindow.ending_now()
     con, report, has, where = _start(raw, source, ITEM_REQUIRED)
     created_type = raw.schema.field("created_at").type if "created_at" in has else None
     checked = f"""
@@ -309,13 +293,13 @@ def validate_items(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
       FROM raw {where}),
     e AS (
       SELECT *, CASE
-        WHEN i IS NULL THEN ['item_id', 'is empty', i]
-        WHEN length(i) > {MAX_ID_LENGTH} THEN ['item_id', 'is longer than {MAX_ID_LENGTH} characters', i]
-        WHEN NOT regexp_full_match(i, '{ID_PATTERN}') THEN ['item_id', 'has characters outside A-Z a-z 0-9 . _ : @ + -', i]
-        WHEN p_raw IS NOT NULL AND p IS NULL THEN ['price', 'is not a number', p_raw]
-        WHEN p IS NOT NULL AND (p < 0 OR isnan(p) OR isinf(p)) THEN ['price', 'is negative', p_raw]
+        {_id_checks("item_id", "i")}
+        {_text_checks("title", "t")}
+        {_text_checks("category", "c")}
+        {_amount_checks("price", "p", "p_raw", MAX_PRICE, positive=False)}
         WHEN a_raw IS NOT NULL AND a IS NULL THEN ['available', 'is not true/false', a_raw]
         WHEN ca_raw IS NOT NULL AND ca IS NULL THEN ['created_at', 'is not a date-time', ca_raw]
+        {_time_checks("created_at", "ca", "ca_raw", window)}
       END AS own_err FROM s)
     SELECT *, coalesce(own_err, CASE
       WHEN row_number() OVER (PARTITION BY i, own_err IS NULL ORDER BY {ROW}) > 1
@@ -323,7 +307,7 @@ def validate_items(raw: pa.Table, source: str) -> tuple[pa.Table, LoadReport]:
     FROM e"""
     select = "i AS item_id, t AS title, c AS category, p AS price, coalesce(a, true) AS available, ca AS created_at"
     items = _finish(con, report, checked, select, ITEM_SCHEMA)
-    _malformed(raw, report)
+    _read_bad_rows(raw, report, SAMPLE_SIZE)
     return items, report
 
 
@@ -335,7 +319,8 @@ def complete_catalogue(events: pa.Table, items: pa.Table) -> pa.Table:
     out = con.sql(
         """
         WITH seen AS (
-          SELECT item_id, min(timestamp) AS first_seen, arg_max(price, timestamp) FILTER (WHERE price IS NOT NULL) AS last_price
+          SELECT item_id, min(timestamp) AS first_seen,
+                 arg_max(price, timestamp) FILTER (WHERE price IS NOT NULL) AS last_price
           FROM ev GROUP BY item_id)
         SELECT coalesce(cat.item_id, seen.item_id) AS item_id, cat.title, cat.category,
                coalesce(cat.price, seen.last_price) AS price, coalesce(cat.available, true) AS available,

@@ -2,6 +2,8 @@
 
 Loaders and adapters turn input files into these two Arrow tables; everything downstream (weighting, models,
 lists, RFM, KPIs, evaluation) reads only these column names and types.
+Every time must also be plausible: not later than now (plus a small clock skew) and not before a floor (see
+:mod:`recommender.data.clock`).
 
 Events (one row per interaction):
 
@@ -13,8 +15,8 @@ item_id    string        yes       product id
 event_type string        yes       one of ``EVENT_TYPES`` ("return" only comes from adapters that
                                    read cancellations; it is never counted as a purchase)
 timestamp  timestamp[us] yes       when it happened, UTC, without time zone
-quantity   float64       no (1)    units; positive
-price      float64       no        unit price; non-negative
+quantity   float64       no (1)    units; positive, at most ``MAX_QUANTITY``
+price      float64       no        unit price; non-negative, at most ``MAX_PRICE``
 order_id   string        no        order/basket id; purchases without one get user_id|timestamp
 ========== ============= ========= =============================================================
 
@@ -24,7 +26,7 @@ Catalogue (one row per item):
 item_id    string        yes       product id
 title      string        no        display name
 category   string        no        category used for per-category lists and filters
-price      float64       no        current price
+price      float64       no        current price (as events)
 available  bool          no (true) false hides the item from every list
 created_at timestamp[us] no        when the item was added; else first seen in the events
 ========== ============= ========= =============================================================
@@ -64,6 +66,14 @@ ITEM_REQUIRED: tuple[str, ...] = ("item_id",)
 
 MAX_ID_LENGTH = 128
 """Longest user or item id accepted anywhere (input files, API parameters, cache keys)."""
+MAX_TEXT_LENGTH = 1000
+"""Longest order id, title or category accepted (a longer field is a bad row, not a megabyte in every list)."""
+MAX_QUANTITY = 1e6
+"""Most units one event line may carry. Real logs stay far below (the largest wholesale line in Online Retail is
+80,995 units); beyond it a value is a typing or export error, and sums of such values overflow to infinity."""
+MAX_PRICE = 1e9
+"""Highest unit price accepted, in any currency (a billion covers cars and houses in currencies with small units).
+With ``MAX_QUANTITY`` a line is worth at most 1e15, so sums over any log stay finite and exact enough."""
 
 
 def empty_items() -> pa.Table:
