@@ -134,7 +134,14 @@ class OperationsMiddleware:
                     status["code"], status["started"] = message["status"], True
                 await send(message)
 
-            await self.app(scope, receive, tracking_send)
+            try:
+                await self.app(scope, receive, tracking_send)
+            except Exception:  # a bug, not bad input: answer 500 in JSON, and count and log it like any request
+                log.exception("unhandled error", extra={"method": scope["method"], "path": scope.get("path")})
+                status["code"] = 500
+                if status["started"]:
+                    raise
+                await JSONResponse({"detail": "Internal error; it has been logged."}, 500)(scope, receive, send)
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         seconds = time.perf_counter() - start
         method, code = scope["method"], status["code"]

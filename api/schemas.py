@@ -102,7 +102,9 @@ class CustomerSegment(BaseModel):
     user_id: str
     recency_days: int = Field(description="Days since the last purchase.")
     frequency: int = Field(description="Number of orders.")
-    monetary: float = Field(description="Net spend (purchases minus returns), in `monetary_unit`.")
+    monetary: float | None = Field(
+        description="Net spend (purchases minus returns), in `monetary_unit` (null if not a finite number)."
+    )
     monetary_unit: str = Field(description="'currency', or 'units' when the log has no prices.")
     r_score: int = Field(ge=1, le=5)
     f_score: int = Field(ge=1, le=5)

@@ -2,6 +2,7 @@
 
 ``<prefix>:current`` / ``<prefix>:previous``  version ids serving now / kept for rollback
 ``<prefix>:versions``                        set of every version written (complete or not)
+``<prefix>:job:lock``                        the running job's lock: who holds it (see :mod:`cache.lock`)
 ``...:manifest``                             JSON: when, from what, sizes, parameters, evaluation
 ``...:user:<user_id>``                       personal picks          ``...:next:<user_id>``  next purchase
 ``...:cust:<user_id>``                       instead of both, for customers not active lately: their model row
@@ -46,6 +47,7 @@ class Keys:
         self.merch_rules = f"{prefix}:merch:rules"
         self.merch_items = f"{prefix}:merch:items"
         self.merch_gen = f"{prefix}:merch:gen"
+        self.job_lock = f"{prefix}:job:lock"
 
     def live_user(self, user_id: str) -> str:
         return f"{self.prefix}:live:user:{user_id}"

@@ -1,15 +1,17 @@
 """Versioned publishing: write a whole new version, then switch the pointer in one atomic step.
 
-A run writes every key under a fresh version id, then a Lua script sets ``previous = current`` and
-``current = new`` atomically, so a reader (which resolves the pointer and its keys in one script, see
-:mod:`cache.reader`) never sees a mix of two versions. The previous version stays for rollback; every other
-version, including one left half-written by a killed run, is deleted by the next publish or by ``cleanup()``.
+A run writes every key under a fresh version id, counts what is stored against what it wrote (a version missing
+any list is never made current), then a Lua script sets ``previous = current`` and ``current = new`` atomically
+(and only while the job still holds its lock, :mod:`cache.lock`), so a reader (which resolves the pointer and its
+keys in one script, see :mod:`cache.reader`) never sees a mix of two versions. The previous version stays for
+rollback; every other key under ``<prefix>:v:``, including those of a version left half-written by a killed run
+and keys no version set lists any more, is deleted by the next publish or by ``cleanup()``.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
@@ -19,15 +21,67 @@ import redis
 import redis.asyncio as aioredis
 
 from cache.keys import Keys
+from cache.lock import JobLock
 
 _SWITCH = """
 local new = ARGV[1]
 if redis.call('EXISTS', KEYS[3] .. new .. ':manifest') == 0 then return redis.error_reply('version has no manifest') end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[2] then
+  return redis.error_reply('this job no longer holds the job lock (it expired or another job took it)')
+end
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= new then redis.call('SET', KEYS[2], cur) end
 redis.call('SET', KEYS[1], new)
 return cur
 """
+
+# One SCAN step over the keys matching ARGV[2]; counts them by kind (the suffix segment after ARGV[4]).
+_COUNT_STEP = """
+local res = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local skip = string.len(ARGV[4])
+local counts = {}
+for _, key in ipairs(res[2]) do
+  local kind = string.match(string.sub(key, skip + 1), '^[^:]*')
+  counts[kind] = (counts[kind] or 0) + 1
+end
+local flat = {}
+for kind, n in pairs(counts) do flat[#flat + 1] = kind; flat[#flat + 1] = n end
+return {res[1], flat}
+"""
+
+# One SCAN step over <prefix>:v:*; unlinks keys whose version (the segment after ARGV[4]) is not in ARGV[5..].
+_SWEEP_STEP = """
+local res = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local skip = string.len(ARGV[4])
+local removed = 0
+for _, key in ipairs(res[2]) do
+  local version = string.match(string.sub(key, skip + 1), '^[^:]*')
+  local keep = false
+  for i = 5, #ARGV do if version == ARGV[i] then keep = true end end
+  if not keep then redis.call('UNLINK', key); removed = removed + 1 end
+end
+return {res[1], removed}
+"""
+SCAN_STEP = 10_000
+"""Keys a SCAN step looks at inside one script call (a few milliseconds of Redis time, so readers barely wait)."""
+
+KIND_NAMES = {
+    "user": "personal lists",
+    "next": "next-purchase lists",
+    "cust": "on-request customers",
+    "hist": "customer histories",
+    "istat": "item statistics",
+    "sim": "similar-item lists",
+    "seg": "customer segments",
+    "best": "bestseller lists",
+    "kpis": "KPI tables",
+    Keys.ITEMS: "catalogue items",
+}
+
+
+class IncompleteVersion(Exception):
+    """A version lacks keys it wrote (deleted or lost before the switch); it was not made current."""
+
 
 # Swaps current and previous atomically; returns the version now serving, or nil when there is no previous one.
 ROLLBACK_SCRIPT = """
@@ -57,10 +111,11 @@ def dumps(value: Any) -> bytes:
 class Publisher:
     """Writes one new version; nothing is visible to readers until :meth:`commit`."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, batch_size: int = 5_000) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, batch_size: int = 5_000, lock: JobLock | None = None) -> None:
         self.client = client
         self.keys = keys
         self.batch_size = batch_size
+        self.lock = lock
         self.version = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         self._base = keys.version_prefix(self.version)
         self._pipe = client.pipeline(transaction=False)
@@ -79,7 +134,8 @@ class Publisher:
         self._count()
 
     def put_many(self, pairs: Iterable[tuple[str, Any]]) -> int:
-        """Queue many keys (JSON-encoded unless bytes) as MSET commands of up to ``batch_size`` keys; returns how many."""
+        """Queue many keys (JSON-encoded unless bytes) as MSET commands of up to ``batch_size`` keys; returns how
+        many."""
         n = 0
         it = iter(pairs)
         while chunk := list(islice(it, self.batch_size)):
@@ -106,15 +162,40 @@ class Publisher:
             self._pipe.execute()
             self._pending = 0
 
-    def commit(self, manifest: dict[str, Any]) -> str | None:
-        """Write the manifest, switch ``current`` to this version atomically, drop older versions; return the replaced one."""
+    def commit(self, manifest: dict[str, Any], expected: Mapping[str, int] | None = None) -> str | None:
+        """Write the manifest, check that every key ``expected`` counts is stored (kind -> keys, ``items`` -> hash
+        fields; raises IncompleteVersion), switch ``current`` to this version atomically (while the job lock is
+        still ours), drop every other version; return the replaced one."""
         self.put(Keys.MANIFEST, {**manifest, "version": self.version})
         self.flush()
-        replaced = self.client.eval(
-            _SWITCH, 3, self.keys.current, self.keys.previous, self.keys.prefix + ":v:", self.version
-        )
+        self.verify(expected or {})
+        token = self.lock.token if self.lock else b""
+        try:
+            replaced = self.client.eval(
+                _SWITCH,
+                4,
+                self.keys.current,
+                self.keys.previous,
+                self.keys.prefix + ":v:",
+                self.keys.job_lock,
+                self.version,
+                token,
+            )
+        except redis.ResponseError as exc:
+            raise IncompleteVersion(f"version {self.version} was not made current: {exc}") from None
         cleanup(self.client, self.keys)
         return replaced.decode() if replaced else None
+
+    def verify(self, expected: Mapping[str, int]) -> None:
+        """Raise IncompleteVersion when fewer keys of a kind are stored than ``expected`` says were written."""
+        stored = stored_counts(self.client, self.keys, self.version)
+        if Keys.ITEMS in expected:
+            stored[Keys.ITEMS] = self.client.hlen(self._base + Keys.ITEMS)
+        # SCAN may return a key twice, never miss one: fewer keys than written means some were lost.
+        missing = [(kind, stored.get(kind, 0), n) for kind, n in expected.items() if stored.get(kind, 0) < n]
+        if missing:
+            what = "; ".join(f"{got:,} of {n:,} {KIND_NAMES.get(kind, kind)}" for kind, got, n in missing)
+            raise IncompleteVersion(f"version {self.version} is incomplete ({what} stored); it was not made current")
 
     def abort(self) -> None:
         """Forget this version (its keys are removed)."""
@@ -137,13 +218,39 @@ def delete_version(client: redis.Redis, keys: Keys, version: str) -> int:
     return removed
 
 
-def cleanup(client: redis.Redis, keys: Keys) -> list[str]:
-    """Delete every version but the current and the previous one (also half-written ones of killed runs)."""
+def stored_counts(client: redis.Redis, keys: Keys, version: str) -> dict[str, int]:
+    """Keys stored under one version, by kind (``user``, ``next``, ``sim``, ...), counted inside Redis."""
+    base = keys.version_prefix(version)
+    counts: dict[str, int] = {}
+    cursor = b"0"
+    while True:
+        cursor, flat = client.eval(_COUNT_STEP, 0, cursor, base + "*", SCAN_STEP, base)
+        for kind, n in zip(flat[::2], flat[1::2]):
+            counts[kind.decode()] = counts.get(kind.decode(), 0) + int(n)
+        if cursor in (b"0", 0, "0"):
+            return counts
+
+
+def unfinished_versions(client: redis.Redis, keys: Keys) -> list[str]:
+    """Versions in the version set that are neither current nor previous (being written, or left by a dead run)."""
     keep = {v.decode() for v in client.mget(keys.current, keys.previous) if v}
-    gone = [v.decode() for v in client.smembers(keys.versions) if v.decode() not in keep]
-    for version in gone:
-        delete_version(client, keys, version)
-    return sorted(gone)
+    return sorted(v.decode() for v in client.smembers(keys.versions) if v.decode() not in keep)
+
+
+def cleanup(client: redis.Redis, keys: Keys) -> list[str]:
+    """Delete every key under ``<prefix>:v:`` but those of the current and the previous version: older versions,
+    half-written ones of killed runs and keys of versions no longer listed in the version set. Returns the
+    versions removed from the set. The job calls it while holding the job lock, so no version is being written."""
+    keep = [v.decode() for v in client.mget(keys.current, keys.previous) if v]
+    cursor = b"0"
+    while True:
+        cursor, _ = client.eval(_SWEEP_STEP, 0, cursor, keys.prefix + ":v:*", SCAN_STEP, keys.prefix + ":v:", *keep)
+        if cursor in (b"0", 0, "0"):
+            break
+    gone = unfinished_versions(client, keys)
+    if gone:
+        client.srem(keys.versions, *gone)
+    return gone
 
 
 def _rolled_back(reply: bytes | None) -> str:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recommender.data.clock import TimeWindow
+
 
 class EventWeights(BaseSettings):
     """Confidence contributed by one event of each type (before time decay)."""
@@ -169,3 +171,7 @@ class Settings(BaseSettings):
     @property
     def live_dir(self) -> Path:
         return self.live_archive_dir or self.data_dir / "live"
+
+    def time_window(self, now: datetime | None = None) -> TimeWindow:
+        """Plausible event times: from ``earliest_time`` to ``now`` (default: the wall clock) plus the clock skew."""
+        return TimeWindow.ending_now(now, self.clock_skew_seconds, self.earliest_time)

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -298,7 +299,7 @@ def test_job_killed_while_publishing_leaves_the_old_version_serving_and_is_clean
             str(shop / "items.csv"),
             "--no-progress",
         ],
-        env={**world["env"], "RECO_PUBLISH_BATCH_SIZE": "20"},
+        env={**world["env"], "RECO_PUBLISH_BATCH_SIZE": "20", "RECO_JOB_LOCK_SECONDS": "5"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -315,6 +316,8 @@ def test_job_killed_while_publishing_leaves_the_old_version_serving_and_is_clean
     assert current_version(client, keys)[0] == serving
     status, body = get(f"{base}/recommend?user_id={world['users'][0]}&n=5")
     assert status == 200 and body["version"] == serving
-    run_job(world["cfg"], client)
+    assert 0 < client.pttl(keys.job_lock) <= 5_000  # the dead job's lock outlives it by at most its time to live
+    settings = world["cfg"].settings.model_copy(update={"lock_wait_seconds": 30})
+    run_job(replace(world["cfg"], settings=settings), client)
     assert half not in {v.decode() for v in client.smembers(keys.versions)}
     assert not list(client.scan_iter(match=keys.version_prefix(half) + "*"))

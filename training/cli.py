@@ -134,14 +134,26 @@ def train(
         int, typer.Option(min=0, help="Warm customers the gate scores at most (a fixed random sample; 0 = all).")
     ] = DEFAULT_MAX_USERS,
     force_publish: Annotated[bool, typer.Option("--force-publish", help="Publish even when the gate refuses.")] = False,
+    lock_wait: Annotated[
+        float | None,
+        typer.Option(
+            "--lock-wait",
+            envvar="RECO_LOCK_WAIT_SECONDS",
+            min=0,
+            help="Seconds to wait for another job on the same Redis and key prefix to finish [default: 0, exit 4].",
+        ),
+    ] = None,
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run the nightly job: validate input, train ALS, compute every list and publish a new version.
 
-    Exit codes: 0 published, 2 unusable input or configuration, 3 kept the current version (promotion gate).
+    Exit codes: 0 published, 2 unusable input or configuration, 3 kept the current version (promotion gate),
+    4 another job is running (see --lock-wait), 5 the new version lost keys before its switch (not published).
     Precedence: options > tuned settings file > environment > defaults."""
+    from cache.lock import LockHeld
+    from cache.publisher import IncompleteVersion
     from cache.server import connect
     from training.job import GateRefused, JobConfig, run_job
 
@@ -157,6 +169,7 @@ def train(
                 data_dir,
                 max_bad_share=max_bad_share,
                 half_life_days=half_life_days if half_life_days is not None else tuned.get("half_life_days"),
+                lock_wait_seconds=lock_wait,
             ),
             weights=EventWeights(
                 **{**tuned.get("weights", {}), **_given(view=weight_view, cart=weight_cart, purchase=weight_purchase)}
@@ -194,9 +207,14 @@ def train(
         fail(f"{exc} Nothing was published.")
     except GateRefused as refused:
         fail(
-            f"the promotion gate kept the current version: {refused.decision.reason} (use --force-publish to override).",
+            f"the promotion gate kept the current version: {refused.decision.reason} "
+            "(use --force-publish to override).",
             code=3,
         )
+    except LockHeld as held:
+        fail(f"{held}; nothing was done (wait for it, or give --lock-wait SECONDS).", code=4)
+    except IncompleteVersion as exc:
+        fail(f"{exc}; the current version keeps serving.", code=5)
     finally:
         handle.close()
     _print_summary(result)
@@ -270,7 +288,8 @@ def report(
     if period not in PERIODS:
         fail(f"--period must be one of {', '.join(PERIODS)}, not '{period}'.")
     try:
-        data = load_dataset(events, items, fmt, Settings(**_given(max_bad_share=max_bad_share)).max_bad_share)
+        settings = Settings(**_given(max_bad_share=max_bad_share))
+        data = load_dataset(events, items, fmt, settings.max_bad_share, settings.time_window())
     except DataError as exc:
         fail(str(exc))
     for rep in data.reports:

@@ -59,8 +59,8 @@ def _load(events: Path, items: Path | None, fmt: str, max_bad_share: float | Non
 
     check_format(fmt)
     try:
-        share = Settings(**({"max_bad_share": max_bad_share} if max_bad_share is not None else {})).max_bad_share
-        return load_dataset(events, items, fmt, share)
+        settings = Settings(**({"max_bad_share": max_bad_share} if max_bad_share is not None else {}))
+        return load_dataset(events, items, fmt, settings.max_bad_share, settings.time_window())
     except DataError as exc:
         fail(str(exc))
 

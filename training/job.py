@@ -18,12 +18,16 @@ from tqdm import tqdm
 
 from cache import codec, live, merch
 from cache.keys import Keys
-from cache.publisher import Publisher, manifest
+from cache.lock import JobLock
+from cache.publisher import Publisher, cleanup, manifest, unfinished_versions
 from cache.publisher import current_version as current
 from cache.status import record_quality
 from recommender.config import AlsParams, EventWeights, ListParams, ModelSettings, Settings
+from recommender.data.clock import TimeWindow, utc_now
 from recommender.data.dataset import Dataset, load_dataset
-from recommender.data.loading import LoadReport, apply_item_updates, complete_catalogue
+from recommender.data.errors import DataError
+from recommender.data.loading import LoadReport, apply_item_updates, complete_catalogue, validate_events
+from recommender.data.reading import ROW
 from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
 from recommender.marketing import activity, kpis, rfm
 from recommender.models import repeat, warm_start
@@ -92,23 +96,50 @@ def item_metadata(items: pa.Table) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResult:
-    """Run the whole job against a Redis client and publish; raises DataError on unusable input."""
+    """Run the whole job against a Redis client and publish, holding the job lock of the key prefix (waiting up to
+    ``lock_wait_seconds`` for it); raises DataError on unusable input, LockHeld while another job runs,
+    IncompleteVersion when the new version lost keys before its switch."""
+    s = cfg.settings
+    keys = Keys(s.key_prefix)
+    now = utc_now()  # the job's wall clock: no event, and not the model's "as of", may be later
+    if cfg.as_of and cfg.as_of > now:
+        raise DataError(f"--as-of {cfg.as_of} is later than now ({now:%Y-%m-%d %H:%M:%S} UTC).")
+    with JobLock(client, keys.job_lock, s.job_lock_seconds).acquired(s.lock_wait_seconds) as lock:
+        if unfinished_versions(client, keys):  # a run died before finishing: sweep before adding a version
+            cleanup(client, keys)
+        return _run_locked(cfg, client, keys, lock, s.time_window(now), data)
+
+
+def checked_live_events(
+    client: Any, keys: Keys, cfg: JobConfig, window: TimeWindow
+) -> tuple[pa.Table, str, LoadReport]:
+    """Every live event not yet trained on, checked again by the file rules (an event stored before a rule existed,
+    e.g. one dated in the future, is skipped and reported, never trained on)."""
+    taken, upto = live.take_live_events(client, keys, cfg.settings.live_dir)
+    raw = taken.append_column(ROW, pa.array(np.arange(1, taken.num_rows + 1, dtype=np.int64)))
+    events, report = validate_events(raw, "live events", window=window)
+    return events, upto, report
+
+
+def _run_locked(
+    cfg: JobConfig, client: Any, keys: Keys, lock: JobLock, window: TimeWindow, data: Dataset | None
+) -> JobResult:
     timer = _Timer()
-    keys = Keys(cfg.settings.key_prefix)
     with timer.stage("load"):
-        data = data or load_dataset(cfg.events, cfg.items, cfg.fmt, cfg.settings.max_bad_share)
-        live_events, live_upto = live.take_live_events(client, keys, cfg.settings.live_dir)
+        data = data or load_dataset(cfg.events, cfg.items, cfg.fmt, cfg.settings.max_bad_share, window)
+        live_events, live_upto, live_report = checked_live_events(client, keys, cfg, window)
+    reports = [*data.reports, live_report] if live_report.rows_read else data.reports
     events = pa.concat_tables([data.events, live_events]) if live_events.num_rows else data.events
     items = complete_catalogue(events, data.items) if live_events.num_rows else data.items
     items = apply_item_updates(items, merch.item_updates(client, keys))
-    as_of = cfg.as_of or latest_timestamp(events)
+    as_of = cfg.as_of or min(latest_timestamp(events), window.now)
     events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
     weights = cfg.weights.as_dict()
     gate = None
     if cfg.gate:
         with timer.stage("gate"):
             try:
-                gate = promotion_gate(cfg, client, keys, events, items)
+                gate = promotion_gate(cfg, client, keys, events, items, window.now)
             except GateRefused as refused:
                 record_quality(client, keys, quality_entry(None, as_of, refused.decision.as_dict()))
                 raise
@@ -121,7 +152,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
         model = fit_als(inter.matrix, cfg.als, show_progress=cfg.show_progress)
 
     p = cfg.lists
-    publisher = Publisher(client, keys, cfg.settings.publish_batch_size)
+    publisher = Publisher(client, keys, cfg.settings.publish_batch_size, lock)
     counts: dict[str, int] = {}
     try:
         with timer.stage("personal+next"):
@@ -202,16 +233,32 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
                 "evaluation": gate,
                 "live_upto": live_upto,
                 "seconds": dict(timer.seconds),  # every stage but publishing itself, which is still running
-                "load": [load_summary(r) for r in data.reports],
+                "load": [load_summary(r) for r in reports],
             }
-            replaced = publisher.commit(manifest)
+            replaced = publisher.commit(manifest, stored_keys(counts))
         live.trim_taken(client, keys, live_upto)
         if gate is not None:
             record_quality(client, keys, quality_entry(publisher.version, as_of, gate))
     except BaseException:
         publisher.abort()
         raise
-    return JobResult(publisher.version, replaced, data.reports, counts, timer.seconds, as_of, gate)
+    return JobResult(publisher.version, replaced, reports, counts, timer.seconds, as_of, gate)
+
+
+def stored_keys(counts: dict[str, int]) -> dict[str, int]:
+    """The lists the manifest counts, as keys of each kind the version must hold before it is made current."""
+    return {
+        "user": counts["personal_lists"],
+        "next": counts["next_purchase_lists"],
+        "cust": counts["on_request_customers"],
+        "sim": counts["similar_lists"],
+        "seg": counts["segmented_customers"],
+        "best": counts["bestseller_categories"] + 1,  # overall and one per category
+        "kpis": len(kpis.PERIODS),
+        "hist": counts["customer_histories"],
+        "istat": counts["item_stats"],
+        Keys.ITEMS: counts["catalogue"],
+    }
 
 
 @dataclass
@@ -359,11 +406,14 @@ class GateWarmStart:
         factors.save(self.path)
 
 
-def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table) -> dict[str, Any]:
+def promotion_gate(
+    cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table, now: datetime
+) -> dict[str, Any]:
     """Score the candidate settings on the recent holdout and compare with the serving version and recent popularity.
 
     Raises GateRefused when the candidate must not be published; returns what was measured (kept in the manifest,
-    so the next run compares against it).
+    so the next run compares against it). A serving version dated after ``now`` was trained on events from the
+    future (before such events were refused): its figure means nothing and is not compared against.
     """
     span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
     if span.days < 2 * cfg.gate_days:
@@ -376,7 +426,9 @@ def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, it
     measured = holdout_metrics(events, items, params, test_days=cfg.gate_days, max_users=cfg.gate_users, fit=warm.fit)
     warm.save()
     current_version = current(client, keys)[0]
-    previous = (manifest(client, keys, current_version) or {}).get("evaluation") if current_version else None
+    serving = (manifest(client, keys, current_version) or {}) if current_version else {}
+    future = bool(serving.get("as_of")) and datetime.fromisoformat(serving["as_of"]) > now
+    previous = None if future else serving.get("evaluation")
     current_metric = previous.get("candidate") if previous and previous.get("metric") == measured["metric"] else None
     decision = decide(
         measured["candidate"], current_metric, measured["recent_popularity"], cfg.gate_margin, cfg.force_publish
@@ -385,8 +437,13 @@ def promotion_gate(cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, it
         raise GateRefused(decision)
     # Every metric of the two models for warm and cold customers (the dashboard's Quality page shows them).
     figures = {group: measured["figures"][group] for group in ("warm", "cold") if group in measured["figures"]}
+    note = (
+        f"; the serving version {current_version} is dated {serving['as_of']}, after now: not compared"
+        if future
+        else ""
+    )
     return {k: v for k, v in measured.items() if k != "figures"} | {
-        "decision": decision.reason,
+        "decision": decision.reason + note,
         "figures": figures,
         "fit": warm.how,
     }

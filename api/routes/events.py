@@ -52,8 +52,11 @@ async def ingest_events(
     refused whole, with every bad event named."""
     if len(batch.events) > settings.max_events_batch:
         raise BatchTooLarge(settings.max_events_batch, len(batch.events))
-    table = _as_table(batch, datetime.now(timezone.utc).replace(tzinfo=None))
-    events, report = await run_in_threadpool(validate_events, table, "request", len(batch.events))
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    window = settings.time_window(now)  # no event from the future
+    events, report = await run_in_threadpool(
+        validate_events, _as_table(batch, now), "request", len(batch.events), window
+    )
     if report.rows_bad:
         errors = [
             {"position": b.row - 1, "field": b.field, "value": b.value, "reason": b.reason} for b in report.sample

@@ -58,7 +58,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recommender.data.schema import EVENT_SCHEMA, PURCHASE, RETURN
+from recommender.data.schema import EVENT_SCHEMA, MAX_PRICE, MAX_QUANTITY, PURCHASE, RETURN
 
 STRATEGIES: tuple[str, ...] = ("new_arrivals", "personal", "due_again", "bestsellers")
 """E-mail list strategies a segment can be mailed with."""
@@ -267,12 +267,16 @@ def open_sales(events: pa.Table) -> tuple[duckdb.DuckDBPyConnection, str]:
 
     ``sales`` has user_id, item_id, event_type, ts, order_id, qty and ``value``: positive for purchases, negative
     for returns, in currency (missing prices filled with the item's average price, else 0) or, when no row has a
-    price, in units. Returns the connection and the unit ("currency" or "units").
+    price, in units. Lines with a quantity beyond ``MAX_QUANTITY`` (or NaN) are left out and prices beyond
+    ``MAX_PRICE`` count as missing. Returns the connection and the unit ("currency" or "units").
     """
     con = duckdb.connect()
     con.register("events", _conform(events))
+    # Prices and quantities outside the data contract's bounds (possible only in tables that skipped validation)
+    # count as missing, so no sum can overflow to infinity and every figure stays a finite number.
+    price = f"CASE WHEN price BETWEEN 0 AND {MAX_PRICE:.0f} THEN price END"
     has_price = con.execute(
-        f"SELECT count(price) > 0 FROM events WHERE event_type IN ('{PURCHASE}', '{RETURN}')"
+        f"SELECT count({price}) > 0 FROM events WHERE event_type IN ('{PURCHASE}', '{RETURN}')"
     ).fetchall()[0][0]
     unit = "currency" if has_price else "units"
     amount = "qty * coalesce(e.price, ip.avg_price, 0)" if has_price else "qty"
@@ -280,11 +284,12 @@ def open_sales(events: pa.Table) -> tuple[duckdb.DuckDBPyConnection, str]:
         f"""
         CREATE TEMP TABLE sales AS
         WITH e AS (
-            SELECT user_id, item_id, event_type, timestamp AS ts, price,
+            SELECT user_id, item_id, event_type, timestamp AS ts, {price} AS price,
                    abs(coalesce(quantity, 1.0)) AS qty,
                    coalesce(order_id, user_id || '|' || CAST(timestamp AS VARCHAR)) AS order_id
             FROM events
             WHERE event_type IN ('{PURCHASE}', '{RETURN}') AND user_id IS NOT NULL AND timestamp IS NOT NULL
+              AND abs(coalesce(quantity, 1.0)) <= {MAX_QUANTITY:.0f}
         ), ip AS (
             SELECT item_id, avg(price) AS avg_price FROM e WHERE price IS NOT NULL GROUP BY item_id
         )
