@@ -143,13 +143,15 @@ def _online_retail(events_path: Path, items_path: Path | None) -> RawInput:
           upper(trim(CAST(StockCode AS VARCHAR))) AS item_id,
           CASE WHEN CAST(InvoiceNo AS VARCHAR) LIKE 'C%' THEN 'return' ELSE 'purchase' END AS event_type,
           InvoiceDate AS timestamp,
-          CASE WHEN TRY_CAST(Quantity AS DOUBLE) IS NULL THEN CAST(Quantity AS VARCHAR)  -- left for validation to report
+          -- a quantity that is not a number is left for validation to report
+          CASE WHEN TRY_CAST(Quantity AS DOUBLE) IS NULL THEN CAST(Quantity AS VARCHAR)
                WHEN CAST(InvoiceNo AS VARCHAR) LIKE 'C%' THEN CAST(-TRY_CAST(Quantity AS DOUBLE) AS VARCHAR)
                ELSE CAST(TRY_CAST(Quantity AS DOUBLE) AS VARCHAR) END AS quantity,
           UnitPrice AS price,
           CAST(InvoiceNo AS VARCHAR) AS order_id,
           CASE WHEN CustomerID IS NULL OR trim(CAST(CustomerID AS VARCHAR)) = '' THEN 'guest line without CustomerID'
-               WHEN upper(trim(CAST(StockCode AS VARCHAR))) IN ({codes}) OR lower(CAST(StockCode AS VARCHAR)) LIKE 'gift%'
+               WHEN upper(trim(CAST(StockCode AS VARCHAR))) IN ({codes})
+                 OR lower(CAST(StockCode AS VARCHAR)) LIKE 'gift%'
                  THEN 'non-product line (postage, fee, adjustment, voucher)'
           END AS _excluded
         FROM src""",
@@ -160,11 +162,13 @@ def _online_retail(events_path: Path, items_path: Path | None) -> RawInput:
         WITH d AS (
           SELECT upper(trim(CAST(StockCode AS VARCHAR))) AS item_id, trim(Description) AS title, count(*) AS n
           FROM src WHERE Description IS NOT NULL AND trim(Description) <> ''
-            AND upper(trim(CAST(StockCode AS VARCHAR))) NOT IN ({codes}) AND lower(CAST(StockCode AS VARCHAR)) NOT LIKE 'gift%'
+            AND upper(trim(CAST(StockCode AS VARCHAR))) NOT IN ({codes})
+            AND lower(CAST(StockCode AS VARCHAR)) NOT LIKE 'gift%'
           GROUP BY 1, 2),
         best AS (SELECT item_id, arg_max(title, n) AS title FROM d GROUP BY 1)
         SELECT row_number() OVER (ORDER BY item_id) AS {ROW}, item_id, title,
-          coalesce(list_filter(string_split(regexp_replace(upper(title), '[^A-Z ]', ' ', 'g'), ' '), lambda w: list_contains([{cats}], w))[-1], 'OTHER') AS category
+          coalesce(list_filter(string_split(regexp_replace(upper(title), '[^A-Z ]', ' ', 'g'), ' '),
+                               lambda w: list_contains([{cats}], w))[-1], 'OTHER') AS category
         FROM best""",
         src=src,
     )
@@ -216,8 +220,10 @@ def _rees46(events_path: Path, items_path: Path | None) -> RawInput:
         src,
         f"""
         SELECT {ROW}, user_id, product_id AS item_id, event_type, event_time AS timestamp, price,
-          CASE WHEN event_type = 'purchase' AND {session} IS NOT NULL THEN CAST(user_id AS VARCHAR) || '|' || {session} END AS order_id,
-          CASE WHEN event_type = 'remove_from_cart' THEN 'remove_from_cart event (not an interest signal)' END AS _excluded
+          CASE WHEN event_type = 'purchase' AND {session} IS NOT NULL
+               THEN CAST(user_id AS VARCHAR) || '|' || {session} END AS order_id,
+          CASE WHEN event_type = 'remove_from_cart'
+               THEN 'remove_from_cart event (not an interest signal)' END AS _excluded
         FROM src""",
     )
     items = _query(
