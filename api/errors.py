@@ -94,6 +94,22 @@ class InvalidEvents(ApiError):
         )
 
 
+class ImplausibleItems(ApiError):
+    """Catalogue updates whose ``created_at`` lies outside the plausible time window (the job's rule for files)."""
+
+    status = 422
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        first = errors[0]
+        super().__init__(
+            {
+                "message": f"{len(errors)} items are invalid, nothing was stored; first: item {first['position']} "
+                f"{first['field']}={first['value']!r} {first['reason']}.",
+                "errors": errors,
+            }
+        )
+
+
 async def api_error(request: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, exc.status)
 

@@ -204,3 +204,14 @@ def test_post_events_accepts_times_within_the_skew(api):
     soon = datetime.now(timezone.utc) + timedelta(seconds=60)
     assert post(api, timestamp=soon.isoformat()).status_code == 200
     assert post(api).status_code == 200  # no timestamp: now
+
+
+def test_live_catalogue_updates_refuse_a_created_at_from_the_future(api):
+    headers = {"X-API-Key": "k"}
+    later = [{"item_id": "i1", "created_at": "2026-06-01T00:00:00Z"}, {"item_id": "i2", "created_at": "2099-01-01"}]
+    r = api.post("/items", json=later, headers=headers)
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]["errors"]
+    assert (error["position"], error["field"], error["value"]) == (1, "created_at", "2099-01-01T00:00:00")
+    assert error["reason"].startswith("is later than now")
+    assert api.post("/items", json=later[:1], headers=headers).status_code == 200

@@ -4,14 +4,14 @@ on (see docs/MERCHANDISING.md)."""
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, Field
 
-from api.deps import ServicesDep
-from api.errors import TooManyItems, UnknownRule
+from api.deps import ServicesDep, SettingsDep
+from api.errors import ImplausibleItems, TooManyItems, UnknownRule
 from api.security import require_write_key
 from cache import merch
 from recommender.serving.merchandising import LiveItem, Rule
@@ -49,14 +49,25 @@ def _utc_naive(update: LiveItem) -> dict[str, Any]:
 
 
 @router.post("/items", response_model=ItemsAccepted, summary="Add or update catalogue items now", **WRITE)
-async def upsert_items(svc: ServicesDep, items: Annotated[list[LiveItem], Body()]) -> ItemsAccepted:
+async def upsert_items(
+    svc: ServicesDep, settings: SettingsDep, items: Annotated[list[LiveItem], Body()]
+) -> ItemsAccepted:
     """A JSON list of items (`item_id` plus any of `title`, `category`, `price`, `available`, `created_at`); fields
     left out keep their values. Counts from the next request: an unavailable item leaves every list and endpoint, a
     new one joins the new arrivals and, until the next run, gets similar items from its category. The nightly job
     reads these updates like the catalogue file."""
     if len(items) > MAX_ITEMS_PER_CALL:
         raise TooManyItems(MAX_ITEMS_PER_CALL, len(items))
-    generation = await merch.upsert_items(svc.reader.client, svc.reader.keys, [_utc_naive(i) for i in items])
+    values = [_utc_naive(i) for i in items]
+    window = settings.time_window()  # as for files: no created_at from the future or before the floor
+    errors = [
+        {"position": k, "field": "created_at", "value": v["created_at"], "reason": why}
+        for k, v in enumerate(values)
+        if v.get("created_at") and (why := window.check(datetime.fromisoformat(v["created_at"])))
+    ]
+    if errors:
+        raise ImplausibleItems(errors)
+    generation = await merch.upsert_items(svc.reader.client, svc.reader.keys, values)
     return ItemsAccepted(accepted=len(items), generation=generation)
 
 

@@ -44,6 +44,14 @@ class TimeWindow:
         """``earliest`` and ``latest`` as DuckDB timestamp literals."""
         return tuple(f"TIMESTAMP '{t.isoformat(sep=' ')}'" for t in (self.earliest, self.latest))  # type: ignore[return-value]
 
+    def check(self, at: datetime) -> str | None:
+        """Why ``at`` (UTC without zone) is not plausible, or None when it is."""
+        if at > self.latest:
+            return self.too_late()
+        if at < self.earliest:
+            return self.too_early()
+        return None
+
     def too_late(self) -> str:
         return f"is later than now ({self.now:%Y-%m-%d %H:%M:%S} UTC, {_skew(self)} allowed clock skew)"
 

@@ -24,14 +24,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recommender.data.loading import ID_PATTERN
-from recommender.data.schema import MAX_ID_LENGTH
+from recommender.data.schema import MAX_ID_LENGTH, MAX_PRICE
 
 ListKind = Literal["recommend", "bestsellers", "new_arrivals", "similar", "next_purchase", "recently_viewed"]
 LIST_KINDS: tuple[str, ...] = ListKind.__args__  # type: ignore[attr-defined]
 RuleKind = Literal["boost", "bury", "pin", "exclude"]
 ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=["85123A"])]
 MAX_FACTOR = 100.0
-MAX_PRICE = 1e9
 
 REASONS: dict[str, str] = {
     "due_again": "bought before and due again (see `due`)",
