@@ -12,6 +12,7 @@ from api.dashboard import schemas
 from api.dashboard.request_stats import RequestStats
 from api.deps import MetricsDep, ReaderDep, ServicesDep, SettingsDep
 from api.errors import UnknownItem
+from api.monitoring import Metrics
 from api.published import fetch, fetch_raw
 from cache import status
 from cache.keys import Keys
@@ -29,7 +30,7 @@ ItemP = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_P
 SEARCH_LIMIT = 10
 
 
-def _request_stats(request: Request, metrics: Any) -> RequestStats:
+def _request_stats(request: Request, metrics: Metrics) -> RequestStats:
     """This process's request figures (kept on the app: they summarise the window between calls)."""
     state = request.app.state
     if getattr(state, "request_stats", None) is None:
