@@ -37,16 +37,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # /docs and /redoc are served with assets from the package (api.docs_assets)
         redoc_url=None,
         # Only keyed deployments pay for the dependency on every request.
-        dependencies=[Depends(require_read_key)] if settings.read_api_key else [],
+        dependencies=[Depends(require_read_key)] if settings.api.read_api_key else [],
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.add_middleware(
         OperationsMiddleware,
         metrics=app.state.metrics,
-        max_body_bytes=settings.max_body_bytes,
-        request_log=settings.request_log,
-        slow_ms=settings.slow_request_ms,
+        max_body_bytes=settings.api.max_body_bytes,
+        request_log=settings.api.request_log,
+        slow_ms=settings.api.slow_request_ms,
     )
     app.add_exception_handler(errors.ApiError, errors.api_error)
     app.add_exception_handler(NoPreviousVersion, errors.no_previous_version)

@@ -24,7 +24,7 @@ def _matches(given: str | None, *expected: str | None) -> bool:
 
 async def require_write_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
     """Writing needs the configured API key; with none configured, writing is switched off."""
-    expected = request.app.state.settings.api_key
+    expected = request.app.state.settings.api.api_key
     if not expected:
         raise HTTPException(403, "Writing is disabled: set RECO_API_KEY to enable it.")
     if not _matches(key, expected):
@@ -34,7 +34,7 @@ async def require_write_key(request: Request, key: Annotated[str | None, Securit
 async def require_read_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
     """With RECO_READ_API_KEY set, reading needs it (or the write key); health, metrics and docs stay open."""
     settings = request.app.state.settings
-    if not settings.read_api_key or request.url.path in OPEN_PATHS:
+    if not settings.api.read_api_key or request.url.path in OPEN_PATHS:
         return
-    if not _matches(key, settings.read_api_key, settings.api_key):
+    if not _matches(key, settings.api.read_api_key, settings.api.api_key):
         raise HTTPException(401, "Missing or wrong X-API-Key.", headers={"WWW-Authenticate": "X-API-Key"})

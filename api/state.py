@@ -44,12 +44,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     threadpool_limits(1, "blas")  # fold-ins are tiny; a BLAS thread pool per request would cost more than it saves
     configure_logging()
-    handle = connect(settings.redis_url, settings.data_dir)
-    timeout = settings.redis_timeout_seconds
+    handle = connect(settings.redis.url, settings.redis.data_dir)
+    timeout = settings.redis.timeout_seconds
     client = handle.async_client(socket_timeout=timeout, socket_connect_timeout=timeout)
-    reader = Reader(client, Keys(settings.key_prefix))
-    fallback = Fallback(reader, settings.fallback_refresh_seconds)
-    rotation = Rotation(settings.rotation_impressions, timedelta(hours=settings.rotation_hours))
+    reader = Reader(client, Keys(settings.redis.key_prefix))
+    fallback = Fallback(reader, settings.api.fallback_refresh_seconds)
+    rotation = Rotation(settings.api.rotation_impressions, timedelta(hours=settings.api.rotation_hours))
     merch = MerchCache(reader, rotation)
     app.state.services = Services(settings, app.state.metrics, reader, SessionModels(reader), fallback, merch)
     fallback.start()
@@ -59,9 +59,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     log.info(
         "started",
         extra={
-            "redis": "url" if settings.redis_url else "embedded",
-            "read_key": bool(settings.read_api_key),
-            "write_key": bool(settings.api_key),
+            "redis": "url" if settings.redis.url else "embedded",
+            "read_key": bool(settings.api.read_api_key),
+            "write_key": bool(settings.api.api_key),
         },
     )
     try:

@@ -104,15 +104,17 @@ def worker_matrix(events: str, items: str | None, fmt: str, out: str) -> None:
     import numpy as np
     import scipy.sparse as sp
 
-    from recommender.config import EventWeights, Settings
+    from recommender.config import load_settings
     from recommender.data.dataset import load_dataset
     from recommender.models.weighting import build_interactions, latest_timestamp
 
     tuned = tuned_params(fmt, events)
-    settings = Settings(**({"half_life_days": tuned["half_life_days"]} if tuned.get("half_life_days") else {}))
-    data = load_dataset(events, items, fmt, settings.max_bad_share)
-    weights = EventWeights(**tuned.get("weights", {})).as_dict()
-    inter = build_interactions(data.events, weights, settings.half_life_days, latest_timestamp(data.events))
+    settings = load_settings(tuned=tuned)  # what reco train uses for the data set
+    data = load_dataset(events, items, fmt, settings.job.max_bad_share)
+    model = settings.model
+    inter = build_interactions(
+        data.events, model.weights.as_dict(), model.half_life_days, latest_timestamp(data.events)
+    )
     sp.save_npz(out, inter.matrix, compressed=False)
     with open(out + ".params.json", "w") as f:
         json.dump(tuned.get("als", {}), f)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cache.keys import Keys
 from cache.server import connect
-from recommender.config import Settings
+from recommender.config import load_settings
 from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
 
@@ -35,7 +35,7 @@ def measure(events: Path, items: Path | None, fmt: str, active_days: int | None)
         client = handle.client
         client.config_set("appendonly", "no")  # memory only; the file would just slow the run down
         before = client.info("memory")["used_memory"]
-        settings = Settings(data_dir=Path(tmp) / "redis", key_prefix="m")
+        settings = load_settings({"redis": {"data_dir": Path(tmp) / "redis", "key_prefix": "m"}})
         cfg = JobConfig(events=events, items=items, fmt=fmt, settings=settings, show_progress=False)
         result = run_job(cfg, client)
         after = client.info("memory")["used_memory"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender.config import AlsParams, EventWeights, Settings
+from recommender.config import AlsParams, EventWeights, ModelSettings
 from recommender.data.dataset import load_dataset
 from recommender.models.als import fit_als, similar_batches
 from recommender.models.weighting import build_interactions, latest_timestamp
@@ -130,7 +130,7 @@ def main() -> None:
     args = ap.parse_args()
     data = load_dataset(args.events, args.items, args.format, 0.05)
     as_of = latest_timestamp(data.events)
-    inter = build_interactions(data.events, EventWeights().as_dict(), Settings().half_life_days, as_of)
+    inter = build_interactions(data.events, EventWeights().as_dict(), ModelSettings().half_life_days, as_of)
     model = fit_als(inter.matrix, AlsParams())
     truth, exact_s = exact(model, K)
     x = model.item_factors / np.maximum(np.linalg.norm(model.item_factors, axis=1, keepdims=True), 1e-12)

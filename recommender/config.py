@@ -1,6 +1,9 @@
-"""Configuration: every tunable with its default, read from the environment (prefix ``RECO_``) and CLI options.
+"""Configuration: one :class:`Settings` object in sections (redis, api, job, model), every tunable with its default.
 
-``REDIS_URL`` is read without prefix, as is usual for it. Unset means "start an embedded Redis server".
+Each value comes from, highest first: a command-line option, the data set's tuned-settings file (``reco tune``), the
+environment (``RECO_<NAME>``, e.g. ``RECO_FACTORS``, ``RECO_WEIGHT_VIEW``, ``RECO_API_KEY``), the default here.
+:func:`load_settings` applies that order; nothing else assembles settings by hand. ``REDIS_URL`` is read without
+prefix, as is usual for it; unset means "start an embedded Redis server".
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recommender.data.clock import TimeWindow
@@ -101,7 +104,8 @@ class ModelSettings(BaseSettings):
         return self.model_copy(update={"lists": self.lists.model_copy(update={"personal_repeat_share": share})})
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, the layout of a tuned-settings file (see :func:`recommender.evaluation.tuning.load_tuned`)."""
+        """JSON-ready form, the layout of a tuned-settings file (see :func:`recommender.evaluation.tuning.load_tuned`)
+        plus the list settings."""
         return {
             "als": self.als.model_dump(),
             "weights": self.weights.as_dict(),
@@ -112,28 +116,55 @@ class ModelSettings(BaseSettings):
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelSettings:
-        """Inverse of :meth:`as_dict` (``repeat_share`` outside ``lists`` wins); missing parts keep their defaults."""
-        weights = dict(values.get("weights") or {})
-        if "return" in weights:
-            weights["return_"] = weights.pop("return")
-        lists = dict(values.get("lists") or {})
-        if values.get("repeat_share") is not None:
-            lists["personal_repeat_share"] = float(values["repeat_share"])
-        model: dict[str, Any] = {"als": AlsParams(**(values.get("als") or {})), "weights": EventWeights(**weights)}
-        if values.get("half_life_days") is not None:
-            model["half_life_days"] = float(values["half_life_days"])
-        return cls(**model, lists=ListParams(**lists))
+        """Inverse of :meth:`as_dict` (a tuned-settings file's ``settings`` too); what it leaves out comes from the
+        environment or the defaults."""
+        return _model_section(_tuned_options(values))
 
 
-class Settings(BaseSettings):
-    """Process-wide settings for the job and the API."""
+class RedisSettings(BaseSettings):
+    """Where the cache is: a Redis server, or an embedded one keeping its data under ``data_dir``."""
 
     model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
 
-    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "RECO_REDIS_URL"))
-    data_dir: Path = Field(Path("var"), description="where the embedded Redis keeps its data file")
-    key_prefix: str = Field("reco", pattern=r"^[A-Za-z0-9_\-]+$")
-    half_life_days: float = Field(60.0, gt=0, description="age at which an event counts half")
+    url: str | None = Field(
+        None, validation_alias=AliasChoices("url", "REDIS_URL", "RECO_REDIS_URL"), description="Redis server URL"
+    )
+    data_dir: Path = Field(Path("var"), description="where the embedded Redis, the live archive and the gate keep data")
+    key_prefix: str = Field("reco", pattern=r"^[A-Za-z0-9_\-]+$", description="prefix of every key (one per shop)")
+    timeout_seconds: float = Field(
+        0.5,
+        gt=0,
+        validation_alias=AliasChoices("timeout_seconds", "RECO_REDIS_TIMEOUT_SECONDS"),
+        description="API socket timeout towards Redis",
+    )
+
+
+class ApiSettings(BaseSettings):
+    """The API: keys, limits, outage fallback and request logging."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
+
+    api_key: str | None = Field(None, repr=False, description="key required by writing endpoints (X-API-Key header)")
+    read_api_key: str | None = Field(None, repr=False, description="when set, read endpoints need it (or api_key)")
+    max_body_bytes: int = Field(1_000_000, ge=1_000, description="largest request body accepted")
+    fallback_refresh_seconds: float = Field(15.0, gt=0, description="how often the API copies bestsellers for outages")
+    max_events_batch: int = Field(1000, ge=1, le=100_000, description="most events accepted by one POST /events")
+    request_log: Literal["all", "notable", "off"] = Field(
+        "notable", description="API request log lines: every request, only notable ones (errors, writes, slow), or none"
+    )
+    slow_request_ms: float = Field(100.0, gt=0, description="a request slower than this is notable")
+    rotation_impressions: int = Field(
+        5, ge=1, description="an item shown this often to a visitor without a click is demoted (rotation)"
+    )
+    rotation_hours: float = Field(24.0, gt=0, description="window of the impressions that count for rotation")
+
+
+class JobSettings(BaseSettings):
+    """The nightly job: input checks (also applied to live events and catalogue updates by the API), the job lock,
+    publishing, the live-event archive and the promotion gate."""
+
+    model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
+
     max_bad_share: float = Field(0.05, ge=0, le=1, description="share of bad rows that fails the run")
     clock_skew_seconds: float = Field(
         300.0, ge=0, le=86_400, description="how far ahead of the wall clock an event time may be (clocks drift)"
@@ -153,25 +184,101 @@ class Settings(BaseSettings):
     live_archive_dir: Path | None = Field(
         None, description="where the job archives live events [default: <data_dir>/live]"
     )
-    api_key: str | None = Field(None, repr=False, description="key required by writing endpoints (X-API-Key header)")
-    read_api_key: str | None = Field(None, repr=False, description="when set, read endpoints need it (or api_key)")
-    max_body_bytes: int = Field(1_000_000, ge=1_000, description="largest request body accepted")
-    fallback_refresh_seconds: float = Field(15.0, gt=0, description="how often the API copies bestsellers for outages")
-    redis_timeout_seconds: float = Field(0.5, gt=0, description="API socket timeout towards Redis")
-    max_events_batch: int = Field(1000, ge=1, le=100_000, description="most events accepted by one POST /events")
-    request_log: Literal["all", "notable", "off"] = Field(
-        "notable", description="API request log lines: every request, only notable ones (errors, writes, slow), or none"
+    gate_margin: float = Field(0.02, ge=0, le=1, description="relative drop of ndcg@10 the promotion gate tolerates")
+    gate_days: int = Field(30, ge=1, description="days of the promotion gate's holdout")
+    gate_users: int = Field(
+        20_000, ge=0, description="warm customers the gate scores at most (a fixed random sample; 0: all)"
     )
-    slow_request_ms: float = Field(100.0, gt=0, description="a request slower than this is notable")
-    rotation_impressions: int = Field(
-        5, ge=1, description="an item shown this often to a visitor without a click is demoted (rotation)"
+    gate_warm_iterations: int = Field(
+        3, ge=0, description="iterations of the gate's fit from the previous run's factors (0: always a full fit)"
     )
-    rotation_hours: float = Field(24.0, gt=0, description="window of the impressions that count for rotation")
+    gate_warm_max_days: int = Field(7, ge=0, description="oldest previous gate fit (days) a warm start may use")
+
+
+class Settings(BaseModel):
+    """Every setting of the job and the API, in sections; build it with :func:`load_settings`."""
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    job: JobSettings = Field(default_factory=JobSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
 
     @property
     def live_dir(self) -> Path:
-        return self.live_archive_dir or self.data_dir / "live"
+        """Where the job archives live events."""
+        return self.job.live_archive_dir or self.redis.data_dir / "live"
 
     def time_window(self, now: datetime | None = None) -> TimeWindow:
         """Plausible event times: from ``earliest_time`` to ``now`` (default: the wall clock) plus the clock skew."""
-        return TimeWindow.ending_now(now, self.clock_skew_seconds, self.earliest_time)
+        return TimeWindow.ending_now(now, self.job.clock_skew_seconds, self.job.earliest_time)
+
+    def replace(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some values of some sections replaced, e.g. ``replace(model={"lists": ListParams(...)})``
+        (values are taken as they are: precedence is :func:`load_settings`'s business)."""
+        update = {name: getattr(self, name).model_copy(update=dict(values)) for name, values in sections.items()}
+        return self.model_copy(update=update)
+
+
+Options = Mapping[str, Mapping[str, Any]]
+"""Values per section, as given on the command line: ``{"model": {"als": {"factors": 32}}, "redis": {"url": ...}}``;
+None means "not given"."""
+
+
+def load_settings(options: Options | None = None, tuned: Mapping[str, Any] | None = None) -> Settings:
+    """The settings in force: ``options`` > ``tuned`` (a tuned-settings file's ``settings``, see
+    :func:`recommender.evaluation.tuning.load_tuned`) > environment > defaults.
+
+    pydantic-settings already ranks values given to a section above the environment and the environment above the
+    defaults; here the options are laid over the tuned values and handed to each section. Raises
+    ``pydantic.ValidationError`` (a ``ValueError``) on an invalid value, wherever it came from.
+    """
+    given = {name: _given(values) for name, values in (options or {}).items()}
+    model = _deep_merge(_tuned_options(tuned or {}), given.get("model", {}))
+    return Settings(
+        redis=RedisSettings(**given.get("redis", {})),
+        api=ApiSettings(**given.get("api", {})),
+        job=JobSettings(**given.get("job", {})),
+        model=_model_section(model),
+    )
+
+
+def _given(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the ones not given (None), nested dicts included."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            value = _given(value)
+        if value is not None and value != {}:
+            out[key] = value
+    return out
+
+
+def _deep_merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(low)
+    for key, value in high.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, Mapping) and key in out else value
+    return out
+
+
+def _tuned_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A tuned-settings layout (``als``, ``weights``, ``half_life_days``, ``repeat_share``, optional ``lists``) as
+    model-section options."""
+    weights = {("return_" if k == "return" else k): v for k, v in (values.get("weights") or {}).items()}
+    lists = dict(values.get("lists") or {})
+    if values.get("repeat_share") is not None:
+        lists["personal_repeat_share"] = float(values["repeat_share"])
+    out = {"als": dict(values.get("als") or {}), "weights": weights, "lists": lists}
+    if values.get("half_life_days") is not None:
+        out["half_life_days"] = float(values["half_life_days"])
+    return out
+
+
+def _model_section(options: Mapping[str, Any]) -> ModelSettings:
+    """The model section from options (sub-sections may be given as dicts or as built objects)."""
+    parts: dict[str, Any] = {}
+    for name, kind in (("als", AlsParams), ("weights", EventWeights), ("lists", ListParams)):
+        value = options.get(name) or {}
+        parts[name] = value if isinstance(value, kind) else kind(**value)
+    if options.get("half_life_days") is not None:
+        parts["half_life_days"] = options["half_life_days"]
+    return ModelSettings(**parts)

@@ -31,7 +31,7 @@ def settings(redis_handle: RedisHandle) -> Settings:
 
 @pytest.fixture()
 def keys(settings: Settings) -> Keys:
-    return Keys(settings.key_prefix)
+    return Keys(settings.redis.key_prefix)
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from cache.server import RedisHandle
-from recommender.config import Settings
+from recommender.config import Settings, load_settings
 from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 
 NOW = datetime(2026, 6, 30, 12)
@@ -36,7 +36,17 @@ def catalogue(rows: list[dict]) -> pa.Table:
 
 def isolated_settings(handle: RedisHandle, tag: str = "t", **more: Any) -> Settings:
     """Settings for the test Redis under a key prefix of their own (``tag`` + random), so tests never see each other's
-    data."""
-    return Settings(
-        redis_url=handle.url, data_dir=handle.data_dir or Path("var"), key_prefix=f"{tag}{uuid.uuid4().hex[:8]}", **more
-    )
+    data; ``more`` sets values of any section by name (e.g. ``api_key=...``, ``live_archive_dir=...``)."""
+    redis = {
+        "url": handle.url,
+        "data_dir": handle.data_dir or Path("var"),
+        "key_prefix": f"{tag}{uuid.uuid4().hex[:8]}",
+    }
+    options: dict[str, dict[str, Any]] = {"redis": redis}
+    for name, value in more.items():
+        section = next(s for s, fields in SECTION_FIELDS.items() if name in fields)
+        options.setdefault(section, {})[name] = value
+    return load_settings(options)
+
+
+SECTION_FIELDS = {name: set(info.annotation.model_fields) for name, info in Settings.model_fields.items()}

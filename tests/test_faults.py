@@ -29,7 +29,7 @@ from cache.keys import Keys
 from cache.on_request import customer_lists
 from cache.publisher import current_version
 from cache.reader import read_value
-from recommender.config import AlsParams, ListParams, Settings
+from recommender.config import AlsParams, ListParams, load_settings
 from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
 
@@ -118,14 +118,17 @@ def world(tmp_path_factory):
     server.start()
     shop = generate_shop(n_users=400, n_items=100, n_categories=5, days=90, seed=21)
     events, items = shop.write(root / "shop")
-    settings = Settings(redis_url=server.url, key_prefix=f"f{uuid.uuid4().hex[:8]}", live_archive_dir=root / "live")
+    settings = load_settings(
+        {
+            "redis": {"url": server.url, "key_prefix": f"f{uuid.uuid4().hex[:8]}"},
+            "job": {"live_archive_dir": root / "live"},
+        }
+    )
     client = redis.Redis.from_url(server.url)
     cfg = JobConfig(
         events=events,
         items=items,
-        settings=settings,
-        als=AlsParams(factors=8, iterations=5),
-        lists=ListParams(list_size=20),
+        settings=settings.replace(model={"als": AlsParams(factors=8, iterations=5), "lists": ListParams(list_size=20)}),
         show_progress=False,
     )
     run_job(cfg, client)
@@ -133,7 +136,7 @@ def world(tmp_path_factory):
     env = {
         **os.environ,
         "REDIS_URL": server.url,
-        "RECO_KEY_PREFIX": settings.key_prefix,
+        "RECO_KEY_PREFIX": settings.redis.key_prefix,
         "RECO_FALLBACK_REFRESH_SECONDS": "0.5",
         "RECO_REDIS_TIMEOUT_SECONDS": "0.3",
     }
@@ -163,7 +166,7 @@ def world(tmp_path_factory):
         "server": server,
         "client": client,
         "cfg": cfg,
-        "keys": Keys(settings.key_prefix),
+        "keys": Keys(settings.redis.key_prefix),
         "base": base,
         "users": users,
         "env": env,
@@ -232,7 +235,9 @@ def test_load_during_publish_sees_one_consistent_version_and_no_errors(world):
     with Load(world) as load:
         time.sleep(0.5)
         run_job(
-            world["cfg"].__class__(**{**world["cfg"].__dict__, "als": AlsParams(factors=6, iterations=5)}),
+            replace(
+                world["cfg"], settings=world["cfg"].settings.replace(model={"als": AlsParams(factors=6, iterations=5)})
+            ),
             world["client"],
         )
         time.sleep(1.0)
@@ -317,7 +322,7 @@ def test_job_killed_while_publishing_leaves_the_old_version_serving_and_is_clean
     status, body = get(f"{base}/recommend?user_id={world['users'][0]}&n=5")
     assert status == 200 and body["version"] == serving
     assert 0 < client.pttl(keys.job_lock) <= 5_000  # the dead job's lock outlives it by at most its time to live
-    settings = world["cfg"].settings.model_copy(update={"lock_wait_seconds": 30})
+    settings = world["cfg"].settings.replace(job={"lock_wait_seconds": 30})
     run_job(replace(world["cfg"], settings=settings), client)
     assert half not in {v.decode() for v in client.smembers(keys.versions)}
     assert not list(client.scan_iter(match=keys.version_prefix(half) + "*"))

@@ -96,14 +96,19 @@ def test_the_job_warm_starts_its_gate_from_the_previous_run(redis_handle, shop):
     events, items = shop.paths
     als = AlsParams(factors=16, iterations=10)
     hows = []
-    for gate_users in (None, None):
-        cfg = JobConfig(events=events, items=items, settings=settings, als=als, gate=True, show_progress=False)
-        cfg.gate_users = gate_users
+    for _ in range(2):
+        every_user = settings.replace(model={"als": als}, job={"gate_users": 0})
+        cfg = JobConfig(events=events, items=items, settings=every_user, gate=True, show_progress=False)
         result = run_job(cfg, redis_handle.client)
-        hows.append(manifest(redis_handle.client, Keys(settings.key_prefix), result.version)["evaluation"]["fit"])
+        hows.append(manifest(redis_handle.client, Keys(settings.redis.key_prefix), result.version)["evaluation"]["fit"])
     assert hows == ["full fit", "warm start, 3 iterations"]
-    assert (settings.data_dir / "gate" / f"{settings.key_prefix}.npz").is_file()
-    changed = JobConfig(events=events, items=items, settings=settings, als=AlsParams(factors=8), gate=True)
+    assert (settings.redis.data_dir / "gate" / f"{settings.redis.key_prefix}.npz").is_file()
+    changed = JobConfig(
+        events=events, items=items, settings=settings.replace(model={"als": AlsParams(factors=8)}), gate=True
+    )
     changed.show_progress = False
     result = run_job(changed, redis_handle.client)
-    assert manifest(redis_handle.client, Keys(settings.key_prefix), result.version)["evaluation"]["fit"] == "full fit"
+    assert (
+        manifest(redis_handle.client, Keys(settings.redis.key_prefix), result.version)["evaluation"]["fit"]
+        == "full fit"
+    )

@@ -129,14 +129,12 @@ def test_two_concurrent_trains_publish_two_complete_versions_one_after_the_other
 def test_orphaned_keys_of_unfinished_versions_are_swept_by_the_next_run(redis_handle, shop_files):
     client = redis_handle.client
     settings = isolated_settings(redis_handle, "lk")
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
     events, items = shop_files
     cfg = JobConfig(
         events=events,
         items=items,
-        settings=settings,
-        als=AlsParams(factors=8),
-        lists=ListParams(list_size=20),
+        settings=settings.replace(model={"als": AlsParams(factors=8), "lists": ListParams(list_size=20)}),
         show_progress=False,
     )
     first = run_job(cfg, client).version

@@ -30,9 +30,7 @@ def train(redis_handle, settings, shop):
     cfg = JobConfig(
         events=events,
         items=items,
-        settings=settings,
-        als=AlsParams(factors=16),
-        lists=ListParams(list_size=50),
+        settings=settings.replace(model={"als": AlsParams(factors=16), "lists": ListParams(list_size=50)}),
         show_progress=False,
     )
     return run_job(cfg, redis_handle.client)
@@ -44,7 +42,7 @@ def test_events_sent_during_a_run_land_in_the_next_run_exactly_once(redis_handle
     from cache.live import ingest
     from recommender.data.loading import ROW, validate_events
 
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
 
     def batch(user, n):
         raw = pa.table(
@@ -83,7 +81,7 @@ def test_a_run_killed_after_archiving_does_not_count_events_twice(redis_handle, 
     from cache.live import ingest, take_live_events
     from recommender.data.loading import ROW, validate_events
 
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
     raw = pa.table(
         {
             "user_id": ["u"] * 4,

@@ -32,20 +32,22 @@ def runs(redis_handle, tmp_path_factory):
     for name, days in (("all", 0), ("lazy", 1)):
         settings = isolated_settings(redis_handle, name)
         lists = ListParams(list_size=40, active_days=days)
-        cfg = JobConfig(events=events, items=items, settings=settings, lists=lists, show_progress=False)
+        cfg = JobConfig(
+            events=events, items=items, settings=settings.replace(model={"lists": lists}), show_progress=False
+        )
         out[name] = (settings, run_job(cfg, redis_handle.client))
     return out
 
 
 def stored(redis_handle, run, kind: str, user: str):
     settings, result = run
-    return read_value(redis_handle.client, Keys(settings.key_prefix), result.version, f"{kind}:{user}")
+    return read_value(redis_handle.client, Keys(settings.redis.key_prefix), result.version, f"{kind}:{user}")
 
 
 @pytest.fixture(scope="module")
 def lazy_users(redis_handle, runs):
     settings, result = runs["lazy"]
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
     pattern = keys.version_prefix(result.version) + "cust:*"
     users = sorted(k.decode().rsplit(":", 1)[1] for k in redis_handle.client.scan_iter(match=pattern, count=1000))
     assert result.counts["on_request_customers"] == len(users) > 150
@@ -59,7 +61,7 @@ def test_lists_left_to_compute_are_not_stored(redis_handle, runs, lazy_users):
 
 def test_computed_lists_equal_the_precomputed_ones(redis_handle, runs, lazy_users):
     settings, result = runs["lazy"]
-    computed = customer_lists(redis_handle.client, Keys(settings.key_prefix), result.version, lazy_users)
+    computed = customer_lists(redis_handle.client, Keys(settings.redis.key_prefix), result.version, lazy_users)
     buyers = 0
     for user in lazy_users:
         personal, nxt = computed[user]
@@ -92,9 +94,9 @@ def test_export_covers_every_customer_either_way(redis_handle, runs, tmp_path):
     runner = CliRunner()
     exported = {}
     for name, (settings, _) in runs.items():
-        env = {"RECO_KEY_PREFIX": settings.key_prefix, "RECO_DATA_DIR": str(settings.data_dir)}
-        if settings.redis_url:
-            env["REDIS_URL"] = settings.redis_url
+        env = {"RECO_KEY_PREFIX": settings.redis.key_prefix, "RECO_DATA_DIR": str(settings.redis.data_dir)}
+        if settings.redis.url:
+            env["REDIS_URL"] = settings.redis.url
         out = tmp_path / f"{name}.jsonl"
         result = runner.invoke(
             cli, ["export", "next-purchase", "--out", str(out), "--n", "20", "--no-progress"], env=env

@@ -57,9 +57,7 @@ def published(redis_handle, tmp_path_factory):
     cfg = JobConfig(
         events=events_path,
         items=items_path,
-        settings=settings,
-        als=AlsParams(factors=8),
-        lists=ListParams(list_size=20),
+        settings=settings.replace(model={"als": AlsParams(factors=8), "lists": ListParams(list_size=20)}),
         show_progress=False,
     )
     run_job(cfg, redis_handle.client)
@@ -69,7 +67,7 @@ def published(redis_handle, tmp_path_factory):
 
 
 def overwrite(client, settings, suffix: str, value: bytes) -> None:
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
     client.set(keys.version_prefix(current_version(client, keys)[0]) + suffix, value)
 
 
@@ -77,7 +75,9 @@ def test_segment_with_a_stored_monetary_that_is_not_a_number_answers(redis_handl
     settings, buyers = published
     stored = orjson.loads(
         redis_handle.client.get(
-            Keys(settings.key_prefix).version_prefix(current_version(redis_handle.client, Keys(settings.key_prefix))[0])
+            Keys(settings.redis.key_prefix).version_prefix(
+                current_version(redis_handle.client, Keys(settings.redis.key_prefix))[0]
+            )
             + Keys.segment(buyers[0])
         )
     )

@@ -81,7 +81,7 @@ def test_skew_and_floor_are_settings(monkeypatch):
     monkeypatch.setenv("RECO_CLOCK_SKEW_SECONDS", "60")
     monkeypatch.setenv("RECO_EARLIEST_TIME", "2015-01-01")
     s = Settings()
-    assert (s.clock_skew_seconds, s.earliest_time) == (60.0, datetime(2015, 1, 1))
+    assert (s.job.clock_skew_seconds, s.job.earliest_time) == (60.0, datetime(2015, 1, 1))
 
 
 @pytest.fixture(scope="module")
@@ -92,17 +92,9 @@ def shop_files(tmp_path_factory):
 
 
 def job(settings, events, items, **more) -> JobConfig:
-    return JobConfig(
-        events=events,
-        items=items,
-        settings=settings,
-        als=AlsParams(factors=16),
-        lists=ListParams(list_size=30),
-        show_progress=False,
-        gate=True,
-        gate_days=14,
-        **more,
-    )
+    model = {"als": AlsParams(factors=16), "lists": ListParams(list_size=30)}
+    tuned = settings.replace(model=model, job={"gate_days": 14})
+    return JobConfig(events=events, items=items, settings=tuned, show_progress=False, gate=True, **more)
 
 
 def test_a_purchase_dated_2099_is_skipped_and_later_good_runs_still_publish(redis_handle, shop_files, tmp_path):
@@ -117,12 +109,12 @@ def test_a_purchase_dated_2099_is_skipped_and_later_good_runs_still_publish(redi
     assert first.as_of <= utc_now() and first.as_of.year == 2026
     assert first.counts["new_arrivals"] > 0
     second = run_job(job(settings, events, items), redis_handle.client)  # the next good nightly run
-    assert current_version(redis_handle.client, Keys(settings.key_prefix)) == (second.version, first.version)
+    assert current_version(redis_handle.client, Keys(settings.redis.key_prefix)) == (second.version, first.version)
 
 
 def test_a_live_event_from_the_future_stored_before_the_rule_is_never_trained_on(redis_handle, shop_files, tmp_path):
     settings = isolated_settings(redis_handle, "tg", live_archive_dir=tmp_path / "live")
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
     rows = {
         "user_id": ["U00002", "U00003"],
         "item_id": ["I00002", "I00003"],
@@ -144,7 +136,7 @@ def test_a_live_event_from_the_future_stored_before_the_rule_is_never_trained_on
 
 def test_a_serving_version_poisoned_before_the_rules_no_longer_refuses_good_runs(redis_handle, shop_files):
     settings = isolated_settings(redis_handle, "tg")
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
     poisoned = Publisher(redis_handle.client, keys)  # what a 2099 row used to publish: a perfect, meaningless score
     poisoned.commit(
         {"as_of": "2099-01-01T00:00:00", "evaluation": {"metric": "ndcg@10", "candidate": 1.0}, "counts": {}}

@@ -6,39 +6,23 @@ Every option also reads an environment variable (shown in ``--help``); options w
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from recommender.config import AlsParams, EventWeights, ListParams, Settings
-from recommender.data.loading import DataError, LoadReport
-from recommender.evaluation.gate import DEFAULT_MAX_USERS
-from training.console import FORMATS, check_format, fail
+from recommender.config import Settings, load_settings
+from recommender.data.loading import DataError
+from training.console import FORMATS, check_format, fail, out, print_report
+from training.train_cli import DataDir, RedisUrl, train
 
 app = typer.Typer(
     help="Product recommendations for an online shop: train nightly, serve from Redis.", no_args_is_help=True
 )
-out = Console(soft_wrap=True)
-
-RedisUrl = Annotated[
-    str | None, typer.Option("--redis-url", envvar="REDIS_URL", help="Redis server; unset starts an embedded one.")
-]
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="RECO_DATA_DIR", help="Where the embedded Redis keeps its data [default: var]."),
-]
 
 
-def _given(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _settings(redis_url: str | None, data_dir: Path | None, **more: Any) -> Settings:
-    return Settings(**_given(redis_url=redis_url, data_dir=data_dir, **more))
+def _settings(redis_url: str | None, data_dir: Path | None) -> Settings:
+    return load_settings({"redis": {"url": redis_url, "data_dir": data_dir}})
 
 
 @app.command("demo-data")
@@ -57,215 +41,7 @@ def demo_data(
     out.print(f"wrote {shop.events.num_rows:,} events to {ev} and {shop.items.num_rows:,} items to {it}")
 
 
-@app.command()
-def train(
-    events: Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")],
-    items: Annotated[Path | None, typer.Option("--items", help="Catalogue file (CSV or Parquet).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help=f"Input format: {', '.join(FORMATS)}.")] = "generic",
-    factors: Annotated[
-        int | None, typer.Option(envvar="RECO_FACTORS", help="ALS latent factors [default: 64].")
-    ] = None,
-    regularization: Annotated[
-        float | None, typer.Option(envvar="RECO_REGULARIZATION", help="ALS L2 regularization [default: 0.05].")
-    ] = None,
-    alpha: Annotated[
-        float | None,
-        typer.Option(envvar="RECO_ALPHA", help="ALS confidence scale: c = 1 + alpha * weight [default: 1.0]."),
-    ] = None,
-    iterations: Annotated[
-        int | None, typer.Option(envvar="RECO_ITERATIONS", help="ALS iterations [default: 15].")
-    ] = None,
-    weight_view: Annotated[
-        float | None, typer.Option(envvar="RECO_WEIGHT_VIEW", help="Confidence per view [default: 1].")
-    ] = None,
-    weight_cart: Annotated[
-        float | None, typer.Option(envvar="RECO_WEIGHT_CART", help="Confidence per add-to-cart [default: 4].")
-    ] = None,
-    weight_purchase: Annotated[
-        float | None, typer.Option(envvar="RECO_WEIGHT_PURCHASE", help="Confidence per purchase [default: 10].")
-    ] = None,
-    half_life_days: Annotated[
-        float | None,
-        typer.Option(envvar="RECO_HALF_LIFE_DAYS", help="Age at which an event counts half [default: 60]."),
-    ] = None,
-    bestseller_days: Annotated[
-        int | None, typer.Option(envvar="RECO_BESTSELLER_DAYS", help="Bestseller window in days [default: 30].")
-    ] = None,
-    new_arrival_days: Annotated[
-        int | None, typer.Option(envvar="RECO_NEW_ARRIVAL_DAYS", help="New-arrival window in days [default: 30].")
-    ] = None,
-    list_size: Annotated[
-        int | None,
-        typer.Option(envvar="RECO_LIST_SIZE", help="Items stored per personal/next-purchase list [default: 100]."),
-    ] = None,
-    active_days: Annotated[
-        int | None,
-        typer.Option(
-            envvar="RECO_ACTIVE_DAYS",
-            min=0,
-            help="Precompute personal and next-purchase lists for customers with an event within this many days; the "
-            "API computes everyone else's on request from the published model (0: precompute all) [default: 7].",
-        ),
-    ] = None,
-    include_purchased: Annotated[
-        bool, typer.Option("--include-purchased", help="Keep already-bought items in personal picks.")
-    ] = False,
-    max_bad_share: Annotated[
-        float | None,
-        typer.Option(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run [default: 0.05]."),
-    ] = None,
-    as_of: Annotated[
-        datetime | None, typer.Option(help="Treat this time as 'now' [default: the newest event].")
-    ] = None,
-    settings_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--settings", help="Tuned settings (from `reco tune`) [default: settings/<data set>.json if it exists]."
-        ),
-    ] = None,
-    gate: Annotated[
-        bool, typer.Option(help="Evaluate the candidate on the recent holdout and publish only if it is not worse.")
-    ] = True,
-    gate_margin: Annotated[
-        float, typer.Option(min=0, max=1, help="Relative drop of the main metric (ndcg@10) the gate tolerates.")
-    ] = 0.02,
-    gate_days: Annotated[int, typer.Option(min=1, help="Days of the gate's holdout.")] = 30,
-    gate_users: Annotated[
-        int, typer.Option(min=0, help="Warm customers the gate scores at most (a fixed random sample; 0 = all).")
-    ] = DEFAULT_MAX_USERS,
-    force_publish: Annotated[bool, typer.Option("--force-publish", help="Publish even when the gate refuses.")] = False,
-    lock_wait: Annotated[
-        float | None,
-        typer.Option(
-            "--lock-wait",
-            envvar="RECO_LOCK_WAIT_SECONDS",
-            min=0,
-            help="Seconds to wait for another job on the same Redis and key prefix to finish [default: 0, exit 4].",
-        ),
-    ] = None,
-    redis_url: RedisUrl = None,
-    data_dir: DataDir = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-) -> None:
-    """Run the nightly job: validate input, train ALS, compute every list and publish a new version.
-
-    Exit codes: 0 published, 2 unusable input or configuration, 3 kept the current version (promotion gate),
-    4 another job is running (see --lock-wait), 5 the new version lost keys before its switch (not published).
-    Precedence: options > tuned settings file > environment > defaults."""
-    from cache.lock import LockHeld
-    from cache.publisher import IncompleteVersion
-    from cache.server import connect
-    from training.job import GateRefused, JobConfig, run_job
-
-    check_format(fmt)
-    tuned = _tuned(settings_file, fmt, events)
-    try:
-        cfg = JobConfig(
-            events=events,
-            items=items,
-            fmt=fmt,
-            settings=_settings(
-                redis_url,
-                data_dir,
-                max_bad_share=max_bad_share,
-                half_life_days=half_life_days if half_life_days is not None else tuned.get("half_life_days"),
-                lock_wait_seconds=lock_wait,
-            ),
-            weights=EventWeights(
-                **{**tuned.get("weights", {}), **_given(view=weight_view, cart=weight_cart, purchase=weight_purchase)}
-            ),
-            als=AlsParams(
-                **{
-                    **tuned.get("als", {}),
-                    **_given(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations),
-                }
-            ),
-            lists=ListParams(
-                **_given(
-                    bestseller_days=bestseller_days,
-                    new_arrival_days=new_arrival_days,
-                    list_size=list_size,
-                    active_days=active_days,
-                    personal_repeat_share=tuned.get("repeat_share"),
-                ),
-                **({"exclude_purchased": False} if include_purchased else {}),
-            ),
-            as_of=as_of,
-            show_progress=progress,
-            gate=gate,
-            gate_margin=gate_margin,
-            gate_days=gate_days,
-            gate_users=gate_users or None,
-            force_publish=force_publish,
-        )
-    except ValueError as exc:  # pydantic validation of a value from the environment
-        fail(f"invalid configuration: {exc}")
-    handle = connect(cfg.settings.redis_url, cfg.settings.data_dir)
-    try:
-        result = run_job(cfg, handle.client)
-    except DataError as exc:
-        fail(f"{exc} Nothing was published.")
-    except GateRefused as refused:
-        fail(
-            f"the promotion gate kept the current version: {refused.decision.reason} "
-            "(use --force-publish to override).",
-            code=3,
-        )
-    except LockHeld as held:
-        fail(f"{held}; nothing was done (wait for it, or give --lock-wait SECONDS).", code=4)
-    except IncompleteVersion as exc:
-        fail(f"{exc}; the current version keeps serving.", code=5)
-    finally:
-        handle.close()
-    _print_summary(result)
-
-
-def _tuned(path: Path | None, fmt: str, events: Path) -> dict[str, Any]:
-    """Settings from `reco tune`: the given file, else settings/<data set>.json when it exists."""
-    from recommender.evaluation.tuning import dataset_name, load_tuned, settings_path
-
-    if path is None:
-        default = settings_path(dataset_name(fmt, events))
-        if not default.is_file():
-            return {}
-        path = default
-    try:
-        tuned = load_tuned(path)
-    except ValueError as exc:
-        fail(str(exc))
-    out.print(f"using tuned settings from {path}", highlight=False)
-    return tuned
-
-
-def _print_summary(result: Any) -> None:
-    for report in result.reports:
-        _print_report(report)
-    table = Table(title="run summary", show_header=False)
-    for key, value in result.counts.items():
-        table.add_row(key.replace("_", " "), f"{value:,}")
-    for stage, seconds in result.seconds.items():
-        table.add_row(f"time: {stage}", f"{seconds:.2f} s")
-    table.add_row("time: total", f"{sum(result.seconds.values()):.2f} s")
-    if result.gate:
-        table.add_row("promotion gate", str(result.gate.get("decision") or result.gate.get("skipped")))
-    table.add_row("as of", str(result.as_of))
-    table.add_row("published version", str(result.version))
-    table.add_row("previous version", str(result.replaced))
-    out.print(table)
-
-
-def _print_report(report: LoadReport) -> None:
-    out.print(
-        f"[bold]{report.source}[/]: {report.rows_read:,} rows read, {report.rows_kept:,} kept, "
-        f"{report.rows_bad:,} bad ({report.bad_share:.2%})",
-        highlight=False,
-    )
-    for reason, n in report.excluded.items():
-        out.print(f"  excluded by format rules: {n:,} x {reason}", highlight=False)
-    for reason, n in report.bad_by_reason.items():
-        out.print(f"  skipped: {n:,} x {reason}", highlight=False)
-    for bad in report.sample:
-        out.print(f"    e.g. {bad}", highlight=False)
+app.command()(train)
 
 
 @app.command()
@@ -288,12 +64,12 @@ def report(
     if period not in PERIODS:
         fail(f"--period must be one of {', '.join(PERIODS)}, not '{period}'.")
     try:
-        settings = Settings(**_given(max_bad_share=max_bad_share))
-        data = load_dataset(events, items, fmt, settings.max_bad_share, settings.time_window())
+        settings = load_settings({"job": {"max_bad_share": max_bad_share}})
+        data = load_dataset(events, items, fmt, settings.job.max_bad_share, settings.time_window())
     except DataError as exc:
         fail(str(exc))
     for rep in data.reports:
-        _print_report(rep)
+        print_report(rep)
     path = write_report(data.events, out_file, period=period, title=f"Customers and repeat sales: {events.name}")
     out.print(f"wrote {path}")
 
@@ -331,8 +107,8 @@ def export_next_purchase(
     if kind not in ("jsonl", "csv"):
         fail(f"--file-format must be jsonl or csv (or name the file .jsonl/.csv), not '{kind}'.")
     settings = _settings(redis_url, data_dir)
-    keys = Keys(settings.key_prefix)
-    handle = connect(settings.redis_url, settings.data_dir)
+    keys = Keys(settings.redis.key_prefix)
+    handle = connect(settings.redis.url, settings.redis.data_dir)
     try:
         version = current_version(handle.client, keys)[0]
         if not version:
@@ -408,9 +184,9 @@ def rollback(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
     from cache.server import connect
 
     settings = _settings(redis_url, data_dir)
-    handle = connect(settings.redis_url, settings.data_dir)
+    handle = connect(settings.redis.url, settings.redis.data_dir)
     try:
-        version = do_rollback(handle.client, Keys(settings.key_prefix))
+        version = do_rollback(handle.client, Keys(settings.redis.key_prefix))
     except RuntimeError as exc:
         fail(f"cannot roll back: {exc}.")
     finally:
@@ -430,8 +206,8 @@ def examples(
     from cache.server import connect
 
     settings = _settings(redis_url, data_dir)
-    keys = Keys(settings.key_prefix)
-    handle = connect(settings.redis_url, settings.data_dir)
+    keys = Keys(settings.redis.key_prefix)
+    handle = connect(settings.redis.url, settings.redis.data_dir)
     try:
         version = current_version(handle.client, keys)[0]
         info = (manifest(handle.client, keys, version) if version else None) or {}
@@ -471,8 +247,8 @@ def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
     from cache.server import connect
 
     settings = _settings(redis_url, data_dir)
-    keys = Keys(settings.key_prefix)
-    handle = connect(settings.redis_url, settings.data_dir)
+    keys = Keys(settings.redis.key_prefix)
+    handle = connect(settings.redis.url, settings.redis.data_dir)
     try:
         for label, version in zip(("current", "previous"), current_version(handle.client, keys)):
             info = manifest(handle.client, keys, version) if version else None

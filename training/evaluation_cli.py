@@ -53,26 +53,24 @@ DataDir = Annotated[
 
 
 def _load(events: Path, items: Path | None, fmt: str, max_bad_share: float | None) -> Any:
-    from recommender.config import Settings
+    from recommender.config import load_settings
     from recommender.data.dataset import load_dataset
     from recommender.data.loading import DataError
 
     check_format(fmt)
     try:
-        settings = Settings(**({"max_bad_share": max_bad_share} if max_bad_share is not None else {}))
-        return load_dataset(events, items, fmt, settings.max_bad_share, settings.time_window())
+        settings = load_settings({"job": {"max_bad_share": max_bad_share}})
+        return load_dataset(events, items, fmt, settings.job.max_bad_share, settings.time_window())
     except DataError as exc:
         fail(str(exc))
 
 
 def _params(settings: Path | None) -> Any:
-    from recommender.config import ModelSettings
-    from recommender.evaluation.tuning import tuned_params
+    from recommender.config import load_settings
+    from recommender.evaluation.tuning import load_tuned
 
-    if settings is None:
-        return ModelSettings()
     try:
-        return tuned_params(settings)
+        return load_settings(tuned=load_tuned(settings) if settings else None).model
     except ValueError as exc:
         fail(str(exc))
 
@@ -240,11 +238,11 @@ def _publish_evaluation(doc: dict[str, Any], redis_url: str | None, data_dir: Pa
     from cache.publisher import current_version
     from cache.server import connect
     from cache.status import record_evaluation
-    from recommender.config import Settings
+    from recommender.config import load_settings
 
-    settings = Settings(**{k: v for k, v in {"redis_url": redis_url, "data_dir": data_dir}.items() if v is not None})
-    keys = Keys(settings.key_prefix)
-    handle = connect(settings.redis_url, settings.data_dir)
+    settings = load_settings({"redis": {"url": redis_url, "data_dir": data_dir}})
+    keys = Keys(settings.redis.key_prefix)
+    handle = connect(settings.redis.url, settings.redis.data_dir)
     try:
         version = current_version(handle.client, keys)[0]
         figures = {

@@ -22,13 +22,13 @@ from cache.lock import JobLock
 from cache.publisher import Publisher, cleanup, manifest, unfinished_versions
 from cache.publisher import current_version as current
 from cache.status import record_quality
-from recommender.config import AlsParams, EventWeights, ListParams, ModelSettings, Settings
+from recommender.config import ListParams, Settings
 from recommender.data.clock import TimeWindow, utc_now
 from recommender.data.dataset import Dataset, load_dataset
 from recommender.data.errors import DataError
 from recommender.data.loading import LoadReport, apply_item_updates, complete_catalogue, validate_events
 from recommender.data.reading import ROW
-from recommender.evaluation.gate import DEFAULT_MAX_USERS, GateDecision, decide, holdout_metrics
+from recommender.evaluation.gate import GateDecision, decide, holdout_metrics
 from recommender.marketing import activity, kpis, rfm
 from recommender.models import repeat, warm_start
 from recommender.models.als import fit_als
@@ -39,21 +39,16 @@ from recommender.serving.policy import purchaser_lists
 
 @dataclass
 class JobConfig:
+    """One run of the job: its input files and switches. Every tunable is in ``settings`` (see
+    :func:`recommender.config.load_settings`)."""
+
     events: Path
     items: Path | None = None
     fmt: str = "generic"
     settings: Settings = field(default_factory=Settings)
-    weights: EventWeights = field(default_factory=EventWeights)
-    als: AlsParams = field(default_factory=AlsParams)
-    lists: ListParams = field(default_factory=ListParams)
     as_of: datetime | None = None
     show_progress: bool = True
     gate: bool = False
-    gate_margin: float = 0.02
-    gate_days: int = 30
-    gate_users: int | None = DEFAULT_MAX_USERS
-    gate_warm_iterations: int = 3  # 0: always a full fit
-    gate_warm_max_days: int = 7
     force_publish: bool = False
 
 
@@ -100,11 +95,11 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     ``lock_wait_seconds`` for it); raises DataError on unusable input, LockHeld while another job runs,
     IncompleteVersion when the new version lost keys before its switch."""
     s = cfg.settings
-    keys = Keys(s.key_prefix)
+    keys = Keys(s.redis.key_prefix)
     now = utc_now()  # the job's wall clock: no event, and not the model's "as of", may be later
     if cfg.as_of and cfg.as_of > now:
         raise DataError(f"--as-of {cfg.as_of} is later than now ({now:%Y-%m-%d %H:%M:%S} UTC).")
-    with JobLock(client, keys.job_lock, s.job_lock_seconds).acquired(s.lock_wait_seconds) as lock:
+    with JobLock(client, keys.job_lock, s.job.job_lock_seconds).acquired(s.job.lock_wait_seconds) as lock:
         if unfinished_versions(client, keys):  # a run died before finishing: sweep before adding a version
             cleanup(client, keys)
         return _run_locked(cfg, client, keys, lock, s.time_window(now), data)
@@ -121,128 +116,191 @@ def checked_live_events(
     return events, upto, report
 
 
+@dataclass
+class _Inputs:
+    """The events the run learns from (files plus live events, up to ``as_of``), the catalogue and the load
+    reports."""
+
+    events: pa.Table
+    items: pa.Table
+    as_of: datetime
+    reports: list[LoadReport]
+    live_events: int
+    live_upto: str
+
+
+@dataclass
+class _Fitted:
+    """The confidence matrix, the customers' bought items, the hidden (unavailable) columns and the ALS model."""
+
+    inter: Interactions
+    bought: sp.csr_matrix
+    hidden: np.ndarray
+    model: Any
+
+
 def _run_locked(
     cfg: JobConfig, client: Any, keys: Keys, lock: JobLock, window: TimeWindow, data: Dataset | None
 ) -> JobResult:
     timer = _Timer()
     with timer.stage("load"):
-        data = data or load_dataset(cfg.events, cfg.items, cfg.fmt, cfg.settings.max_bad_share, window)
-        live_events, live_upto, live_report = checked_live_events(client, keys, cfg, window)
+        inputs = _load_inputs(cfg, client, keys, window, data)
+    gate = None
+    if cfg.gate:
+        with timer.stage("gate"):
+            try:
+                gate = promotion_gate(cfg, client, keys, inputs.events, inputs.items, window.now)
+            except GateRefused as refused:
+                record_quality(client, keys, quality_entry(None, inputs.as_of, refused.decision.as_dict()))
+                raise
+    fitted = _fit(cfg, inputs, timer)
+    publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock)
+    try:
+        counts, examples = _publish_lists(cfg, publisher, inputs, fitted, timer)
+        with timer.stage("publish"):
+            publisher.put_items(item_metadata(inputs.items))
+            publisher.put_raw(Keys.FACTORS, fitted.model.item_factors.astype("float32").tobytes())
+            publisher.put(Keys.FACTOR_ITEMS, fitted.inter.item_ids.tolist())
+            manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer)
+            replaced = publisher.commit(manifest, stored_keys(counts))
+        live.trim_taken(client, keys, inputs.live_upto)
+        if gate is not None:
+            record_quality(client, keys, quality_entry(publisher.version, inputs.as_of, gate))
+    except BaseException:
+        publisher.abort()
+        raise
+    return JobResult(publisher.version, replaced, inputs.reports, counts, timer.seconds, inputs.as_of, gate)
+
+
+def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, data: Dataset | None) -> _Inputs:
+    """Load and check the files, take the live events not trained on yet and the catalogue updates, cut at
+    ``as_of``."""
+    data = data or load_dataset(cfg.events, cfg.items, cfg.fmt, cfg.settings.job.max_bad_share, window)
+    live_events, live_upto, live_report = checked_live_events(client, keys, cfg, window)
     reports = [*data.reports, live_report] if live_report.rows_read else data.reports
     events = pa.concat_tables([data.events, live_events]) if live_events.num_rows else data.events
     items = complete_catalogue(events, data.items) if live_events.num_rows else data.items
     items = apply_item_updates(items, merch.item_updates(client, keys))
     as_of = cfg.as_of or min(latest_timestamp(events), window.now)
     events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
-    weights = cfg.weights.as_dict()
-    gate = None
-    if cfg.gate:
-        with timer.stage("gate"):
-            try:
-                gate = promotion_gate(cfg, client, keys, events, items, window.now)
-            except GateRefused as refused:
-                record_quality(client, keys, quality_entry(None, as_of, refused.decision.as_dict()))
-                raise
+    return _Inputs(events, items, as_of, reports, live_events.num_rows, live_upto)
 
+
+def _fit(cfg: JobConfig, inputs: _Inputs, timer: _Timer) -> _Fitted:
+    m = cfg.settings.model
     with timer.stage("weight"):
-        inter = build_interactions(events, weights, cfg.settings.half_life_days, as_of)
-        bought = purchase_matrix(events, inter)
-        hidden = lists.hidden_item_indices(items, inter)
+        inter = build_interactions(inputs.events, m.weights.as_dict(), m.half_life_days, inputs.as_of)
+        bought = purchase_matrix(inputs.events, inter)
+        hidden = lists.hidden_item_indices(inputs.items, inter)
     with timer.stage("fit"):
-        model = fit_als(inter.matrix, cfg.als, show_progress=cfg.show_progress)
+        model = fit_als(inter.matrix, m.als, show_progress=cfg.show_progress)
+    return _Fitted(inter, bought, hidden, model)
 
-    p = cfg.lists
-    publisher = Publisher(client, keys, cfg.settings.publish_batch_size, lock)
+
+def _publish_lists(
+    cfg: JobConfig, publisher: Publisher, inputs: _Inputs, fitted: _Fitted, timer: _Timer
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Every list of the version, stage by stage; returns the counts and example ids for the manifest."""
+    p, events, as_of = cfg.settings.model.lists, inputs.events, inputs.as_of
+    inter, model, hidden = fitted.inter, fitted.model, fitted.hidden
     counts: dict[str, int] = {}
-    try:
-        with timer.stage("personal+next"):
-            repeats = repeat.repeat_candidates(events, as_of, p.next_purchase_horizon_days)
-            cat = Catalogue.build(inter, items, repeats)
-            publisher.put(Keys.CATALOGUE, cat.ids)
-            purchasers = set(
-                pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist()
+    with timer.stage("personal+next"):
+        cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts)
+    with timer.stage("similar"):
+        sims = lists.similar_items(model, inter, p.similar_size, hidden, p.similar_exact_max_items)
+        counts["similar_lists"] = publisher.put_many(
+            (Keys.similar(i), cat.pairs(r))
+            for i, r in tqdm(
+                sims, total=len(inter.item_ids), desc="similar items", unit="item", disable=not cfg.show_progress
             )
-            active = active_rows(events, inter, as_of, p.active_days)
-            n_personal, n_next, example_user = publish_personal_and_next(
-                publisher, model, inter, bought, hidden, repeats, purchasers, p, cat, active, cfg.show_progress
-            )
-            rest = np.setdiff1d(np.arange(len(inter.user_ids)), active)
-            unavailable = frozenset(inter.item_ids[hidden].tolist())
-            n_lazy, n_lazy_buyers = publish_on_request(
-                publisher, model, inter, bought, repeats, purchasers, p, cat, unavailable, rest
-            )
-            counts.update(
-                personal_lists=n_personal,
-                next_purchase_lists=n_next,
-                on_request_customers=n_lazy,
-                next_purchase_customers=n_next + n_lazy_buyers,
-            )
-        with timer.stage("similar"):
-            sims = lists.similar_items(model, inter, p.similar_size, hidden, p.similar_exact_max_items)
-            counts["similar_lists"] = publisher.put_many(
-                (Keys.similar(i), cat.pairs(r))
-                for i, r in tqdm(
-                    sims, total=len(inter.item_ids), desc="similar items", unit="item", disable=not cfg.show_progress
-                )
-            )
-        with timer.stage("bestsellers+new"):
-            best = lists.bestsellers(events, items, p.bestseller_days, as_of, p.list_size)
-            for category, ranked in best.items():
-                publisher.put(Keys.best(category), ranked)
-            categories = sorted(c for c in best if c is not None)
-            publisher.put(Keys.CATEGORIES, categories)
-            fresh = lists.new_arrivals(events, items, p.new_arrival_days, as_of, p.list_size, weights)
-            publisher.put(Keys.NEW, fresh)
-            counts.update(bestseller_categories=len(categories), bestsellers=len(best[None]), new_arrivals=len(fresh))
-        with timer.stage("segments+kpis"):
-            counts["segmented_customers"] = publish_segments_and_kpis(publisher, events, as_of)
-        with timer.stage("activity"):
-            counts.update(publish_activity(publisher, events))
-        with timer.stage("publish"):
-            publisher.put_items(item_metadata(items))
-            publisher.put_raw(Keys.FACTORS, model.item_factors.astype("float32").tobytes())
-            publisher.put(Keys.FACTOR_ITEMS, inter.item_ids.tolist())
-            counts.update(
-                live_events=live_events.num_rows,
-                events=events.num_rows,
-                users=len(inter.user_ids),
-                items=len(inter.item_ids),
-                catalogue=items.num_rows,
-            )
-            manifest = {
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "as_of": as_of.isoformat(),
-                "source": {
-                    "events": str(cfg.events),
-                    "items": str(cfg.items) if cfg.items else None,
-                    "format": cfg.fmt,
-                },
-                "counts": counts,
-                "examples": {
-                    "user_id": example_user or (str(inter.user_ids[0]) if len(inter.user_ids) else None),
-                    "item_id": best[None][0][0] if best[None] else None,
-                    "category": categories[0] if categories else None,
-                },
-                "params": {
-                    "als": cfg.als.model_dump(),
-                    "weights": weights,
-                    "half_life_days": cfg.settings.half_life_days,
-                    "lists": p.model_dump(),
-                },
-                "hidden_items": [str(inter.item_ids[j]) for j in hidden],
-                "evaluation": gate,
-                "live_upto": live_upto,
-                "seconds": dict(timer.seconds),  # every stage but publishing itself, which is still running
-                "load": [load_summary(r) for r in reports],
-            }
-            replaced = publisher.commit(manifest, stored_keys(counts))
-        live.trim_taken(client, keys, live_upto)
-        if gate is not None:
-            record_quality(client, keys, quality_entry(publisher.version, as_of, gate))
-    except BaseException:
-        publisher.abort()
-        raise
-    return JobResult(publisher.version, replaced, reports, counts, timer.seconds, as_of, gate)
+        )
+    with timer.stage("bestsellers+new"):
+        best = lists.bestsellers(events, inputs.items, p.bestseller_days, as_of, p.list_size)
+        for category, ranked in best.items():
+            publisher.put(Keys.best(category), ranked)
+        categories = sorted(c for c in best if c is not None)
+        publisher.put(Keys.CATEGORIES, categories)
+        weights = cfg.settings.model.weights.as_dict()
+        fresh = lists.new_arrivals(events, inputs.items, p.new_arrival_days, as_of, p.list_size, weights)
+        publisher.put(Keys.NEW, fresh)
+        counts.update(bestseller_categories=len(categories), bestsellers=len(best[None]), new_arrivals=len(fresh))
+    with timer.stage("segments+kpis"):
+        counts["segmented_customers"] = publish_segments_and_kpis(publisher, events, as_of)
+    with timer.stage("activity"):
+        counts.update(publish_activity(publisher, events))
+    counts.update(
+        live_events=inputs.live_events,
+        events=events.num_rows,
+        users=len(inter.user_ids),
+        items=len(inter.item_ids),
+        catalogue=inputs.items.num_rows,
+    )
+    examples = {
+        "user_id": example_user or (str(inter.user_ids[0]) if len(inter.user_ids) else None),
+        "item_id": best[None][0][0] if best[None] else None,
+        "category": categories[0] if categories else None,
+    }
+    return counts, examples
+
+
+def _publish_customers(
+    cfg: JobConfig, publisher: Publisher, inputs: _Inputs, fitted: _Fitted, counts: dict[str, int]
+) -> tuple[Catalogue, str | None]:
+    """Personal and next-purchase lists of the customers active lately, and what the API needs to compute everyone
+    else's on request; returns the version's catalogue and the first customer with purchases."""
+    p, events = cfg.settings.model.lists, inputs.events
+    inter, model, bought, hidden = fitted.inter, fitted.model, fitted.bought, fitted.hidden
+    repeats = repeat.repeat_candidates(events, inputs.as_of, p.next_purchase_horizon_days)
+    cat = Catalogue.build(inter, inputs.items, repeats)
+    publisher.put(Keys.CATALOGUE, cat.ids)
+    purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
+    active = active_rows(events, inter, inputs.as_of, p.active_days)
+    n_personal, n_next, example_user = publish_personal_and_next(
+        publisher, model, inter, bought, hidden, repeats, purchasers, p, cat, active, cfg.show_progress
+    )
+    rest = np.setdiff1d(np.arange(len(inter.user_ids)), active)
+    unavailable = frozenset(inter.item_ids[hidden].tolist())
+    n_lazy, n_lazy_buyers = publish_on_request(
+        publisher, model, inter, bought, repeats, purchasers, p, cat, unavailable, rest
+    )
+    counts.update(
+        personal_lists=n_personal,
+        next_purchase_lists=n_next,
+        on_request_customers=n_lazy,
+        next_purchase_customers=n_next + n_lazy_buyers,
+    )
+    return cat, example_user
+
+
+def _manifest(
+    cfg: JobConfig,
+    inputs: _Inputs,
+    fitted: _Fitted,
+    gate: dict[str, Any] | None,
+    counts: dict[str, int],
+    examples: dict[str, Any],
+    timer: _Timer,
+) -> dict[str, Any]:
+    """What the version says about itself: when, from what, sizes, parameters, the gate's figures."""
+    m = cfg.settings.model
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "as_of": inputs.as_of.isoformat(),
+        "source": {"events": str(cfg.events), "items": str(cfg.items) if cfg.items else None, "format": cfg.fmt},
+        "counts": counts,
+        "examples": examples,
+        "params": {
+            "als": m.als.model_dump(),
+            "weights": m.weights.as_dict(),
+            "half_life_days": m.half_life_days,
+            "lists": m.lists.model_dump(),
+        },
+        "hidden_items": [str(fitted.inter.item_ids[j]) for j in fitted.hidden],
+        "evaluation": gate,
+        "live_upto": inputs.live_upto,
+        "seconds": dict(timer.seconds),  # every stage but publishing itself, which is still running
+        "load": [load_summary(r) for r in inputs.reports],
+    }
 
 
 def stored_keys(counts: dict[str, int]) -> dict[str, int]:
@@ -381,23 +439,25 @@ class GateWarmStart:
 
     def __init__(self, cfg: JobConfig, keys: Keys, cutoff: datetime) -> None:
         self.cfg, self.cutoff = cfg, cutoff
-        self.path = cfg.settings.data_dir / "gate" / f"{keys.prefix}.npz"
-        als = cfg.als.model_dump(exclude={"iterations"})
+        self.model, self.iterations = cfg.settings.model, cfg.settings.job.gate_warm_iterations
+        self.path = cfg.settings.redis.data_dir / "gate" / f"{keys.prefix}.npz"
+        als = self.model.als.model_dump(exclude={"iterations"})
         self.settings = warm_start.fingerprint(
-            als=als, weights=cfg.weights.as_dict(), half_life=cfg.settings.half_life_days
+            als=als, weights=self.model.weights.as_dict(), half_life=self.model.half_life_days
         )
-        start = warm_start.GateFactors.load(self.path) if cfg.gate_warm_iterations else None
-        self.start = start if start and start.usable(cutoff, self.settings, cfg.gate_warm_max_days) else None
-        self.how = f"warm start, {cfg.gate_warm_iterations} iterations" if self.start else "full fit"
+        start = warm_start.GateFactors.load(self.path) if self.iterations else None
+        max_days = cfg.settings.job.gate_warm_max_days
+        self.start = start if start and start.usable(cutoff, self.settings, max_days) else None
+        self.how = f"warm start, {self.iterations} iterations" if self.start else "full fit"
         self.fitted: tuple[Interactions, Any] | None = None
 
     def fit(self, inter: Interactions) -> Any:
-        model = warm_start.fit_from(inter, self.cfg.als, self.start, self.cfg.gate_warm_iterations)
+        model = warm_start.fit_from(inter, self.model.als, self.start, self.iterations)
         self.fitted = (inter, model)
         return model
 
     def save(self) -> None:
-        if self.fitted is None or not self.cfg.gate_warm_iterations:
+        if self.fitted is None or not self.iterations:
             return
         inter, model = self.fitted
         factors = warm_start.GateFactors(
@@ -415,15 +475,15 @@ def promotion_gate(
     so the next run compares against it). A serving version dated after ``now`` was trained on events from the
     future (before such events were refused): its figure means nothing and is not compared against.
     """
+    job = cfg.settings.job
     span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
-    if span.days < 2 * cfg.gate_days:
-        return {"skipped": f"less than {2 * cfg.gate_days} days of history for a {cfg.gate_days}-day holdout"}
-    params = ModelSettings(
-        als=cfg.als, weights=cfg.weights, half_life_days=cfg.settings.half_life_days, lists=cfg.lists
-    )
-    cutoff = latest_timestamp(events) - timedelta(days=cfg.gate_days)  # time_split's default cutoff
+    if span.days < 2 * job.gate_days:
+        return {"skipped": f"less than {2 * job.gate_days} days of history for a {job.gate_days}-day holdout"}
+    cutoff = latest_timestamp(events) - timedelta(days=job.gate_days)  # time_split's default cutoff
     warm = GateWarmStart(cfg, keys, cutoff)
-    measured = holdout_metrics(events, items, params, test_days=cfg.gate_days, max_users=cfg.gate_users, fit=warm.fit)
+    measured = holdout_metrics(
+        events, items, cfg.settings.model, test_days=job.gate_days, max_users=job.gate_users or None, fit=warm.fit
+    )
     warm.save()
     current_version = current(client, keys)[0]
     serving = (manifest(client, keys, current_version) or {}) if current_version else {}
@@ -431,7 +491,7 @@ def promotion_gate(
     previous = None if future else serving.get("evaluation")
     current_metric = previous.get("candidate") if previous and previous.get("metric") == measured["metric"] else None
     decision = decide(
-        measured["candidate"], current_metric, measured["recent_popularity"], cfg.gate_margin, cfg.force_publish
+        measured["candidate"], current_metric, measured["recent_popularity"], job.gate_margin, cfg.force_publish
     )
     if not decision.publish:
         raise GateRefused(decision)

@@ -56,8 +56,8 @@ async def about(request: Request, settings: SettingsDep) -> dict[str, Any]:
     paths = {getattr(route, "path", None) for route in request.app.routes}
     return {
         "title": request.app.title,
-        "read_key": bool(settings.read_api_key),
-        "write_key": bool(settings.api_key),
+        "read_key": bool(settings.api.read_api_key),
+        "write_key": bool(settings.api.api_key),
         "experiment": "/experiment/report" in paths,
         "segments": {
             name: {"label": s.label, "description": s.description, "action": s.action, "strategy": s.strategy}

@@ -50,8 +50,8 @@ async def ingest_events(
     """Validate the batch with the job's own rules and store it atomically in the live-event stream. The answer
     comes once Redis has the batch on disk (append-only file, `appendfsync always`). A batch with any bad event is
     refused whole, with every bad event named."""
-    if len(batch.events) > settings.max_events_batch:
-        raise BatchTooLarge(settings.max_events_batch, len(batch.events))
+    if len(batch.events) > settings.api.max_events_batch:
+        raise BatchTooLarge(settings.api.max_events_batch, len(batch.events))
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     window = settings.time_window(now)  # no event from the future
     events, report = await run_in_threadpool(

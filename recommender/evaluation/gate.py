@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from recommender.config import ModelSettings
+from recommender.config import JobSettings, ModelSettings
 from recommender.evaluation.protocol import (
     MAIN_GROUP,
     MAIN_METRIC,
@@ -39,8 +39,8 @@ from recommender.evaluation.protocol import (
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.weighting import Interactions
 
-DEFAULT_MARGIN = 0.02
-DEFAULT_MAX_USERS = 20_000
+DEFAULT_MARGIN: float = JobSettings.model_fields["gate_margin"].default
+DEFAULT_MAX_USERS: int = JobSettings.model_fields["gate_users"].default
 """Warm customers the gate scores at most (a fixed random sample): the standard error of the mean metric is then
 under 1 % of its per-customer standard deviation, and the gate's scoring cost stops growing with the shop."""
 GATE_MODELS: tuple[str, ...] = (MAIN_MODEL, "recent_popularity")

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recommender.config import AlsParams, EventWeights, Settings
+from recommender.config import AlsParams, EventWeights, ModelSettings
 from recommender.data.dataset import Dataset
 from recommender.evaluation import metrics
 from recommender.evaluation.baselines import GlobalPopularity, MostRecentItems, PersonalTopFrequency
@@ -153,7 +153,7 @@ def _als_lists(
 ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, list[str]]]:
     """ALS fitted as the job fits it: (explore lists without purchases, top-n with purchases allowed) per user."""
     weights = weights or EventWeights().as_dict()
-    half_life = half_life_days if half_life_days is not None else Settings().half_life_days
+    half_life = half_life_days if half_life_days is not None else ModelSettings().half_life_days
     # build_interactions decays from ``as_of``; the cut-off itself is just after the newest training event.
     inter = build_interactions(train, weights, half_life, as_of - timedelta(microseconds=1))
     model = fit_als(inter.matrix, als or AlsParams())

@@ -25,7 +25,12 @@ def published(redis_handle, shop):
     settings = isolated_settings(redis_handle, "api")
     events, items = shop.paths
     result = run_job(
-        JobConfig(events=events, items=items, settings=settings, lists=ListParams(list_size=50), show_progress=False),
+        JobConfig(
+            events=events,
+            items=items,
+            settings=settings.replace(model={"lists": ListParams(list_size=50)}),
+            show_progress=False,
+        ),
         redis_handle.client,
     )
     return settings, result
@@ -266,7 +271,9 @@ def test_no_bought_item_in_personal_picks_with_repeat_share_zero(redis_handle, s
     events, items = shop.paths
     lists_cfg = ListParams(list_size=30, personal_repeat_share=0.0)
     run_job(
-        JobConfig(events=events, items=items, settings=settings, lists=lists_cfg, show_progress=False),
+        JobConfig(
+            events=events, items=items, settings=settings.replace(model={"lists": lists_cfg}), show_progress=False
+        ),
         redis_handle.client,
     )
     with TestClient(create_app(settings)) as c:

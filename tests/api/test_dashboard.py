@@ -32,7 +32,10 @@ def published(redis_handle, shop):
     settings = isolated_settings(redis_handle, "dash", api_key=WRITE, read_api_key=READ)
     events_path, items_path = shop.paths
     cfg = JobConfig(
-        events=events_path, items=items_path, settings=settings, lists=ListParams(list_size=30), show_progress=False
+        events=events_path,
+        items=items_path,
+        settings=settings.replace(model={"lists": ListParams(list_size=30)}),
+        show_progress=False,
     )
     cfg.gate = True
     first = run_job(cfg, redis_handle.client)
@@ -127,7 +130,7 @@ def test_quality_has_the_gate_figures_of_the_serving_version_and_the_log_of_runs
     assert "recent_popularity" in warm
     assert [e["version"] for e in body["log"][:2]] == [second.version, first.version]
     assert body["offline"] is None
-    record_evaluation(redis_handle.client, Keys(settings.key_prefix), {"figures": {"purchase": {}}, "meta": {}})
+    record_evaluation(redis_handle.client, Keys(settings.redis.key_prefix), {"figures": {"purchase": {}}, "meta": {}})
     assert client.get("/dashboard/api/quality").json()["offline"] == {"figures": {"purchase": {}}, "meta": {}}
 
 
@@ -177,8 +180,8 @@ def test_reco_evaluate_publish_records_every_baseline_for_the_quality_page(
     from training.cli import app
 
     settings = isolated_settings(redis_handle, "evalpub")
-    monkeypatch.setenv("RECO_KEY_PREFIX", settings.key_prefix)
-    monkeypatch.setenv("RECO_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RECO_KEY_PREFIX", settings.redis.key_prefix)
+    monkeypatch.setenv("RECO_DATA_DIR", str(settings.redis.data_dir))
     if redis_handle.url:
         monkeypatch.setenv("REDIS_URL", redis_handle.url)
     events_path, items_path = shop.paths

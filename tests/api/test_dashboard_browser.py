@@ -93,7 +93,10 @@ def shop_data(redis_handle, tmp_path_factory):
     events_path, items_path = shop.write(tmp_path_factory.mktemp("browser-shop"))
     settings = isolated_settings(redis_handle, "web", api_key=WRITE, read_api_key=READ)
     cfg = JobConfig(
-        events=events_path, items=items_path, settings=settings, lists=ListParams(list_size=30), show_progress=False
+        events=events_path,
+        items=items_path,
+        settings=settings.replace(model={"lists": ListParams(list_size=30)}),
+        show_progress=False,
     )
     cfg.gate = True
     first = run_job(cfg, redis_handle.client)
@@ -101,7 +104,7 @@ def shop_data(redis_handle, tmp_path_factory):
     result = evaluate_events(shop.events, shop.items, targets=("purchase",), ks=(10,))
     doc = result.as_dict()
     doc["meta"]["source"] = {"events": events_path.name}
-    record_evaluation(redis_handle.client, Keys(settings.key_prefix), {"serving_version": second.version, **doc})
+    record_evaluation(redis_handle.client, Keys(settings.redis.key_prefix), {"serving_version": second.version, **doc})
     return shop, settings, first, second
 
 
@@ -113,7 +116,7 @@ def server(redis_handle, shop_data, tmp_path_factory) -> Iterator[str]:
     env = {
         **os.environ,
         "RECO_DATA_DIR": str(redis_handle.data_dir or tmp_path_factory.mktemp("srv")),
-        "RECO_KEY_PREFIX": settings.key_prefix,
+        "RECO_KEY_PREFIX": settings.redis.key_prefix,
         "RECO_API_KEY": WRITE,
         "RECO_READ_API_KEY": READ,
     }

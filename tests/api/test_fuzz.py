@@ -26,9 +26,7 @@ def api_schema(redis_handle, tmp_path_factory):
         JobConfig(
             events=events,
             items=items,
-            settings=cfg_settings,
-            als=AlsParams(factors=8),
-            lists=ListParams(list_size=20),
+            settings=cfg_settings.replace(model={"als": AlsParams(factors=8), "lists": ListParams(list_size=20)}),
             show_progress=False,
         ),
         redis_handle.client,

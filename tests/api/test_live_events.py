@@ -34,9 +34,7 @@ def train(redis_handle, settings, shop):
     cfg = JobConfig(
         events=events,
         items=items,
-        settings=settings,
-        als=AlsParams(factors=16),
-        lists=ListParams(list_size=50),
+        settings=settings.replace(model={"als": AlsParams(factors=16), "lists": ListParams(list_size=50)}),
         show_progress=False,
     )
     return run_job(cfg, redis_handle.client)
@@ -92,7 +90,7 @@ def test_known_user_gets_live_events_blended_and_bought_items_vanish_at_once(cli
 
 
 def test_batch_with_one_bad_event_is_refused_whole(client, redis_handle, settings):
-    stream = Keys(settings.key_prefix).live_stream
+    stream = Keys(settings.redis.key_prefix).live_stream
     before = redis_handle.client.xlen(stream)
     events = [{"user_id": "v1", "item_id": "I00001", "event_type": "view"} for _ in range(4)]
     events[2] = {"user_id": "v1", "item_id": "I00001", "event_type": "teleport"}
@@ -120,7 +118,7 @@ def test_writing_needs_the_key_and_batches_are_bounded(client, redis_handle, set
     assert too_many.status_code == 413 and "at most 50" in too_many.json()["detail"]
     ok = post(client, one)
     assert ok.status_code == 200 and ok.json()["accepted"] == 1
-    open_settings = settings.model_copy(update={"api_key": None})
+    open_settings = settings.replace(api={"api_key": None})
     with TestClient(create_app(open_settings)) as c:
         r = post(c, one)
         assert r.status_code == 403 and "RECO_API_KEY" in r.json()["detail"]

@@ -34,9 +34,14 @@ def shop(tmp_path_factory):
 
 @pytest.fixture()
 def api(redis_handle, shop, request):
-    settings = isolated_settings(redis_handle, f"merch-{request.node.name}").model_copy(update={"api_key": "write-key"})
+    settings = isolated_settings(redis_handle, f"merch-{request.node.name}", api_key="write-key")
     events, items = shop.paths
-    cfg = JobConfig(events=events, items=items, settings=settings, lists=ListParams(list_size=50), show_progress=False)
+    cfg = JobConfig(
+        events=events,
+        items=items,
+        settings=settings.replace(model={"lists": ListParams(list_size=50)}),
+        show_progress=False,
+    )
     run_job(cfg, redis_handle.client)
     with TestClient(create_app(settings)) as client:
         client.settings = settings
@@ -107,7 +112,7 @@ def test_the_job_reads_live_catalogue_updates(api, redis_handle, shop):
     events, items = shop.paths
     cfg = JobConfig(events=events, items=items, settings=api.settings, show_progress=False)
     run_job(cfg, redis_handle.client)
-    keys = Keys(api.settings.key_prefix)
+    keys = Keys(api.settings.redis.key_prefix)
     assert merch.item_updates(redis_handle.client, keys)[best[0]["item_id"]]["available"] is False
     assert best[0]["item_id"] not in {i["item_id"] for i in api.get("/bestsellers", params={"n": 50}).json()["items"]}
 

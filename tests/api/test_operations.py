@@ -31,9 +31,7 @@ def published(redis_handle, tmp_path_factory):
     cfg = JobConfig(
         events=events,
         items=items,
-        settings=settings,
-        als=AlsParams(factors=8),
-        lists=ListParams(list_size=20),
+        settings=settings.replace(model={"als": AlsParams(factors=8), "lists": ListParams(list_size=20)}),
         show_progress=False,
     )
     first = run_job(cfg, redis_handle.client)
@@ -45,7 +43,7 @@ def test_read_endpoints_open_by_default_and_keyed_when_configured(published):
     settings, *_ = published
     with TestClient(create_app(settings)) as c:
         assert c.get("/bestsellers").status_code == 200
-    keyed = settings.model_copy(update={"read_api_key": READ})
+    keyed = settings.replace(api={"read_api_key": READ})
     with TestClient(create_app(keyed)) as c:
         assert c.get("/bestsellers").status_code == 401
         assert c.get("/bestsellers", headers={"X-API-Key": "nope"}).status_code == 401
@@ -68,7 +66,7 @@ def test_admin_rollback_needs_the_write_key(published):
 
 def test_rollback_without_a_previous_version_is_409_and_changes_nothing(redis_handle):
     settings = isolated_settings(redis_handle, "ops1", api_key=WRITE)
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
     only = Publisher(redis_handle.client, keys)
     only.commit({"source": "test"})
     with TestClient(create_app(settings)) as c:
@@ -114,7 +112,7 @@ def request_lines(stream: io.StringIO) -> list[dict]:
 def test_request_log_modes(published, mode):
     settings, _, _, shop = published
     user = shop.events["user_id"][0].as_py()
-    with captured_log() as stream, TestClient(create_app(settings.model_copy(update={"request_log": mode}))) as c:
+    with captured_log() as stream, TestClient(create_app(settings.replace(api={"request_log": mode}))) as c:
         assert c.get("/recommend", params={"user_id": user}).status_code == 200
         assert c.get("/similar/no-such-item").status_code == 404
         assert (
@@ -136,7 +134,7 @@ def test_request_log_modes(published, mode):
 
 def test_slow_requests_are_notable(published):
     settings, _, _, shop = published
-    with captured_log() as stream, TestClient(create_app(settings.model_copy(update={"slow_request_ms": 1e-6}))) as c:
+    with captured_log() as stream, TestClient(create_app(settings.replace(api={"slow_request_ms": 1e-6}))) as c:
         c.get("/healthz")
     assert [(r["route"], r["status"]) for r in request_lines(stream)] == [("/healthz", 200)]
 
@@ -148,7 +146,7 @@ def test_metrics_count_requests_latency_cache_hits_and_logs_hold_no_key(publishe
     handler = logging.StreamHandler(stream)
     handler.setFormatter(json_formatter())
     log.addHandler(handler)
-    with TestClient(create_app(settings.model_copy(update={"request_log": "all"}))) as c:
+    with TestClient(create_app(settings.replace(api={"request_log": "all"}))) as c:
         c.get("/recommend", params={"user_id": user})
         c.get("/recommend", params={"user_id": "nobody-at-all"})
         c.post(
