@@ -16,7 +16,7 @@ from api import errors
 from api.dashboard import router as dashboard_router
 from api.docs_assets import router as docs_router
 from api.monitoring import Metrics, OperationsMiddleware
-from api.routes import email, events, marketing, merchandising, operations, storefront
+from api.routes import email, events, experiment, marketing, merchandising, operations, storefront
 from api.security import require_read_key
 from api.state import lifespan
 from cache.publisher import NoPreviousVersion
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(events.router)
     app.include_router(merchandising.router)
+    app.include_router(experiment.router)
     app.include_router(docs_router)
     app.include_router(dashboard_router)
     return app

@@ -64,6 +64,13 @@ class TooManyItems(ApiError):
         super().__init__(f"At most {limit} items per call; this one has {size}.")
 
 
+class NoExperimentReport(ApiError):
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("No experiment report yet: the nightly job computes one on each run.")
+
+
 class NothingPublished(ApiError):
     status = 503
 

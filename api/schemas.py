@@ -52,6 +52,8 @@ class ItemList(BaseModel):
         description="Published model version the answer comes from.", examples=["20261123T020000Z-1a2b3c"]
     )
     items: list[Item]
+    rec_id: str = Field(description="Recommendation id: send it back with impressions, clicks and purchases.")
+    variant: str = Field("treatment", description="Experiment variant: 'treatment', or 'control' (bestsellers).")
 
 
 Strategy = Literal["default", "segment"]
@@ -71,6 +73,8 @@ class NextPurchase(BaseModel):
     strategy: str = Field("default", description="List strategy applied: 'default' or the segment's strategy.")
     segment: str | None = Field(None, description="The customer's RFM segment when `strategy=segment` was asked.")
     items: list[NextItem]
+    rec_id: str = Field(description="Recommendation id: send it back with impressions, clicks and purchases.")
+    variant: str = Field("treatment", description="'control': bestsellers instead of personal picks (hold out).")
 
 
 class BatchRequest(BaseModel):
@@ -89,6 +93,8 @@ class BatchResponse(BaseModel):
         None, description="Strategy applied per customer when `strategy=segment`."
     )
     unknown: list[str] = Field(description="Requested ids with no purchase history in the published version.")
+    rec_ids: dict[str, str] = Field(description="Recommendation id per customer in `results`.")
+    variants: dict[str, str] = Field(description="Experiment variant per customer in `results`.")
 
 
 class Health(BaseModel):
@@ -136,11 +142,18 @@ class EventIn(BaseModel):
 
     user_id: str | int = Field(examples=["17850"])
     item_id: str | int = Field(examples=["85123A"])
-    event_type: str = Field(description="view, cart, purchase or return (aliases as in files).", examples=["view"])
+    event_type: str = Field(
+        description="view, cart, purchase, return, or the feedback impression and click (aliases as in files).",
+        examples=["view"],
+    )
     timestamp: str | int | float | None = Field(None, description="ISO 8601 or epoch seconds/ms; default: now (UTC).")
     quantity: float | str | None = None
     price: float | str | None = None
     order_id: str | int | None = None
+    rec_id: str | None = Field(
+        None, max_length=200, description="impression, click, purchase: the rec_id of the list the item came from."
+    )
+    position: int | None = Field(None, ge=1, le=1000, description="impression, click: the item's slot, from 1.")
 
 
 class EventBatch(BaseModel):

@@ -22,6 +22,8 @@ Not versioned: ``<prefix>:quality`` (list, newest first: the promotion gate's fi
 Merchandising (not versioned, :mod:`cache.merch`): ``<prefix>:merch:rules`` (hash of rules by name),
 ``<prefix>:merch:items`` (hash of live catalogue updates by item id), ``<prefix>:merch:gen`` (raised on every change).
 
+``<prefix>:experiment:report`` (not versioned): the latest experiment report (JSON) of the nightly job.
+
 Live events (not versioned): ``<prefix>:live:events`` (stream of every ingested event), ``<prefix>:live:archived``
 (id of the last stream entry the job has archived), ``<prefix>:live:user:<user_id>`` (a visitor's latest events).
 
@@ -48,6 +50,7 @@ class Keys:
         self.merch_items = f"{prefix}:merch:items"
         self.merch_gen = f"{prefix}:merch:gen"
         self.job_lock = f"{prefix}:job:lock"
+        self.experiment_report = f"{prefix}:experiment:report"
 
     def live_user(self, user_id: str) -> str:
         return f"{self.prefix}:live:user:{user_id}"

@@ -18,33 +18,38 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import redis
 import redis.asyncio as aioredis
 
 from cache.keys import Keys
-from recommender.data.schema import EVENT_SCHEMA
+from recommender.data.schema import EVENT_SCHEMA, FEEDBACK_TYPES
 
 USER_EVENTS_KEPT = 200
 USER_EVENTS_TTL = 30 * 86400
 FIELDS = ("user_id", "item_id", "event_type", "timestamp", "quantity", "price", "order_id")
+EXTRAS = ("rec_id", "position")
+"""Feedback fields kept in the stream and its archive beside the event (not part of EVENT_SCHEMA)."""
 
 
 def _epoch_ms(ts: datetime) -> int:
     return int(ts.replace(tzinfo=timezone.utc).timestamp() * 1000)
 
 
-def queue_ingest(pipe: Any, keys: Keys, events: pa.Table) -> int:
+def queue_ingest(pipe: Any, keys: Keys, events: pa.Table, extras: list[dict[str, Any]] | None = None) -> int:
     """Queue the commands storing validated events (EVENT_SCHEMA) on a transactional pipeline (sync or async).
 
     Executing the pipeline stores the whole batch or nothing (MULTI/EXEC). Returns the number of XADD replies,
-    which come first in the pipeline's results, in event order.
+    which come first in the pipeline's results, in event order. ``extras`` (one dict per event, in order) adds
+    ``rec_id`` and ``position`` of feedback to the stream entries.
     """
     users: set[str] = set()
     rows = events.to_pylist()
-    for row in rows:
+    for k, row in enumerate(rows):
         fields = {k: ("" if row[k] is None else str(row[k])) for k in FIELDS}
         fields["timestamp"] = str(_epoch_ms(row["timestamp"]))
+        fields.update({name: str(v) for name, v in (extras[k] if extras else {}).items() if v is not None})
         pipe.xadd(keys.live_stream, fields)
     for row in rows:
         pipe.lpush(
@@ -64,10 +69,12 @@ def ingest(client: redis.Redis, keys: Keys, events: pa.Table) -> list[str]:
     return [r.decode() for r in pipe.execute()[:n]]
 
 
-async def ingest_async(client: aioredis.Redis, keys: Keys, events: pa.Table) -> list[str]:
+async def ingest_async(
+    client: aioredis.Redis, keys: Keys, events: pa.Table, extras: list[dict[str, Any]] | None = None
+) -> list[str]:
     """:func:`ingest` on an asyncio client (the API's)."""
     pipe = client.pipeline(transaction=True)
-    n = queue_ingest(pipe, keys, events)
+    n = queue_ingest(pipe, keys, events, extras)
     return [r.decode() for r in (await pipe.execute())[:n]]
 
 
@@ -94,7 +101,7 @@ def _archived_upto(client: redis.Redis, keys: Keys, archive_dir: Path) -> str:
 
 
 def _to_table(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> pa.Table:
-    cols: dict[str, list[Any]] = {k: [] for k in FIELDS}
+    cols: dict[str, list[Any]] = {k: [] for k in FIELDS + EXTRAS}
     for _, fields in entries:
         row = {k.decode(): v.decode() for k, v in fields.items()}
         cols["user_id"].append(row["user_id"])
@@ -106,7 +113,10 @@ def _to_table(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> pa.Table:
         cols["quantity"].append(float(row["quantity"]) if row.get("quantity") else 1.0)
         cols["price"].append(float(row["price"]) if row.get("price") else None)
         cols["order_id"].append(row.get("order_id") or None)
-    return pa.table(cols, schema=EVENT_SCHEMA)
+        cols["rec_id"].append(row.get("rec_id") or None)
+        cols["position"].append(int(row["position"]) if row.get("position") else None)
+    extra = [pa.field("rec_id", pa.string()), pa.field("position", pa.int32())]
+    return pa.table(cols, schema=pa.schema(list(EVENT_SCHEMA) + extra))
 
 
 def take_live_events(client: redis.Redis, keys: Keys, archive_dir: Path, page: int = 50_000) -> tuple[pa.Table, str]:
@@ -133,9 +143,34 @@ def take_live_events(client: redis.Redis, keys: Keys, archive_dir: Path, page: i
         upto = last
     files = sorted(archive_dir.glob("live-*_*.parquet"))
     table = (
-        pa.concat_tables([pq.read_table(f).cast(EVENT_SCHEMA) for f in files]) if files else EVENT_SCHEMA.empty_table()
+        pa.concat_tables([pq.read_table(f, columns=EVENT_SCHEMA.names).cast(EVENT_SCHEMA) for f in files])
+        if files
+        else EVENT_SCHEMA.empty_table()
     )
     return table, upto
+
+
+FEEDBACK_SCHEMA = pa.schema(
+    [EVENT_SCHEMA.field(n) for n in ("user_id", "item_id", "event_type", "timestamp")]
+    + [pa.field("rec_id", pa.string()), pa.field("position", pa.int32())]
+)
+
+
+def with_feedback_extras(table: pa.Table) -> pa.Table:
+    """Events as FEEDBACK_SCHEMA rows (``rec_id`` and ``position`` empty where the table has none)."""
+    for name in EXTRAS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, FEEDBACK_SCHEMA.field(name).type))
+    return table.select(FEEDBACK_SCHEMA.names).cast(FEEDBACK_SCHEMA)
+
+
+def archived_feedback(archive_dir: Path) -> pa.Table:
+    """Impressions and clicks of the live-event archive, with their ``rec_id`` and ``position``."""
+    tables = []
+    for f in sorted(archive_dir.glob("live-*_*.parquet")):
+        t = with_feedback_extras(pq.read_table(f))
+        tables.append(t.filter(pc.is_in(t["event_type"], pa.array(FEEDBACK_TYPES))))
+    return pa.concat_tables(tables) if tables else FEEDBACK_SCHEMA.empty_table()
 
 
 def trim_taken(client: redis.Redis, keys: Keys, upto: str) -> None:

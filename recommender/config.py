@@ -140,7 +140,8 @@ class RedisSettings(BaseSettings):
 
 
 class ApiSettings(BaseSettings):
-    """The API: keys, limits, outage fallback and request logging."""
+    """The API: keys, limits, outage fallback, request logging, rotation and the experiment (the job and the export
+    read the experiment's settings too)."""
 
     model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
 
@@ -157,6 +158,14 @@ class ApiSettings(BaseSettings):
         5, ge=1, description="an item shown this often to a visitor without a click is demoted (rotation)"
     )
     rotation_hours: float = Field(24.0, gt=0, description="window of the impressions that count for rotation")
+    control_share: float = Field(
+        0.0, ge=0, le=0.5, description="share of customers in the control group (bestsellers instead of personal picks)"
+    )
+    experiment_salt: str = Field(
+        "reco", min_length=1, description="salt of the control-group hash; change it to draw new groups"
+    )
+    attribution_days: float = Field(7.0, gt=0, description="a purchase counts for a recommendation shown this recently")
+    experiment_days: int = Field(28, ge=1, description="window of the experiment report, in days up to the run's as-of")
 
 
 class JobSettings(BaseSettings):

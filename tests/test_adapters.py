@@ -363,7 +363,7 @@ def test_rees46_bad_rows_keep_their_row_numbers(tmp_path):
     _, report = validate_events(raw.events, raw.events_source)
     assert report.sample == [
         BadRow(4, "price", "-1", "is negative"),
-        BadRow(5, "event_type", "wishlist", "is not one of view, cart, purchase, return"),
+        BadRow(5, "event_type", "wishlist", "is not one of view, cart, purchase, return, impression, click"),
         BadRow(6, "timestamp", "yesterday", "is not a date-time"),
     ]
 

@@ -63,7 +63,7 @@ def test_summary_reports_rows_users_items_stages_and_bad_rows(trained):
     out = " ".join(trained["output"].split())
     for text in [
         "3 bad",
-        "event_type is not one of view, cart, purchase, return",
+        "event_type is not one of view, cart, purchase, return, impression, click",
         "user_id is empty",
         "timestamp is not a date-time",
         "personal lists",

@@ -26,7 +26,7 @@ EVENT_HEADER = "user_id,item_id,event_type,timestamp,quantity,price,order_id"
 T0 = datetime(2026, 1, 2, 3, 4, 5)
 T0_TEXT = "2026-01-02 03:04:05"
 ID_CHARS = "has characters outside A-Z a-z 0-9 . _ : @ + -"
-NOT_EVENT = "is not one of view, cart, purchase, return"
+NOT_EVENT = "is not one of view, cart, purchase, return, impression, click"
 WRONG_FIELDS = "line has the wrong number of fields"
 
 

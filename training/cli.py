@@ -56,9 +56,14 @@ def report(
     ] = None,
 ) -> None:
     """Write the marketer's HTML report: KPIs over time, segment sizes and revenue, segment movement."""
+    from cache.live import with_feedback_extras
     from recommender.data.dataset import load_dataset
+    from recommender.data.schema import split_feedback
+    from recommender.marketing.experiment_report import experiment_report
     from recommender.marketing.kpis import PERIODS
     from recommender.marketing.report import write_report
+    from recommender.models.weighting import latest_timestamp
+    from recommender.serving.experiment import variant_of
 
     check_format(fmt)
     if period not in PERIODS:
@@ -70,7 +75,21 @@ def report(
         fail(str(exc))
     for rep in data.reports:
         print_report(rep)
-    path = write_report(data.events, out_file, period=period, title=f"Customers and repeat sales: {events.name}")
+    train, feedback = split_feedback(data.events)
+    experiment = None
+    experiment_settings = settings.api
+    if feedback.num_rows or experiment_settings.control_share > 0:
+        experiment = experiment_report(
+            train,
+            with_feedback_extras(feedback),
+            lambda u: variant_of(u, experiment_settings.experiment_salt, experiment_settings.control_share),
+            latest_timestamp(data.events),
+            experiment_settings.experiment_days,
+            experiment_settings.attribution_days,
+            experiment_settings.control_share,
+        )
+    title = f"Customers and repeat sales: {events.name}"
+    path = write_report(train, out_file, period=period, title=title, experiment=experiment)
     out.print(f"wrote {path}")
 
 
@@ -101,7 +120,9 @@ def export_next_purchase(
     from cache.keys import Keys
     from cache.on_request import iter_next_purchase
     from cache.publisher import current_version, manifest
+    from cache.reader import read_value
     from cache.server import connect
+    from recommender.serving.experiment import CONTROL, make_rec_id, variant_of
 
     kind = (file_format or out_file.suffix.lstrip(".")).lower()
     if kind not in ("jsonl", "csv"):
@@ -117,42 +138,49 @@ def export_next_purchase(
         total = counts.get("next_purchase_customers", counts.get("next_purchase_lists"))
         meta: dict[str, Any] = {}
         items_key = keys.version_prefix(version) + Keys.ITEMS
+        best = read_value(handle.client, keys, version, Keys.best(None)) or []
         out_file.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         with open(out_file, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh) if kind == "csv" else None
             if writer:
-                writer.writerow(["user_id", "rank", "item_id", "score", "reason", "due", "title", "category", "price"])
+                header = ["user_id", "rank", "item_id", "score", "reason", "due", "title", "category", "price"]
+                writer.writerow([*header, "rec_id", "variant"])
             for user_id, picks in tqdm(
                 iter_next_purchase(handle.client, keys, version), total=total, unit="customer", disable=not progress
             ):
+                variant = variant_of(user_id, settings.api.experiment_salt, settings.api.control_share)
+                rec_id = make_rec_id("next_purchase", version, variant)
+                if variant == CONTROL:  # held out: bestsellers, so the e-mail service can send a generic mail
+                    picks = [{"item_id": i, "score": sc, "reason": "bestseller", "due": None} for i, sc in best]
                 picks = picks[:n]
                 missing = [p["item_id"] for p in picks if p["item_id"] not in meta]
                 if missing:
                     for item_id, raw in zip(missing, handle.client.hmget(items_key, missing)):
                         meta[item_id] = orjson.loads(raw) if raw else {}
                 rows = [{**p, "title": None, "category": None, "price": None, **meta[p["item_id"]]} for p in picks]
-                if writer:
-                    writer.writerows(
-                        [
-                            user_id,
-                            rank,
-                            r["item_id"],
-                            r["score"],
-                            r["reason"],
-                            r["due"] or "",
-                            r["title"] or "",
-                            r["category"] or "",
-                            "" if r["price"] is None else r["price"],
-                        ]
-                        for rank, r in enumerate(rows, 1)
-                    )
-                else:
-                    fh.write(orjson.dumps({"user_id": user_id, "version": version, "items": rows}).decode() + "\n")
+                _write_export_rows(fh, writer, user_id, version, rec_id, variant, rows)
                 written += 1
     finally:
         handle.close()
     out.print(f"wrote next-purchase picks of {written:,} customers (version {version}) to {out_file}")
+
+
+def _write_export_rows(
+    fh: Any, writer: Any, user_id: str, version: str, rec_id: str, variant: str, rows: list[dict[str, Any]]
+) -> None:
+    """One customer's picks: a CSV row per pick, or one JSON line."""
+    import orjson
+
+    if writer:
+        fields = ("item_id", "score", "reason", "due", "title", "category", "price")
+        writer.writerows(
+            [user_id, rank, *("" if r[f] is None else r[f] for f in fields), rec_id, variant]
+            for rank, r in enumerate(rows, 1)
+        )
+    else:
+        line = {"user_id": user_id, "version": version, "rec_id": rec_id, "variant": variant, "items": rows}
+        fh.write(orjson.dumps(line).decode() + "\n")
 
 
 @app.command()

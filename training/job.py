@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
@@ -28,12 +29,15 @@ from recommender.data.dataset import Dataset, load_dataset
 from recommender.data.errors import DataError
 from recommender.data.loading import LoadReport, apply_item_updates, complete_catalogue, validate_events
 from recommender.data.reading import ROW
+from recommender.data.schema import split_feedback
 from recommender.evaluation.gate import GateDecision, decide, holdout_metrics
 from recommender.marketing import activity, kpis, rfm
+from recommender.marketing.experiment_report import experiment_report
 from recommender.models import repeat, warm_start
 from recommender.models.als import fit_als
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
 from recommender.serving import customer_lists, lists
+from recommender.serving.experiment import variant_of
 from recommender.serving.policy import purchaser_lists
 
 
@@ -127,6 +131,7 @@ class _Inputs:
     reports: list[LoadReport]
     live_events: int
     live_upto: str
+    feedback: pa.Table  # impressions and clicks (cache.live.FEEDBACK_SCHEMA), for the experiment report
 
 
 @dataclass
@@ -164,6 +169,8 @@ def _run_locked(
             manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer)
             replaced = publisher.commit(manifest, stored_keys(counts))
         live.trim_taken(client, keys, inputs.live_upto)
+        with timer.stage("experiment"):
+            publish_experiment_report(client, keys, cfg.settings, inputs)
         if gate is not None:
             record_quality(client, keys, quality_entry(publisher.version, inputs.as_of, gate))
     except BaseException:
@@ -183,7 +190,12 @@ def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, da
     items = apply_item_updates(items, merch.item_updates(client, keys))
     as_of = cfg.as_of or min(latest_timestamp(events), window.now)
     events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
-    return _Inputs(events, items, as_of, reports, live_events.num_rows, live_upto)
+    # Impressions and clicks are feedback for the experiment report, never training data (the live ones come with
+    # their rec_id and position from the archive).
+    events, _ = split_feedback(events)
+    in_files = live.with_feedback_extras(split_feedback(data.events)[1])
+    feedback = pa.concat_tables([in_files, live.archived_feedback(cfg.settings.live_dir)])
+    return _Inputs(events, items, as_of, reports, live_events.num_rows, live_upto, feedback)
 
 
 def _fit(cfg: JobConfig, inputs: _Inputs, timer: _Timer) -> _Fitted:
@@ -507,6 +519,21 @@ def promotion_gate(
         "figures": figures,
         "fit": warm.how,
     }
+
+
+def publish_experiment_report(client: Any, keys: Keys, settings: Settings, inputs: _Inputs) -> None:
+    """The experiment report over the latest window, stored apart from the versions (GET /experiment/report)."""
+    exp = settings.api
+    report = experiment_report(
+        inputs.events,
+        inputs.feedback,
+        lambda u: variant_of(u, exp.experiment_salt, exp.control_share),
+        inputs.as_of,
+        exp.experiment_days,
+        exp.attribution_days,
+        exp.control_share,
+    )
+    client.set(keys.experiment_report, orjson.dumps(report))
 
 
 def quality_entry(version: str | None, as_of: datetime, gate: dict[str, Any]) -> dict[str, Any]:

@@ -9,12 +9,14 @@ from fastapi.responses import Response
 
 from api.deps import ServicesDep
 from api.errors import UnknownCustomer
+from api.experiments import tagged
 from api.merchandising import as_entries, present
 from api.params import N, UserP
 from api.published import computed, fetch, fill_computed, json_response
 from api.schemas import MAX_BATCH, BatchRequest, BatchResponse, NextPurchase, Strategy
 from cache.keys import Keys
 from recommender.serving import policy
+from recommender.serving.experiment import CONTROL
 
 router = APIRouter(tags=["e-mail"])
 
@@ -30,7 +32,9 @@ async def next_purchase(svc: ServicesDep, user_id: UserP, n: N = 10, strategy: S
     With `strategy=segment`, the list follows the customer's RFM segment strategy (e.g. new arrivals for loyal
     customers, items due again for those about to sleep; see `GET /customers/{user_id}/segment`)."""
     if strategy == "default":
-        version, (picks, customer) = await fetch(svc.reader, Keys.next(user_id), Keys.customer(user_id))
+        version, (picks, customer, best) = await fetch(
+            svc.reader, Keys.next(user_id), Keys.customer(user_id), Keys.best(None)
+        )
         _, picks = await computed(svc.sessions, version, [], picks, customer)
         segment = None
     else:
@@ -49,8 +53,19 @@ async def next_purchase(svc: ServicesDep, user_id: UserP, n: N = 10, strategy: S
     if strategy == "segment":
         segment = seg["segment"] if seg else None
         strategy, picks = policy.segment_picks(seg, picks, personal, fresh or [], best or [])
+    chosen, rec_id = tagged(svc.settings, "next_purchase", version, user_id)
+    if chosen == CONTROL:  # held out: the e-mail service sends a generic mail (or none) with bestsellers
+        picks = as_entries(best or [], "bestseller")
     items = await present(svc.merch, version, "next_purchase", as_entries(picks, "due_again"), n)
-    return NextPurchase(version=version, user_id=user_id, strategy=strategy, segment=segment, items=items)
+    return NextPurchase(
+        version=version,
+        user_id=user_id,
+        strategy=strategy,
+        segment=segment,
+        items=items,
+        rec_id=rec_id,
+        variant=chosen,
+    )
 
 
 @router.post(
@@ -63,14 +78,16 @@ async def next_purchase_batch(svc: ServicesDep, body: Annotated[BatchRequest, Bo
     ids = list(dict.fromkeys(body.user_ids))
     by_segment = body.strategy == "segment"
     per_user = [Keys.next, Keys.customer] + ([Keys.segment, Keys.user] if by_segment else [])
-    shared = [Keys.NEW, Keys.best(None)] if by_segment else []
+    shared = [Keys.NEW, Keys.best(None)]
     version, values = await fetch(svc.reader, *shared, *(key(u) for u in ids for key in per_user))
-    fresh, best = (values[0] or [], values[1] or []) if by_segment else ([], [])
+    fresh, best = values[0] or [], values[1] or []
     rows = values[len(shared) :]
     await fill_computed(svc.sessions, version, rows, len(per_user), by_segment)
     chosen: dict[str, list[Any]] = {}
     strategies: dict[str, str] = {}
     unknown: list[str] = []
+    variants: dict[str, str] = {}
+    rec_ids: dict[str, str] = {}
     for k, user_id in enumerate(ids):
         picks = rows[k * len(per_user)]
         if picks is None:
@@ -79,7 +96,8 @@ async def next_purchase_batch(svc: ServicesDep, body: Annotated[BatchRequest, Bo
         if by_segment:
             seg, personal = rows[k * len(per_user) + 2], rows[k * len(per_user) + 3]
             strategies[user_id], picks = policy.segment_picks(seg, picks, personal, fresh, best)
-        chosen[user_id] = picks
+        variants[user_id], rec_ids[user_id] = tagged(svc.settings, "next_purchase", version, user_id)
+        chosen[user_id] = as_entries(best, "bestseller") if variants[user_id] == CONTROL else picks
     # Item metadata is cached per version in-process: after the first customers, no more round trips.
     results: dict[str, list[dict[str, Any]]] = {
         user_id: await present(svc.merch, version, "next_purchase", as_entries(picks, "due_again"), body.n)
@@ -92,5 +110,7 @@ async def next_purchase_batch(svc: ServicesDep, body: Annotated[BatchRequest, Bo
             "results": results,
             "unknown": unknown,
             "strategies": strategies if by_segment else None,
+            "rec_ids": rec_ids,
+            "variants": variants,
         }
     )

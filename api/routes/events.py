@@ -62,5 +62,6 @@ async def ingest_events(
             {"position": b.row - 1, "field": b.field, "value": b.value, "reason": b.reason} for b in report.sample
         ]
         raise InvalidEvents(len(batch.events), report.rows_bad, errors)
-    ids = await ingest_async(reader.client, reader.keys, events)
+    extras = [{"rec_id": e.rec_id, "position": e.position} for e in batch.events]
+    ids = await ingest_async(reader.client, reader.keys, events, extras)
     return EventsAccepted(accepted=len(ids), ids=ids)

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from api.deps import services
 from api.errors import UnknownCategory, UnknownItem
+from api.experiments import tagged
 from api.merchandising import as_entries, new_item_entries, present
 from api.params import CategoryQ, ExcludeQ, ItemP, N, OptUserQ, UserP, UserQ
 from api.published import computed, fetch, fetch_raw, json_response
@@ -22,6 +23,7 @@ from cache.keys import Keys
 from cache.live import parse_user_events
 from cache.reader import decode
 from recommender.serving import policy
+from recommender.serving.experiment import CONTROL
 
 router = APIRouter(tags=["storefront"])
 
@@ -61,9 +63,21 @@ async def recommend(
             raise
         svc.metrics.fallbacks.labels("/recommend").inc()
         items = [{**r, "reason": "bestseller"} for r in saved if r["item_id"] not in skip][:n]
+        version = svc.fallback.version or ""
+        chosen, rec_id = tagged(svc.settings, "recommend", version, user_id)
         return json_response(
-            {"source": "bestsellers", "degraded": True, "version": svc.fallback.version, "items": items}
+            {
+                "source": "bestsellers",
+                "degraded": True,
+                "version": version,
+                "items": items,
+                "rec_id": rec_id,
+                "variant": chosen,
+            }
         )
+    chosen, rec_id = tagged(svc.settings, "recommend", version, user_id)
+    if chosen == CONTROL:  # the control group gets the non-personal baseline
+        personal_raw = customer_raw = live_raw = None
     personal = await svc.reader.decode(version, personal_raw)
     if personal is None and customer_raw is not None:
         personal, _ = await computed(svc.sessions, version, None, None, customer_raw)
@@ -91,7 +105,16 @@ async def recommend(
         diversity,
         parse_user_events(live_raw) if live_raw else (),
     )
-    return json_response({"source": answer.source, "degraded": False, "version": version, "items": items})
+    return json_response(
+        {
+            "source": answer.source,
+            "degraded": False,
+            "version": version,
+            "items": items,
+            "rec_id": rec_id,
+            "variant": chosen,
+        }
+    )
 
 
 def _with_reasons(answer: policy.Recommendation, personal: list | None) -> list[dict]:
@@ -127,7 +150,9 @@ async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> 
     version, _, live_raw = await fetch_raw(svc.reader, user_id)
     entries = as_entries(policy.recently_viewed(parse_user_events(live_raw), WIDE), "recently_viewed")
     items = await present(svc.merch, version, "recently_viewed", entries, n)
-    return ItemList(source="recently_viewed", version=version, items=items)
+    return ItemList(
+        source="recently_viewed", version=version, items=items, **_tags(svc, "recently_viewed", version, user_id)
+    )
 
 
 @router.get("/bestsellers", response_model=ItemList, summary="Bestsellers, overall or per category")
@@ -138,7 +163,7 @@ async def bestsellers(request: Request, n: N = 10, category: CategoryQ = None) -
     if best is None:
         raise UnknownCategory(category)
     items = await present(svc.merch, version, "bestsellers", as_entries(best, "bestseller"), n)
-    return ItemList(source="bestsellers", version=version, items=items)
+    return ItemList(source="bestsellers", version=version, items=items, **_tags(svc, "bestsellers", version, None))
 
 
 @router.get("/categories", response_model=list[str], summary="Categories that have bestsellers")
@@ -157,7 +182,8 @@ async def new_arrivals(request: Request, n: N = 10, user_id: OptUserQ = None) ->
     suffixes = [Keys.NEW] + ([Keys.user(user_id), Keys.customer(user_id)] if user_id else [])
     version, values = await fetch(svc.reader, *suffixes)
     fresh, personal = values[0] or [], None
-    if user_id:
+    tags = _tags(svc, "new_arrivals", version, user_id)
+    if user_id and tags["variant"] != CONTROL:
         personal, _ = await computed(svc.sessions, version, values[1], [], values[2])
     source = "new_arrivals"
     if personal and fresh:
@@ -172,7 +198,7 @@ async def new_arrivals(request: Request, n: N = 10, user_id: OptUserQ = None) ->
         added = [e for e in new_item_entries(state, days) if e["item_id"] not in {f["item_id"] for f in entries}]
         entries = added + entries
     items = await present(svc.merch, version, "new_arrivals", entries, n)
-    return ItemList(source=source, version=version, items=items)
+    return ItemList(source=source, version=version, items=items, **tags)
 
 
 @router.get(
@@ -193,7 +219,12 @@ async def similar(request: Request, item_id: ItemP, n: N = 10) -> ItemList:
     if entries is None:
         raise UnknownItem(item_id)
     items = await present(svc.merch, version, "similar", [e for e in entries if e["item_id"] != item_id], n)
-    return ItemList(source="similar", version=version, items=items)
+    return ItemList(source="similar", version=version, items=items, **_tags(svc, "similar", version, None))
+
+
+def _tags(svc: Services, kind: str, version: str, user_id: str | None) -> dict[str, str]:
+    chosen, rec_id = tagged(svc.settings, kind, version, user_id)
+    return {"variant": chosen, "rec_id": rec_id}
 
 
 async def _same_category(svc: Services, item_id: str) -> list[dict] | None:

@@ -49,6 +49,8 @@ EVENT_ALIASES: dict[str, str] = {
     "buy": "purchase",
     "return": "return",
     "refund": "return",
+    "impression": "impression",
+    "click": "click",
 }
 US_DATE_FORMATS = "['%m/%d/%Y %H:%M', '%m/%d/%Y %H:%M:%S', '%m/%d/%Y']"
 """Accepted besides ISO 8601 and epoch numbers: month/day/year, as in spreadsheet exports."""
@@ -260,7 +262,7 @@ def validate_events(
     SELECT *, CASE
       {_id_checks("user_id", "u")}
       {_id_checks("item_id", "i")}
-      WHEN e IS NULL THEN ['event_type', 'is not one of view, cart, purchase, return', e_raw]
+      WHEN e IS NULL THEN ['event_type', 'is not one of view, cart, purchase, return, impression, click', e_raw]
       WHEN ts IS NULL THEN ['timestamp', 'is not a date-time', ts_raw]
       {_time_checks("timestamp", "ts", "ts_raw", window)}
       {_amount_checks("quantity", "q", "q_raw", MAX_QUANTITY, positive=True)}

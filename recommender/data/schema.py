@@ -13,7 +13,8 @@ column     Arrow type    required  meaning
 user_id    string        yes       customer or visitor id
 item_id    string        yes       product id
 event_type string        yes       one of ``EVENT_TYPES`` ("return" only comes from adapters that
-                                   read cancellations; it is never counted as a purchase)
+                                   read cancellations; it is never counted as a purchase;
+                                   "impression" and "click" are feedback, never trained on)
 timestamp  timestamp[us] yes       when it happened, UTC, without time zone
 quantity   float64       no (1)    units; positive, at most ``MAX_QUANTITY``
 price      float64       no        unit price; non-negative, at most ``MAX_PRICE``
@@ -37,7 +38,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 VIEW, CART, PURCHASE, RETURN = "view", "cart", "purchase", "return"
-EVENT_TYPES: tuple[str, ...] = (VIEW, CART, PURCHASE, RETURN)
+IMPRESSION, CLICK = "impression", "click"
+TRAINING_TYPES: tuple[str, ...] = (VIEW, CART, PURCHASE, RETURN)
+"""What the models learn from."""
+FEEDBACK_TYPES: tuple[str, ...] = (IMPRESSION, CLICK)
+"""Feedback on recommendations (an item shown, an item clicked): kept for the experiment report, never trained on."""
+EVENT_TYPES: tuple[str, ...] = TRAINING_TYPES + FEEDBACK_TYPES
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -79,3 +85,11 @@ With ``MAX_QUANTITY`` a line is worth at most 1e15, so sums over any log stay fi
 def empty_items() -> pa.Table:
     """A catalogue with no rows, for runs without a catalogue file."""
     return ITEM_SCHEMA.empty_table()
+
+
+def split_feedback(events: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(events the models learn from, feedback events) of one table."""
+    import pyarrow.compute as pc
+
+    feedback = pc.is_in(events["event_type"], pa.array(FEEDBACK_TYPES))
+    return events.filter(pc.invert(feedback)), events.filter(feedback)

@@ -201,6 +201,40 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: Coll
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
+def _experiment_section(report: dict) -> str:
+    """The experiment: customers and feedback per variant, then each KPI's lift with its 95% interval."""
+    variants = report.get("variants", {})
+    arms = _table(
+        ["variant", "customers", "impressions", "clicks", "CTR", "orders after a click", "orders after a view"],
+        [
+            [
+                name,
+                f"{v['customers']:,}",
+                f"{v['impressions']:,}",
+                f"{v['clicks']:,}",
+                "-" if v["ctr"] is None else f"{v['ctr']:.1%}",
+                f"{v['attributed']['clicked']['purchases']:,}",
+                f"{v['attributed']['shown']['purchases']:,}",
+            ]
+            for name, v in variants.items()
+        ],
+    )
+    lifts = _table(
+        ["KPI", "treatment", "control", "verdict"],
+        [[x["metric"], f"{x['treatment']:.4g}", f"{x['control']:.4g}", x["verdict"]] for x in report.get("lifts", [])],
+        text_cols=(0, 3),
+    )
+    window = report.get("window", {})
+    return (
+        "<h2>Experiment: recommendations against a control group</h2>"
+        f'<p class="sub">{html.escape(str(window.get("start", ""))[:10])} to '
+        f"{html.escape(str(window.get('end', ''))[:10])}, control share {report.get('control_share', 0):.0%}; "
+        "95% intervals from a bootstrap over customers.</p>"
+        + arms
+        + (lifts if report.get("lifts") else '<p class="note">No lift yet: both groups need customers.</p>')
+    )
+
+
 def _cards(items: Sequence[tuple[str, str]]) -> str:
     cards = "".join(
         f'<div class="card"><div class="v">{html.escape(v)}</div><div class="l">{html.escape(label)}</div></div>'
@@ -215,12 +249,15 @@ def write_report(
     period: str = "month",
     title: str = "Customer & repeat-sales report",
     config: RfmConfig | None = None,
+    experiment: dict | None = None,
 ) -> Path:
     """Write the HTML report for ``events`` to ``out`` (parent folders created) and return its path.
 
-    Sections: headline figures, KPIs over time (revenue and returning share, new/returning customers,
-    repeat-purchase rates), RFM segments (sizes, revenue, actions), segment movement between the end of the
-    previous period and the end of the data, and the KPI table. ``config`` defaults to ``RfmConfig()``. Raises ValueError for an unknown period.
+        Sections: headline figures, KPIs over time (revenue and returning share, new/returning customers,
+        repeat-purchase rates), RFM segments (sizes, revenue, actions), segment movement between the end of the
+        previous period and the end of the data, the KPI table, and the experiment's lift when ``experiment`` (an
+    :func:`recommender.marketing.experiment_report.experiment_report`) is given. ``config`` defaults to
+    ``RfmConfig()``. Raises ValueError for an unknown period.
     """
     out = Path(out)
     config = config or RfmConfig()
@@ -349,6 +386,8 @@ def write_report(
         for i in range(kpis.num_rows)
     ]
     parts.append(_table(header, rows))
+    if experiment is not None:
+        parts.append(_experiment_section(experiment))
 
     doc = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

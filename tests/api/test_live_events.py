@@ -102,7 +102,7 @@ def test_batch_with_one_bad_event_is_refused_whole(client, redis_handle, setting
             "position": 2,
             "field": "event_type",
             "value": "teleport",
-            "reason": "is not one of view, cart, purchase, return",
+            "reason": "is not one of view, cart, purchase, return, impression, click",
         }
     ]
     assert "event 2 event_type='teleport'" in detail["message"]
