@@ -36,7 +36,7 @@ def trained(tmp_path_factory, env, redis_handle):
     assert result.exit_code == 0, result.output
     # A few bad rows in the same file: skipped, counted, the rest kept.
     with open(out / "events.csv", "a") as fh:
-        fh.write('"U00001","I00001","click","2026-06-01 10:00:00",1,1.0,\n')
+        fh.write('"U00001","I00001","wishlist","2026-06-01 10:00:00",1,1.0,\n')
         fh.write('"","I00001","view","2026-06-01 10:00:00",1,1.0,\n')
         fh.write('"U00001","I00001","view","not a date",1,1.0,\n')
     result = runner.invoke(

@@ -66,7 +66,7 @@ MIXED_LINES = [
     f"u 2,i1,view,{T0_TEXT},,,",  # 3 id with a space
     f"u3,i2,cart,{T0_TEXT},2,4.5,",  # 4 good
     f"{LONG_ID},i1,view,{T0_TEXT},,,",  # 5 overlong id
-    f"u4,i1,click,{T0_TEXT},,,",  # 6 unknown event type
+    f"u4,i1,wishlist,{T0_TEXT},,,",  # 6 unknown event type
     "u5,i1,view,not a date,,,",  # 7 unparsable timestamp
     "u6,i1,view",  # 8 wrong number of fields
     f"u7,i3,purchase,{T0_TEXT},3,2.25,o-7",  # 9 good, after the malformed line
@@ -82,7 +82,7 @@ MIXED_BAD = [
     BadRow(2, "user_id", None, "is empty"),
     BadRow(3, "user_id", "u 2", ID_CHARS),
     BadRow(5, "user_id", LONG_ID, f"is longer than {MAX_ID_LENGTH} characters"),
-    BadRow(6, "event_type", "click", NOT_EVENT),
+    BadRow(6, "event_type", "wishlist", NOT_EVENT),
     BadRow(7, "timestamp", "not a date", "is not a date-time"),
     BadRow(8, "line", None, "has the wrong number of fields"),
     BadRow(10, "quantity", "-1", "is not positive"),
@@ -150,7 +150,7 @@ def test_mixed_file_sample_names_row_field_and_raw_value(tmp_path):
             f"u1,{'i' * 129},view,{T0_TEXT},,,",
             BadRow(3, "item_id", "i" * 129, f"is longer than {MAX_ID_LENGTH} characters"),
         ),
-        (f"u1,i1,click,{T0_TEXT},,,", BadRow(3, "event_type", "click", NOT_EVENT)),
+        (f"u1,i1,wishlist,{T0_TEXT},,,", BadRow(3, "event_type", "wishlist", NOT_EVENT)),
         ("u1,i1,view,,,,", BadRow(3, "timestamp", None, "is not a date-time")),
         ("u1,i1,view,2026-13-45 99:00:00,,,", BadRow(3, "timestamp", "2026-13-45 99:00:00", "is not a date-time")),
         (f"u1,i1,view,{T0_TEXT},-1,,", BadRow(3, "quantity", "-1", "is not positive")),
