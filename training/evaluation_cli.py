@@ -79,45 +79,51 @@ def _fmt(v: float) -> str:
     return "–" if isinstance(v, float) and math.isnan(v) else f"{v:.4f}"
 
 
+Ks = Annotated[
+    list[int] | None,
+    typer.Option("--k", min=1, help="Cut-off of the metrics; repeat for several (default: 10 and 20)."),
+]
+Targets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        help="Target(s): purchase, purchase_new, interaction, interaction_new; repeat for several (default: all).",
+    ),
+]
+Models = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="Model(s) to evaluate; repeat for several (default: all: production, als, als_new, "
+        "global_popularity, recent_popularity, item_knn_cosine, item_knn_bm25, personal_top_frequency).",
+    ),
+]
+JsonOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--json",
+        help="Write every figure as JSON here: figures -> target -> user group -> model -> metric (e.g. ndcg@10).",
+    ),
+]
+HtmlOut = Annotated[Path | None, typer.Option("--html", help="Write the self-contained HTML report with plots here.")]
+NextBasket = Annotated[
+    bool, typer.Option(help="Also score the next-purchase list on each customer's first order after the cut-off.")
+]
+
+
 def evaluate(
     events: Events,
     items: Items = None,
     fmt: Fmt = "generic",
     test_days: TestDays = 30,
-    k: Annotated[
-        list[int] | None,
-        typer.Option("--k", min=1, help="Cut-off of the metrics; repeat for several (default: 10 and 20)."),
-    ] = None,
-    target: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--target",
-            help="Target(s): purchase, purchase_new, interaction, interaction_new; repeat for several (default: all).",
-        ),
-    ] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            help="Model(s) to evaluate; repeat for several (default: all: production, als, als_new, "
-            "global_popularity, recent_popularity, item_knn_cosine, item_knn_bm25, personal_top_frequency).",
-        ),
-    ] = None,
+    k: Ks = None,
+    target: Targets = None,
+    model: Models = None,
     settings: SettingsFile = None,
-    json_out: Annotated[
-        Path | None,
-        typer.Option(
-            "--json",
-            help="Write every figure as JSON here: figures -> target -> user group -> model -> metric (e.g. ndcg@10).",
-        ),
-    ] = None,
-    html_out: Annotated[
-        Path | None, typer.Option("--html", help="Write the self-contained HTML report with plots here.")
-    ] = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
     max_bad_share: MaxBad = None,
-    next_basket: Annotated[
-        bool, typer.Option(help="Also score the next-purchase list on each customer's first order after the cut-off.")
-    ] = True,
+    next_basket: NextBasket = True,
     progress: Progress = True,
     publish: Publish = False,
     redis_url: RedisUrl = None,
@@ -126,14 +132,7 @@ def evaluate(
     """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users,
     and the next-purchase list on the next real order (next-basket protocol)."""
     from recommender.evaluation.html_report import write_quality_report
-    from recommender.evaluation.next_basket import evaluate_next_basket
-    from recommender.evaluation.protocol import (
-        MAIN_GROUP,
-        MAIN_METRIC,
-        MODELS,
-        TARGETS,
-        evaluate_events,
-    )
+    from recommender.evaluation.protocol import MODELS, TARGETS, evaluate_events
 
     targets = tuple(target or TARGETS)
     models = tuple(model or MODELS)
@@ -166,6 +165,25 @@ def evaluate(
         "settings": settings.name if settings else None,
     }
     doc = result.as_dict()
+    _print_figures(result, ks, test_days)
+    if next_basket and "purchase" in result.figures:
+        _next_basket(doc, data, params, ks, test_days)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        out.print(f"wrote {json_out}")
+    if html_out:
+        write_quality_report(doc, html_out, title=f"Offline evaluation: {events.name}")
+        out.print(f"wrote {html_out}")
+    if publish:
+        version = _publish_evaluation(doc, redis_url, data_dir)
+        out.print(f"recorded the figures for the dashboard (serving version {version or '-'})", highlight=False)
+
+
+def _print_figures(result: Any, ks: tuple[int, ...], test_days: int) -> None:
+    """The split, one table per target for warm and cold users, and the main metric."""
+    from recommender.evaluation.protocol import MAIN_GROUP, MAIN_METRIC
+
     shown = [f"{name}@{ks[0]}" for name in ("precision", "recall", "ndcg", "map", "hit_rate")]
     shown += [f"{name}@{kk}" for kk in ks[1:] for name in ("recall", "ndcg")]
     shown += [f"coverage@{ks[0]}", f"seen_share@{ks[0]}"]
@@ -180,54 +198,43 @@ def evaluate(
             if not per_model:
                 continue
             n = int(next(iter(per_model.values())).get("users", 0))
-            table = Table(title=f"{t} · {group} ({n:,} users)", title_justify="left")
-            table.add_column("model", no_wrap=True)
-            for c in shown:
-                table.add_column(c.replace("_", " "), justify="right", no_wrap=True)
-            for name, values in per_model.items():
-                table.add_row(name, *(_fmt(values.get(c, float("nan"))) for c in shown))
-            out.print(table)
+            out.print(_table(f"{t} · {group} ({n:,} users)", per_model, shown))
     main = result.main()
     out.print(
         f"main metric: {MAIN_METRIC} of production on warm users' {result.main_target()}s = {_fmt(main)}",
         highlight=False,
     )
-    if next_basket and "purchase" in result.figures:
-        nb = evaluate_next_basket(
-            data,
-            test_days=test_days,
-            k=ks[:1],
-            als=params.als,
-            weights=params.weights.as_dict(),
-            half_life_days=params.half_life_days,
-            explore_share=params.lists.next_purchase_explore_share,
-        )
-        doc["figures"]["next_basket"] = {
-            MAIN_GROUP: nb["next_basket"]
-        }  # same layout: target -> group -> model -> metric
-        doc["meta"]["next_basket"] = nb["next_basket_setup"]
-        setup = nb["next_basket_setup"]
-        cols = [f"{p}{m}@{ks[0]}" for p in ("", "repeat_", "new_") for m in ("recall", "ndcg")]
-        table = Table(
-            title=f"next purchase · first order after the cut-off ({setup.get('users', 0):,} customers with 2+ orders)",
-            title_justify="left",
-        )
-        table.add_column("model", no_wrap=True)
-        for c in cols:
-            table.add_column(c.replace("_", " "), justify="right", no_wrap=True)
-        for name, values in nb["next_basket"].items():
-            table.add_row(name, *(_fmt(values.get(c, float("nan"))) for c in cols))
-        out.print(table)
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-        out.print(f"wrote {json_out}")
-    if html_out:
-        write_quality_report(doc, html_out, title=f"Offline evaluation: {events.name}")
-        out.print(f"wrote {html_out}")
-    if publish:
-        version = _publish_evaluation(doc, redis_url, data_dir)
-        out.print(f"recorded the figures for the dashboard (serving version {version or '-'})", highlight=False)
+
+
+def _next_basket(doc: dict[str, Any], data: Any, params: Any, ks: tuple[int, ...], test_days: int) -> None:
+    """Score the next-purchase list on each customer's next order; add it to ``doc`` and print it."""
+    from recommender.evaluation.next_basket import evaluate_next_basket
+    from recommender.evaluation.protocol import MAIN_GROUP
+
+    nb = evaluate_next_basket(
+        data,
+        test_days=test_days,
+        k=ks[:1],
+        als=params.als,
+        weights=params.weights.as_dict(),
+        half_life_days=params.half_life_days,
+        explore_share=params.lists.next_purchase_explore_share,
+    )
+    doc["figures"]["next_basket"] = {MAIN_GROUP: nb["next_basket"]}  # same layout: target -> group -> model -> metric
+    doc["meta"]["next_basket"] = setup = nb["next_basket_setup"]
+    cols = [f"{p}{m}@{ks[0]}" for p in ("", "repeat_", "new_") for m in ("recall", "ndcg")]
+    title = f"next purchase · first order after the cut-off ({setup.get('users', 0):,} customers with 2+ orders)"
+    out.print(_table(title, nb["next_basket"], cols))
+
+
+def _table(title: str, per_model: dict[str, dict[str, float]], columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("model", no_wrap=True)
+    for c in columns:
+        table.add_column(c.replace("_", " "), justify="right", no_wrap=True)
+    for name, values in per_model.items():
+        table.add_row(name, *(_fmt(values.get(c, float("nan"))) for c in columns))
+    return table
 
 
 def _publish_evaluation(doc: dict[str, Any], redis_url: str | None, data_dir: Path | None) -> str | None:

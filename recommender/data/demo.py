@@ -157,6 +157,89 @@ def _take_strings(values: pa.Array, idx: np.ndarray) -> pa.Array:
     return values.take(pa.array(np.maximum(idx, 0), mask=idx < 0))
 
 
+@dataclass
+class _Catalogue:
+    """Categories and items, with a sampler of items by popularity within a category."""
+
+    names: list[str]
+    n_cons: int
+    consumable: np.ndarray
+    weight: np.ndarray
+    item_cat: np.ndarray
+    item_weight: np.ndarray
+    item_price: np.ndarray
+    available: np.ndarray
+    created_s: np.ndarray
+    item_ids: pa.Array
+    titles: list[str]
+    cycle_days: np.ndarray
+    cat_sizes: np.ndarray
+    sorted_items: np.ndarray
+    seg_end: np.ndarray
+    upper: np.ndarray
+    anchor: np.ndarray
+
+    def sample_items(self, rng: np.random.Generator, cats: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """Popularity-weighted items of the given categories that already exist at ``when``."""
+        n_items = len(self.item_cat)
+        out = np.empty(len(cats), dtype=np.int64)
+        todo = np.arange(len(cats))
+        for _ in range(12):
+            u = np.minimum(rng.random(len(todo)), 1.0 - 1e-9)
+            pos = np.searchsorted(self.upper, cats[todo] + u, side="right")
+            out[todo] = self.sorted_items[np.minimum(pos, n_items - 1)]
+            todo = todo[self.created_s[out[todo]] > when[todo]]
+            if len(todo) == 0:
+                break
+        out[todo] = self.anchor[cats[todo]]
+        return out
+
+
+@dataclass
+class _Users:
+    ids: pa.Array
+    cat_pref: np.ndarray
+    """Each user's categories, most liked first."""
+    n_fav: np.ndarray
+    start_day: np.ndarray
+    n_sessions: np.ndarray
+
+
+@dataclass
+class _Browsing:
+    """Sessions with their views, carts and purchases (one line per session and item; durables once per user)."""
+
+    n_sess: int
+    s_user: np.ndarray
+    v_sess: np.ndarray
+    v_ts: np.ndarray
+    v_item: np.ndarray
+    c_idx: np.ndarray
+    c_ts: np.ndarray
+    c_qty: np.ndarray
+    p_sess: np.ndarray
+    p_item: np.ndarray
+    p_ts: np.ndarray
+    buy_qty: np.ndarray
+
+
+@dataclass
+class _Cycles:
+    """Consumables bought again on each adopting user's own cycle."""
+
+    a_user: np.ndarray
+    a_item: np.ndarray
+    a_cycle: np.ndarray
+    r_count: np.ndarray
+    r_user: np.ndarray
+    r_item: np.ndarray
+    r_ts: np.ndarray
+    r_qty: np.ndarray
+    r_cart_off: np.ndarray
+    r_view_off: np.ndarray
+    r_has_cart: np.ndarray
+
+
 def generate_shop(
     *,
     n_users: int = 2000,
@@ -166,14 +249,24 @@ def generate_shop(
     end: datetime = datetime(2026, 6, 30),
     seed: int = 42,
 ) -> DemoShop:
-    """Generate a seeded demo shop with events in ``[end - days, end)``; same arguments give identical tables."""
+    """Generate a seeded demo shop with events in ``[end - days, end)``; same arguments give identical tables.
+
+    The stages below draw from one generator in a fixed order, so each stage's output depends on the seed only."""
     if n_users < 1 or n_items < 1 or n_categories < 1 or days < 2:
         raise ValueError("n_users, n_items, n_categories must be >= 1 and days >= 2")
     n_categories = min(n_categories, n_items)
     rng = np.random.default_rng(seed)
     end_s = _to_epoch_seconds(end)
     start_s = end_s - days * DAY
+    cat = _make_catalogue(rng, n_items, n_categories, days, start_s)
+    users = _make_users(rng, cat, n_users, days)
+    browsing = _browse(rng, cat, users, days, start_s, end_s)
+    cycles = _repurchase_cycles(rng, cat, users, days, start_s, end_s)
+    events, items = _assemble(cat, users, browsing, cycles)
+    return DemoShop(events=events, items=items, truth=_truth(cat, users, cycles))
 
+
+def _make_catalogue(rng: np.random.Generator, n_items: int, n_categories: int, days: int, start_s: int) -> _Catalogue:
     # ---- categories -------------------------------------------------------------------------------------
     cat_names, n_cons = _category_names(n_categories)
     cat_info = [_category_info(name) for name in cat_names]
@@ -224,23 +317,30 @@ def generate_shop(
     frac[seg_end - 1] = 1.0
     upper = item_cat[sorted_items] + frac
     anchor = sorted_items[seg_end - cat_sizes]  # top (old) item of each category
+    return _Catalogue(
+        cat_names,
+        n_cons,
+        cat_consumable,
+        cat_weight,
+        item_cat,
+        item_weight,
+        item_price,
+        available,
+        created_s,
+        item_ids,
+        titles,
+        cycle_days,
+        cat_sizes,
+        sorted_items,
+        seg_end,
+        upper,
+        anchor,
+    )
 
-    def sample_items(cats: np.ndarray, when: np.ndarray) -> np.ndarray:
-        """Popularity-weighted items of the given categories that already exist at ``when``."""
-        out = np.empty(len(cats), dtype=np.int64)
-        todo = np.arange(len(cats))
-        for _ in range(12):
-            u = np.minimum(rng.random(len(todo)), 1.0 - 1e-9)
-            pos = np.searchsorted(upper, cats[todo] + u, side="right")
-            out[todo] = sorted_items[np.minimum(pos, n_items - 1)]
-            todo = todo[created_s[out[todo]] > when[todo]]
-            if len(todo) == 0:
-                break
-        out[todo] = anchor[cats[todo]]
-        return out
 
-    # ---- users ------------------------------------------------------------------------------------------
-    gumbel = np.log(cat_weight)[None, :] + rng.gumbel(size=(n_users, n_categories))
+def _make_users(rng: np.random.Generator, cat: _Catalogue, n_users: int, days: int) -> _Users:
+    n_categories = len(cat.names)
+    gumbel = np.log(cat.weight)[None, :] + rng.gumbel(size=(n_users, n_categories))
     cat_pref = np.argsort(-gumbel, axis=1)  # each user's categories, most liked first
     n_fav = np.where((rng.random(n_users) < 0.5) & (n_categories > 1), 2, 1)
     user_ids = _ids("U", n_users)
@@ -248,10 +348,14 @@ def generate_shop(
     active_frac = (days - user_start_day) / days
     activity = rng.lognormal(np.log(10.0), 1.0, n_users)
     n_sessions = np.clip(np.round(activity * active_frac), 1, 3 * days).astype(np.int64)
+    return _Users(user_ids, cat_pref, n_fav, user_start_day, n_sessions)
 
-    # ---- browsing sessions ------------------------------------------------------------------------------
-    n_sess = int(n_sessions.sum())
-    s_user = np.repeat(np.arange(n_users), n_sessions)
+
+def _browse(rng: np.random.Generator, cat: _Catalogue, users: _Users, days: int, start_s: int, end_s: int) -> _Browsing:
+    n_categories, n_items = len(cat.names), len(cat.item_cat)
+    n_fav, user_start_day = users.n_fav, users.start_day
+    n_sess = int(users.n_sessions.sum())
+    s_user = np.repeat(np.arange(len(users.n_sessions)), users.n_sessions)
     s_active_days = days - user_start_day[s_user]
     s_day = user_start_day[s_user] + (rng.random(n_sess) * s_active_days).astype(np.int64)
     tod = np.mod(np.where(rng.random(n_sess) < 0.75, rng.normal(20.0, 3.0, n_sess), rng.uniform(0, 24, n_sess)), 24)
@@ -260,7 +364,7 @@ def generate_shop(
     fav_pick = np.where(n_fav[s_user] == 2, (rng.random(n_sess) < 0.4).astype(np.int64), 0)
     other_pick = n_fav[s_user] + (rng.random(n_sess) * np.maximum(n_categories - n_fav[s_user], 1)).astype(np.int64)
     pick = np.where(in_fav | (n_categories <= n_fav[s_user]), fav_pick, np.minimum(other_pick, n_categories - 1))
-    s_cat = cat_pref[s_user, pick]
+    s_cat = users.cat_pref[s_user, pick]
 
     n_views = 1 + rng.poisson(3.0, n_sess)
     n_v = int(n_views.sum())
@@ -273,7 +377,7 @@ def generate_shop(
     checkout_off += 30 + np.minimum(rng.exponential(60.0, n_sess), 600.0).astype(np.int64)
     s_start = np.clip(s_start, start_s, end_s - checkout_off - 1)  # the whole session fits in the period
     v_ts = s_start[v_sess] + v_off
-    v_item = sample_items(s_cat[v_sess], v_ts)
+    v_item = cat.sample_items(rng, s_cat[v_sess], v_ts)
 
     is_cart = rng.random(n_v) < 0.15
     c_idx = np.flatnonzero(is_cart)
@@ -289,25 +393,30 @@ def generate_shop(
     _, first = np.unique(p_sess * n_items + p_item, return_index=True)
     keep = np.zeros(len(buy), dtype=bool)
     keep[first] = True
-    durable = ~cat_consumable[item_cat[p_item]]
+    durable = ~cat.consumable[cat.item_cat[p_item]]
     dur_idx = np.flatnonzero(keep & durable)
     dur_idx = dur_idx[np.argsort(p_ts[dur_idx], kind="stable")]
     _, first_dur = np.unique(s_user[p_sess[dur_idx]] * n_items + p_item[dur_idx], return_index=True)
     keep[dur_idx] = False
     keep[dur_idx[first_dur]] = True
     p_sess, p_item, p_ts, buy_qty = p_sess[keep], p_item[keep], p_ts[keep], buy_qty[keep]
+    return _Browsing(n_sess, s_user, v_sess, v_ts, v_item, c_idx, c_ts, c_qty, p_sess, p_item, p_ts, buy_qty)
 
-    # ---- consumable cycles ------------------------------------------------------------------------------
+
+def _repurchase_cycles(
+    rng: np.random.Generator, cat: _Catalogue, users: _Users, days: int, start_s: int, end_s: int
+) -> _Cycles:
+    cat_pref, n_fav, n_users = users.cat_pref, users.n_fav, len(users.n_fav)
     user_factor = rng.uniform(0.8, 1.2, n_users)
     adopt_user: list[np.ndarray] = []
     adopt_item: list[np.ndarray] = []
-    for c in range(n_cons):
+    for c in range(cat.n_cons):
         fans = np.flatnonzero((cat_pref[:, 0] == c) | ((n_fav == 2) & (cat_pref[:, 1] == c)))
         fans = fans[rng.random(len(fans)) < 0.35]
-        cands = sorted_items[seg_end[c] - cat_sizes[c] : seg_end[c]][:30]  # most popular first
+        cands = cat.sorted_items[cat.seg_end[c] - cat.cat_sizes[c] : cat.seg_end[c]][:30]  # most popular first
         if len(fans) == 0 or len(cands) == 0:
             continue
-        keys = np.log(item_weight[cands])[None, :] + rng.gumbel(size=(len(fans), len(cands)))
+        keys = np.log(cat.item_weight[cands])[None, :] + rng.gumbel(size=(len(fans), len(cands)))
         chosen = cands[np.argsort(-keys, axis=1)[:, :3]]
         k = np.minimum(rng.choice(np.array([1, 2, 3]), size=len(fans), p=[0.7, 0.22, 0.08]), len(cands))
         mask = np.arange(chosen.shape[1])[None, :] < k[:, None]
@@ -315,11 +424,11 @@ def generate_shop(
         adopt_item.append(chosen[mask])
     a_user = np.concatenate(adopt_user) if adopt_user else np.zeros(0, dtype=np.int64)
     a_item = np.concatenate(adopt_item) if adopt_item else np.zeros(0, dtype=np.int64)
-    a_cycle = cycle_days[a_item] * user_factor[a_user]
+    a_cycle = cat.cycle_days[a_item] * user_factor[a_user]
     n_a = len(a_user)
-    a_first = np.maximum(start_s + user_start_day[a_user] * DAY, created_s[a_item]) + 3600
+    a_first = np.maximum(start_s + users.start_day[a_user] * DAY, cat.created_s[a_item]) + 3600
     a_first = a_first + (rng.random(n_a) * a_cycle * DAY).astype(np.int64)
-    max_k = int(np.ceil(days / (float(np.nanmin(cycle_days)) * 0.8 * 0.85))) + 2 if n_a else 1
+    max_k = int(np.ceil(days / (float(np.nanmin(cat.cycle_days)) * 0.8 * 0.85))) + 2 if n_a else 1
     jitter = np.clip(1.0 + 0.06 * rng.standard_normal((n_a, max_k)), 0.85, 1.15)
     jitter[:, 0] = 0.0
     r_times = a_first[:, None] + np.cumsum(a_cycle[:, None] * DAY * jitter, axis=1).astype(np.int64)
@@ -333,25 +442,32 @@ def generate_shop(
     r_cart_off = 10 + np.minimum(rng.exponential(30.0, n_r), 120.0).astype(np.int64)
     r_view_off = r_cart_off + 20 + np.minimum(rng.exponential(120.0, n_r), 1200.0).astype(np.int64)
     r_has_cart = rng.random(n_r) < 0.6
+    return _Cycles(a_user, a_item, a_cycle, r_count, r_user, r_item, r_ts, r_qty, r_cart_off, r_view_off, r_has_cart)
 
-    # ---- assemble ---------------------------------------------------------------------------------------
-    rc = np.flatnonzero(r_has_cart)
-    ev_user = np.concatenate([s_user[v_sess], s_user[v_sess[c_idx]], s_user[p_sess], r_user, r_user[rc], r_user])
-    ev_item = np.concatenate([v_item, v_item[c_idx], p_item, r_item, r_item[rc], r_item])
+
+def _assemble(cat: _Catalogue, users: _Users, b: _Browsing, r: _Cycles) -> tuple[pa.Table, pa.Table]:
+    """The event log (sorted by time, orders numbered chronologically) and the catalogue."""
+    n_v, n_r = len(b.v_item), len(r.r_ts)
+    rc = np.flatnonzero(r.r_has_cart)
+    s_user, v_sess, c_idx = b.s_user, b.v_sess, b.c_idx
+    ev_user = np.concatenate(
+        [s_user[v_sess], s_user[v_sess[c_idx]], s_user[b.p_sess], r.r_user, r.r_user[rc], r.r_user]
+    )
+    ev_item = np.concatenate([b.v_item, b.v_item[c_idx], b.p_item, r.r_item, r.r_item[rc], r.r_item])
     ev_type = np.concatenate(
         [
             np.full(n_v, _VIEW),
             np.full(len(c_idx), _CART),
-            np.full(len(p_item), _PURCHASE),
+            np.full(len(b.p_item), _PURCHASE),
             np.full(n_r, _VIEW),
             np.full(len(rc), _CART),
             np.full(n_r, _PURCHASE),
         ]
     ).astype(np.int8)
-    ev_ts = np.concatenate([v_ts, c_ts, p_ts, r_ts - r_view_off, r_ts[rc] - r_cart_off[rc], r_ts])
-    ev_qty = np.concatenate([np.ones(n_v), c_qty, buy_qty, np.ones(n_r), r_qty[rc], r_qty])
+    ev_ts = np.concatenate([b.v_ts, b.c_ts, b.p_ts, r.r_ts - r.r_view_off, r.r_ts[rc] - r.r_cart_off[rc], r.r_ts])
+    ev_qty = np.concatenate([np.ones(n_v), b.c_qty, b.buy_qty, np.ones(n_r), r.r_qty[rc], r.r_qty])
     neg = np.full(n_v + len(c_idx), -1, dtype=np.int64)
-    ev_order_key = np.concatenate([neg, p_sess, np.full(n_r + len(rc), -1), n_sess + np.arange(n_r)])
+    ev_order_key = np.concatenate([neg, b.p_sess, np.full(n_r + len(rc), -1), b.n_sess + np.arange(n_r)])
 
     perm = np.lexsort((ev_type, ev_item, ev_user, ev_ts))
     ev_user, ev_item, ev_type = ev_user[perm], ev_item[perm], ev_type[perm]
@@ -366,37 +482,39 @@ def generate_shop(
 
     events = pa.table(
         [
-            user_ids.take(pa.array(ev_user)),
-            item_ids.take(pa.array(ev_item)),
+            users.ids.take(pa.array(ev_user)),
+            cat.item_ids.take(pa.array(ev_item)),
             pa.array(EVENT_CODES, pa.string()).take(pa.array(ev_type)),
             pa.array(ev_ts * 1_000_000, pa.timestamp("us")),
             pa.array(ev_qty, pa.float64()),
-            pa.array(item_price[ev_item], pa.float64()),
+            pa.array(cat.item_price[ev_item], pa.float64()),
             _take_strings(order_ids, ev_order),
         ],
         schema=EVENT_SCHEMA,
     )
     items = pa.table(
         [
-            item_ids,
-            pa.array(titles, pa.string()),
-            pa.array(cat_names, pa.string()).take(pa.array(item_cat)),
-            pa.array(item_price, pa.float64()),
-            pa.array(available, pa.bool_()),
-            pa.array(created_s * 1_000_000, pa.timestamp("us")),
+            cat.item_ids,
+            pa.array(cat.titles, pa.string()),
+            pa.array(cat.names, pa.string()).take(pa.array(cat.item_cat)),
+            pa.array(cat.item_price, pa.float64()),
+            pa.array(cat.available, pa.bool_()),
+            pa.array(cat.created_s * 1_000_000, pa.timestamp("us")),
         ],
         schema=ITEM_SCHEMA,
     )
+    return events, items
 
-    # ---- truth ------------------------------------------------------------------------------------------
-    uid = user_ids.to_pylist()
-    iid = item_ids.to_pylist()
-    user_categories = {uid[u]: [cat_names[c] for c in cat_pref[u, : n_fav[u]]] for u in range(n_users)}
-    cons_items = np.flatnonzero(cat_consumable[item_cat])
-    consumables = {iid[i]: float(cycle_days[i]) for i in cons_items}
-    durables = {iid[i] for i in np.flatnonzero(~cat_consumable[item_cat])}
+
+def _truth(cat: _Catalogue, users: _Users, r: _Cycles) -> DemoTruth:
+    uid = users.ids.to_pylist()
+    iid = cat.item_ids.to_pylist()
+    n_users = len(uid)
+    user_categories = {uid[u]: [cat.names[c] for c in users.cat_pref[u, : users.n_fav[u]]] for u in range(n_users)}
+    cons_items = np.flatnonzero(cat.consumable[cat.item_cat])
+    consumables = {iid[i]: float(cat.cycle_days[i]) for i in cons_items}
+    durables = {iid[i] for i in np.flatnonzero(~cat.consumable[cat.item_cat])}
     cycle_buyers: dict[str, list[tuple[str, float]]] = {}
-    for a in np.flatnonzero(r_count >= 2):
-        cycle_buyers.setdefault(uid[a_user[a]], []).append((iid[a_item[a]], round(float(a_cycle[a]), 2)))
-    truth = DemoTruth(user_categories, consumables, durables, cycle_buyers)
-    return DemoShop(events=events, items=items, truth=truth)
+    for a in np.flatnonzero(r.r_count >= 2):
+        cycle_buyers.setdefault(uid[r.a_user[a]], []).append((iid[r.a_item[a]], round(float(r.a_cycle[a]), 2)))
+    return DemoTruth(user_categories, consumables, durables, cycle_buyers)

@@ -91,39 +91,9 @@ def evaluate_next_basket(
     repeat_truth, new_truth = metrics.split_repeat_new(truth, history)
     users = sorted(truth)
 
-    lists: dict[str, dict[str, list[str]]] = {}
-    if {"next_purchase", "repeat_only"} & set(models):
-        repeats = repeat_candidates(train, split.cutoff, horizon_days, **(repeat_params or {}))
-        if "repeat_only" in models:
-            lists["repeat_only"] = {u: [p.item_id for p in repeats.due_items(u, depth, min_score=0.0)] for u in users}
-    if {"next_purchase", "als"} & set(models):
-        explore, als_lists = _als_lists(train, split.cutoff, users, depth, als, weights, half_life_days)
-        if "als" in models:
-            lists["als"] = als_lists
-        if "next_purchase" in models:
-            share = {} if explore_share is None else {"explore_share": explore_share}
-            lists["next_purchase"] = {
-                u: [p.item_id for p in next_purchase(repeats, u, explore.get(u, []), depth, **share)] for u in users
-            }
-    baselines = {
-        "personal_top_frequency": lambda: PersonalTopFrequency(fill_popular=True),
-        "most_recent": lambda: MostRecentItems(fill_popular=True),
-        "global_popularity": lambda: GlobalPopularity(),
-    }
-    for name, make in baselines.items():
-        if name in models:
-            lists[name] = make().fit(train).recommend(users, depth)
-
-    results: dict[str, dict[str, float]] = {}
-    for name in models:
-        recs = lists[name]
-        row: dict[str, float] = {}
-        for prefix, part in (("", truth), ("repeat_", repeat_truth), ("new_", new_truth)):
-            scores = metrics.evaluate(recs, part, ks=ks)
-            for x in ks:
-                row[f"{prefix}recall@{x}"] = round(scores[f"recall@{x}"], 4)
-                row[f"{prefix}ndcg@{x}"] = round(scores[f"ndcg@{x}"], 4)
-        results[name] = row
+    fit = {"als": als, "weights": weights, "half_life_days": half_life_days}
+    lists = _model_lists(train, split.cutoff, users, depth, models, horizon_days, explore_share, repeat_params, fit)
+    results = {name: _scores(lists[name], (truth, repeat_truth, new_truth), ks) for name in models}
 
     n_items = sum(len(v) for v in truth.values())
     setup = {
@@ -140,6 +110,56 @@ def evaluate_next_basket(
         "repeat_params": dict(repeat_params or {}),
     }
     return {"next_basket": results, "next_basket_setup": setup}
+
+
+def _model_lists(
+    train: pa.Table,
+    cutoff: datetime,
+    users: list[str],
+    depth: int,
+    models: Sequence[str],
+    horizon_days: float,
+    explore_share: float | None,
+    repeat_params: dict[str, float] | None,
+    fit: dict[str, Any],
+) -> dict[str, dict[str, list[str]]]:
+    """Each model's top-``depth`` list per user, learnt from ``train`` only."""
+    lists: dict[str, dict[str, list[str]]] = {}
+    if {"next_purchase", "repeat_only"} & set(models):
+        repeats = repeat_candidates(train, cutoff, horizon_days, **(repeat_params or {}))
+        if "repeat_only" in models:
+            lists["repeat_only"] = {u: [p.item_id for p in repeats.due_items(u, depth, min_score=0.0)] for u in users}
+    if {"next_purchase", "als"} & set(models):
+        explore, als_lists = _als_lists(train, cutoff, users, depth, **fit)
+        if "als" in models:
+            lists["als"] = als_lists
+        if "next_purchase" in models:
+            share = {} if explore_share is None else {"explore_share": explore_share}
+            lists["next_purchase"] = {
+                u: [p.item_id for p in next_purchase(repeats, u, explore.get(u, []), depth, **share)] for u in users
+            }
+    baselines = {
+        "personal_top_frequency": lambda: PersonalTopFrequency(fill_popular=True),
+        "most_recent": lambda: MostRecentItems(fill_popular=True),
+        "global_popularity": lambda: GlobalPopularity(),
+    }
+    for name, make in baselines.items():
+        if name in models:
+            lists[name] = make().fit(train).recommend(users, depth)
+    return lists
+
+
+def _scores(
+    recs: dict[str, list[str]], truths: tuple[dict[str, set[str]], ...], ks: tuple[int, ...]
+) -> dict[str, float]:
+    """recall@k and ndcg@k over all target items, the repeat items and the new items."""
+    row: dict[str, float] = {}
+    for prefix, part in zip(("", "repeat_", "new_"), truths):
+        scores = metrics.evaluate(recs, part, ks=ks)
+        for x in ks:
+            row[f"{prefix}recall@{x}"] = round(scores[f"recall@{x}"], 4)
+            row[f"{prefix}ndcg@{x}"] = round(scores[f"ndcg@{x}"], 4)
+    return row
 
 
 def _als_lists(

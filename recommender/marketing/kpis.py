@@ -84,93 +84,95 @@ def _period_spec(period: str) -> tuple[str, str, int]:
         raise ValueError(f"unknown period {period!r}; expected one of: {', '.join(PERIODS)}") from None
 
 
+_KPI_SQL = """
+    WITH bounds AS (
+        SELECT date_trunc('{unit}', min(timestamp)) AS lo, date_trunc('{unit}', max(timestamp)) AS hi
+        FROM events
+    ), periods AS (
+        SELECT CAST(g.generate_series AS TIMESTAMP) AS ps
+        FROM bounds, generate_series(bounds.lo, bounds.hi, {step}) AS g
+        WHERE bounds.lo IS NOT NULL
+    ), orders AS (
+        SELECT user_id, order_id, min(ts) AS ts, sum(value) AS gross
+        FROM sales WHERE event_type = '{purchase}' GROUP BY user_id, order_id
+    ), firsts AS (
+        SELECT user_id,
+               date_trunc('{unit}', min(ts)) AS first_ps,
+               date_trunc('{unit}', (list(ts ORDER BY ts))[2]) AS second_ps
+        FROM orders GROUP BY user_id
+    ), cp AS (   -- per customer and period: orders, gross order value, net value
+        SELECT user_id, ps, sum(n_orders) AS n_orders, sum(gross) AS gross, sum(net) AS net
+        FROM (
+            SELECT user_id, date_trunc('{unit}', ts) AS ps, 1 AS n_orders, gross, 0.0 AS net FROM orders
+            UNION ALL
+            SELECT user_id, date_trunc('{unit}', ts), 0, 0.0, value FROM sales
+        ) GROUP BY user_id, ps
+    ), per AS (
+        SELECT cp.ps,
+               count(*) FILTER (WHERE n_orders > 0) AS n_active,
+               count(*) FILTER (WHERE n_orders > 0 AND f.first_ps = cp.ps) AS n_new,
+               count(*) FILTER (WHERE n_orders > 0 AND f.first_ps < cp.ps) AS n_returning,
+               sum(n_orders) AS orders, sum(gross) AS gross, sum(net) AS revenue,
+               coalesce(sum(net) FILTER (WHERE f.first_ps < cp.ps), 0.0) AS returning_revenue
+        FROM cp LEFT JOIN firsts f USING (user_id)
+        GROUP BY cp.ps
+    ), firsts_per AS (
+        SELECT first_ps AS ps, count(*) AS firsts FROM firsts GROUP BY first_ps
+    ), seconds_per AS (
+        SELECT second_ps AS ps, count(*) AS seconds FROM firsts WHERE second_ps IS NOT NULL GROUP BY second_ps
+    ), trailing_cust AS (  -- per period P and customer: activity in the trailing year ending with P
+        SELECT p.ps, cp.user_id, sum(cp.n_orders) AS n_orders, sum(cp.net) AS net
+        FROM periods p JOIN cp ON cp.ps <= p.ps AND cp.ps > p.ps - {trailing} * {step}
+        GROUP BY p.ps, cp.user_id
+    ), trail AS (
+        SELECT ps, sum(net) AS net,
+               count(*) FILTER (WHERE n_orders > 0) AS customers,
+               count(*) FILTER (WHERE n_orders > 1) AS repeaters
+        FROM trailing_cust GROUP BY ps
+    ), joined AS (
+        SELECT p.ps,
+               coalesce(per.n_active, 0) AS n_active, coalesce(per.n_new, 0) AS n_new,
+               coalesce(per.n_returning, 0) AS n_returning, coalesce(per.orders, 0) AS orders,
+               coalesce(per.gross, 0.0) AS gross, coalesce(per.revenue, 0.0) AS revenue,
+               coalesce(per.returning_revenue, 0.0) AS returning_revenue,
+               sum(coalesce(fp.firsts, 0)) OVER w AS customers_to_date,
+               sum(coalesce(sp.seconds, 0)) OVER w AS repeaters_to_date,
+               sum(coalesce(per.revenue, 0.0)) OVER w AS revenue_to_date,
+               coalesce(t.net, 0.0) AS t_net, coalesce(t.customers, 0) AS t_customers,
+               CASE WHEN t.customers > 0 THEN least(t.repeaters / t.customers, {max_retention})
+                    ELSE 0.0 END AS retention
+        FROM periods p
+        LEFT JOIN per USING (ps)
+        LEFT JOIN firsts_per fp USING (ps)
+        LEFT JOIN seconds_per sp USING (ps)
+        LEFT JOIN trail t USING (ps)
+        WINDOW w AS (ORDER BY p.ps ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    )
+    SELECT ps AS period_start,
+           n_active AS active_customers, n_new AS new_customers, n_returning AS returning_customers,
+           CASE WHEN n_active > 0 THEN n_returning / n_active ELSE 0.0 END AS repeat_purchase_rate,
+           CASE WHEN customers_to_date > 0 THEN repeaters_to_date / customers_to_date ELSE 0.0 END
+               AS cumulative_repeat_rate,
+           CASE WHEN n_active > 0 THEN orders / n_active ELSE 0.0 END AS purchase_frequency,
+           orders,
+           CASE WHEN orders > 0 THEN gross / orders ELSE 0.0 END AS average_order_value,
+           revenue, returning_revenue,
+           CASE WHEN revenue > 0 THEN returning_revenue / revenue ELSE 0.0 END AS returning_revenue_share,
+           CASE WHEN customers_to_date > 0 THEN revenue_to_date / customers_to_date ELSE 0.0 END
+               AS historic_customer_value,
+           CASE WHEN t_customers > 0 THEN 1.0 / (1.0 - retention) ELSE 0.0 END AS expected_lifetime_years,
+           CASE WHEN t_customers > 0 THEN t_net / t_customers / (1.0 - retention) ELSE 0.0 END
+               AS predicted_customer_value
+    FROM joined
+    ORDER BY ps
+    """
+"""Every KPI row per period in one query; ``unit``, ``step`` and ``trailing`` come from :data:`PERIODS`."""
+
+
 def _kpis(con: duckdb.DuckDBPyConnection, period: str) -> pa.Table:
     unit, step, trailing = _period_spec(period)
-    rel = con.sql(
-        f"""
-        WITH bounds AS (
-            SELECT date_trunc('{unit}', min(timestamp)) AS lo, date_trunc('{unit}', max(timestamp)) AS hi
-            FROM events
-        ), periods AS (
-            SELECT CAST(g.generate_series AS TIMESTAMP) AS ps
-            FROM bounds, generate_series(bounds.lo, bounds.hi, {step}) AS g
-            WHERE bounds.lo IS NOT NULL
-        ), orders AS (
-            SELECT user_id, order_id, min(ts) AS ts, sum(value) AS gross
-            FROM sales WHERE event_type = '{PURCHASE}' GROUP BY user_id, order_id
-        ), firsts AS (
-            SELECT user_id,
-                   date_trunc('{unit}', min(ts)) AS first_ps,
-                   date_trunc('{unit}', (list(ts ORDER BY ts))[2]) AS second_ps
-            FROM orders GROUP BY user_id
-        ), cp AS (   -- per customer and period: orders, gross order value, net value
-            SELECT user_id, ps, sum(n_orders) AS n_orders, sum(gross) AS gross, sum(net) AS net
-            FROM (
-                SELECT user_id, date_trunc('{unit}', ts) AS ps, 1 AS n_orders, gross, 0.0 AS net FROM orders
-                UNION ALL
-                SELECT user_id, date_trunc('{unit}', ts), 0, 0.0, value FROM sales
-            ) GROUP BY user_id, ps
-        ), per AS (
-            SELECT cp.ps,
-                   count(*) FILTER (WHERE n_orders > 0) AS n_active,
-                   count(*) FILTER (WHERE n_orders > 0 AND f.first_ps = cp.ps) AS n_new,
-                   count(*) FILTER (WHERE n_orders > 0 AND f.first_ps < cp.ps) AS n_returning,
-                   sum(n_orders) AS orders, sum(gross) AS gross, sum(net) AS revenue,
-                   coalesce(sum(net) FILTER (WHERE f.first_ps < cp.ps), 0.0) AS returning_revenue
-            FROM cp LEFT JOIN firsts f USING (user_id)
-            GROUP BY cp.ps
-        ), firsts_per AS (
-            SELECT first_ps AS ps, count(*) AS firsts FROM firsts GROUP BY first_ps
-        ), seconds_per AS (
-            SELECT second_ps AS ps, count(*) AS seconds FROM firsts WHERE second_ps IS NOT NULL GROUP BY second_ps
-        ), trailing_cust AS (  -- per period P and customer: activity in the trailing year ending with P
-            SELECT p.ps, cp.user_id, sum(cp.n_orders) AS n_orders, sum(cp.net) AS net
-            FROM periods p JOIN cp ON cp.ps <= p.ps AND cp.ps > p.ps - {trailing} * {step}
-            GROUP BY p.ps, cp.user_id
-        ), trail AS (
-            SELECT ps, sum(net) AS net,
-                   count(*) FILTER (WHERE n_orders > 0) AS customers,
-                   count(*) FILTER (WHERE n_orders > 1) AS repeaters
-            FROM trailing_cust GROUP BY ps
-        ), joined AS (
-            SELECT p.ps,
-                   coalesce(per.n_active, 0) AS n_active, coalesce(per.n_new, 0) AS n_new,
-                   coalesce(per.n_returning, 0) AS n_returning, coalesce(per.orders, 0) AS orders,
-                   coalesce(per.gross, 0.0) AS gross, coalesce(per.revenue, 0.0) AS revenue,
-                   coalesce(per.returning_revenue, 0.0) AS returning_revenue,
-                   sum(coalesce(fp.firsts, 0)) OVER w AS customers_to_date,
-                   sum(coalesce(sp.seconds, 0)) OVER w AS repeaters_to_date,
-                   sum(coalesce(per.revenue, 0.0)) OVER w AS revenue_to_date,
-                   coalesce(t.net, 0.0) AS t_net, coalesce(t.customers, 0) AS t_customers,
-                   CASE WHEN t.customers > 0 THEN least(t.repeaters / t.customers, {MAX_RETENTION})
-                        ELSE 0.0 END AS retention
-            FROM periods p
-            LEFT JOIN per USING (ps)
-            LEFT JOIN firsts_per fp USING (ps)
-            LEFT JOIN seconds_per sp USING (ps)
-            LEFT JOIN trail t USING (ps)
-            WINDOW w AS (ORDER BY p.ps ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-        )
-        SELECT ps AS period_start,
-               n_active AS active_customers, n_new AS new_customers, n_returning AS returning_customers,
-               CASE WHEN n_active > 0 THEN n_returning / n_active ELSE 0.0 END AS repeat_purchase_rate,
-               CASE WHEN customers_to_date > 0 THEN repeaters_to_date / customers_to_date ELSE 0.0 END
-                   AS cumulative_repeat_rate,
-               CASE WHEN n_active > 0 THEN orders / n_active ELSE 0.0 END AS purchase_frequency,
-               orders,
-               CASE WHEN orders > 0 THEN gross / orders ELSE 0.0 END AS average_order_value,
-               revenue, returning_revenue,
-               CASE WHEN revenue > 0 THEN returning_revenue / revenue ELSE 0.0 END AS returning_revenue_share,
-               CASE WHEN customers_to_date > 0 THEN revenue_to_date / customers_to_date ELSE 0.0 END
-                   AS historic_customer_value,
-               CASE WHEN t_customers > 0 THEN 1.0 / (1.0 - retention) ELSE 0.0 END AS expected_lifetime_years,
-               CASE WHEN t_customers > 0 THEN t_net / t_customers / (1.0 - retention) ELSE 0.0 END
-                   AS predicted_customer_value
-        FROM joined
-        ORDER BY ps
-        """
-    )
-    return to_arrow(rel).cast(KPI_SCHEMA)
+    sql = _KPI_SQL.format(unit=unit, step=step, trailing=trailing, purchase=PURCHASE, max_retention=MAX_RETENTION)
+    return to_arrow(con.sql(sql)).cast(KPI_SCHEMA)
 
 
 def compute_kpis(events: pa.Table, period: str = "month") -> pa.Table:

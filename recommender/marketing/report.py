@@ -253,9 +253,9 @@ def write_report(
 ) -> Path:
     """Write the HTML report for ``events`` to ``out`` (parent folders created) and return its path.
 
-        Sections: headline figures, KPIs over time (revenue and returning share, new/returning customers,
-        repeat-purchase rates), RFM segments (sizes, revenue, actions), segment movement between the end of the
-        previous period and the end of the data, the KPI table, and the experiment's lift when ``experiment`` (an
+    Sections: headline figures, KPIs over time (revenue and returning share, new/returning customers,
+    repeat-purchase rates), RFM segments (sizes, revenue, actions), segment movement between the end of the
+    previous period and the end of the data, the KPI table, and the experiment's lift when ``experiment`` (an
     :func:`recommender.marketing.experiment_report.experiment_report`) is given. ``config`` defaults to
     ``RfmConfig()``. Raises ValueError for an unknown period.
     """
@@ -264,19 +264,39 @@ def write_report(
     kpis = compute_kpis(events, period)
     summary = kpi_summary(events)
     rfm = compute_rfm(events, config)
-    seg = segment_summary(rfm).to_pydict()
-    units = summary["monetary_unit"] == "units"
-    unit_label = "units" if units else "money"
+    unit_label = "units" if summary["monetary_unit"] == "units" else "money"
     k = kpis.to_pydict()
     labels = [_period_label(ts, period) for ts in k["period_start"]]
+    parts = [
+        *_headline(summary, title, period),
+        *_kpis_over_time(summary, k, labels, unit_label),
+        *_segments(rfm, config.as_of or summary["end"], unit_label),
+        *_movement(events, k, rfm, config, summary["end"], period, labels),
+        "<h2>KPI table</h2>",
+        _kpi_table(k, labels),
+    ]
+    if experiment is not None:
+        parts.append(_experiment_section(experiment))
+    doc = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
+        + "\n".join(parts)
+        + "</main></body></html>"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(doc, encoding="utf-8")
+    return out
 
+
+def _headline(summary: dict, title: str, period: str) -> list[str]:
     parts: list[str] = [f"<h1>{html.escape(title)}</h1>"]
     if summary["start"] is not None:
         parts.append(
             f'<p class="sub">Data from {summary["start"]:%Y-%m-%d} to {summary["end"]:%Y-%m-%d}, '
             f"KPIs per {html.escape(period)}. Generated {dt.datetime.now():%Y-%m-%d %H:%M}.</p>"
         )
-    if units:
+    if summary["monetary_unit"] == "units":
         parts.append('<p class="note">The data has no prices: revenue and customer values count units sold.</p>')
     parts.append(
         _cards(
@@ -291,67 +311,83 @@ def write_report(
             ]
         )
     )
+    return parts
 
-    parts.append("<h2>KPIs over time</h2>")
-    if summary["orders"]:
-        parts += [_revenue_chart(k, labels, unit_label), _customers_chart(k, labels), _rates_chart(k, labels)]
-        parts.append(
-            '<p class="note">Returning customers had bought before the period; new customers bought for the first '
-            "time. Predicted lifetime value = yearly net revenue per customer &times; 1 / (1 &minus; share of the "
-            "year's customers with 2+ orders).</p>"
-        )
-    else:
-        parts.append('<p class="note">No purchases in the data.</p>')
 
-    parts.append("<h2>Customer segments (RFM)</h2>")
-    if rfm.num_rows:
-        as_of = config.as_of or summary["end"]
-        parts.append(
-            f'<p class="note">{rfm.num_rows:,} customers scored 1&ndash;5 on recency, frequency and spend '
-            f"as of {as_of:%Y-%m-%d}.</p>"
-        )
-        parts.append(_segments_chart(seg, unit_label))
-        rows = [
-            [SEGMENTS[s].label, f"{c:,}", _pct(sh), _money(m), SEGMENTS[s].action, st]
-            for s, c, sh, m, st in zip(seg["segment"], seg["customers"], seg["share"], seg["monetary"], seg["strategy"])
-        ]
-        parts.append(
-            _table(["Segment", "Customers", "Share", "Net revenue", "What to do", "E-mail list"], rows, (0, 4, 5))
-        )
-    else:
-        parts.append('<p class="note">No customers with purchases yet.</p>')
+def _kpis_over_time(summary: dict, k: dict, labels: list[str], unit_label: str) -> list[str]:
+    parts = ["<h2>KPIs over time</h2>"]
+    if not summary["orders"]:
+        return [*parts, '<p class="note">No purchases in the data.</p>']
+    return [
+        *parts,
+        _revenue_chart(k, labels, unit_label),
+        _customers_chart(k, labels),
+        _rates_chart(k, labels),
+        '<p class="note">Returning customers had bought before the period; new customers bought for the first '
+        "time. Predicted lifetime value = yearly net revenue per customer &times; 1 / (1 &minus; share of the "
+        "year's customers with 2+ orders).</p>",
+    ]
 
-    parts.append("<h2>Segment movement</h2>")
-    if kpis.num_rows >= 2 and rfm.num_rows:
-        start_last = k["period_start"][-1]
-        as_of_a = start_last - dt.timedelta(microseconds=1)
-        as_of_b = config.as_of or summary["end"]
-        moves = segment_movement(events, as_of_a, as_of_b, config).to_pydict()
-        pairs = list(zip(moves["from_segment"], moves["to_segment"], moves["customers"]))
-        present_from = set(moves["from_segment"])
-        present_to = set(moves["to_segment"])
-        rows_keys: list[str | None] = [s for s in SEGMENTS if s in present_from]
-        if None in present_from:
-            rows_keys.append(None)
-        cols_keys = [s for s in SEGMENTS if s in present_to]
-        matrix = [[0] * len(cols_keys) for _ in rows_keys]
-        for f, t, n in pairs:
-            if t is not None:
-                matrix[rows_keys.index(f)][cols_keys.index(t)] = n
-        row_names = [SEGMENTS[s].label if s else _NOT_YET for s in rows_keys]
-        col_names = [SEGMENTS[s].label for s in cols_keys]
-        stayed = sum(n for f, t, n in pairs if f == t)
-        before = sum(n for f, t, n in pairs if f is not None and t is not None)
-        parts.append(
-            f'<p class="note">From the end of {as_of_a:%Y-%m-%d} (previous {html.escape(period)}) to {as_of_b:%Y-%m-%d} '
-            f"(latest {html.escape(period)}: {html.escape(labels[-1])}). {stayed:,} of {before:,} existing customers "
-            "stayed in their segment. Rows: segment before; columns: segment now.</p>"
-        )
-        parts.append(_movement_chart(matrix, row_names, col_names))
-    else:
-        parts.append('<p class="note">Needs at least two periods of data.</p>')
 
-    parts.append("<h2>KPI table</h2>")
+def _segments(rfm: pa.Table, as_of: dt.datetime, unit_label: str) -> list[str]:
+    parts = ["<h2>Customer segments (RFM)</h2>"]
+    if not rfm.num_rows:
+        return [*parts, '<p class="note">No customers with purchases yet.</p>']
+    seg = segment_summary(rfm).to_pydict()
+    rows = [
+        [SEGMENTS[s].label, f"{c:,}", _pct(sh), _money(m), SEGMENTS[s].action, st]
+        for s, c, sh, m, st in zip(seg["segment"], seg["customers"], seg["share"], seg["monetary"], seg["strategy"])
+    ]
+    return [
+        *parts,
+        f'<p class="note">{rfm.num_rows:,} customers scored 1&ndash;5 on recency, frequency and spend '
+        f"as of {as_of:%Y-%m-%d}.</p>",
+        _segments_chart(seg, unit_label),
+        _table(["Segment", "Customers", "Share", "Net revenue", "What to do", "E-mail list"], rows, (0, 4, 5)),
+    ]
+
+
+def _movement(
+    events: pa.Table,
+    k: dict,
+    rfm: pa.Table,
+    config: RfmConfig,
+    end: dt.datetime,
+    period: str,
+    labels: list[str],
+) -> list[str]:
+    """Segment movement from the end of the previous period to the end of the data."""
+    parts = ["<h2>Segment movement</h2>"]
+    if len(k["period_start"]) < 2 or not rfm.num_rows:
+        return [*parts, '<p class="note">Needs at least two periods of data.</p>']
+    as_of_a = k["period_start"][-1] - dt.timedelta(microseconds=1)
+    as_of_b = config.as_of or end
+    moves = segment_movement(events, as_of_a, as_of_b, config).to_pydict()
+    pairs = list(zip(moves["from_segment"], moves["to_segment"], moves["customers"]))
+    present_from = set(moves["from_segment"])
+    present_to = set(moves["to_segment"])
+    rows_keys: list[str | None] = [s for s in SEGMENTS if s in present_from]
+    if None in present_from:
+        rows_keys.append(None)
+    cols_keys = [s for s in SEGMENTS if s in present_to]
+    matrix = [[0] * len(cols_keys) for _ in rows_keys]
+    for f, t, n in pairs:
+        if t is not None:
+            matrix[rows_keys.index(f)][cols_keys.index(t)] = n
+    row_names = [SEGMENTS[s].label if s else _NOT_YET for s in rows_keys]
+    col_names = [SEGMENTS[s].label for s in cols_keys]
+    stayed = sum(n for f, t, n in pairs if f == t)
+    before = sum(n for f, t, n in pairs if f is not None and t is not None)
+    return [
+        *parts,
+        f'<p class="note">From the end of {as_of_a:%Y-%m-%d} (previous {html.escape(period)}) to {as_of_b:%Y-%m-%d} '
+        f"(latest {html.escape(period)}: {html.escape(labels[-1])}). {stayed:,} of {before:,} existing customers "
+        "stayed in their segment. Rows: segment before; columns: segment now.</p>",
+        _movement_chart(matrix, row_names, col_names),
+    ]
+
+
+def _kpi_table(k: dict, labels: list[str]) -> str:
     header = [
         "Period",
         "Active",
@@ -383,19 +419,6 @@ def write_report(
             _money(k["historic_customer_value"][i], 2),
             _money(k["predicted_customer_value"][i], 2),
         ]
-        for i in range(kpis.num_rows)
+        for i in range(len(labels))
     ]
-    parts.append(_table(header, rows))
-    if experiment is not None:
-        parts.append(_experiment_section(experiment))
-
-    doc = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
-        + "\n".join(parts)
-        + "</main></body></html>"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
-    return out
+    return _table(header, rows)
