@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command to run the whole test suite: install into .venv (with test extras), then pytest against a real Redis
-# (an embedded redis-server, or the server at REDIS_URL). Extra arguments go to pytest.
+# One command to run the whole test suite: install into .venv (with test extras), check style with ruff (lint and
+# format; any finding fails the run), then pytest against a real Redis (an embedded redis-server, or the server at
+# REDIS_URL). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -17,4 +18,6 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ||
     echo "could not install chromium: the browser tests will skip" >&2
 fi
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"

@@ -329,7 +329,8 @@ def machine() -> dict:
     import importlib.metadata as md
 
     mem_kb = _status_kb_file("/proc/meminfo", "MemTotal")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    with open("/proc/cpuinfo") as fh:
+        cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "?")
     versions = {}
     for pkg in (
         "implicit",
@@ -361,9 +362,10 @@ def machine() -> dict:
 
 
 def _status_kb_file(path: str, field: str) -> int:
-    for line in open(path):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
+    with open(path) as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
     return 0
 
 

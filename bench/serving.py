@@ -9,7 +9,8 @@ What it does (all on 127.0.0.1, every load bounded by wrk -d / redis-benchmark -
 3. starts ``reco serve --workers W`` and the bare app with the same W;
 4. per scenario: warm-up, then a saturated run (wrk -t1 -cC -dD: as many requests as the server answers) and a paced
    run (wrk -t1 -c8 with a per-request delay, well below saturation: latency under a normal load);
-   scenarios: bare constant, the bare constant behind one no-op `def` dependency, /healthz of the app (no Redis), /recommend for known users (rotating over every user),
+   scenarios: bare constant, the bare constant behind one no-op `def` dependency, /healthz of the app (no Redis),
+   /recommend for known users (rotating over every user),
    /recommend for cold ids (never seen: bestseller fallback), POST /next-purchase/batch (100 customers, n=10);
 5. redis-benchmark GET with values of the median personal-list size, and EVALSHA of the API's own fetch script;
 6. writes JSON (default bench/results/serving.json).
@@ -20,6 +21,7 @@ Usage: python bench/serving.py [--workers 2] [--duration 15] [--connections 16] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -188,14 +190,8 @@ def main() -> None:
     logs.mkdir()
 
     def start(cmd: list[str], name: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
-        p = subprocess.Popen(
-            cmd,
-            stdout=open(logs / f"{name}.out", "w"),
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        with open(logs / f"{name}.out", "w") as log:  # the child keeps its own copy of the descriptor
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
         procs.append(p)
         return p
 
@@ -242,21 +238,9 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         t0 = time.perf_counter()
-        subprocess.run(
-            [
-                *reco_cmd(),
-                "train",
-                "--events",
-                str(shop / "events.csv"),
-                "--items",
-                str(shop / "items.csv"),
-                "--no-progress",
-            ],
-            env=env,
-            check=True,
-            cwd=ROOT,
-            stdout=open(logs / "train.out", "w"),
-        )
+        train_cmd = [*reco_cmd(), "train", "--events", str(shop / "events.csv"), "--items", str(shop / "items.csv")]
+        with open(logs / "train.out", "w") as log:
+            subprocess.run([*train_cmd, "--no-progress"], env=env, check=True, cwd=ROOT, stdout=log)
         train_s = time.perf_counter() - t0
 
         import pyarrow.compute as pc
@@ -387,10 +371,8 @@ def main() -> None:
         print(f"[serving] wrote {a.out}")
     finally:
         for p in reversed(procs):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for p in procs:
             try:
                 p.wait(timeout=20)

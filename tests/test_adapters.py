@@ -298,12 +298,13 @@ def test_complete_journey_csv_transactions(tmp_path):
 REES_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
 S1 = "9333dfbd-b87a-4708-9857-6336556b0fcc"
 S2 = "72d76fde-8bb3-4e00-8c23-a032dfed738c"
+HEATER = "3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20,554748717"
 REES_LINES = [
     f"2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,{S2}",
-    f"2019-10-01 00:00:01 UTC,view,3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20,554748717,{S1}",
-    f"2019-10-01 00:01:00 UTC,cart,3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20,554748717,{S1}",
-    f"2019-10-01 00:01:30 UTC,remove_from_cart,3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20,554748717,{S1}",
-    f"2019-10-01 00:02:00 UTC,purchase,3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20,554748717,{S1}",
+    f"2019-10-01 00:00:01 UTC,view,{HEATER},{S1}",
+    f"2019-10-01 00:01:00 UTC,cart,{HEATER},{S1}",
+    f"2019-10-01 00:01:30 UTC,remove_from_cart,{HEATER},{S1}",
+    f"2019-10-01 00:02:00 UTC,purchase,{HEATER},{S1}",
     f"2019-10-01 00:02:00 UTC,purchase,44600062,2103807459595387724,,shiseido,35.79,554748717,{S1}",
     f"2019-10-01 01:00:00 UTC,purchase,44600062,2103807459595387724,,shiseido,36.00,554748717,{S2}",
     "2019-10-01 02:00:00 UTC,purchase,5100816,2053013553375346967,electronics.smartphone,,99.00,541312140,",

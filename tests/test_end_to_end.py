@@ -246,6 +246,7 @@ def test_export_next_purchase_as_json_lines_and_csv(trained, env, redis_handle, 
         app, ["export", "next-purchase", "--out", str(tmp_path / "np.csv"), "--n", "3", "--no-progress"], env=env
     )
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(open(tmp_path / "np.csv")))
+    with open(tmp_path / "np.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert len({r["user_id"] for r in rows}) == expected and all(r["rank"] in {"1", "2", "3"} for r in rows)
     assert runner.invoke(app, ["export", "next-purchase", "--out", str(tmp_path / "np.txt")], env=env).exit_code == 2

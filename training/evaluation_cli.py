@@ -338,8 +338,8 @@ def tune(
     out.print(table)
     best = result.best.as_dict()
     out.print(
-        f"best: als={ {k: v for k, v in best['als'].items() if k != 'random_state'} }, half_life_days={best['half_life_days']}, "
-        f"repeat_share={best['repeat_share']}, weights={best['weights']}",
+        f"best: als={ {k: v for k, v in best['als'].items() if k != 'random_state'} }, "
+        f"half_life_days={best['half_life_days']}, repeat_share={best['repeat_share']}, weights={best['weights']}",
         highlight=False,
     )
     out.print(f"wrote {path}")

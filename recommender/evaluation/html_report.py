@@ -89,10 +89,12 @@ def _buckets(groups: Mapping[str, Mapping[str, Mapping[str, float]]], metric: st
             color=_COLORS[i % len(_COLORS)],
             linewidth=2.5 if model == MAIN_MODEL else 1.4,
         )
-    labels = [
-        f"{g.split(':', 1)[1]} day{'' if g.endswith(':1') else 's'}\n({int(next(iter(groups[g].values())).get('users', 0)):,} users)"
-        for g in buckets
-    ]
+
+    def label(g: str) -> str:
+        users = int(next(iter(groups[g].values())).get("users", 0))
+        return f"{g.split(':', 1)[1]} day{'' if g.endswith(':1') else 's'}\n({users:,} users)"
+
+    labels = [label(g) for g in buckets]
     ax.set_xticks(range(len(buckets)), labels, fontsize=8)
     ax.set_xlabel("active days before the cut-off", fontsize=9)
     ax.set_ylabel(metric)
@@ -124,7 +126,8 @@ def _table(per_model: Mapping[str, Mapping[str, float]], ks: Sequence[int]) -> s
     rows = []
     for model, values in per_model.items():
         cells = "".join(
-            f'<td class="{"best" if c in best and values.get(c) == best[c] else ""}">{_fmt(values.get(c, math.nan))}</td>'
+            f'<td class="{"best" if c in best and values.get(c) == best[c] else ""}">'
+            f"{_fmt(values.get(c, math.nan))}</td>"
             for c in cols
         )
         rows.append(
@@ -143,8 +146,9 @@ def render(evaluation: Mapping[str, Any], title: str = "Offline evaluation") -> 
     parts.append(
         '<p class="sub">'
         + html.escape(
-            f"Trained on events before {meta.get('cutoff', '?')}, scored on the {meta.get('test_days', '?')} days after it "
-            f"(to {meta.get('end', '?')}). {meta.get('train_events', 0):,} training and {meta.get('test_events', 0):,} test events; "
+            f"Trained on events before {meta.get('cutoff', '?')}, scored on the {meta.get('test_days', '?')} days "
+            f"after it (to {meta.get('end', '?')}). {meta.get('train_events', 0):,} training and "
+            f"{meta.get('test_events', 0):,} test events; "
             f"{meta.get('warm_users', 0):,} warm users, {meta.get('cold_users', 0):,} cold test users; "
             f"catalogue for coverage: {meta.get('catalogue', 0):,} items."
         )
@@ -153,8 +157,8 @@ def render(evaluation: Mapping[str, Any], title: str = "Offline evaluation") -> 
     parts.append(
         '<p class="note">Main metric: '
         + html.escape(f"{MAIN_METRIC} of '{MAIN_MODEL}' on warm users' {main_target or 'purchase'}s. ")
-        + "Targets ending in _new count only items the user had not bought (interacted with) before the cut-off, and every "
-        "list leaves those out. seen_share is the share of the list the user had interacted with before.</p>"
+        + "Targets ending in _new count only items the user had not bought (interacted with) before the cut-off, and "
+        "every list leaves those out. seen_share is the share of the list the user had interacted with before.</p>"
     )
     if main_target:
         warm = figures[main_target][MAIN_GROUP]

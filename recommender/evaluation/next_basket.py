@@ -2,10 +2,10 @@
 
 Protocol (as in "A Next Basket Recommendation Reality Check"): split the log in time at a cut-off; for every
 customer with at least two orders before it, the truth is the set of items of their first order after it
-(within ``test_days``, see :func:`recommender.evaluation.split.first_basket_targets`). Every model ranks items from the
-events before the cut-off only; recall@k and NDCG@k are computed with :func:`recommender.evaluation.metrics.evaluate` over
-all target items, over the repeat items (bought before the cut-off) and over the new items, each over the
-customers who have such items.
+(within ``test_days``, see :func:`recommender.evaluation.split.first_basket_targets`). Every model ranks items from
+the events before the cut-off only; recall@k and NDCG@k are computed with
+:func:`recommender.evaluation.metrics.evaluate` over all target items, over the repeat items (bought before the
+cut-off) and over the new items, each over the customers who have such items.
 
 Models:
 

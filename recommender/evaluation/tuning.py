@@ -11,7 +11,8 @@ Each trial fits ALS once with one sampled setting (trial 0 is always the startin
   the job ALS does in the production list, the discovery slots; the production list's own ndcg@10 is dominated by
   items due again and barely moves with ALS, so it is a noisy objective for ALS.
 * **repeat share**: for the best ALS setting, every share in the grid is scored on the *main metric*, ``ndcg@10`` of
-  the production list on warm users' purchases (:data:`recommender.evaluation.protocol.MAIN_METRIC`), and the best is kept.
+  the production list on warm users' purchases (:data:`recommender.evaluation.protocol.MAIN_METRIC`), and the best
+  is kept.
 
 Logs without purchases use the interaction targets instead. The result is written as a JSON settings file (see
 :func:`write_tuned`), read back with :func:`load_tuned` by ``reco train --settings`` and ``reco evaluate --settings``.

@@ -1,7 +1,7 @@
 """Repeat-sales KPIs per period (week, month, quarter, year), computed with DuckDB over the canonical events.
 
-Money is net value as in :mod:`recommender.marketing.rfm` (purchases ``quantity * price`` minus returns; units when no row
-has a price, see the table's ``monetary_unit`` metadata). An order belongs to the period of its first line.
+Money is net value as in :mod:`recommender.marketing.rfm` (purchases ``quantity * price`` minus returns; units when
+no row has a price, see the table's ``monetary_unit`` metadata). An order belongs to the period of its first line.
 The covered range runs from the period of the first event (any type) to the period of the last one; periods
 without sales inside it appear with zeros.
 

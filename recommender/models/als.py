@@ -117,7 +117,8 @@ def recommend_batches(
 def similar_batches(
     model: AlternatingLeastSquares, n: int, hidden_items: np.ndarray | None = None, batch_size: int = 5_000
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (item indices, similar item indices (b x n), cosine scores) for every item; an item is not its own neighbour."""
+    """Yield (item indices, similar item indices (b x n), cosine scores) for every item; an item is not its own
+    neighbour."""
     n_items = model.item_factors.shape[0]
     k = min(n + 1, n_items)
     hidden = hidden_items if hidden_items is not None and len(hidden_items) else None

@@ -64,8 +64,10 @@ def build_interactions(
     items = con.sql("SELECT DISTINCT item_id FROM agg ORDER BY item_id").fetchnumpy()["item_id"]
     cols = con.sql(
         """
-        WITH u AS (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS r FROM (SELECT DISTINCT user_id FROM agg)),
-             i AS (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS c FROM (SELECT DISTINCT item_id FROM agg))
+        WITH u AS (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS r
+                   FROM (SELECT DISTINCT user_id FROM agg)),
+             i AS (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS c
+                   FROM (SELECT DISTINCT item_id FROM agg))
         SELECT u.r, i.c, agg.c AS v FROM agg JOIN u USING (user_id) JOIN i USING (item_id)
         """
     ).fetchnumpy()

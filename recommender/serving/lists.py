@@ -49,7 +49,8 @@ def _rounded(scores: np.ndarray) -> np.ndarray:
 
 
 def ranked_rows(ids: np.ndarray, scores: np.ndarray, item_ids: np.ndarray) -> list[Ranked]:
-    """One ranked list per row of a top-k batch, built on whole arrays (implicit's padding and invalid entries dropped)."""
+    """One ranked list per row of a top-k batch, built on whole arrays (implicit's padding and invalid entries
+    dropped)."""
     keep = (ids >= 0) & np.isfinite(scores) & (scores > FILTERED_SCORE)
     names = item_ids[np.where(keep, ids, 0)].tolist()
     values = _rounded(np.where(keep, scores, scores.dtype.type(0))).tolist()
@@ -126,7 +127,9 @@ def bestsellers(
     con = _con(ev=events, cat=items)
     rows = con.execute(
         """
-        WITH recent AS (SELECT * FROM ev WHERE timestamp > CAST(? AS TIMESTAMP) - to_days(CAST(? AS INTEGER)) AND timestamp <= ?),
+        WITH recent AS (
+          SELECT * FROM ev
+          WHERE timestamp > CAST(? AS TIMESTAMP) - to_days(CAST(? AS INTEGER)) AND timestamp <= ?),
         scored AS (
           SELECT item_id, count(DISTINCT user_id) FILTER (WHERE event_type = 'purchase') AS buyers,
                  count(DISTINCT user_id) AS users
