@@ -6,7 +6,6 @@ import json
 import math
 from datetime import timedelta
 
-import numpy as np
 import pytest
 from factories import NOW, catalogue, ev, events
 from typer.testing import CliRunner
@@ -22,8 +21,6 @@ from recommender.evaluation.protocol import (
     fit_models,
     model_lists,
 )
-from recommender.models.repeat import RepeatIndex
-from recommender.serving.policy import production_list
 
 P, V = "purchase", "view"
 SMALL = ModelSettings(als=AlsParams(factors=2, iterations=3))
@@ -142,21 +139,6 @@ def test_unavailable_items_never_listed() -> None:
         for group in model_lists(ctx, fitted[model]).values():
             assert all("a" not in lst for lst in group.values()), model
     assert res.figures["purchase"]["cold"]["production"]["recall@10"] == 0  # u5 bought only the hidden a
-
-
-def test_production_list_blend() -> None:
-    repeats = RepeatIndex(
-        np.array(["u1", "u1"], dtype=object),
-        np.array(["a", "b"], dtype=object),
-        np.array([0.9, 0.6]),
-        np.array(["2026-07-01", "2026-07-02"], dtype="datetime64[D]"),
-    )
-    explore = [("x", 1.0), ("a", 0.9), ("y", 0.5)]
-    full = [p.item_id for p in production_list(repeats, "u1", explore, 4, repeat_share=1.0)]
-    assert full == ["a", "b", "x", "y"]  # due first, then discovery; never twice
-    first = production_list(repeats, "u1", explore, 4, repeat_share=0.0)[0]
-    assert first.item_id == "x" and first.reason != "due_again"
-    assert [p.item_id for p in production_list(repeats, "nobody", explore, 3)] == ["x", "a", "y"]
 
 
 @pytest.fixture(scope="module")
