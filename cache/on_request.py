@@ -17,7 +17,7 @@ import orjson
 
 from cache import codec
 from cache.keys import Keys
-from cache.reader import decode_with, iter_lists
+from cache.reader import decode_with, iter_lists, scan_values
 from recommender.config import ListParams
 from recommender.models.repeat import NextPick
 from recommender.serving.customer_lists import CustomerRow, OnRequest
@@ -79,18 +79,8 @@ def iter_next_purchase(client: Any, keys: Keys, version: str, batch: int = 1000)
     loaded = load(client, keys, version)
     if loaded is None:
         return
-    prefix = keys.version_prefix(version) + "cust:"
-    names: list[bytes] = []
-
-    def flush() -> Iterator[tuple[str, list[Any]]]:
-        pairs = [(n, raw) for n, raw in zip(names, client.mget(names)) if raw is not None and raw[1] & 1]
-        for (name, _), (_, nxt) in zip(pairs, served(*loaded, [raw for _, raw in pairs])):
+    for values in scan_values(client, keys.version_prefix(version) + "cust:", batch):
+        buyers = [(user, raw) for user, raw in values if raw[1] & 1]  # customers with purchases
+        for (user, _), (_, nxt) in zip(buyers, served(*loaded, [raw for _, raw in buyers])):
             if nxt is not None:
-                yield name.decode()[len(prefix) :], nxt
-        names.clear()
-
-    for name in client.scan_iter(match=prefix + "*", count=batch):
-        names.append(name)
-        if len(names) >= batch:
-            yield from flush()
-    yield from flush()
+                yield user, nxt

@@ -140,19 +140,26 @@ def read_value(client: Any, keys: Keys, version: str, suffix: str) -> Any:
 
 def iter_lists(client: Any, keys: Keys, version: str, kind: str, batch: int = 1000) -> Iterator[tuple[str, Any]]:
     """Every ``kind`` list ("next", "user", "sim", ...) of one version as (id, decoded list), batch by batch (sync)."""
-    prefix = keys.version_prefix(version) + f"{kind}:"
-    names: list[bytes] = []
     raw_catalogue = client.get(keys.version_prefix(version) + Keys.CATALOGUE)
     catalogue = orjson.loads(raw_catalogue) if raw_catalogue else None
+    for values in scan_values(client, keys.version_prefix(version) + f"{kind}:", batch):
+        for key, raw in values:
+            yield key, decode_with(raw, catalogue)
 
-    def flush() -> Iterator[tuple[str, Any]]:
-        for name, raw in zip(names, client.mget(names)):
-            if raw is not None:
-                yield name.decode()[len(prefix) :], decode_with(raw, catalogue)
+
+def scan_values(client: Any, prefix: str, batch: int = 1000) -> Iterator[list[tuple[str, bytes]]]:
+    """Every key under ``prefix`` with its stored value, one ``MGET`` per ``batch`` keys (sync): lists of (key
+    without the prefix, raw value); keys deleted meanwhile are left out."""
+    names: list[bytes] = []
+
+    def flush() -> list[tuple[str, bytes]]:
+        found = [(name.decode()[len(prefix) :], raw) for name, raw in zip(names, client.mget(names)) if raw is not None]
         names.clear()
+        return found
 
     for name in client.scan_iter(match=prefix + "*", count=batch):
         names.append(name)
         if len(names) >= batch:
-            yield from flush()
-    yield from flush()
+            yield flush()
+    if names:
+        yield flush()
