@@ -294,6 +294,10 @@ from training.evaluation_cli import evaluate, tune  # noqa: E402  (commands defi
 app.command("evaluate")(evaluate)
 app.command("tune")(tune)
 
+from training.simulate_cli import simulate  # noqa: E402
+
+app.command("simulate")(simulate)
+
 
 def main() -> None:  # pragma: no cover - console entry for `python -m training.cli`
     app()
