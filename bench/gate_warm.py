@@ -20,10 +20,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recommender.config import AlsParams, ModelSettings
+from recommender.config import AlsParams, ModelSettings, dataset_name, load_tuned, settings_path
 from recommender.data.dataset import load_dataset
 from recommender.evaluation.gate import holdout_metrics
-from recommender.evaluation.tuning import dataset_name, load_tuned, settings_path
 from recommender.models.warm_start import GateFactors, fit_from
 from recommender.models.weighting import latest_timestamp
 

@@ -94,7 +94,7 @@ class Sampler:
 def tuned_params(fmt: str, events: str) -> dict:
     """The tuned settings ``reco train`` picks up for this data set (settings/<data set>.json), so the matrix and the
     fit alone use the same weights, half-life and ALS parameters as the job."""
-    from recommender.evaluation.tuning import dataset_name, load_tuned, settings_path
+    from recommender.config import dataset_name, load_tuned, settings_path
 
     path = settings_path(dataset_name(fmt, events), ROOT)
     return load_tuned(path) if path.is_file() else {}

@@ -8,6 +8,7 @@ prefix, as is usual for it; unset means "start an embedded Redis server".
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -104,7 +105,7 @@ class ModelSettings(BaseSettings):
         return self.model_copy(update={"lists": self.lists.model_copy(update={"personal_repeat_share": share})})
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, the layout of a tuned-settings file (see :func:`recommender.evaluation.tuning.load_tuned`)
+        """JSON-ready form, the layout of a tuned-settings file (see :func:`load_tuned`)
         plus the list settings."""
         return {
             "als": self.als.model_dump(),
@@ -235,7 +236,7 @@ None means "not given"."""
 
 def load_settings(options: Options | None = None, tuned: Mapping[str, Any] | None = None) -> Settings:
     """The settings in force: ``options`` > ``tuned`` (a tuned-settings file's ``settings``, see
-    :func:`recommender.evaluation.tuning.load_tuned`) > environment > defaults.
+    :func:`load_tuned`) > environment > defaults.
 
     pydantic-settings already ranks values given to a section above the environment and the environment above the
     defaults; here the options are laid over the tuned values and handed to each section. Raises
@@ -291,3 +292,49 @@ def _model_section(options: Mapping[str, Any]) -> ModelSettings:
     if options.get("half_life_days") is not None:
         parts["half_life_days"] = options["half_life_days"]
     return ModelSettings(**parts)
+
+
+# --- tuned-settings files (``reco tune`` writes them, ``reco train`` and ``reco evaluate`` read them) ------------
+
+
+def dataset_name(fmt: str, events: Path | str) -> str:
+    """The data set's name: its format, or the events file's stem for the generic format."""
+    return fmt if fmt != "generic" else Path(events).stem
+
+
+def settings_path(dataset: str, root: Path | str = ".") -> Path:
+    """Where a data set's tuned settings live: ``settings/<data set>.json`` (``reco tune`` writes, ``reco train``
+    reads)."""
+    return Path(root) / "settings" / f"{dataset}.json"
+
+
+def load_tuned(path: Path | str) -> dict[str, Any]:
+    """The settings of a tuned-settings file: ``{"als": {...}, "weights": {...}, "half_life_days": float,
+    "repeat_share": float}`` (keys absent from the file are absent here).
+
+    ``AlsParams(**d["als"])``, ``EventWeights(**d["weights"])`` (``"return"`` is accepted by
+    :meth:`ModelSettings.from_dict`; pass it there or as ``return_``) and ``ModelSettings.from_dict(d)`` take them as
+    they are. Raises ``ValueError`` on a file that is not a settings file.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read settings file {path}: {exc}") from exc
+    settings = doc.get("settings") if isinstance(doc, dict) else None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path} is not a tuned-settings file (no 'settings' object)")
+    allowed = {"als", "weights", "half_life_days", "repeat_share"}
+    unknown = set(settings) - allowed
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    out = dict(settings.items())
+    if "weights" in out:
+        out["weights"] = {("return_" if k == "return" else k): v for k, v in out["weights"].items()}
+    ModelSettings.from_dict(out)  # validates ranges (pydantic)
+    return out
+
+
+def tuned_params(path: Path | str) -> ModelSettings:
+    """:class:`ModelSettings` from a settings file (everything the file leaves out from the environment or
+    defaults)."""
+    return ModelSettings.from_dict(load_tuned(path))

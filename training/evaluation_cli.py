@@ -66,8 +66,7 @@ def _load(events: Path, items: Path | None, fmt: str, max_bad_share: float | Non
 
 
 def _params(settings: Path | None) -> Any:
-    from recommender.config import load_settings
-    from recommender.evaluation.tuning import load_tuned
+    from recommender.config import load_settings, load_tuned
 
     try:
         return load_settings(tuned=load_tuned(settings) if settings else None).model
@@ -297,8 +296,9 @@ def tune(
 ) -> None:
     """Search ALS settings, event weights, decay half-life and the repeat share on a validation split carved from the
     training period (the evaluation test window is never used) and write the best as this data set's settings."""
-    from recommender.evaluation.tuning import dataset_name, settings_path, write_tuned
+    from recommender.config import dataset_name, settings_path
     from recommender.evaluation.tuning import tune as run_tune
+    from recommender.evaluation.tuning import write_tuned
 
     data = _load(events, items, fmt, max_bad_share)
     start = _params(settings)

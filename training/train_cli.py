@@ -205,7 +205,7 @@ def run(cfg: Any) -> None:
 
 def _tuned(path: Path | None, fmt: str, events: Path) -> dict[str, Any]:
     """Settings from `reco tune`: the given file, else settings/<data set>.json when it exists."""
-    from recommender.evaluation.tuning import dataset_name, load_tuned, settings_path
+    from recommender.config import dataset_name, load_tuned, settings_path
 
     if path is None:
         default = settings_path(dataset_name(fmt, events))

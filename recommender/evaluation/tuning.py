@@ -15,7 +15,8 @@ Each trial fits ALS once with one sampled setting (trial 0 is always the startin
   is kept.
 
 Logs without purchases use the interaction targets instead. The result is written as a JSON settings file (see
-:func:`write_tuned`), read back with :func:`load_tuned` by ``reco train --settings`` and ``reco evaluate --settings``.
+:func:`write_tuned`), read back with :func:`recommender.config.load_tuned` by ``reco train --settings`` and
+``reco evaluate --settings``.
 """
 
 from __future__ import annotations
@@ -235,46 +236,3 @@ def write_tuned(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return path
-
-
-def dataset_name(fmt: str, events: Path | str) -> str:
-    """The data set's name: its format, or the events file's stem for the generic format."""
-    return fmt if fmt != "generic" else Path(events).stem
-
-
-def settings_path(dataset: str, root: Path | str = ".") -> Path:
-    """Where a data set's tuned settings live: ``settings/<data set>.json`` (``reco tune`` writes, ``reco train``
-    reads)."""
-    return Path(root) / "settings" / f"{dataset}.json"
-
-
-def load_tuned(path: Path | str) -> dict[str, Any]:
-    """The settings of a tuned-settings file: ``{"als": {...}, "weights": {...}, "half_life_days": float,
-    "repeat_share": float}`` (keys absent from the file are absent here).
-
-    ``AlsParams(**d["als"])``, ``EventWeights(**d["weights"])`` (``"return"`` is accepted by
-    :meth:`ModelSettings.from_dict`; pass it there or as ``return_``) and ``ModelSettings.from_dict(d)`` take them as
-    they are. Raises ``ValueError`` on a file that is not a settings file.
-    """
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read settings file {path}: {exc}") from exc
-    settings = doc.get("settings") if isinstance(doc, dict) else None
-    if not isinstance(settings, dict):
-        raise ValueError(f"{path} is not a tuned-settings file (no 'settings' object)")
-    allowed = {"als", "weights", "half_life_days", "repeat_share"}
-    unknown = set(settings) - allowed
-    if unknown:
-        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-    out = dict(settings.items())
-    if "weights" in out:
-        out["weights"] = {("return_" if k == "return" else k): v for k, v in out["weights"].items()}
-    ModelSettings.from_dict(out)  # validates ranges (pydantic)
-    return out
-
-
-def tuned_params(path: Path | str) -> ModelSettings:
-    """:class:`ModelSettings` from a settings file (everything the file leaves out from the environment or
-    defaults)."""
-    return ModelSettings.from_dict(load_tuned(path))

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import pyarrow.compute as pc
 import pytest
 
-from recommender.config import AlsParams, EventWeights, ModelSettings
+from recommender.config import AlsParams, EventWeights, ModelSettings, load_tuned, tuned_params
 from recommender.data.demo import generate_shop
-from recommender.evaluation.tuning import load_tuned, tune, tuned_params, write_tuned
+from recommender.evaluation.tuning import tune, write_tuned
 
 
 @pytest.fixture(scope="module")
