@@ -31,8 +31,8 @@ STANDINS = {  # name the Dockerfile / compose file use -> recipe in standins/
     "docker.io/library/redis:7-alpine": "redis.Containerfile",
 }
 RECIPE_LABEL = "shop-reco.standin-recipe"
-APT_PACKAGES = ["podman", "runc", "podman-compose", "debootstrap"]
-TOOLS = ["podman", "podman-compose", "debootstrap"]
+APT_PACKAGES = ["podman", "runc", "debootstrap"]
+TOOLS = ["podman", "runc", "debootstrap"]
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -67,7 +67,8 @@ def cache_lock() -> Iterator[Path]:
 
 
 def ensure_podman() -> None:
-    """Install podman, runc, podman-compose and debootstrap with apt-get when missing (needs root)."""
+    """Install podman, runc and debootstrap from Debian's packages when missing (needs root). podman-compose comes
+    from PyPI with the test extras: Debian's 1.0.3 cannot put a service on the host network."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if not missing:
         return
