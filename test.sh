@@ -20,4 +20,6 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# The container check (tests/deploy, marker "container") installs podman itself when missing and it runs as root;
+# without root it skips and says why. -m "not container" leaves it out.
 exec .venv/bin/python -m pytest "$@"

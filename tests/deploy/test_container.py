@@ -56,7 +56,7 @@ def image(podman: None) -> Iterator[str]:
     tag = f"localhost/{RUN_ID}:latest"
     run(["podman", "build", "--pull=never", "--network=host", "--layers", "-t", tag, str(REPO)], timeout=1200)
     yield tag
-    run(["podman", "rmi", "--force", tag], check=False)
+    run(["podman", "untag", tag, tag], check=False)  # the image stays as layer cache for the next build
 
 
 @pytest.fixture(scope="module")
