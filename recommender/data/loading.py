@@ -59,6 +59,10 @@ SAMPLE_SIZE = 10
 
 
 _local = threading.local()
+# Every thread's connection is also referenced here, so a thread that ends never runs DuckDB's destructor itself: one
+# that ends while the interpreter shuts down is unwound by force, and the destructor aborts the process then
+# ("terminate called ... FATAL: exception not rethrown", exit 134 after a test run with idle worker threads).
+_connections: list[duckdb.DuckDBPyConnection] = []
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -71,6 +75,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     con = getattr(_local, "con", None)
     if con is None:
         con = _local.con = duckdb.connect()
+        _connections.append(con)
         con.execute("SET TimeZone = 'UTC'")
     return con
 
