@@ -73,10 +73,10 @@ def embedded_redis_held() -> Iterator[None]:
     """With REDIS_URL unset: start (or join) the embedded Redis here, before any worker, and let go of it when serving
     ends; the workers then all join this one server, and it stops with this process if this process started it."""
     from cache.server import connect
-    from recommender.config import Settings
+    from recommender.config import RedisSettings
 
-    settings = Settings()
-    if settings.redis_url:
+    settings = RedisSettings()  # from the environment, as the workers' app reads it
+    if settings.url:
         yield
         return
     handle = connect(None, settings.data_dir)
