@@ -21,7 +21,7 @@ import redis
 
 from cache.server import connect
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
