@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("RECO_BENCH_SHARED", ROOT.parent / "shared")) / "data"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -386,6 +386,11 @@ def main() -> None:
     ap.add_argument("--events-large", type=int, default=10_000_000)
     ap.add_argument("--users-large", type=int, default=1_000_000)
     ap.add_argument("--items-large", type=int, default=100_000)
+    ap.add_argument(
+        "--growth",
+        default="1000000,3000000",
+        help="smaller generated shops for the growth table (events; users = events / 10, same items); '' for none",
+    )
     ap.add_argument("--skip-cj", action="store_true")
     ap.add_argument("--skip-large", action="store_true")
     a = ap.parse_args()
@@ -400,19 +405,20 @@ def main() -> None:
                 "complete-journey", cj / "transactions.parquet", cj / "products.parquet", "complete-journey", work, log
             )
         )
+    sizes = [(int(n), int(n) // 10, a.items_large) for n in a.growth.split(",") if n.strip()]
     if not a.skip_large:
+        sizes.append((a.events_large, a.users_large, a.items_large))
+    for n_events, n_users, n_items in sizes:
         shop = work / "shop-large"
-        print(
-            f"[job] generating {a.events_large:,} events / {a.users_large:,} users / {a.items_large:,} items",
-            flush=True,
-        )
+        print(f"[job] generating {n_events:,} events / {n_users:,} users / {n_items:,} items", flush=True)
         sys.path.insert(0, str(ROOT / "bench"))
         from gen_shop import generate
 
         t0 = time.perf_counter()
-        stats = generate(shop, a.events_large, a.users_large, a.items_large)
+        stats = generate(shop, n_events, n_users, n_items)
         gen_s = time.perf_counter() - t0
-        entry = bench_dataset("generated-10m", shop / "events.parquet", shop / "items.parquet", "generic", work, log)
+        name = f"generated-{n_events / 1e6:g}m"
+        entry = bench_dataset(name, shop / "events.parquet", shop / "items.parquet", "generic", work, log)
         entry["input"] = {
             "generator": "bench/gen_shop.py",
             "stats": stats,

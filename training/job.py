@@ -54,6 +54,8 @@ class JobConfig:
     show_progress: bool = True
     gate: bool = False
     force_publish: bool = False
+    engine: str = "implicit"  # or "spark": loading, weighting, fit and top-k on Spark (training/spark_engine.py)
+    spark_master: str = "local[*]"
 
 
 class GateRefused(Exception):
@@ -106,7 +108,16 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
     with JobLock(client, keys.job_lock, s.job.job_lock_seconds).acquired(s.job.lock_wait_seconds) as lock:
         if unfinished_versions(client, keys):  # a run died before finishing: sweep before adding a version
             cleanup(client, keys)
-        return _run_locked(cfg, client, keys, lock, s.time_window(now), data)
+        spark = None
+        if cfg.engine == "spark":
+            from training.spark_engine import SparkEngine
+
+            spark = SparkEngine(cfg.spark_master)
+        try:
+            return _run_locked(cfg, client, keys, lock, s.time_window(now), data, spark)
+        finally:
+            if spark is not None:
+                spark.close()
 
 
 def checked_live_events(
@@ -142,23 +153,26 @@ class _Fitted:
     bought: sp.csr_matrix
     hidden: np.ndarray
     model: Any
+    pick_batches: Any = lists.personal_pick_batches  # the personal top-k: here, or on Spark
 
 
 def _run_locked(
-    cfg: JobConfig, client: Any, keys: Keys, lock: JobLock, window: TimeWindow, data: Dataset | None
+    cfg: JobConfig, client: Any, keys: Keys, lock: JobLock, window: TimeWindow, data: Dataset | None, spark: Any
 ) -> JobResult:
     timer = _Timer()
     with timer.stage("load"):
+        if data is None and spark is not None:
+            data = spark.load(cfg.events, cfg.items, cfg.fmt, cfg.settings.job.max_bad_share)
         inputs = _load_inputs(cfg, client, keys, window, data)
     gate = None
     if cfg.gate:
         with timer.stage("gate"):
             try:
-                gate = promotion_gate(cfg, client, keys, inputs.events, inputs.items, window.now)
+                gate = promotion_gate(cfg, client, keys, inputs.events, inputs.items, window.now, spark)
             except GateRefused as refused:
                 record_quality(client, keys, quality_entry(None, inputs.as_of, refused.decision.as_dict()))
                 raise
-    fitted = _fit(cfg, inputs, timer)
+    fitted = _fit(cfg, inputs, timer, spark)
     publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock)
     try:
         counts, examples = _publish_lists(cfg, publisher, inputs, fitted, timer)
@@ -198,15 +212,25 @@ def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, da
     return _Inputs(events, items, as_of, reports, live_events.num_rows, live_upto, feedback)
 
 
-def _fit(cfg: JobConfig, inputs: _Inputs, timer: _Timer) -> _Fitted:
+def _fit(cfg: JobConfig, inputs: _Inputs, timer: _Timer, spark: Any = None) -> _Fitted:
+    """Weighting and the ALS fit: here, or on Spark (where live events, which only the driver has, are weighted on the
+    driver and the matrix sent to Spark)."""
     m = cfg.settings.model
+    on_spark = spark is not None and not inputs.live_events
     with timer.stage("weight"):
-        inter = build_interactions(inputs.events, m.weights.as_dict(), m.half_life_days, inputs.as_of)
+        if on_spark:
+            inter = spark.weight(m.weights.as_dict(), m.half_life_days, inputs.as_of)
+        else:
+            inter = build_interactions(inputs.events, m.weights.as_dict(), m.half_life_days, inputs.as_of)
         bought = purchase_matrix(inputs.events, inter)
         hidden = lists.hidden_item_indices(inputs.items, inter)
     with timer.stage("fit"):
-        model = fit_als(inter.matrix, m.als, show_progress=cfg.show_progress)
-    return _Fitted(inter, bought, hidden, model)
+        if spark is None:
+            model = fit_als(inter.matrix, m.als, show_progress=cfg.show_progress)
+        else:
+            model = spark.fit(m.als) if on_spark else spark.fit_matrix(inter, m.als)
+    picks = spark.pick_batches if spark is not None else lists.personal_pick_batches
+    return _Fitted(inter, bought, hidden, model, picks)
 
 
 def _publish_lists(
@@ -268,7 +292,18 @@ def _publish_customers(
     purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
     active = active_rows(events, inter, inputs.as_of, p.active_days)
     n_personal, n_next, example_user = publish_personal_and_next(
-        publisher, model, inter, bought, hidden, repeats, purchasers, p, cat, active, cfg.show_progress
+        publisher,
+        model,
+        inter,
+        bought,
+        hidden,
+        repeats,
+        purchasers,
+        p,
+        cat,
+        active,
+        cfg.show_progress,
+        fitted.pick_batches,
     )
     rest = np.setdiff1d(np.arange(len(inter.user_ids)), active)
     unavailable = frozenset(inter.item_ids[hidden].tolist())
@@ -299,6 +334,7 @@ def _manifest(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "as_of": inputs.as_of.isoformat(),
         "source": {"events": str(cfg.events), "items": str(cfg.items) if cfg.items else None, "format": cfg.fmt},
+        "engine": cfg.engine,
         "counts": counts,
         "examples": examples,
         "params": {
@@ -368,6 +404,7 @@ def publish_personal_and_next(
     cat: Catalogue,
     active: np.ndarray,
     show_progress: bool,
+    pick_batches: Any = lists.personal_pick_batches,
 ) -> tuple[int, int, str | None]:
     """Personal lists of the ``active`` matrix rows, and a next-purchase list for those with purchases, batch by batch;
     every other customer gets what the API needs to compute the same lists on request (:func:`publish_on_request`).
@@ -379,7 +416,7 @@ def publish_personal_and_next(
     n_personal = n_next = 0
     example_user: str | None = None
     with tqdm(total=len(active), desc="personal + next", unit="user", disable=not show_progress) as bar:
-        for users, ranked in lists.personal_pick_batches(model, inter, p.list_size, exclude, hidden, active):
+        for users, ranked in pick_batches(model, inter, p.list_size, exclude, hidden, active):
             # nothing bought, nothing due again: the ALS list as it is
             publisher.put_many((Keys.user(u), cat.pairs(r)) for u, r in zip(users, ranked) if u not in purchasers)
             for user_id, mine in zip(users, ranked):
@@ -479,7 +516,7 @@ class GateWarmStart:
 
 
 def promotion_gate(
-    cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table, now: datetime
+    cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table, now: datetime, spark: Any = None
 ) -> dict[str, Any]:
     """Score the candidate settings on the recent holdout and compare with the serving version and recent popularity.
 
@@ -493,10 +530,14 @@ def promotion_gate(
         return {"skipped": f"less than {2 * job.gate_days} days of history for a {job.gate_days}-day holdout"}
     cutoff = latest_timestamp(events) - timedelta(days=job.gate_days)  # time_split's default cutoff
     warm = GateWarmStart(cfg, keys, cutoff)
+    fit = warm.fit if spark is None else (lambda inter: spark.fit_matrix(inter, cfg.settings.model.als))
     measured = holdout_metrics(
-        events, items, cfg.settings.model, test_days=job.gate_days, max_users=job.gate_users or None, fit=warm.fit
+        events, items, cfg.settings.model, test_days=job.gate_days, max_users=job.gate_users or None, fit=fit
     )
-    warm.save()
+    if spark is None:
+        warm.save()
+    else:
+        warm.how = "full fit on Spark"
     current_version = current(client, keys)[0]
     serving = (manifest(client, keys, current_version) or {}) if current_version else {}
     future = bool(serving.get("as_of")) and datetime.fromisoformat(serving["as_of"]) > now

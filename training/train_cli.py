@@ -52,6 +52,17 @@ ActiveDays = Annotated[
         "API computes everyone else's on request from the published model (0: precompute all) [default: 7].",
     ),
 ]
+Engine = Annotated[
+    str,
+    Opt(
+        envvar="RECO_ENGINE",
+        help="implicit (one machine) or spark: loading, weighting, the ALS fit and the top-k lists on Spark "
+        "(needs pip install '.[spark]'; see docs/SCALING.md).",
+    ),
+]
+SparkMaster = Annotated[
+    str, Opt(envvar="RECO_SPARK_MASTER", help="Spark master URL for --engine spark (local[*], spark://...).")
+]
 IncludePurchased = Annotated[bool, Opt("--include-purchased", help="Keep already-bought items in personal picks.")]
 MaxBadShare = Annotated[
     float | None, Opt(envvar="RECO_MAX_BAD_SHARE", help="Share of bad rows that fails the run [default: 0.05].")
@@ -140,6 +151,8 @@ def train(
     gate_users: GateUsers = None,
     force_publish: ForcePublish = False,
     lock_wait: LockWait = None,
+    engine: Engine = "implicit",
+    spark_master: SparkMaster = "local[*]",
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, Opt(help="Show progress bars.")] = True,
@@ -152,8 +165,23 @@ def train(
     from training.job import JobConfig
 
     check_format(fmt)
+    check_engine(engine, fmt)
     settings = train_settings(ctx, settings_file, fmt, events, include_purchased)
-    run(JobConfig(events, items, fmt, settings, as_of, progress, gate, force_publish))
+    run(JobConfig(events, items, fmt, settings, as_of, progress, gate, force_publish, engine, spark_master))
+
+
+def check_engine(engine: str, fmt: str) -> None:
+    """Exit with a clear message for an unknown engine, a missing pyspark or a format Spark does not read."""
+    if engine not in ("implicit", "spark"):
+        fail(f"--engine must be implicit or spark, not '{engine}'.")
+    if engine == "spark":
+        from training.spark_engine import FORMATS as SPARK_FORMATS
+        from training.spark_engine import missing_pyspark_message
+
+        if problem := missing_pyspark_message():
+            fail(f"{problem}.")
+        if fmt not in SPARK_FORMATS:
+            fail(f"--engine spark reads the formats {', '.join(SPARK_FORMATS)}, not '{fmt}'.")
 
 
 def train_settings(

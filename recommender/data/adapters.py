@@ -190,21 +190,24 @@ def _complete_journey(events_path: Path, items_path: Path | None) -> RawInput:
           CASE WHEN TRY_CAST(quantity AS DOUBLE) = 0 THEN 'zero-quantity line (coupon or adjustment)' END AS _excluded
         FROM src""",
     )
-    items = None
-    if items_path:
-        prod = read_table(items_path, "items")
-        require_columns(prod, ["product_id"], f"{items_path.name} (complete-journey products)")
-        has = set(prod.column_names)
-        col = lambda c: f"NULLIF(trim(CAST({c} AS VARCHAR)), '')" if c in has else "NULL"
-        items = _rows_of(
-            prod,
-            f"""
-            SELECT {ROW}, CAST(product_id AS VARCHAR) AS item_id,
-              NULLIF(concat_ws(' ', {col("brand")}, {col("product_type")}, {col("package_size")}), '') AS title,
-              coalesce({col("product_category")}, {col("department")}) AS category
-            FROM src""",
-        )
+    items = complete_journey_products(items_path) if items_path else None
     return RawInput(events, items, events_path.name, items_path.name if items_path else None)
+
+
+def complete_journey_products(items_path: Path) -> pa.Table:
+    """The complete-journey ``products`` table in generic catalogue columns (unvalidated)."""
+    prod = read_table(items_path, "items")
+    require_columns(prod, ["product_id"], f"{items_path.name} (complete-journey products)")
+    has = set(prod.column_names)
+    col = lambda c: f"NULLIF(trim(CAST({c} AS VARCHAR)), '')" if c in has else "NULL"
+    return _rows_of(
+        prod,
+        f"""
+        SELECT {ROW}, CAST(product_id AS VARCHAR) AS item_id,
+          NULLIF(concat_ws(' ', {col("brand")}, {col("product_type")}, {col("package_size")}), '') AS title,
+          coalesce({col("product_category")}, {col("department")}) AS category
+        FROM src""",
+    )
 
 
 def _rees46(events_path: Path, items_path: Path | None) -> RawInput:
