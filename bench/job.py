@@ -398,6 +398,12 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     log = work / "job-bench.log"
     results = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "datasets": []}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every data set, so a long run that is stopped keeps what it measured
+        results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        a.out.write_text(json.dumps(results, indent=1))
+
     if not a.skip_cj:
         cj = SHARED / "complete-journey"
         results["datasets"].append(
@@ -405,6 +411,7 @@ def main() -> None:
                 "complete-journey", cj / "transactions.parquet", cj / "products.parquet", "complete-journey", work, log
             )
         )
+        save()
     sizes = [(int(n), int(n) // 10, a.items_large) for n in a.growth.split(",") if n.strip()]
     if not a.skip_large:
         sizes.append((a.events_large, a.users_large, a.items_large))
@@ -426,6 +433,7 @@ def main() -> None:
             "format": "generic (Parquet)",
         }
         results["datasets"].append(entry)
+        save()
         subprocess.run(["rm", "-rf", str(shop)], check=False)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     a.out.parent.mkdir(parents=True, exist_ok=True)

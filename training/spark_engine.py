@@ -35,18 +35,10 @@ from threadpoolctl import threadpool_limits
 from recommender.config import AlsParams
 from recommender.data.adapters import complete_journey_products
 from recommender.data.dataset import Dataset
-from recommender.data.loading import (
-    EVENT_ALIASES,
-    EVENT_REQUIRED,
-    ID_PATTERN,
-    BadRow,
-    DataError,
-    LoadReport,
-    complete_catalogue,
-    read_table,
-    validate_items,
-)
-from recommender.data.schema import EVENT_SCHEMA, MAX_ID_LENGTH, empty_items
+from recommender.data.errors import DataError
+from recommender.data.loading import EVENT_ALIASES, ID_PATTERN, BadRow, LoadReport, complete_catalogue, validate_items
+from recommender.data.reading import read_table
+from recommender.data.schema import EVENT_REQUIRED, EVENT_SCHEMA, MAX_ID_LENGTH, empty_items
 from recommender.models.weighting import Interactions
 from recommender.serving.lists import Ranked, ranked_rows
 
