@@ -92,12 +92,15 @@ def replace(doc: str, name: str, body: str) -> str:
 def main() -> None:
     perf = ROOT / "docs" / "PERFORMANCE.md"
     doc = perf.read_text()
-    doc = replace(doc, "scale:similar", similar_table())
-    doc = replace(doc, "scale:gate", gate_table())
-    doc = replace(doc, "scale:spark", spark_table())
+    if _load("similar_index_cj.json") and _load("similar_index_10m.json"):
+        doc = replace(doc, "scale:similar", similar_table())
+    if _load("gate_warm_cj.json"):
+        doc = replace(doc, "scale:gate", gate_table())
+    if _load("spark_quality.json"):
+        doc = replace(doc, "scale:spark", spark_table())
+        scaling = ROOT / "docs" / "SCALING.md"
+        scaling.write_text(replace(scaling.read_text(), "scaling:figures", spark_table()))
     perf.write_text(doc)
-    scaling = ROOT / "docs" / "SCALING.md"
-    scaling.write_text(replace(scaling.read_text(), "scaling:figures", spark_table()))
     print("updated docs/PERFORMANCE.md and docs/SCALING.md")
 
 

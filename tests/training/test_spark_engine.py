@@ -46,12 +46,11 @@ def published(redis_handle, shop):
     out = {}
     for engine in ("implicit", "spark"):
         settings = isolated_settings(redis_handle, engine[:2])
+        model = {"als": AlsParams(factors=8, iterations=5), "lists": ListParams(list_size=20, active_days=30)}
         cfg = JobConfig(
             events=shop.paths[0],
             items=shop.paths[1],
-            settings=settings,
-            als=AlsParams(factors=8, iterations=5),
-            lists=ListParams(list_size=20, active_days=30),
+            settings=settings.replace(model=model),
             show_progress=False,
             engine=engine,
         )
@@ -73,17 +72,17 @@ def test_same_version_layout_and_counts(published, redis_handle):
         assert r_sp.counts[key] == r_imp.counts[key], key
 
     def kinds(settings, version):
-        base = Keys(settings.key_prefix).version_prefix(version)
+        base = Keys(settings.redis.key_prefix).version_prefix(version)
         return {k.decode()[len(base) :].split(":")[0] for k in redis_handle.client.scan_iter(match=base + "*")}
 
     assert kinds(s_sp, r_sp.version) == kinds(s_imp, r_imp.version)
-    info = manifest(redis_handle.client, Keys(s_sp.key_prefix), r_sp.version)
+    info = manifest(redis_handle.client, Keys(s_sp.redis.key_prefix), r_sp.version)
     assert info["engine"] == "spark"
 
 
 def test_spark_lists_leave_out_bought_and_unavailable_items_and_follow_tastes(published, redis_handle, shop):
     settings, result = published["spark"]
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.redis.key_prefix)
     gone = set(shop.items.filter(pc.invert(shop.items["available"]))["item_id"].to_pylist())
     buys = shop.events.filter(pc.equal(shop.events["event_type"], "purchase"))
     bought: dict[str, set[str]] = {}
