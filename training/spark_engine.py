@@ -379,7 +379,7 @@ def _checked_sql(fmt: str, has: set[str]) -> str:
         ("i IS NULL", "item_id", "is empty", "i"),
         (f"length(i) > {MAX_ID_LENGTH}", "item_id", longer, "i"),
         (f"NOT i RLIKE '{ids}'", "item_id", chars, "i"),
-        ("e IS NULL", "event_type", "is not one of view, cart, purchase, return", "e_raw"),
+        ("e IS NULL", "event_type", "is not one of view, cart, purchase, return, impression, click", "e_raw"),
         ("ts IS NULL", "timestamp", "is not a date-time", "ts_raw"),
         ("q_raw IS NOT NULL AND q IS NULL", "quantity", "is not a number", "q_raw"),
         ("q IS NOT NULL AND (q <= 0 OR isnan(q))", "quantity", "is not positive", "q_raw"),
