@@ -94,7 +94,8 @@ Models = Annotated[
     typer.Option(
         "--model",
         help="Model(s) to evaluate; repeat for several (default: all: production, als, als_new, "
-        "global_popularity, recent_popularity, item_knn_cosine, item_knn_bm25, personal_top_frequency).",
+        "global_popularity, recent_popularity, item_knn_cosine, item_knn_bm25, personal_top_frequency, "
+        "tifu_knn, tifu_knn_dunnhumby, tifu_knn_tuned).",
     ),
 ]
 JsonOut = Annotated[

@@ -544,7 +544,12 @@ def promotion_gate(
     previous = None if future else serving.get("evaluation")
     current_metric = previous.get("candidate") if previous and previous.get("metric") == measured["metric"] else None
     decision = decide(
-        measured["candidate"], current_metric, measured["recent_popularity"], job.gate_margin, cfg.force_publish
+        measured["candidate"],
+        current_metric,
+        measured["recent_popularity"],
+        job.gate_margin,
+        cfg.force_publish,
+        tifu_knn_metric=measured.get("tifu_knn"),
     )
     if not decision.publish:
         raise GateRefused(decision)

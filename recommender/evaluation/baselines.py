@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from recommender.data.schema import CART, PURCHASE, VIEW
 from recommender.evaluation.split import order_keys, targets
 from recommender.models.base import Recommender, unavailable_items
+from recommender.models.tifu_knn import TifuKnn, TifuParams
 
 INTERACTIONS: tuple[str, ...] = (VIEW, CART, PURCHASE)
 
@@ -343,6 +344,37 @@ class ItemKNN(Baseline):
         row, col = row[keep], col[keep]
         bounds = np.searchsorted(row, np.arange(1, len(rows)))
         return [list(items) for items in np.split(self.item_ids_[col], bounds)]
+
+
+class TifuKNN(Baseline):
+    """TIFU-KNN (:mod:`recommender.models.tifu_knn`): the customer's time-decayed item frequencies blended with
+    their nearest customers'; filled from the popularity ranking. With ``tune_days`` the parameters are first chosen
+    on a validation window of that many days at the end of the training events
+    (:func:`recommender.evaluation.tifu_tuning.tune_tifu`), then the model is refitted on all of them.
+
+    Fitted attributes: ``model_`` (the :class:`TifuKnn`), ``tuning_`` (the search, when tuned)."""
+
+    def __init__(
+        self, params: TifuParams | None = None, *, tune_days: int | None = None, filter_purchased: bool = False
+    ) -> None:
+        super().__init__(filter_purchased=filter_purchased)
+        self.params = params or TifuParams()
+        self.tune_days = tune_days
+        self.model_: TifuKnn | None = None
+        self.tuning_: dict[str, Any] | None = None
+
+    def _fit(self, train: pa.Table, **kw: Any) -> None:
+        params = self.params
+        if self.tune_days:
+            from recommender.evaluation.tifu_tuning import tune_tifu
+
+            params, self.tuning_ = tune_tifu(train, validation_days=self.tune_days, start=self.params)
+        self.model_ = TifuKnn(params).fit(train)
+        self._fallback = popularity_ranking(train)
+
+    def _candidates(self, users: list[str], k: int) -> Mapping[str, Sequence[str]]:
+        assert self.model_ is not None
+        return {u: [i for i, _ in r] for u, r in self.model_.recommend(users, k).items()}
 
 
 def popularity_ranking(train: pa.Table) -> list[str]:

@@ -9,6 +9,9 @@ customers bought in them) and asks :func:`decide`:
 * refuse when it is below the **current published model's** main metric by more than ``margin``, *relative*:
   ``candidate < current * (1 - margin)`` (default 2 %; relative, so the same margin works for a shop where
   ndcg@10 is 0.05 and one where it is 0.4);
+* report **TIFU-KNN** (published Ta-Feng settings, the strong next-basket baseline) on the same holdout beside
+  them, so the manifest and the job's log say how the candidate compares; it informs, it does not refuse (a shop
+  must keep getting fresh lists while its personal list trails a baseline that is not served);
 * publish otherwise, when there is nothing to judge by (no warm customer bought anything in the holdout), or when
   ``force`` is set (the reason says what would have happened).
 
@@ -43,7 +46,7 @@ DEFAULT_MARGIN: float = JobSettings.model_fields["gate_margin"].default
 DEFAULT_MAX_USERS: int = JobSettings.model_fields["gate_users"].default
 """Warm customers the gate scores at most (a fixed random sample): the standard error of the mean metric is then
 under 1 % of its per-customer standard deviation, and the gate's scoring cost stops growing with the shop."""
-GATE_MODELS: tuple[str, ...] = (MAIN_MODEL, "recent_popularity")
+GATE_MODELS: tuple[str, ...] = (MAIN_MODEL, "recent_popularity", "tifu_knn")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ def decide(
     recent_popularity_metric: float,
     margin: float = DEFAULT_MARGIN,
     force: bool = False,
+    tifu_knn_metric: float | None = None,
 ) -> GateDecision:
     """Publish or keep the current version (see the module docstring); ``margin`` is relative (0.02 = 2 %)."""
     if margin < 0 or margin >= 1:
@@ -95,6 +99,9 @@ def decide(
             why = f"candidate {m} {cand:.4f} passes ({versus}recent popularity {base:.4f}, margin {margin:.0%})"
         else:
             why = "; ".join(problems) + ": the current version keeps serving"
+        reference = None if _missing(tifu_knn_metric) else float(tifu_knn_metric)  # type: ignore[arg-type]
+        if reference:
+            why += f"; TIFU-KNN {reference:.4f} ({cand / reference - 1:+.1%})"
     if force and not verdict:
         verdict, why = True, f"forced: published although {'; '.join(problems)}"
     elif force:
@@ -115,11 +122,12 @@ def holdout_metrics(
     """Fit the candidate settings on the events before the holdout and score them on it (at most ``max_users``
     warm customers, a fixed random sample; None scores every one).
 
-    Returns ``{"metric", "target", "group", "candidate", "recent_popularity", "users", "cutoff", "test_days",
-    "figures"}`` (``fit`` replaces the ALS fit from random factors, see :mod:`recommender.models.warm_start`):
-    ``candidate`` and ``recent_popularity`` are the main metric of the production list and of the
-    recent-popularity baseline (``nan`` when no warm customer bought anything in the holdout), ``figures`` every
-    metric of both (``Evaluation.figures`` restricted to the main target).
+    Returns ``{"metric", "target", "group", "candidate", "recent_popularity", "tifu_knn", "users", "cutoff",
+    "test_days", "figures"}`` (``fit`` replaces the ALS fit from random factors, see
+    :mod:`recommender.models.warm_start`): ``candidate``, ``recent_popularity`` and ``tifu_knn`` are the main metric
+    of the production list, of the recent-popularity baseline and of TIFU-KNN (``nan`` when no warm customer bought
+    anything in the holdout), ``figures`` every metric of the three (``Evaluation.figures`` restricted to the main
+    target).
     """
     params = params or ModelSettings()
     ctx = build_context(
@@ -138,6 +146,7 @@ def holdout_metrics(
         "group": MAIN_GROUP,
         "candidate": result.main(MAIN_MODEL),
         "recent_popularity": result.main("recent_popularity"),
+        "tifu_knn": result.main("tifu_knn"),
         "users": 0 if math.isnan(users := result.get(target, MAIN_GROUP, MAIN_MODEL, "users")) else int(users),
         "cutoff": ctx.split.cutoff.isoformat(),
         "test_days": test_days,

@@ -14,6 +14,7 @@ Models:
                            training events exactly as the nightly job does)
 ``repeat_only``            the repeat model alone (every candidate, no exploration, no score threshold)
 ``personal_top_frequency`` the customer's most often bought items (baselines.PersonalTopFrequency)
+``tifu_knn``               TIFU-KNN with the published Ta-Feng settings (baselines.TifuKNN)
 ``most_recent``            the customer's most recently bought items (baselines.MostRecentItems)
 ``als``                    ALS top-k with bought items allowed
 ``global_popularity``      most bought items overall (baselines.GlobalPopularity)
@@ -34,10 +35,11 @@ import pyarrow.compute as pc
 from recommender.config import AlsParams, EventWeights, ModelSettings
 from recommender.data.dataset import Dataset
 from recommender.evaluation import metrics
-from recommender.evaluation.baselines import GlobalPopularity, MostRecentItems, PersonalTopFrequency
+from recommender.evaluation.baselines import GlobalPopularity, MostRecentItems, PersonalTopFrequency, TifuKNN
 from recommender.evaluation.split import first_basket_targets, targets, time_split
 from recommender.models.als import fit_als
 from recommender.models.repeat import repeat_candidates
+from recommender.models.tifu_knn import PUBLISHED as TIFU_PUBLISHED
 from recommender.models.weighting import build_interactions, purchase_matrix
 from recommender.serving.lists import personal_picks
 from recommender.serving.policy import next_purchase
@@ -46,6 +48,7 @@ MODELS: tuple[str, ...] = (
     "next_purchase",
     "repeat_only",
     "personal_top_frequency",
+    "tifu_knn",
     "most_recent",
     "als",
     "global_popularity",
@@ -140,6 +143,7 @@ def _model_lists(
             }
     baselines = {
         "personal_top_frequency": lambda: PersonalTopFrequency(fill_popular=True),
+        "tifu_knn": lambda: TifuKNN(TIFU_PUBLISHED["tafeng"]),
         "most_recent": lambda: MostRecentItems(fill_popular=True),
         "global_popularity": lambda: GlobalPopularity(),
     }

@@ -39,7 +39,11 @@ Every model is a :class:`recommender.models.base.Recommender` taken by name from
 ``item_knn_cosine``, ``item_knn_bm25``
     implicit's item-item neighbours on the binary user x item matrix (filled from popularity);
 ``personal_top_frequency``
-    the customer's own most often bought items (purchase target only; filled from popularity).
+    the customer's own most often bought items (purchase target only; filled from popularity);
+``tifu_knn``, ``tifu_knn_dunnhumby``, ``tifu_knn_tuned``
+    TIFU-KNN (:mod:`recommender.models.tifu_knn`) with the paper's published Ta-Feng and Dunnhumby settings, and
+    with settings chosen on a 30-day validation window at the end of the training events
+    (:func:`recommender.evaluation.tifu_tuning.tune_tifu`); purchase target only, filled from popularity.
 
 User groups
 -----------

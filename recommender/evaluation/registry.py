@@ -10,10 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from recommender.config import ModelSettings
-from recommender.evaluation.baselines import GlobalPopularity, ItemKNN, PersonalTopFrequency, RecentPopularity
+from recommender.evaluation.baselines import (
+    GlobalPopularity,
+    ItemKNN,
+    PersonalTopFrequency,
+    RecentPopularity,
+    TifuKNN,
+)
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.base import Recommender
+from recommender.models.tifu_knn import PUBLISHED as TIFU_PUBLISHED
 from recommender.serving.production import ProductionModel
+
+TIFU_VALIDATION_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -41,8 +50,15 @@ REGISTRY: dict[str, ModelEntry] = {
     "item_knn_cosine": ModelEntry(lambda s: ItemKNN("cosine")),
     "item_knn_bm25": ModelEntry(lambda s: ItemKNN("bm25")),
     "personal_top_frequency": ModelEntry(lambda s: PersonalTopFrequency(), purchase_only=True),
+    "tifu_knn": ModelEntry(lambda s: TifuKNN(TIFU_PUBLISHED["tafeng"]), purchase_only=True),
+    "tifu_knn_dunnhumby": ModelEntry(lambda s: TifuKNN(TIFU_PUBLISHED["dunnhumby"]), purchase_only=True),
+    "tifu_knn_tuned": ModelEntry(
+        lambda s: TifuKNN(TIFU_PUBLISHED["tafeng"], tune_days=TIFU_VALIDATION_DAYS), purchase_only=True
+    ),
 }
 MODELS: tuple[str, ...] = tuple(REGISTRY)
+"""``tifu_knn`` / ``tifu_knn_dunnhumby``: TIFU-KNN with the paper's published settings; ``tifu_knn_tuned``: with
+settings chosen on the last :data:`TIFU_VALIDATION_DAYS` of the training events (never the test window)."""
 ALS_NEW_NAME = "als"
 """The name the ALS family is reported under on the ``*_new`` targets."""
 

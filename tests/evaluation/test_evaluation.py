@@ -96,7 +96,7 @@ def test_layout_models_and_groups(tiny) -> None:
     _, res = tiny
     assert set(res.figures) == {"purchase", "purchase_new", "interaction", "interaction_new"}
     assert set(res.figures["purchase"]["warm"]) == set(MODELS)
-    assert "personal_top_frequency" not in res.figures["interaction"]["warm"]
+    assert not {"personal_top_frequency", "tifu_knn", "tifu_knn_tuned"} & set(res.figures["interaction"]["warm"])
     assert set(res.figures["purchase_new"]["warm"]) == {
         "als",
         "global_popularity",

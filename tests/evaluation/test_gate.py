@@ -57,7 +57,8 @@ def shop():
 def test_gate_refuses_a_deliberately_worse_model(shop) -> None:
     good = holdout_metrics(shop.events, shop.items, ModelSettings(), test_days=21)
     assert good["metric"] == "ndcg@10" and good["target"] == "purchase" and good["users"] > 20
-    assert set(good["figures"]["warm"]) == {"production", "recent_popularity"}
+    assert set(good["figures"]["warm"]) == {"production", "recent_popularity", "tifu_knn"}
+    assert good["tifu_knn"] == good["figures"]["warm"]["tifu_knn"]["ndcg@10"]
     # One factor, one iteration, and every slot given to those picks: a broken candidate.
     worse = ModelSettings(als=AlsParams(factors=1, iterations=1)).with_repeat_share(0.0)
     bad = holdout_metrics(shop.events, shop.items, worse, test_days=21)
@@ -91,3 +92,11 @@ def test_gate_scores_a_fixed_sample_when_capped(shop) -> None:
     assert full["users"] > 20 and capped["users"] == 20
     assert capped["candidate"] == again["candidate"]  # the same sample on a rerun
     assert holdout_metrics(shop.events, shop.items, test_days=21, max_users=10_000)["candidate"] == full["candidate"]
+
+
+def test_decision_reports_tifu_knn_without_refusing_on_it() -> None:
+    behind = decide(0.30, None, 0.10, tifu_knn_metric=0.40)
+    assert behind.publish and "TIFU-KNN 0.4000 (-25.0%)" in behind.reason
+    ahead = decide(0.44, None, 0.10, tifu_knn_metric=0.40)
+    assert ahead.publish and "(+10.0%)" in ahead.reason
+    assert "TIFU-KNN" not in decide(0.44, None, 0.10, tifu_knn_metric=float("nan")).reason

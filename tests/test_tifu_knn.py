@@ -1,0 +1,132 @@
+"""TIFU-KNN: customer vectors by the reference's arithmetic, neighbours, blending, the baseline and its tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from factories import ev, events
+
+from recommender.config import ModelSettings
+from recommender.data.demo import generate_shop
+from recommender.evaluation import metrics
+from recommender.evaluation.baselines import PersonalTopFrequency, TifuKNN
+from recommender.evaluation.protocol import build_context, evaluate_context
+from recommender.evaluation.split import targets, time_split
+from recommender.evaluation.tifu_tuning import tune_tifu
+from recommender.models.tifu_knn import PUBLISHED, NeighbourIndex, TifuKnn, TifuParams, TifuVectors, basket_weights
+
+
+def _orders(user: str, baskets: list[list[str]], start_days_ago: float = 50) -> list[dict]:
+    """One order per basket, a day apart, oldest first."""
+    return [
+        ev(user, item, "purchase", start_days_ago - b, order_id=f"{user}-{b}")
+        for b, items in enumerate(baskets)
+        for item in items
+    ]
+
+
+def test_basket_weights_follow_the_reference_grouping() -> None:
+    p = TifuParams(group_size=3, within_decay=0.5, group_decay=0.25, k=1, alpha=1.0)
+    # 7 baskets in 3 groups: sizes 2, 2, 3 (the last groups take the remainder)
+    w = basket_weights(np.arange(7), np.full(7, 7), p)
+    within = 0.5 ** (6 - np.arange(7))
+    group = np.array([0, 0, 1, 1, 2, 2, 2])
+    size = np.array([2, 2, 2, 2, 3, 3, 3])
+    assert w == pytest.approx(within * 0.25 ** (2 - group) / size / 3)
+    # fewer baskets than the group size: one basket per group, the group decay still counted from group_size
+    w2 = basket_weights(np.arange(2), np.full(2, 2), p)
+    assert w2 == pytest.approx([0.5 * 0.25**2 / 2, 1 * 0.25 / 2])
+
+
+def test_customer_vector_sums_each_item_over_its_baskets() -> None:
+    p = TifuParams(group_size=2, within_decay=0.5, group_decay=0.5, k=1, alpha=1.0)
+    table = events(_orders("u", [["a", "b"], ["a"], ["a", "c"], ["c"]]))
+    vec = TifuVectors.build(table, p)
+    assert vec.user_ids.tolist() == ["u"] and vec.item_ids.tolist() == ["a", "b", "c"]
+    # 4 baskets in 2 groups of 2; basket weights 0.5**3, 0.5**2, 0.5, 1; group weights 0.5, 1; divided by 2 * 2
+    w = np.array([0.125 * 0.5, 0.25 * 0.5, 0.5, 1.0]) / 4
+    assert vec.matrix.toarray()[0] == pytest.approx([w[0] + w[1] + w[2], w[0], w[2] + w[3]])
+
+
+def test_a_customer_is_never_their_own_neighbour() -> None:
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix(np.array([[1, 0, 0], [1, 0, 0], [0.9, 0.1, 0], [0, 0, 1]], dtype=np.float32))
+    index = NeighbourIndex(matrix)
+    found = index.query(np.arange(4), 2)
+    assert found.shape == (4, 2)
+    assert all(r not in row for r, row in enumerate(found.tolist()))
+    assert found[0, 0] == 1 and found[1, 0] == 0 and found[3].tolist()[0] in (0, 1, 2)
+    assert index.query(np.arange(4), 10).shape == (4, 3)  # at most every other row
+
+
+def test_scores_blend_own_vector_with_the_neighbours_mean() -> None:
+    rows = _orders("a", [["x"], ["x"]]) + _orders("b", [["x", "y"], ["x"]]) + _orders("c", [["z"], ["z"]])
+    alone = TifuKnn(TifuParams(k=1, alpha=1.0)).fit(events(rows))
+    assert [i for i, _ in alone.recommend(["a"], 5)["a"]] == ["x"]  # own items only
+    blended = TifuKnn(TifuParams(k=1, alpha=0.5)).fit(events(rows))
+    ranked = dict(blended.recommend(["a"], 5)["a"])
+    assert set(ranked) == {"x", "y"}  # the nearest customer is b (shares x), not c
+    own, neighbour = (TifuVectors.build(events(rows), TifuParams(k=1, alpha=0.5)).matrix.toarray()[i] for i in (0, 1))
+    assert ranked["x"] == pytest.approx(0.5 * own[0] + 0.5 * neighbour[0], rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return generate_shop(n_users=300, n_items=100, days=120, seed=5)
+
+
+def test_baseline_lists_and_fill(shop) -> None:
+    model = TifuKNN(PUBLISHED["tafeng"]).fit(shop.events)
+    buyers = sorted(targets(shop.events, "purchase"))[:20]
+    lists = model.recommend([*buyers, "nobody"], 10)
+    assert all(len(items) == 10 and len(set(items)) == 10 for items in lists.values())
+    assert lists["nobody"] == model._fallback[:10]  # unknown customers get the popularity fill
+
+
+def test_tifu_knn_beats_personal_frequency_on_repeat_baskets(shop) -> None:
+    """On the generated shop (cycle buyers plus taste clusters) the neighbours add what frequency alone misses."""
+    split = time_split(shop.events, test_days=21)
+    truth = targets(split.test, "purchase")
+    users = sorted(u for u in truth if u in split.warm_users)
+    tifu = TifuKNN(PUBLISHED["tafeng"]).fit(split.train).recommend(users, 10)
+    freq = PersonalTopFrequency().fit(split.train).recommend(users, 10)
+    score = {
+        name: metrics.evaluate(lists, truth, ks=(10,), users=users)["recall@10"]
+        for name, lists in (("tifu", tifu), ("freq", freq))
+    }
+    assert score["tifu"] > score["freq"] > 0
+
+
+def test_tuning_uses_only_the_training_events_and_tries_the_published_settings(shop) -> None:
+    split = time_split(shop.events, test_days=21)
+    best, summary = tune_tifu(split.train, validation_days=21, trials=4)
+    assert summary["validation_cutoff"] < split.cutoff.isoformat()
+    tried = [TifuParams(**t["params"]) for t in summary["trials"]]
+    assert len(tried) == 4 and set(PUBLISHED.values()) <= set(tried)
+    assert best == max(zip((t["ndcg@10"] for t in summary["trials"]), tried), key=lambda x: x[0])[1]
+
+
+def test_evaluate_reports_tifu_knn_on_the_purchase_target(shop) -> None:
+    ctx = build_context(shop.events, shop.items, test_days=21)
+    result = evaluate_context(ctx, ModelSettings(), ("tifu_knn", "tifu_knn_dunnhumby"))
+    assert set(result.figures) == {"purchase"}
+    assert set(result.figures["purchase"]["warm"]) == {"tifu_knn", "tifu_knn_dunnhumby"}
+    assert result.figures["purchase"]["warm"]["tifu_knn"]["ndcg@10"] > 0
+
+
+def test_a_neighbour_pool_limits_the_candidates() -> None:
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix(np.array([[1, 0], [1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32))
+    pooled = NeighbourIndex(matrix, pool=np.array([4, 2, 3]))
+    found = pooled.query(np.array([0, 2]), 2)
+    assert found[0].tolist() == [2, 4]  # row 1, the nearest, is not in the pool
+    assert found[1].tolist() == [4, 3]  # never itself
+    shop = generate_shop(n_users=120, n_items=60, days=60, seed=2)
+    full, capped = (
+        TifuKnn(PUBLISHED["tafeng"]).fit(shop.events),
+        TifuKnn(PUBLISHED["tafeng"], max_pool=30).fit(shop.events),
+    )
+    users = full.vectors.user_ids[:5].tolist()
+    assert capped.recommend(users, 5) != full.recommend(users, 5) and all(capped.recommend(users, 5).values())
