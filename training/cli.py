@@ -32,11 +32,20 @@ def demo_data(
     items: Annotated[int, typer.Option(help="Number of products.", min=10)] = 400,
     days: Annotated[int, typer.Option(help="Days of history.", min=14)] = 180,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same shop).")] = 42,
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="Kind of shop: mixed (a third consumables), grocery (repeat-heavy, one basket a day), "
+            "general (low-repeat general merchandise) or fashion (view-heavy, no repeats)."
+        ),
+    ] = "mixed",
 ) -> None:
     """Write a realistic generated shop (generic format) so every machine has data to run on."""
-    from recommender.data.demo import generate_shop
+    from recommender.data.demo import SHOP_KINDS, generate_shop
 
-    shop = generate_shop(n_users=users, n_items=items, days=days, seed=seed)
+    if kind not in SHOP_KINDS:
+        fail(f"--kind must be one of {', '.join(SHOP_KINDS)}, not '{kind}'.")
+    shop = generate_shop(n_users=users, n_items=items, days=days, seed=seed, kind=kind)
     ev, it = shop.write(out_dir)
     out.print(f"wrote {shop.events.num_rows:,} events to {ev} and {shop.items.num_rows:,} items to {it}")
 
@@ -288,8 +297,13 @@ def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
             counts = info.get("counts", {}) if info else {}
             out.print(
                 f"{label}: {version or '-'}"
-                + (f"  (as of {info['as_of']}, {counts.get('users', 0):,} users)" if info else "")
+                + (f"  (as of {info['as_of']}, {counts.get('users', 0):,} users)" if info else ""),
+                highlight=False,
             )
+            if info:
+                from training.self_tune import describe
+
+                out.print(f"  settings: {describe(info.get('tuned'))}", highlight=False)
     finally:
         handle.close()
 

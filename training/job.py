@@ -39,6 +39,7 @@ from recommender.models.weighting import Interactions, build_interactions, lates
 from recommender.serving import customer_lists, lists
 from recommender.serving.experiment import variant_of
 from recommender.serving.policy import purchaser_lists
+from training.self_tune import self_tune
 
 
 @dataclass
@@ -56,6 +57,13 @@ class JobConfig:
     force_publish: bool = False
     engine: str = "implicit"  # or "spark": loading, weighting, fit and top-k on Spark (training/spark_engine.py)
     spark_master: str = "local[*]"
+    self_tune: bool = False
+    """Search the model settings on a validation window when the current version's are missing or stale."""
+    tune_max_age_days: float = 7.0
+    tune_budget_seconds: float | None = None
+    tune_candidates: int = 9
+    pinned: frozenset[str] = frozenset()
+    """Model settings given on the command line, which self-tuning must not change (see training/self_tune.py)."""
 
 
 class GateRefused(Exception):
@@ -75,6 +83,7 @@ class JobResult:
     seconds: dict[str, float] = field(default_factory=dict)
     as_of: datetime | None = None
     gate: dict[str, Any] | None = None
+    tuned: dict[str, Any] | None = None
 
 
 class _Timer:
@@ -164,6 +173,8 @@ def _run_locked(
         if data is None and spark is not None:
             data = spark.load(cfg.events, cfg.items, cfg.fmt, cfg.settings.job.max_bad_share)
         inputs = _load_inputs(cfg, client, keys, window, data)
+    with timer.stage("tune"):
+        cfg, tuned = self_tune(cfg, client, keys, inputs.events, inputs.items)
     gate = None
     if cfg.gate:
         with timer.stage("gate"):
@@ -180,7 +191,7 @@ def _run_locked(
             publisher.put_items(item_metadata(inputs.items))
             publisher.put_raw(Keys.FACTORS, fitted.model.item_factors.astype("float32").tobytes())
             publisher.put(Keys.FACTOR_ITEMS, fitted.inter.item_ids.tolist())
-            manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer)
+            manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer) | {"tuned": tuned}
             replaced = publisher.commit(manifest, stored_keys(counts))
         live.trim_taken(client, keys, inputs.live_upto)
         with timer.stage("experiment"):
@@ -190,7 +201,7 @@ def _run_locked(
     except BaseException:
         publisher.abort()
         raise
-    return JobResult(publisher.version, replaced, inputs.reports, counts, timer.seconds, inputs.as_of, gate)
+    return JobResult(publisher.version, replaced, inputs.reports, counts, timer.seconds, inputs.as_of, gate, tuned)
 
 
 def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, data: Dataset | None) -> _Inputs:

@@ -83,6 +83,31 @@ GateUsers = Annotated[
     Opt(min=0, help="Warm customers the gate scores at most (a fixed random sample; 0 = all) [default: 20000]."),
 ]
 ForcePublish = Annotated[bool, Opt("--force-publish", help="Publish even when the gate refuses.")]
+SelfTune = Annotated[
+    bool,
+    Opt(
+        help="Without a tuned-settings file: search the model settings on a validation window before the gate's "
+        "holdout when the current version's are missing or older than --tune-max-age-days, else reuse them."
+    ),
+]
+TuneMaxAge = Annotated[
+    float, Opt(envvar="RECO_TUNE_MAX_AGE_DAYS", min=0, help="Age at which self-tuned settings are searched again.")
+]
+TuneBudget = Annotated[
+    float | None,
+    Opt(envvar="RECO_TUNE_BUDGET_SECONDS", min=1, help="Stop the self-tuning search starting new fits after this."),
+]
+PINNED_OPTIONS: dict[str, str] = {
+    "factors": "factors",
+    "regularization": "regularization",
+    "alpha": "alpha",
+    "iterations": "iterations",
+    "weight_view": "view",
+    "weight_cart": "cart",
+    "weight_purchase": "purchase",
+    "half_life_days": "half_life_days",
+}
+"""``reco train`` options that pin a model setting against self-tuning (typed on the command line)."""
 LockWait = Annotated[
     float | None,
     Opt(
@@ -150,6 +175,9 @@ def train(
     gate_days: GateDays = None,
     gate_users: GateUsers = None,
     force_publish: ForcePublish = False,
+    self_tune: SelfTune = True,
+    tune_max_age_days: TuneMaxAge = 7.0,
+    tune_budget_seconds: TuneBudget = None,
     lock_wait: LockWait = None,
     engine: Engine = "implicit",
     spark_master: SparkMaster = "local[*]",
@@ -157,17 +185,22 @@ def train(
     data_dir: DataDir = None,
     progress: Annotated[bool, Opt(help="Show progress bars.")] = True,
 ) -> None:
-    """Run the nightly job: validate input, train ALS, compute every list and publish a new version.
+    """Run the nightly job: validate input, tune itself when due, train ALS, compute every list and publish a new
+    version.
 
     Exit codes: 0 published, 2 unusable input or configuration, 3 kept the current version (promotion gate),
     4 another job is running (see --lock-wait), 5 the new version lost keys before its switch (not published).
-    Precedence: options > tuned settings file > environment > defaults."""
+    Precedence: options > tuned settings file > self-tuned settings > environment > defaults."""
     from training.job import JobConfig
 
     check_format(fmt)
     check_engine(engine, fmt)
     settings = train_settings(ctx, settings_file, fmt, events, include_purchased)
-    run(JobConfig(events, items, fmt, settings, as_of, progress, gate, force_publish, engine, spark_master))
+    cfg = JobConfig(events, items, fmt, settings, as_of, progress, gate, force_publish, engine, spark_master)
+    cfg.self_tune = self_tune and engine == "implicit" and not _tuned(settings_file, fmt, events, quiet=True)
+    cfg.tune_max_age_days, cfg.tune_budget_seconds = tune_max_age_days, tune_budget_seconds
+    cfg.pinned = frozenset(key for name, key in PINNED_OPTIONS.items() if _typed(ctx, name))
+    run(cfg)
 
 
 def check_engine(engine: str, fmt: str) -> None:
@@ -184,6 +217,12 @@ def check_engine(engine: str, fmt: str) -> None:
             fail(f"--engine spark reads the formats {', '.join(SPARK_FORMATS)}, not '{fmt}'.")
 
 
+def _typed(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not taken from the environment or the default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def train_settings(
     ctx: typer.Context, settings_file: Path | None, fmt: str, events: Path, include_purchased: bool
 ) -> Settings:
@@ -191,8 +230,7 @@ def train_settings(
     over the defaults."""
     options: dict[str, Any] = {}
     for name, path in OPTION_PATHS.items():
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name == "COMMANDLINE":  # not the environment or the default
+        if _typed(ctx, name):
             *sections, key = path
             node = options
             for section in sections:
@@ -231,7 +269,7 @@ def run(cfg: Any) -> None:
     _print_summary(result)
 
 
-def _tuned(path: Path | None, fmt: str, events: Path) -> dict[str, Any]:
+def _tuned(path: Path | None, fmt: str, events: Path, quiet: bool = False) -> dict[str, Any]:
     """Settings from `reco tune`: the given file, else settings/<data set>.json when it exists."""
     from recommender.config import dataset_name, load_tuned, settings_path
 
@@ -244,7 +282,8 @@ def _tuned(path: Path | None, fmt: str, events: Path) -> dict[str, Any]:
         tuned = load_tuned(path)
     except ValueError as exc:
         fail(str(exc))
-    out.print(f"using tuned settings from {path}", highlight=False)
+    if not quiet:
+        out.print(f"using tuned settings from {path}", highlight=False)
     return tuned
 
 
@@ -261,6 +300,10 @@ def _print_summary(result: Any) -> None:
     table.add_row("time: total", f"{sum(result.seconds.values()):.2f} s")
     if result.gate:
         table.add_row("promotion gate", str(result.gate.get("decision") or result.gate.get("skipped")))
+    if result.tuned:
+        from training.self_tune import describe
+
+        table.add_row("settings", describe(result.tuned))
     table.add_row("as of", str(result.as_of))
     table.add_row("published version", str(result.version))
     table.add_row("previous version", str(result.replaced))

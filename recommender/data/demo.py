@@ -1,8 +1,11 @@
 """A seeded generator of a realistic small online shop, for ``reco demo-data`` and the test suite.
 
-The shop has readable categories, about a third of them consumable (re-bought on a cycle), the rest durable
-(bought at most once per customer); Zipf-like item popularity; users with 1-2 favourite categories and
-heavy-tailed activity; sessions of views, carts and orders (roughly 20:3:1); new arrivals during the period.
+The shop has readable categories, some consumable (re-bought on a cycle), the rest durable (bought at most once
+per customer); Zipf-like item popularity; users with 1-2 favourite categories and heavy-tailed activity; sessions
+of views, carts and orders; new arrivals during the period. The *kind* of shop (:data:`SHOP_KINDS`) sets the mix:
+``mixed`` (the default: a third of the categories consumable, views:carts:orders about 20:3:1), ``grocery``
+(repeat-heavy: most categories consumable, most fans on a cycle, one basket per customer and day, few views),
+``general`` (low-repeat general merchandise) and ``fashion`` (view-heavy, nothing re-bought on a cycle).
 ``DemoTruth`` records what was planted so tests and evaluations can check that the model finds it.
 Everything is vectorised numpy, driven by one ``numpy.random.default_rng(seed)``.
 """
@@ -20,7 +23,7 @@ import pyarrow.csv as pacsv
 
 from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 
-__all__ = ["DemoShop", "DemoTruth", "generate_shop"]
+__all__ = ["SHOP_KINDS", "DemoShop", "DemoTruth", "ShopKind", "generate_shop"]
 
 DAY = 86_400
 EVENT_CODES: tuple[str, ...] = ("view", "cart", "purchase")
@@ -69,6 +72,37 @@ _ADJECTIVES: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ShopKind:
+    """What makes one kind of shop different from another in the generator."""
+
+    consumable_share: float
+    """Share of the categories that are consumable (re-bought on a cycle)."""
+    adopt_share: float
+    """Share of a consumable category's fans who buy some of its items on a cycle."""
+    cycle_items: tuple[float, float, float]
+    """Probability that such a fan cycles 1, 2 or 3 items of the category."""
+    cycle_scale: float
+    """Multiplier of the categories' repurchase cycles (below 1: more often)."""
+    views_per_session: float
+    """Mean views per browsing session beyond the first."""
+    cart_rate: float
+    """Share of views that put the item in the cart."""
+    conversion: float
+    """Share of sessions that check out."""
+    daily_baskets: bool = False
+    """One order per customer and day (a grocery trip) instead of one per session or repurchase."""
+
+
+SHOP_KINDS: dict[str, ShopKind] = {
+    "mixed": ShopKind(1 / 3, 0.35, (0.7, 0.22, 0.08), 1.0, 3.0, 0.15, 0.24),
+    "grocery": ShopKind(0.75, 0.8, (0.2, 0.4, 0.4), 0.6, 1.0, 0.5, 0.7, daily_baskets=True),
+    "general": ShopKind(0.12, 0.12, (0.85, 0.12, 0.03), 1.5, 3.0, 0.15, 0.24),
+    "fashion": ShopKind(0.0, 0.0, (1.0, 0.0, 0.0), 1.0, 8.0, 0.06, 0.2),
+}
+"""The kinds of shop ``generate_shop(kind=...)`` and ``reco demo-data --kind`` know."""
+
+
 @dataclass
 class DemoTruth:
     """What the generator planted, for tests and evaluation."""
@@ -112,9 +146,11 @@ def _write_csv(table: pa.Table, path: Path) -> None:
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
 
 
-def _category_names(n_categories: int) -> tuple[list[str], int]:
-    """Readable category names (consumables first) and how many are consumable (about a third)."""
-    n_cons = 0 if n_categories < 2 else max(1, round(n_categories / 3))
+def _category_names(n_categories: int, consumable_share: float = 1 / 3) -> tuple[list[str], int]:
+    """Readable category names (consumables first) and how many are consumable (``consumable_share`` of them, at least
+    one when the share is positive, never all of them)."""
+    n_cons = 0 if n_categories < 2 or consumable_share <= 0 else max(1, round(n_categories * consumable_share))
+    n_cons = min(n_cons, n_categories - 1) if n_categories >= 2 else n_cons
     n_dur = n_categories - n_cons
 
     def take(names: list[str], n: int) -> list[str]:
@@ -178,6 +214,7 @@ class _Catalogue:
     seg_end: np.ndarray
     upper: np.ndarray
     anchor: np.ndarray
+    shape: ShopKind
 
     def sample_items(self, rng: np.random.Generator, cats: np.ndarray, when: np.ndarray) -> np.ndarray:
         """Popularity-weighted items of the given categories that already exist at ``when``."""
@@ -248,17 +285,21 @@ def generate_shop(
     days: int = 180,
     end: datetime = datetime(2026, 6, 30),
     seed: int = 42,
+    kind: str = "mixed",
 ) -> DemoShop:
-    """Generate a seeded demo shop with events in ``[end - days, end)``; same arguments give identical tables.
+    """Generate a seeded demo shop of a ``kind`` (see :data:`SHOP_KINDS`) with events in ``[end - days, end)``; same
+    arguments give identical tables.
 
     The stages below draw from one generator in a fixed order, so each stage's output depends on the seed only."""
     if n_users < 1 or n_items < 1 or n_categories < 1 or days < 2:
         raise ValueError("n_users, n_items, n_categories must be >= 1 and days >= 2")
+    if kind not in SHOP_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(SHOP_KINDS)}, not {kind!r}")
     n_categories = min(n_categories, n_items)
     rng = np.random.default_rng(seed)
     end_s = _to_epoch_seconds(end)
     start_s = end_s - days * DAY
-    cat = _make_catalogue(rng, n_items, n_categories, days, start_s)
+    cat = _make_catalogue(rng, n_items, n_categories, days, start_s, SHOP_KINDS[kind])
     users = _make_users(rng, cat, n_users, days)
     browsing = _browse(rng, cat, users, days, start_s, end_s)
     cycles = _repurchase_cycles(rng, cat, users, days, start_s, end_s)
@@ -266,9 +307,11 @@ def generate_shop(
     return DemoShop(events=events, items=items, truth=_truth(cat, users, cycles))
 
 
-def _make_catalogue(rng: np.random.Generator, n_items: int, n_categories: int, days: int, start_s: int) -> _Catalogue:
+def _make_catalogue(
+    rng: np.random.Generator, n_items: int, n_categories: int, days: int, start_s: int, shape: ShopKind
+) -> _Catalogue:
     # ---- categories -------------------------------------------------------------------------------------
-    cat_names, n_cons = _category_names(n_categories)
+    cat_names, n_cons = _category_names(n_categories, shape.consumable_share)
     cat_info = [_category_info(name) for name in cat_names]
     cat_consumable = np.arange(n_categories) < n_cons
     cat_weight = rng.dirichlet(np.full(n_categories, 3.0))
@@ -305,7 +348,7 @@ def _make_catalogue(rng: np.random.Generator, n_items: int, n_categories: int, d
     for c in range(n_cons):
         lo, hi = cat_info[c][1]  # type: ignore[misc]
         members = item_cat == c
-        cycle_days[members] = np.round(rng.uniform(lo, hi, int(members.sum())), 1)
+        cycle_days[members] = np.round(rng.uniform(lo, hi, int(members.sum())) * shape.cycle_scale, 1)
 
     # Per-category inverse-CDF table: query ``c + u`` finds an item of category c by popularity.
     sorted_items = np.lexsort((rank, item_cat))
@@ -335,6 +378,7 @@ def _make_catalogue(rng: np.random.Generator, n_items: int, n_categories: int, d
         seg_end,
         upper,
         anchor,
+        shape,
     )
 
 
@@ -366,7 +410,7 @@ def _browse(rng: np.random.Generator, cat: _Catalogue, users: _Users, days: int,
     pick = np.where(in_fav | (n_categories <= n_fav[s_user]), fav_pick, np.minimum(other_pick, n_categories - 1))
     s_cat = users.cat_pref[s_user, pick]
 
-    n_views = 1 + rng.poisson(3.0, n_sess)
+    n_views = 1 + rng.poisson(cat.shape.views_per_session, n_sess)
     n_v = int(n_views.sum())
     v_sess = np.repeat(np.arange(n_sess), n_views)
     gaps = np.minimum(rng.exponential(45.0, n_v), 600.0).astype(np.int64) + 5
@@ -379,13 +423,13 @@ def _browse(rng: np.random.Generator, cat: _Catalogue, users: _Users, days: int,
     v_ts = s_start[v_sess] + v_off
     v_item = cat.sample_items(rng, s_cat[v_sess], v_ts)
 
-    is_cart = rng.random(n_v) < 0.15
+    is_cart = rng.random(n_v) < cat.shape.cart_rate
     c_idx = np.flatnonzero(is_cart)
     c_ts = v_ts[c_idx] + 5 + np.minimum(rng.exponential(20.0, len(c_idx)), 140.0).astype(np.int64)
     c_qty = rng.choice(np.array([1.0, 2.0, 3.0]), size=len(c_idx), p=[0.85, 0.11, 0.04])
 
     # Purchases: some carts are checked out; one line per (session, item); durables once per user.
-    converts = rng.random(n_sess) < 0.24  # a converting session checks out most of its cart
+    converts = rng.random(n_sess) < cat.shape.conversion  # a converting session checks out most of its cart
     buy_mask = converts[v_sess[c_idx]] & (rng.random(len(c_idx)) < 0.85)
     buy, buy_qty = c_idx[buy_mask], c_qty[buy_mask]
     p_sess, p_item = v_sess[buy], v_item[buy]
@@ -412,13 +456,13 @@ def _repurchase_cycles(
     adopt_item: list[np.ndarray] = []
     for c in range(cat.n_cons):
         fans = np.flatnonzero((cat_pref[:, 0] == c) | ((n_fav == 2) & (cat_pref[:, 1] == c)))
-        fans = fans[rng.random(len(fans)) < 0.35]
+        fans = fans[rng.random(len(fans)) < cat.shape.adopt_share]
         cands = cat.sorted_items[cat.seg_end[c] - cat.cat_sizes[c] : cat.seg_end[c]][:30]  # most popular first
         if len(fans) == 0 or len(cands) == 0:
             continue
         keys = np.log(cat.item_weight[cands])[None, :] + rng.gumbel(size=(len(fans), len(cands)))
         chosen = cands[np.argsort(-keys, axis=1)[:, :3]]
-        k = np.minimum(rng.choice(np.array([1, 2, 3]), size=len(fans), p=[0.7, 0.22, 0.08]), len(cands))
+        k = np.minimum(rng.choice(np.array([1, 2, 3]), size=len(fans), p=list(cat.shape.cycle_items)), len(cands))
         mask = np.arange(chosen.shape[1])[None, :] < k[:, None]
         adopt_user.append(np.broadcast_to(fans[:, None], chosen.shape)[mask])
         adopt_item.append(chosen[mask])
@@ -468,6 +512,8 @@ def _assemble(cat: _Catalogue, users: _Users, b: _Browsing, r: _Cycles) -> tuple
     ev_qty = np.concatenate([np.ones(n_v), b.c_qty, b.buy_qty, np.ones(n_r), r.r_qty[rc], r.r_qty])
     neg = np.full(n_v + len(c_idx), -1, dtype=np.int64)
     ev_order_key = np.concatenate([neg, b.p_sess, np.full(n_r + len(rc), -1), b.n_sess + np.arange(n_r)])
+    if cat.shape.daily_baskets:  # one basket per customer and day: every purchase of that day in one order
+        ev_order_key = np.where(ev_order_key >= 0, ev_user.astype(np.int64) * 1_000_000 + ev_ts // DAY, -1)
 
     perm = np.lexsort((ev_type, ev_item, ev_user, ev_ts))
     ev_user, ev_item, ev_type = ev_user[perm], ev_item[perm], ev_type[perm]

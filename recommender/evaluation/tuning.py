@@ -39,6 +39,7 @@ from recommender.evaluation import metrics
 from recommender.evaluation.protocol import MAIN_METRIC, EvalContext, build_context
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
+from recommender.models.repeat import RepeatIndex
 from recommender.serving.production import ProductionModel
 
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
@@ -109,7 +110,8 @@ def _key(value: float) -> float:
     return float("-inf") if math.isnan(value) else value  # nan sorts last
 
 
-def _has_signal(events: pa.Table, kind: str) -> bool:
+def has_signal(events: pa.Table, kind: str) -> bool:
+    """Whether ``events`` hold any event of type ``kind``."""
     return bool(pc.any(pc.equal(events["event_type"], kind)).as_py())
 
 
@@ -137,20 +139,39 @@ def sample_params(
 
 
 def _score_trial(ctx: EvalContext, params: ModelSettings, target: str, shares: Sequence[float]) -> Trial:
+    als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days).fit(
+        ctx.split.train, items=ctx.items
+    )
+    als_score, production, _ = score_fit(ctx, params, als, target, shares)
+    return Trial(params, als_score, production)
+
+
+def score_fit(
+    ctx: EvalContext,
+    params: ModelSettings,
+    als: AlsRecommender,
+    target: str,
+    shares: Sequence[float],
+    repeats: RepeatIndex | None = None,
+) -> tuple[float, dict[float, float], RepeatIndex | None]:
+    """ALS ndcg@10 on items new to the customer, and production ndcg@10 per repeat share, of one fitted ALS (with
+    the repeat model, reused when given and returned for the next call)."""
     train, warm, k = ctx.split.train, ctx.users_to_score(), ctx.depth
-    als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days).fit(train, items=ctx.items)
-    new_lists = als.recommend_excluding(warm, k, ctx.history[target])
+    fitted = als.fitted
+    if target == "purchase":  # the history is the fit's own purchase matrix: no per-user exclusion to build
+        new_lists = {u: [i for i, _ in r] for u, r in als.ranked(warm, k, fitted.bought).items()}
+    else:
+        new_lists = als.recommend_excluding(warm, k, ctx.history[target])
     new_truth = ctx.truth[f"{target}_new"]
     als_score = metrics.evaluate(new_lists, new_truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
     truth = ctx.truth[target]
     production = {}
-    repeats = None
     for share in shares:
         model = ProductionModel(params.with_repeat_share(share)).fit(train, items=ctx.items, als=als, repeats=repeats)
         repeats = model.repeats
         lists = model.recommend(warm, k)
         production[share] = metrics.evaluate(lists, truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
-    return Trial(params, als_score, production)
+    return als_score, production, repeats
 
 
 def tune(
@@ -174,11 +195,11 @@ def tune(
         raise ValueError("trials must be at least 1")
     start = start or ModelSettings()
     outer = time_split(events, test_days=test_days)
-    target = "purchase" if _has_signal(outer.train, "purchase") else "interaction"
+    target = "purchase" if has_signal(outer.train, "purchase") else "interaction"
     ctx = build_context(outer.train, items, test_days=test_days, ks=(10,), targets=(target, f"{target}_new"))
     if not ctx.users_to_score():
         raise ValueError("the validation window has no warm users to score: use a longer log or fewer test days")
-    tune_weights = _has_signal(outer.train, "view") or _has_signal(outer.train, "cart")
+    tune_weights = has_signal(outer.train, "view") or has_signal(outer.train, "cart")
     rng = random.Random(seed)
     candidates = [start]
     seen = {json.dumps(start.as_dict(), sort_keys=True)}

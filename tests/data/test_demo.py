@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
-from recommender.data.demo import DemoShop, generate_shop
+from recommender.data.demo import SHOP_KINDS, DemoShop, generate_shop
 from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 
 END = datetime(2026, 6, 30)
@@ -234,3 +234,64 @@ def test_unusual_sizes(kwargs: dict) -> None:
     assert shop.events.schema.equals(EVENT_SCHEMA) and shop.events.num_rows > 0
     cats = shop.items["category"].to_pylist()
     assert len(set(cats)) == min(kwargs.get("n_categories", 8), shop.items.num_rows)
+
+
+def _repeat_share(shop: DemoShop, test_days: int = 30) -> float:
+    """Share of the (customer, item) purchases of the last ``test_days`` that the customer had bought before."""
+    from recommender.evaluation.split import targets, time_split
+
+    split = time_split(shop.events, test_days=test_days)
+    before, after = targets(split.train, "purchase"), targets(split.test, "purchase")
+    pairs = [(u, i) for u, items in after.items() for i in items]
+    return sum(i in before.get(u, ()) for u, i in pairs) / len(pairs)
+
+
+def _views_per_purchase(shop: DemoShop) -> float:
+    kinds = shop.events["event_type"].to_pylist()
+    return kinds.count("view") / kinds.count("purchase")
+
+
+@pytest.fixture(scope="module")
+def kinds() -> dict[str, DemoShop]:
+    return {k: generate_shop(n_users=600, n_items=200, days=150, seed=3, kind=k) for k in SHOP_KINDS}
+
+
+def test_kinds_of_shop_differ_as_named(kinds: dict[str, DemoShop]) -> None:
+    repeat = {k: _repeat_share(s) for k, s in kinds.items()}
+    views = {k: _views_per_purchase(s) for k, s in kinds.items()}
+    assert repeat["grocery"] > 0.6 and repeat["general"] < 0.3
+    assert repeat["grocery"] > repeat["mixed"] > repeat["general"] > repeat["fashion"]
+    assert repeat["fashion"] < 0.05 and not kinds["fashion"].truth.consumables
+    assert views["fashion"] > 2 * views["mixed"] > 4 * views["grocery"]
+
+
+def test_grocery_has_one_basket_per_customer_and_day(kinds: dict[str, DemoShop]) -> None:
+    bought = kinds["grocery"].events.filter(pc.equal(kinds["grocery"].events["event_type"], "purchase"))
+    orders = defaultdict(set)
+    for user, order, ts in zip(
+        bought["user_id"].to_pylist(), bought["order_id"].to_pylist(), bought["timestamp"].to_pylist()
+    ):
+        orders[(user, ts.date())].add(order)
+    assert all(len(o) == 1 for o in orders.values())
+    mixed = kinds["mixed"].events.filter(pc.equal(kinds["mixed"].events["event_type"], "purchase"))
+    per_order = len(bought) / len(set(bought["order_id"].to_pylist()))
+    assert per_order > len(mixed) / len(set(mixed["order_id"].to_pylist()))
+
+
+def test_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="kind must be one of"):
+        generate_shop(n_users=10, n_items=10, days=10, kind="bakery")
+
+
+def test_demo_data_command_takes_a_kind(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["demo-data", "--out", str(tmp_path), "--users", "50", "--items", "30", "--kind", "fashion"]
+    )
+    assert ok.exit_code == 0 and (tmp_path / "events.csv").is_file(), ok.output
+    bad = runner.invoke(app, ["demo-data", "--out", str(tmp_path), "--kind", "bakery"])
+    assert bad.exit_code == 2 and "--kind must be one of mixed, grocery, general, fashion" in bad.output

@@ -303,6 +303,7 @@ def test_job_killed_while_publishing_leaves_the_old_version_serving_and_is_clean
             "--items",
             str(shop / "items.csv"),
             "--no-progress",
+            "--no-self-tune",
         ],
         env={**world["env"], "RECO_PUBLISH_BATCH_SIZE": "20", "RECO_JOB_LOCK_SECONDS": "5"},
         stdout=subprocess.DEVNULL,

@@ -1,0 +1,215 @@
+"""The nightly job's own tuning: a bounded search on a validation window, its result kept with the published version.
+
+When a shop has no tuned settings, or the ones its current version carries are older than ``max_age_days``,
+``reco train`` calls :func:`search` before it trains. The window the promotion gate judges on (the last
+``test_days``) is cut off first and never seen; the ``test_days`` before it are the validation window, and the
+search learns from everything before that (the split of :mod:`recommender.evaluation.tuning`).
+
+**Successive halving.** ``candidates`` settings (the last night's best first as a warm start, then the defaults,
+then a seeded random sample of :data:`SELF_TUNE_SPACE`) are fitted with a third
+(``1 / eta``) of their ALS iterations and scored; the best third is fitted again with all of them. The ALS objective
+is that of ``reco tune`` (ALS ndcg@10 on items new to the customer); the repeat share is then chosen on the
+production list's ndcg@10 with the winner's fit, without fitting again. With the defaults (9 candidates, eta 3)
+the search costs about 3 + 3 ALS fits on the shorter validation log plus their scoring; ``budget_seconds`` stops it
+starting new fits once spent (the best fully fitted candidate so far wins; if none was, the best of the first rung).
+
+The result (:func:`search`) is the ``tuned`` block of the version manifest: ``{"settings": {als, weights,
+half_life_days, repeat_share}, "tuned_at", "seconds", "validation", "start", "best", "rungs", "stopped_early"}``.
+Following nights read it back (:func:`is_fresh`) and reuse ``settings`` without searching.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from recommender.config import ModelSettings
+from recommender.evaluation.protocol import MAIN_METRIC, EvalContext, build_context
+from recommender.evaluation.split import time_split
+from recommender.evaluation.tuning import REPEAT_SHARES, SEARCH_SPACE, has_signal, sample_params, score_fit
+from recommender.models.als import fit_als
+from recommender.models.als_recommender import AlsFit, AlsRecommender
+from recommender.models.weighting import build_interactions
+
+DEFAULT_MAX_AGE_DAYS = 7.0
+DEFAULT_CANDIDATES = 9
+DEFAULT_ETA = 3
+SELF_TUNE_SPACE: dict[str, tuple[Any, ...]] = {**SEARCH_SPACE, "factors": (16, 32, 64)}
+"""``reco tune``'s space without 128 factors: a candidate costs at most about twice the default fit, which keeps a
+night that re-tunes within a bounded multiple of the ALS fit (128 factors never won on the real logs)."""
+
+
+def is_fresh(tuned: Mapping[str, Any] | None, now: datetime, max_age_days: float) -> bool:
+    """Whether a manifest's ``tuned`` block holds settings searched less than ``max_age_days`` before ``now``."""
+    if not tuned or not isinstance(tuned.get("settings"), Mapping) or not tuned.get("tuned_at"):
+        return False
+    try:
+        when = datetime.fromisoformat(str(tuned["tuned_at"]))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (now - when).total_seconds() < max_age_days * 86400
+
+
+def tuned_settings(params: ModelSettings) -> dict[str, Any]:
+    """The searched part of ``params``, in the layout of a tuned-settings file."""
+    d = params.as_dict()
+    return {
+        "als": d["als"],
+        "weights": d["weights"],
+        "half_life_days": d["half_life_days"],
+        "repeat_share": d["repeat_share"],
+    }
+
+
+def _candidates(
+    start: ModelSettings, warm: ModelSettings | None, n: int, seed: int, tune_weights: bool
+) -> list[ModelSettings]:
+    rng = random.Random(seed)
+    out = [warm] if warm is not None else []
+    seen = {repr(tuned_settings(p)) for p in out}
+    for params in [start, *(sample_params(start, rng, SELF_TUNE_SPACE, tune_weights) for _ in range(n * 50))]:
+        if len(out) >= n:
+            break
+        if repr(tuned_settings(params)) not in seen:
+            seen.add(repr(tuned_settings(params)))
+            out.append(params)
+    return out
+
+
+def _shortened(params: ModelSettings, share: float) -> ModelSettings:
+    iterations = max(1, math.ceil(params.als.iterations * share))
+    return params.model_copy(update={"als": params.als.model_copy(update={"iterations": iterations})})
+
+
+def search(
+    events: pa.Table,
+    items: pa.Table,
+    start: ModelSettings | None = None,
+    warm: ModelSettings | None = None,
+    *,
+    test_days: int = 30,
+    candidates: int = DEFAULT_CANDIDATES,
+    eta: int = DEFAULT_ETA,
+    budget_seconds: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Successive halving over ALS settings, then the repeat share (see the module docstring)."""
+    if candidates < 1 or eta < 2:
+        raise ValueError(f"candidates must be >= 1 and eta >= 2, got {candidates} and {eta}")
+    started = time.perf_counter()
+    start = start or ModelSettings()
+    outer = time_split(events, test_days=test_days)
+    target = "purchase" if has_signal(outer.train, "purchase") else "interaction"
+    ctx = build_context(outer.train, items, test_days=test_days, ks=(10,), targets=(target, f"{target}_new"))
+    if not ctx.users_to_score():
+        raise ValueError("the validation window has no warm customers to score: a longer log is needed")
+    tune_weights = has_signal(outer.train, "view") or has_signal(outer.train, "cart")
+    pool = _candidates(start, warm, candidates, seed, tune_weights)
+    fitter = _Fitter(ctx)
+    rungs: list[dict[str, Any]] = []
+    best_run: tuple[float, ModelSettings, AlsRecommender] | None = None
+    stopped = False
+    bar = tqdm(desc="self-tune", unit="fit", disable=not progress)
+    for share in (1 / eta, 1.0) if len(pool) > 1 else (1.0,):
+        scored: list[tuple[float, ModelSettings, AlsRecommender]] = []
+        for params in pool:
+            if budget_seconds is not None and time.perf_counter() - started > budget_seconds and (scored or rungs):
+                stopped = True
+                break
+            run = fitter.fit(_shortened(params, share))
+            als_score, _, _ = score_fit(ctx, params, run, target, ())
+            scored.append((_key(als_score), params, run))
+            bar.update()
+        scored.sort(key=lambda t: t[0], reverse=True)
+        rungs.append({"iterations_share": round(share, 4), "trials": [_summary(p, v) for v, p, _ in scored]})
+        if scored and (share == 1.0 or best_run is None):
+            best_run = scored[0]
+        if stopped:
+            break
+        pool = [p for _, p, _ in scored[: max(1, math.ceil(len(scored) / eta))]]
+    bar.close()
+    assert best_run is not None
+    _, best, run = best_run
+    _, production, _ = score_fit(ctx, best, run, target, sorted(set(REPEAT_SHARES) | {start.repeat_share}))
+    repeat_share = max(production, key=lambda s: (_key(production[s]), s))
+    best = best.with_repeat_share(repeat_share)
+    return {
+        "settings": tuned_settings(best),
+        "tuned_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 3),
+        "validation": _validation(ctx, outer.cutoff, test_days),
+        "objective": {
+            "als": f"{MAIN_METRIC} of ALS on {target}_new, warm customers (validation)",
+            "repeat_share": f"{MAIN_METRIC} of production on {target}, warm customers (validation)",
+        },
+        "best": {"als_new_ndcg@10": best_run[0], "production_ndcg@10": production[repeat_share]},
+        "warm_start": warm is not None,
+        "rungs": rungs,
+        "stopped_early": stopped,
+    }
+
+
+class _Fitter:
+    """ALS fits on the search's training events that share what does not depend on the candidate: per weighting
+    (event weights, half-life) the confidence matrix, and across weightings with the same ids the bought, seen and
+    hidden matrices (a search fits many candidates on the same few weightings)."""
+
+    def __init__(self, ctx: EvalContext) -> None:
+        self.ctx = ctx
+        self.base: AlsFit | None = None
+        self.matrices: dict[str, AlsFit] = {}
+
+    def fit(self, params: ModelSettings) -> AlsRecommender:
+        weights, half_life = params.weights.as_dict(), params.half_life_days
+        key = repr((weights, half_life))
+        out = AlsRecommender(params.als, weights, half_life)
+        if key not in self.matrices and self.base is not None:
+            inter = build_interactions(self.ctx.split.train, weights, half_life, self.base.as_of)
+            if np.array_equal(inter.user_ids, self.base.inter.user_ids) and np.array_equal(
+                inter.item_ids, self.base.inter.item_ids
+            ):  # the bought / seen / hidden matrices depend only on the ids
+                self.matrices[key] = replace(self.base, inter=inter)
+        if key in self.matrices:
+            shared = self.matrices[key]
+            out._fit = replace(shared, model=fit_als(shared.inter.matrix, params.als))
+            return out
+        out.fit(self.ctx.split.train, items=self.ctx.items)
+        self.matrices[key] = out.fitted
+        self.base = self.base or out.fitted
+        return out
+
+
+def _validation(ctx: EvalContext, judged_from: datetime, test_days: int) -> dict[str, Any]:
+    return {
+        "cutoff": ctx.split.cutoff.isoformat(),
+        "end": ctx.split.end.isoformat(),
+        "test_days": test_days,
+        "judged_from": judged_from.isoformat(),
+        "warm_users": len(ctx.users_to_score()),
+    }
+
+
+def _summary(params: ModelSettings, value: float) -> dict[str, Any]:
+    s = tuned_settings(params)
+    return {
+        "als": {k: v for k, v in s["als"].items() if k != "random_state"},
+        "half_life_days": s["half_life_days"],
+        "weights": s["weights"],
+        "als_new_ndcg@10": value,
+    }
+
+
+def _key(value: float) -> float:
+    return float("-inf") if math.isnan(value) else value

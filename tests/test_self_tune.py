@@ -1,0 +1,103 @@
+"""The job tunes itself: a bounded search on a validation window before the judged one, reused while fresh."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from factories import isolated_settings
+from typer.testing import CliRunner
+
+from cache.keys import Keys
+from cache.publisher import manifest
+from recommender.config import AlsParams, ModelSettings
+from recommender.data.demo import generate_shop
+from recommender.evaluation.self_tuning import is_fresh, search
+from training.cli import app
+from training.job import JobConfig, run_job
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    shop = generate_shop(n_users=300, n_items=100, n_categories=6, days=120, seed=8)
+    shop.paths = shop.write(tmp_path_factory.mktemp("shop"))
+    return shop
+
+
+def test_freshness() -> None:
+    now = datetime(2026, 7, 1, tzinfo=timezone.utc)
+    block = {"settings": {"als": {}}, "tuned_at": (now - timedelta(days=6)).isoformat()}
+    assert is_fresh(block, now, 7) and not is_fresh(block, now, 5)
+    assert not is_fresh(None, now, 7) and not is_fresh({"tuned_at": now.isoformat()}, now, 7)
+    assert not is_fresh({"settings": {}, "tuned_at": "yesterday"}, now, 7)
+
+
+def test_successive_halving_never_sees_the_judged_window(shop) -> None:
+    warm = ModelSettings(als=AlsParams(factors=8, regularization=0.5, alpha=0.3, iterations=9))
+    found = search(shop.events, shop.items, warm=warm, test_days=21, candidates=6, eta=3)
+    v = found["validation"]
+    assert v["end"] <= v["judged_from"] and v["cutoff"] < v["judged_from"]
+    first, second = found["rungs"]
+    assert len(first["trials"]) == 6 and len(second["trials"]) == 2 and first["iterations_share"] < 1
+    # the warm start is a candidate of the first rung; the second rung holds the best of the first
+    assert any(t["als"]["factors"] == 8 and t["als"]["regularization"] == 0.5 for t in first["trials"])
+    best_first = sorted(first["trials"], key=lambda t: -t["als_new_ndcg@10"])[:2]
+    assert sorted(str(t["als"]) for t in best_first) == sorted(str(t["als"]) for t in second["trials"])
+    chosen = found["settings"]
+    top = max(second["trials"], key=lambda t: t["als_new_ndcg@10"])
+    assert {k: chosen["als"][k] for k in top["als"]} == top["als"]
+    assert 0 <= chosen["repeat_share"] <= 1 and found["warm_start"] and not found["stopped_early"]
+
+
+def test_a_time_budget_stops_the_search(shop) -> None:
+    found = search(shop.events, shop.items, test_days=21, candidates=6, budget_seconds=1e-9)
+    assert found["stopped_early"] and len(found["rungs"]) == 1 and len(found["rungs"][0]["trials"]) == 1
+    assert found["settings"]["als"]["factors"] == ModelSettings().als.factors  # the defaults came first
+
+
+def test_the_job_searches_then_reuses_then_searches_again_when_stale(shop, redis_handle) -> None:
+    settings = isolated_settings(redis_handle, "tune", gate_days=21)
+    keys = Keys(settings.redis.key_prefix)
+    events, items = shop.paths
+
+    def night(**more) -> dict:
+        cfg = JobConfig(events=events, items=items, settings=settings, self_tune=True, show_progress=False)
+        cfg.tune_candidates = 3
+        for name, value in more.items():
+            setattr(cfg, name, value)
+        result = run_job(cfg, redis_handle.client)
+        return manifest(redis_handle.client, keys, result.version)
+
+    first = night()
+    assert first["tuned"]["reused"] is False and len(first["tuned"]["rungs"][0]["trials"]) == 3
+    assert first["params"]["als"] | first["tuned"]["settings"]["als"] == first["params"]["als"]
+    assert first["params"]["lists"]["personal_repeat_share"] == first["tuned"]["settings"]["repeat_share"]
+    second = night()
+    assert second["tuned"]["reused"] is True and second["tuned"]["tuned_at"] == first["tuned"]["tuned_at"]
+    assert second["params"]["als"] == first["params"]["als"]
+    third = night(tune_max_age_days=0)
+    assert third["tuned"]["reused"] is False and third["tuned"]["warm_start"] is True
+    seven = settings.replace(model={"als": AlsParams(factors=7)})
+    pinned = night(tune_max_age_days=0, settings=seven, pinned=frozenset({"factors"}))
+    assert pinned["params"]["als"]["factors"] == 7
+
+
+def test_train_tunes_itself_without_a_settings_file_and_status_shows_it(shop, redis_handle, tmp_path) -> None:
+    runner = CliRunner()
+    env = {"RECO_KEY_PREFIX": f"st{uuid.uuid4().hex[:8]}", "RECO_DATA_DIR": str(redis_handle.data_dir or "var")}
+    if redis_handle.url:
+        env["REDIS_URL"] = redis_handle.url
+    events, items = shop.paths
+    args = ["train", "--events", str(events), "--items", str(items), "--no-progress", "--gate-days", "21"]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "searched in" in result.output
+    status = runner.invoke(app, ["status"], env=env)
+    assert status.exit_code == 0 and "settings: tuned" in status.output, status.output
+    again = runner.invoke(app, args, env=env)
+    assert again.exit_code == 0 and "(reused)" in again.output, again.output
+    settings_file = tmp_path / "s.json"
+    settings_file.write_text('{"settings": {"als": {"factors": 12}}}')
+    pinned = runner.invoke(app, [*args, "--settings", str(settings_file), "--force-publish"], env=env)
+    assert pinned.exit_code == 0 and "using tuned settings" in pinned.output and "searched in" not in pinned.output

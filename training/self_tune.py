@@ -1,0 +1,100 @@
+"""The job's self-tuning step: reuse the current version's searched settings while fresh, else search again.
+
+Precedence: options typed on the command line (``JobConfig.pinned``) > a tuned-settings file (the CLI then turns
+self-tuning off) > self-tuned settings > environment > defaults: self-tuned settings take the place of a file. The
+search itself is :func:`recommender.evaluation.self_tuning.search`; what it found travels in the version manifest's
+``tuned`` block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cache.keys import Keys
+from cache.publisher import current_version, manifest
+from recommender.config import ModelSettings
+from recommender.evaluation.self_tuning import is_fresh, search
+from recommender.models.weighting import latest_timestamp
+
+if TYPE_CHECKING:
+    from training.job import JobConfig
+
+ALS_KEYS = ("factors", "regularization", "alpha", "iterations")
+WEIGHT_KEYS = ("view", "cart", "purchase")
+PINNABLE = (*ALS_KEYS, *WEIGHT_KEYS, "half_life_days", "repeat_share")
+"""Settings an operator can pin with a command-line option; self-tuning leaves those alone."""
+
+
+def apply_settings(cfg: JobConfig, settings: dict[str, Any]) -> JobConfig:
+    """``cfg`` with tuned ``settings`` (layout of a tuned-settings file) except what ``cfg.pinned`` holds."""
+    tuned = ModelSettings.from_dict(settings)
+    current = cfg.settings.model
+    keep = set(cfg.pinned)
+    als = current.als.model_copy(update={k: getattr(tuned.als, k) for k in ALS_KEYS if k not in keep})
+    weights = current.weights.model_copy(update={k: getattr(tuned.weights, k) for k in WEIGHT_KEYS if k not in keep})
+    update: dict[str, Any] = {"als": als, "weights": weights}
+    if "half_life_days" not in keep:
+        update["half_life_days"] = tuned.half_life_days
+    model = current.model_copy(update=update)
+    if "repeat_share" not in keep:
+        model = model.with_repeat_share(tuned.repeat_share)
+    return replace(cfg, settings=cfg.settings.model_copy(update={"model": model}))
+
+
+def self_tune(
+    cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table
+) -> tuple[JobConfig, dict[str, Any] | None]:
+    """The configuration to train with and the manifest's ``tuned`` block (None when self-tuning is off)."""
+    if not cfg.self_tune:
+        return cfg, None
+    version = current_version(client, keys)[0]
+    previous = (manifest(client, keys, version) or {}).get("tuned") if version else None
+    now = datetime.now(timezone.utc)
+    if is_fresh(previous, now, cfg.tune_max_age_days):
+        block = {**previous, "reused": True, "reused_from": version}  # type: ignore[arg-type]
+        return apply_settings(cfg, block["settings"]), block
+    span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
+    gate_days = cfg.settings.job.gate_days
+    needed = 2 * gate_days + 14
+    if span.days < needed:
+        return cfg, {"skipped": f"less than {needed} days of history for a validation window before the holdout"}
+    warm = None
+    if previous and isinstance(previous.get("settings"), dict):
+        warm = ModelSettings.from_dict(previous["settings"])
+    block = search(
+        events,
+        items,
+        start=cfg.settings.model,
+        warm=warm,
+        test_days=gate_days,
+        candidates=cfg.tune_candidates,
+        budget_seconds=cfg.tune_budget_seconds,
+        progress=cfg.show_progress,
+    )
+    block["reused"] = False
+    return apply_settings(cfg, block["settings"]), block
+
+
+def describe(tuned: dict[str, Any] | None) -> str:
+    """One line for ``reco status`` and the job summary."""
+    if not tuned:
+        return "not self-tuned (settings file, options or defaults)"
+    if "skipped" in tuned:
+        return f"not self-tuned: {tuned['skipped']}"
+    s = tuned["settings"]
+    als = s.get("als", {})
+    how = "reused" if tuned.get("reused") else f"searched in {tuned.get('seconds', 0):.0f} s"
+    values = {
+        "factors": als.get("factors"),
+        "regularization": als.get("regularization"),
+        "alpha": als.get("alpha"),
+        "iterations": als.get("iterations"),
+        "half_life_days": s.get("half_life_days"),
+        "repeat_share": s.get("repeat_share"),
+    }
+    return f"tuned {tuned.get('tuned_at')} ({how}): " + " ".join(f"{k}={v}" for k, v in values.items())
