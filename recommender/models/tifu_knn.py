@@ -189,8 +189,9 @@ class TifuKnn:
         known = [u for u in users if u in self._index]
         return known, np.array([self._index[u] for u in known], dtype=np.int64)
 
-    def score_batches(self, users: Sequence[str], batch_size: int = 512) -> Iterator[tuple[list[str], np.ndarray]]:
-        """(users, dense scores over :attr:`item_ids`) batch by batch, for the known users among ``users``."""
+    def score_batches(self, users: Sequence[str], batch_size: int = 512) -> Iterator[tuple[list[str], sp.csr_matrix]]:
+        """(users, sparse scores over :attr:`item_ids`) batch by batch, for the known users among ``users`` (sparse:
+        a customer and their neighbours bought a small part of a large catalogue)."""
         assert self.vectors is not None, "TifuKnn is not fitted"
         known, rows = self.rows(users)
         matrix, p = self.vectors.matrix, self.params
@@ -200,20 +201,17 @@ class TifuKnn:
         index = NeighbourIndex(matrix, p.metric, pool)
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            own = matrix[batch].toarray()
+            scores = matrix[batch]
             neighbours = index.query(batch, p.k)
             if neighbours.shape[1]:
-                mean = _row_means(neighbours, matrix.shape[0]) @ matrix
-                scores = p.alpha * own + (1 - p.alpha) * mean.toarray()
-            else:
-                scores = own
-            yield known[start : start + len(batch)], scores
+                scores = p.alpha * scores + (1 - p.alpha) * (_row_means(neighbours, matrix.shape[0]) @ matrix)
+            yield known[start : start + len(batch)], sp.csr_matrix(scores)
 
     def recommend(self, users: Sequence[str], n: int) -> dict[str, list[tuple[str, float]]]:
         """Top-n (item_id, score) per known user, positive scores only, ties by item id."""
         out: dict[str, list[tuple[str, float]]] = {}
         for batch_users, scores in self.score_batches(users):
-            for user, top, values in zip(batch_users, *top_n(scores, n)):
+            for user, top, values in zip(batch_users, *top_n_sparse(scores, n)):
                 out[user] = list(zip(self.item_ids[top].tolist(), values.tolist()))
         return out
 
@@ -227,19 +225,19 @@ def _row_means(neighbours: np.ndarray, n_rows: int) -> sp.csr_matrix:
     )
 
 
-def top_n(scores: np.ndarray, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def top_n_sparse(scores: sp.csr_matrix, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Column indices and values of the ``n`` highest positive entries of each row, best first (ties among them:
-    lower column, i.e. item id, first)."""
-    n = min(n, scores.shape[1])
-    if n <= 0:
-        return [np.array([], dtype=np.int64)] * len(scores), [np.array([])] * len(scores)
-    part = (
-        np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        if n < scores.shape[1]
-        else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    )
-    values = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -values), axis=1)
-    part, values = np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
-    keep = values > 0
-    return [p[m] for p, m in zip(part, keep)], [v[m] for v, m in zip(values, keep)]
+    lower column, i.e. item id, first), over each row's stored entries (the rest are zero)."""
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for r in range(scores.shape[0]):
+        lo, hi = scores.indptr[r], scores.indptr[r + 1]
+        c, v = scores.indices[lo:hi], scores.data[lo:hi]
+        if len(v) > n:
+            keep = np.argpartition(-v, n - 1)[:n] if n > 0 else np.array([], dtype=np.int64)
+            c, v = c[keep], v[keep]
+        order = np.lexsort((c, -v))
+        c, v = c[order], v[order]
+        cols.append(c[v > 0])
+        vals.append(v[v > 0])
+    return cols, vals
