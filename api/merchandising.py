@@ -1,9 +1,10 @@
 """Merchandising at request time: this process's copy of the rules and live catalogue updates, and the last step of
 every list answer (controls applied, metadata added, a reason on every item).
 
-The copy is reloaded only when the generation the reader saw in the answer's own round trip moved
-(:mod:`cache.merch`), so a shop without rules pays nothing beyond that one counter, and a change counts from the
-very next request on every worker.
+The copy is reloaded only when the generation the reader keeps with its current-version pointer moved
+(:mod:`cache.merch`, :mod:`cache.pointer`), so a shop without rules pays nothing per request, and a change counts
+from the next request on the worker that made it and within the pointer TTL (at once on hearing the announcement)
+on every other worker.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class MerchCache:
         self._lock = asyncio.Lock()
 
     async def current(self) -> Merchandising:
-        """The state for the generation the latest fetch saw (reloaded once when it moved)."""
+        """The state for the generation the reader's pointer saw (reloaded once when it moved)."""
         if self.reader.merch_generation != self.generation:
             async with self._lock:
                 if self.reader.merch_generation != self.generation:

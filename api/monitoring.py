@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,6 +73,14 @@ class Metrics:
         # Label children by their label values: prometheus_client's labels() takes a lock and builds a key per call,
         # which shows up on the hot path.
         self._children: dict[tuple, Any] = {}
+        self._near: _NearCacheCollector | None = None
+
+    def watch_near_cache(self, near: Any) -> None:
+        """Report the near cache's hits, misses and size (counted as plain integers on the hot path, read here)."""
+        if self._near is None:
+            self._near = _NearCacheCollector(near)
+            self.registry.register(self._near)
+        self._near.near = near
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:
         key = (metric, *labels)
@@ -83,6 +94,21 @@ class Metrics:
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _NearCacheCollector(Collector):
+    def __init__(self, near: Any) -> None:
+        self.near = near
+
+    def collect(self) -> Iterable[Metric]:
+        lookups = CounterMetricFamily(
+            "reco_near_cache_lookups", "Lookups in this worker's near cache by result (hit/miss).", labels=["result"]
+        )
+        lookups.add_metric(["hit"], self.near.hits)
+        lookups.add_metric(["miss"], self.near.misses)
+        yield lookups
+        yield GaugeMetricFamily("reco_near_cache_bytes", "Estimated memory of the near cache.", self.near.used_bytes)
+        yield GaugeMetricFamily("reco_near_cache_entries", "Entries in the near cache.", len(self.near))
 
 
 class OperationsMiddleware:

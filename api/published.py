@@ -13,21 +13,21 @@ from api.session_models import SessionModels
 from cache.reader import Reader
 
 
-async def fetch_raw(
-    reader: Reader, live_user: str | None, *suffixes: str
-) -> tuple[str, list[bytes | None], list[bytes]]:
-    """The current version, the stored values of ``suffixes`` (undecoded) and ``live_user``'s live events, in one
-    round trip; :class:`NothingPublished` if there is no version."""
-    version, values, live_raw = await reader.fetch_raw(live_user, *suffixes)
+async def fetch_live(reader: Reader, live_user: str | None, *suffixes: str) -> tuple[str, list[Any], list[bytes]]:
+    """The version this request serves, the decoded values of ``suffixes`` under it (None for missing keys; from the
+    near cache when it has them) and ``live_user``'s live events when they may have some, with at most one call to
+    Redis; :class:`NothingPublished` if there is no version."""
+    version = await reader.version()
     if version is None:
         raise NothingPublished()
+    values, live_raw = await reader.values_and_live(version, live_user, *suffixes)
     return version, values, live_raw
 
 
 async def fetch(reader: Reader, *suffixes: str) -> tuple[str, list[Any]]:
-    """The current version and the decoded values of ``suffixes`` (None for missing keys)."""
-    version, values, _ = await fetch_raw(reader, None, *suffixes)
-    return version, [await reader.decode(version, v) for v in values]
+    """The version this request serves and the decoded values of ``suffixes`` (None for missing keys)."""
+    version, values, _ = await fetch_live(reader, None, *suffixes)
+    return version, values
 
 
 async def computed(

@@ -44,14 +44,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     threadpool_limits(1, "blas")  # fold-ins are tiny; a BLAS thread pool per request would cost more than it saves
     configure_logging()
-    handle = connect(settings.redis.url, settings.redis.data_dir)
+    handle = connect(settings.redis.url, settings.redis.data_dir, settings.redis.cluster)
     timeout = settings.redis.timeout_seconds
-    client = handle.async_client(socket_timeout=timeout, socket_connect_timeout=timeout)
-    reader = Reader(client, Keys(settings.redis.key_prefix))
+    client = handle.async_client(
+        read_from_replicas=settings.redis.read_from_replicas, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    reader = Reader(
+        client, Keys(settings.redis.key_prefix), settings.redis.pointer_ttl_ms / 1000, settings.api.near_cache_mb
+    )
+    app.state.metrics.watch_near_cache(reader.near)
     fallback = Fallback(reader, settings.api.fallback_refresh_seconds)
     rotation = Rotation(settings.api.rotation_impressions, timedelta(hours=settings.api.rotation_hours))
     merch = MerchCache(reader, rotation)
     app.state.services = Services(settings, app.state.metrics, reader, SessionModels(reader), fallback, merch)
+    reader.start()  # announcements of new versions, merchandising changes and visitors with live events
     fallback.start()
     # Everything allocated so far lives as long as the process: keep it out of the collector's full passes, which
     # otherwise walk it again and again and show up as latency spikes.
@@ -59,7 +65,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     log.info(
         "started",
         extra={
-            "redis": "url" if settings.redis.url else "embedded",
+            "redis": "cluster" if settings.redis.cluster else "url" if settings.redis.url else "embedded",
+            "near_cache_mb": settings.api.near_cache_mb,
             "read_key": bool(settings.api.read_api_key),
             "write_key": bool(settings.api.api_key),
         },
@@ -68,5 +75,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await fallback.stop()
+        await reader.stop()
         await client.aclose()
         handle.close()

@@ -19,6 +19,10 @@ import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 
+from cache.keys import Keys
+
+POINTER = Keys().current  # the key the API reads most
+
 CONSTANT = {"source": "constant", "version": "bench", "items": []}
 
 
@@ -50,7 +54,7 @@ def create_app() -> FastAPI:
 
     @app.get("/redis-get")
     async def redis_get() -> Response:
-        version = await clients["redis"].get("reco:current")
+        version = await clients["redis"].get(POINTER)
         return Response(b'{"version":"' + (version or b"") + b'"}', media_type="application/json")
 
     return app

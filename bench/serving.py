@@ -251,9 +251,12 @@ def main() -> None:
         )
         users = sorted(pc.unique(ev["user_id"]).to_pylist())
         buyers = sorted(pc.unique(ev.filter(pc.equal(ev["event_type"], "purchase"))["user_id"]).to_pylist())
-        version = r.get("reco:current").decode()
+        from cache.keys import Keys
+
+        keys = Keys()
+        version = r.get(keys.current).decode()
         sample = users[:: max(1, len(users) // 500)]
-        sizes = [r.strlen(f"reco:v:{version}:user:{u}") for u in sample]
+        sizes = [r.strlen(keys.key(version, Keys.user(u))) for u in sample]
         value_size = int(statistics.median(sizes))
 
         files = {
@@ -327,7 +330,7 @@ def main() -> None:
             rport,
             rb_n // 2,
             a.connections,
-            ["EVALSHA", sha, "1", "reco:current", "reco:v:", f"user:{users[len(users) // 2]}", "best:"],
+            ["EVALSHA", sha, "1", keys.current, "reco:v:", Keys.user(users[len(users) // 2]), "best:"],
             "EVALSHA",
         )
         info = r.info()

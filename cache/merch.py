@@ -2,8 +2,10 @@
 
 ``<prefix>:merch:rules`` is a hash of rule name -> rule JSON, ``<prefix>:merch:items`` a hash of item id -> the
 item's live catalogue fields (JSON), and ``<prefix>:merch:gen`` a counter raised in the same MULTI/EXEC as every
-change. The API reads the counter in the same round trip as each answer (:mod:`cache.reader`) and reloads the
-state when it moved, so a change counts from the very next request on every worker. The nightly job reads the item
+change, which is then announced on the pointer channel. The API reads the counter with the current-version pointer
+(:mod:`cache.pointer`: at most a pointer TTL old, re-read at once on the announcement) and reloads the state when it
+moved, so a change counts from the next request on the worker that made it, and within the pointer TTL (at once on
+hearing the announcement) on every other worker. The nightly job reads the item
 updates like the catalogue file; published versions never hold them, so a rollback does not undo a campaign.
 """
 
@@ -23,6 +25,11 @@ def _item_json(update: Mapping[str, Any], before: bytes | None) -> bytes:
     merged = orjson.loads(before) if before else {}
     merged.update({k: v for k, v in update.items() if v is not None and k != "item_id"})
     return orjson.dumps(merged)
+
+
+async def _announce(client: aioredis.Redis, keys: Keys) -> None:
+    """Tell every API worker to re-read the pointer and the generation now (they would within the pointer TTL)."""
+    await client.publish(keys.pointer_channel, "merch")
 
 
 async def upsert_items(client: aioredis.Redis, keys: Keys, updates: Iterable[Mapping[str, Any]]) -> int:
@@ -45,7 +52,9 @@ async def upsert_items(client: aioredis.Redis, keys: Keys, updates: Iterable[Map
                 if merged:
                     pipe.hset(keys.merch_items, mapping=merged)
                 pipe.incr(keys.merch_gen)
-                return int((await pipe.execute())[-1])
+                generation = int((await pipe.execute())[-1])
+                await _announce(client, keys)
+                return generation
             except redis.WatchError:
                 continue
 
@@ -56,6 +65,7 @@ async def put_rule(client: aioredis.Redis, keys: Keys, name: str, rule: Mapping[
         pipe.hset(keys.merch_rules, name, orjson.dumps(rule))
         pipe.incr(keys.merch_gen)
         added, _ = await pipe.execute()
+    await _announce(client, keys)
     return not added
 
 
@@ -65,6 +75,7 @@ async def delete_rule(client: aioredis.Redis, keys: Keys, name: str) -> bool:
         pipe.hdel(keys.merch_rules, name)
         pipe.incr(keys.merch_gen)
         removed, _ = await pipe.execute()
+    await _announce(client, keys)
     return bool(removed)
 
 

@@ -18,6 +18,7 @@ import orjson
 from cache import codec
 from cache.keys import Keys
 from cache.reader import decode_with, iter_lists, scan_values
+from cache.server import mget
 from recommender.config import ListParams
 from recommender.models.repeat import NextPick
 from recommender.serving.customer_lists import CustomerRow, OnRequest
@@ -68,7 +69,7 @@ def customer_lists(client: Any, keys: Keys, version: str, user_ids: list[str]) -
     loaded = load(client, keys, version)
     if loaded is None or not user_ids:
         return {}
-    raws = client.mget([keys.version_prefix(version) + Keys.customer(u) for u in user_ids])
+    raws = mget(client, [keys.key(version, Keys.customer(u)) for u in user_ids])
     found = [(u, raw) for u, raw in zip(user_ids, raws) if raw is not None]
     return dict(zip([u for u, _ in found], served(*loaded, [raw for _, raw in found])))
 

@@ -13,8 +13,8 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from cache.keys import Keys
-from cache.server import durability_of
+from cache.keys import LIVE_SHARDS, Keys
+from cache.server import durability_of, mget
 
 QUALITY_LOG_SIZE = 50
 """Entries the quality log keeps (one per run of the job with the gate on, newest first)."""
@@ -70,8 +70,8 @@ async def versions(client: aioredis.Redis, keys: Keys) -> dict[str, dict[str, An
     """The manifests of the current and the previous version (None where there is none)."""
     current, previous = await client.mget(keys.current, keys.previous)
     ids = [v.decode() if v else None for v in (current, previous)]
-    names = [keys.version_prefix(v) + Keys.MANIFEST for v in ids if v]
-    found = iter(await client.mget(names)) if names else iter(())
+    names = [keys.key(v, Keys.MANIFEST) for v in ids if v]
+    found = iter(await mget(client, names)) if names else iter(())
     manifests = [(_loads(next(found)) or {"version": v}) if v else None for v in ids]
     return {"current": manifests[0], "previous": manifests[1]}
 
@@ -94,24 +94,30 @@ async def live_ingestion(client: aioredis.Redis, keys: Keys, minutes: int = 60, 
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     since = now_ms - minutes * 60_000
     pipe = client.pipeline(transaction=False)
-    pipe.xlen(keys.live_stream)
-    pipe.get(keys.live_archived)
-    pipe.xrevrange(keys.live_stream, "+", "-", count=1)
-    pipe.xrange(keys.live_stream, min=str(since), max="+", count=cap)
-    length, archived, newest, recent = await pipe.execute()
+    for shard in range(LIVE_SHARDS):
+        stream = keys.live_stream(shard)
+        pipe.xlen(stream)
+        pipe.xrevrange(stream, "+", "-", count=1)
+        pipe.xrange(stream, min=str(since), max="+", count=cap)
+    pipe.hvals(keys.live_archived)
+    *replies, archived = await pipe.execute()
+    length = sum(replies[0::3])
+    newest = [entries[0][0] for entries in replies[1::3] if entries]
+    recent = [entry for entries in replies[2::3] for entry in entries]
     per_minute = [0] * minutes
     for entry_id, _ in recent:
         at = int(entry_id.split(b"-")[0])
         per_minute[min(max((at - since) // 60_000, 0), minutes - 1)] += 1
-    last_ms = int(newest[0][0].split(b"-")[0]) if newest else None
+    last_ms = max((int(i.split(b"-")[0]) for i in newest), default=None)
+    marks = [a.decode() for a in archived]
     return {
         "stream_length": length,
-        "archived_upto": archived.decode() if archived else None,
+        "archived_upto": max(marks, key=lambda m: tuple(map(int, m.split("-")))) if marks else None,
         "last_event_at": _iso(last_ms) if last_ms else None,
         "window_minutes": minutes,
         "per_minute": per_minute,
         "in_window": len(recent),
-        "capped": len(recent) >= cap,
+        "capped": any(len(entries) >= cap for entries in replies[2::3]),
         "now": _iso(now_ms),
     }
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recommender.data.clock import TimeWindow
@@ -138,6 +138,27 @@ class RedisSettings(BaseSettings):
         validation_alias=AliasChoices("timeout_seconds", "RECO_REDIS_TIMEOUT_SECONDS"),
         description="API socket timeout towards Redis",
     )
+    cluster: bool = Field(
+        False,
+        validation_alias=AliasChoices("cluster", "REDIS_CLUSTER", "RECO_REDIS_CLUSTER"),
+        description="REDIS_URL names a node of a Redis Cluster: the job and the API use redis-py's cluster clients",
+    )
+    read_from_replicas: bool = Field(False, description="on a Redis Cluster, the API spreads its reads over replicas")
+    pointer_ttl_ms: int = Field(
+        1000, ge=0, description="how long an API worker trusts its copy of the current-version pointer (0: re-read it)"
+    )
+    version_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="a version that stops being current or previous stays readable this long on top of the pointer "
+        "TTL (the longest request), then Redis expires it",
+    )
+
+    @model_validator(mode="after")
+    def _cluster_needs_url(self) -> RedisSettings:
+        if self.cluster and not self.url:
+            raise ValueError("REDIS_CLUSTER=1 needs REDIS_URL naming a node of the cluster (redis://host:port)")
+        return self
 
 
 class ApiSettings(BaseSettings):
@@ -150,6 +171,9 @@ class ApiSettings(BaseSettings):
     read_api_key: str | None = Field(None, repr=False, description="when set, read endpoints need it (or api_key)")
     max_body_bytes: int = Field(1_000_000, ge=1_000, description="largest request body accepted")
     fallback_refresh_seconds: float = Field(15.0, gt=0, description="how often the API copies bestsellers for outages")
+    near_cache_mb: float = Field(
+        64.0, ge=0, description="per API worker, memory for decoded lists of the published version (0: no near cache)"
+    )
     max_events_batch: int = Field(1000, ge=1, le=100_000, description="most events accepted by one POST /events")
     request_log: Literal["all", "notable", "off"] = Field(
         "notable", description="API request log lines: every request, only notable ones (errors, writes, slow), or none"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from factories import isolated_settings
+from redis_cluster import LocalCluster
 
 from cache.keys import Keys
 from cache.server import RedisHandle, connect
@@ -15,12 +16,45 @@ from recommender.config import Settings
 
 
 @pytest.fixture(scope="session")
-def redis_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisHandle]:
+def redis_single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisHandle]:
     data_dir = tmp_path_factory.mktemp("redis")
     handle = connect(os.environ.get("REDIS_URL"), data_dir)
     assert handle.client.ping()
     yield handle
     handle.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real Redis Cluster on loopback (3 primaries, 3 replicas), started on first use, stopped at the end."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_handle(
+    redis_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisHandle]:
+    handle = connect(redis_cluster.url, tmp_path_factory.mktemp("cluster-data"), cluster=True)
+    assert handle.client.ping()
+    yield handle
+    handle.close()
+
+
+@pytest.fixture(scope="session")
+def redis_handle(redis_single: RedisHandle) -> RedisHandle:
+    """The test server; modules that also run on a cluster override this with :func:`redis_backend`."""
+    return redis_single
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_backend(request: pytest.FixtureRequest) -> RedisHandle:
+    """One Redis server, then a Redis Cluster: a module runs its tests on both with
+    ``redis_handle = pytest.fixture(lambda redis_backend: redis_backend)``-style overrides."""
+    return request.getfixturevalue("redis_single" if request.param == "single" else "redis_cluster_handle")
 
 
 @pytest.fixture()

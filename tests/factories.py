@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from cache.keys import LIVE_SHARDS, Keys
 from cache.server import RedisHandle
 from recommender.config import Settings, load_settings
 from recommender.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
@@ -34,11 +35,17 @@ def catalogue(rows: list[dict]) -> pa.Table:
     return pa.table(cols, schema=ITEM_SCHEMA)
 
 
+def live_backlog(client: Any, keys: Keys) -> int:
+    """Live events waiting in the streams (every shard)."""
+    return sum(client.xlen(keys.live_stream(shard)) for shard in range(LIVE_SHARDS))
+
+
 def isolated_settings(handle: RedisHandle, tag: str = "t", **more: Any) -> Settings:
     """Settings for the test Redis under a key prefix of their own (``tag`` + random), so tests never see each other's
     data; ``more`` sets values of any section by name (e.g. ``api_key=...``, ``live_archive_dir=...``)."""
     redis = {
         "url": handle.url,
+        "cluster": handle.cluster,
         "data_dir": handle.data_dir or Path("var"),
         "key_prefix": f"{tag}{uuid.uuid4().hex[:8]}",
     }

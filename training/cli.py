@@ -139,7 +139,7 @@ def export_next_purchase(
         fail(f"--file-format must be jsonl or csv (or name the file .jsonl/.csv), not '{kind}'.")
     settings = _settings(redis_url, data_dir)
     keys = Keys(settings.redis.key_prefix)
-    handle = connect(settings.redis.url, settings.redis.data_dir)
+    handle = connect(settings.redis.url, settings.redis.data_dir, settings.redis.cluster)
     try:
         version = current_version(handle.client, keys)[0]
         if not version:
@@ -226,7 +226,7 @@ def rollback(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
     from cache.server import connect
 
     settings = _settings(redis_url, data_dir)
-    handle = connect(settings.redis.url, settings.redis.data_dir)
+    handle = connect(settings.redis.url, settings.redis.data_dir, settings.redis.cluster)
     try:
         version = do_rollback(handle.client, Keys(settings.redis.key_prefix))
     except RuntimeError as exc:
@@ -249,7 +249,7 @@ def examples(
 
     settings = _settings(redis_url, data_dir)
     keys = Keys(settings.redis.key_prefix)
-    handle = connect(settings.redis.url, settings.redis.data_dir)
+    handle = connect(settings.redis.url, settings.redis.data_dir, settings.redis.cluster)
     try:
         version = current_version(handle.client, keys)[0]
         info = (manifest(handle.client, keys, version) if version else None) or {}
@@ -290,7 +290,7 @@ def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
 
     settings = _settings(redis_url, data_dir)
     keys = Keys(settings.redis.key_prefix)
-    handle = connect(settings.redis.url, settings.redis.data_dir)
+    handle = connect(settings.redis.url, settings.redis.data_dir, settings.redis.cluster)
     try:
         for label, version in zip(("current", "previous"), current_version(handle.client, keys)):
             info = manifest(handle.client, keys, version) if version else None

@@ -252,7 +252,7 @@ def _publish_evaluation(doc: dict[str, Any], redis_url: str | None, data_dir: Pa
 
     settings = load_settings({"redis": {"url": redis_url, "data_dir": data_dir}})
     keys = Keys(settings.redis.key_prefix)
-    handle = connect(settings.redis.url, settings.redis.data_dir)
+    handle = connect(settings.redis.url, settings.redis.data_dir, settings.redis.cluster)
     try:
         version = current_version(handle.client, keys)[0]
         figures = {

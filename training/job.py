@@ -22,6 +22,7 @@ from cache.keys import Keys
 from cache.lock import JobLock
 from cache.publisher import Publisher, cleanup, manifest, unfinished_versions
 from cache.publisher import current_version as current
+from cache.publisher import manifest as manifest_of
 from cache.status import record_quality
 from recommender.config import ListParams, Settings
 from recommender.data.clock import TimeWindow, utc_now
@@ -131,7 +132,7 @@ def run_job(cfg: JobConfig, client: Any, data: Dataset | None = None) -> JobResu
 
 def checked_live_events(
     client: Any, keys: Keys, cfg: JobConfig, window: TimeWindow
-) -> tuple[pa.Table, str, LoadReport]:
+) -> tuple[pa.Table, dict[str, str], LoadReport]:
     """Every live event not yet trained on, checked again by the file rules (an event stored before a rule existed,
     e.g. one dated in the future, is skipped and reported, never trained on)."""
     taken, upto = live.take_live_events(client, keys, cfg.settings.live_dir)
@@ -150,7 +151,8 @@ class _Inputs:
     as_of: datetime
     reports: list[LoadReport]
     live_events: int
-    live_upto: str
+    live_upto: dict[str, str]  # per live-stream shard, the last entry id taken
+    live_taken_ms: int  # when they were taken: batches announced later are not in this version
     feedback: pa.Table  # impressions and clicks (cache.live.FEEDBACK_SCHEMA), for the experiment report
 
 
@@ -184,7 +186,8 @@ def _run_locked(
                 record_quality(client, keys, quality_entry(None, inputs.as_of, refused.decision.as_dict()))
                 raise
     fitted = _fit(cfg, inputs, timer, spark)
-    publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock)
+    grace = cfg.settings.redis.pointer_ttl_ms / 1000 + cfg.settings.redis.version_grace_seconds
+    publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock, grace_seconds=grace)
     try:
         counts, examples = _publish_lists(cfg, publisher, inputs, fitted, timer)
         with timer.stage("publish"):
@@ -194,6 +197,8 @@ def _run_locked(
             manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer) | {"tuned": tuned}
             replaced = publisher.commit(manifest, stored_keys(counts))
         live.trim_taken(client, keys, inputs.live_upto)
+        if replaced:  # the replaced version is kept for rollback: keep the visitors with events it has not seen
+            live.trim_index(client, keys, (manifest_of(client, keys, replaced) or {}).get("live_taken_ms"))
         with timer.stage("experiment"):
             publish_experiment_report(client, keys, cfg.settings, inputs)
         if gate is not None:
@@ -208,6 +213,7 @@ def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, da
     """Load and check the files, take the live events not trained on yet and the catalogue updates, cut at
     ``as_of``."""
     data = data or load_dataset(cfg.events, cfg.items, cfg.fmt, cfg.settings.job.max_bad_share, window)
+    live_taken_ms = int(time.time() * 1000)  # before the take: every batch not taken is announced after it
     live_events, live_upto, live_report = checked_live_events(client, keys, cfg, window)
     reports = [*data.reports, live_report] if live_report.rows_read else data.reports
     events = pa.concat_tables([data.events, live_events]) if live_events.num_rows else data.events
@@ -220,7 +226,7 @@ def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, da
     events, _ = split_feedback(events)
     in_files = live.with_feedback_extras(split_feedback(data.events)[1])
     feedback = pa.concat_tables([in_files, live.archived_feedback(cfg.settings.live_dir)])
-    return _Inputs(events, items, as_of, reports, live_events.num_rows, live_upto, feedback)
+    return _Inputs(events, items, as_of, reports, live_events.num_rows, live_upto, live_taken_ms, feedback)
 
 
 def _fit(cfg: JobConfig, inputs: _Inputs, timer: _Timer, spark: Any = None) -> _Fitted:
@@ -357,6 +363,7 @@ def _manifest(
         "hidden_items": [str(fitted.inter.item_ids[j]) for j in fitted.hidden],
         "evaluation": gate,
         "live_upto": inputs.live_upto,
+        "live_taken_ms": inputs.live_taken_ms,
         "seconds": dict(timer.seconds),  # every stage but publishing itself, which is still running
         "load": [load_summary(r) for r in inputs.reports],
     }

@@ -252,7 +252,7 @@ def run(cfg: Any) -> None:
     from cache.server import connect
     from training.job import GateRefused, run_job
 
-    handle = connect(cfg.settings.redis.url, cfg.settings.redis.data_dir)
+    handle = connect(cfg.settings.redis.url, cfg.settings.redis.data_dir, cfg.settings.redis.cluster)
     try:
         result = run_job(cfg, handle.client)
     except DataError as exc:

@@ -13,7 +13,7 @@ from api.dashboard.request_stats import RequestStats
 from api.deps import MetricsDep, ReaderDep, ServicesDep, SettingsDep
 from api.errors import UnknownItem
 from api.monitoring import Metrics
-from api.published import fetch, fetch_raw
+from api.published import fetch
 from cache import status
 from cache.keys import Keys
 from cache.live import parse_user_events
@@ -108,11 +108,11 @@ async def _with_metadata(reader: Reader, version: str, rows: list[dict[str, Any]
 async def customer(reader: ReaderDep, user_id: UserP) -> dict[str, Any]:
     """RFM segment, the latest events the job saw (purchases and others), the live events since, and which lists
     exist for the customer (so the page asks only for those)."""
-    version, values, live_raw = await fetch_raw(
-        reader, user_id, Keys.segment(user_id), Keys.history(user_id), Keys.user(user_id), Keys.customer(user_id)
+    version, (segment, history, personal, customer_row) = await fetch(
+        reader, Keys.segment(user_id), Keys.history(user_id), Keys.user(user_id), Keys.customer(user_id)
     )
-    seg_raw, hist_raw, personal_raw, customer_raw = values
-    segment, history = await reader.decode(version, seg_raw), await reader.decode(version, hist_raw) or []
+    history = history or []
+    live_raw = await reader.live_events(user_id)
     if segment:
         info = SEGMENTS[segment["segment"]]
         segment = {**segment, "label": info.label, "description": info.description, "action": info.action}
@@ -127,7 +127,7 @@ async def customer(reader: ReaderDep, user_id: UserP) -> dict[str, Any]:
         "user_id": user_id,
         "segment": segment,
         "events": await _with_metadata(reader, version, live + stored),
-        "has_personal": personal_raw is not None or customer_raw is not None,
+        "has_personal": personal is not None or customer_row is not None,
         "has_purchases": segment is not None,
         "has_live": bool(live),
     }

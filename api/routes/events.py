@@ -64,4 +64,5 @@ async def ingest_events(
         raise InvalidEvents(len(batch.events), report.rows_bad, errors)
     extras = [{"rec_id": e.rec_id, "position": e.position} for e in batch.events]
     ids = await ingest_async(reader.client, reader.keys, events, extras)
+    reader.live.note(events["user_id"].to_pylist())  # this worker knows at once; the others hear it announced
     return EventsAccepted(accepted=len(ids), ids=ids)

@@ -48,7 +48,7 @@ async def healthz() -> Health:
 )
 async def readyz(reader: ReaderDep) -> Any:
     try:
-        version, _ = await reader.fetch()
+        version = await reader.pointer.read_now()
     except Exception as exc:  # any Redis failure means not ready
         return JSONResponse(
             Health(status="unavailable", detail=f"Redis unreachable: {type(exc).__name__}").model_dump(), 503

@@ -16,12 +16,11 @@ from api.errors import UnknownCategory, UnknownItem
 from api.experiments import tagged
 from api.merchandising import as_entries, new_item_entries, present
 from api.params import CategoryQ, ExcludeQ, ItemP, N, OptUserQ, UserP, UserQ
-from api.published import computed, fetch, fetch_raw, json_response
+from api.published import computed, fetch, fetch_live, json_response
 from api.schemas import ItemList
 from api.state import Services
 from cache.keys import Keys
 from cache.live import parse_user_events
-from cache.reader import decode
 from recommender.serving import policy
 from recommender.serving.experiment import CONTROL
 
@@ -53,8 +52,7 @@ async def recommend(
     svc = services(request)  # the hot path: no dependency to resolve per request (see api.deps)
     skip = set(filter(None, exclude.split(","))) if exclude else set()
     try:
-        # Bestsellers are decoded only when needed (a category check or a list to top up): most visitors never do.
-        version, (personal_raw, best_raw, customer_raw), live_raw = await fetch_raw(
+        version, (personal, best, customer), live_raw = await fetch_live(
             svc.reader, user_id, Keys.user(user_id), Keys.best(category), Keys.customer(user_id)
         )
     except redis.exceptions.RedisError:
@@ -77,12 +75,12 @@ async def recommend(
         )
     chosen, rec_id = tagged(svc.settings, "recommend", version, user_id)
     if chosen == CONTROL:  # the control group gets the non-personal baseline
-        personal_raw = customer_raw = live_raw = None
-    personal = await svc.reader.decode(version, personal_raw)
-    if personal is None and customer_raw is not None:
-        personal, _ = await computed(svc.sessions, version, None, None, customer_raw)
+        personal = customer = None
+        live_raw = []
+    if personal is None and customer is not None:
+        personal, _ = await computed(svc.sessions, version, None, None, customer)
     svc.metrics.lookup("personal", personal is not None)
-    if category is not None and best_raw is None:
+    if category is not None and best is None:
         raise UnknownCategory(category)
     if live_raw:
         candidates = await _with_live_session(svc, version, personal, skip, live_raw)
@@ -95,7 +93,7 @@ async def recommend(
     )
     await svc.merch.current()
     wide = n if svc.merch.idle and diversity is None and not live_raw else max(n, WIDE)
-    answer = policy.recommendation(candidates, wide, lambda: decode(best_raw), category, metadata)
+    answer = policy.recommendation(candidates, wide, lambda: best, category, metadata)
     items = await present(
         svc.merch,
         version,
@@ -147,7 +145,8 @@ async def _with_live_session(
 async def recently_viewed_items(request: Request, user_id: UserP, n: N = 10) -> ItemList:
     """Distinct items from the visitor's live view events (`POST /events`), newest first."""
     svc = services(request)
-    version, _, live_raw = await fetch_raw(svc.reader, user_id)
+    version, _ = await fetch(svc.reader)
+    live_raw = await svc.reader.live_events(user_id)
     entries = as_entries(policy.recently_viewed(parse_user_events(live_raw), WIDE), "recently_viewed")
     items = await present(svc.merch, version, "recently_viewed", entries, n)
     return ItemList(

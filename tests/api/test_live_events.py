@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 import pytest
-from factories import isolated_settings
+from factories import isolated_settings, live_backlog
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -14,6 +14,12 @@ from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
 
 KEY = "test-write-key"
+
+
+@pytest.fixture()
+def redis_handle(redis_backend):
+    """Every test here runs on one Redis server and on a Redis Cluster."""
+    return redis_backend
 
 
 @pytest.fixture()
@@ -90,8 +96,8 @@ def test_known_user_gets_live_events_blended_and_bought_items_vanish_at_once(cli
 
 
 def test_batch_with_one_bad_event_is_refused_whole(client, redis_handle, settings):
-    stream = Keys(settings.redis.key_prefix).live_stream
-    before = redis_handle.client.xlen(stream)
+    keys = Keys(settings.redis.key_prefix)
+    before = live_backlog(redis_handle.client, keys)
     events = [{"user_id": "v1", "item_id": "I00001", "event_type": "view"} for _ in range(4)]
     events[2] = {"user_id": "v1", "item_id": "I00001", "event_type": "teleport"}
     r = post(client, events)
@@ -106,7 +112,7 @@ def test_batch_with_one_bad_event_is_refused_whole(client, redis_handle, setting
         }
     ]
     assert "event 2 event_type='teleport'" in detail["message"]
-    assert redis_handle.client.xlen(stream) == before
+    assert live_backlog(redis_handle.client, keys) == before
     assert client.get("/recently-viewed/v1").json()["items"] == []
 
 

@@ -15,6 +15,12 @@ from cache.reader import Reader
 SUFFIXES = [f"user:u{i}" for i in range(50)]
 
 
+@pytest.fixture()
+def redis_handle(redis_backend):
+    """Every test here runs on one Redis server and on a Redis Cluster."""
+    return redis_backend
+
+
 def publish(handle, keys: Keys, marker: str, on_each=None) -> str:
     pub = Publisher(handle.client, keys, batch_size=7)
     for i, s in enumerate(SUFFIXES):
@@ -108,4 +114,4 @@ def test_put_many_writes_every_key_across_batches(redis_handle, keys):
     assert pub.put_many((s, [[s, 1.0]]) for s in SUFFIXES) == len(SUFFIXES) == pub.written
     pub.commit({})
     base = keys.version_prefix(pub.version)
-    assert redis_handle.client.mget([base + s for s in SUFFIXES]) == [f'[["{s}",1.0]]'.encode() for s in SUFFIXES]
+    assert [redis_handle.client.get(base + s) for s in SUFFIXES] == [f'[["{s}",1.0]]'.encode() for s in SUFFIXES]

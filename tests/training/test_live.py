@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from factories import isolated_settings
+from factories import isolated_settings, live_backlog
 
 import training.job as job_module
 from cache.keys import Keys
 from recommender.config import AlsParams, ListParams
 from recommender.data.demo import generate_shop
 from training.job import JobConfig, run_job
+
+
+@pytest.fixture()
+def redis_handle(redis_backend):
+    """Every test here runs on one Redis server and on a Redis Cluster."""
+    return redis_backend
 
 
 @pytest.fixture()
@@ -67,12 +73,12 @@ def test_events_sent_during_a_run_land_in_the_next_run_exactly_once(redis_handle
     first = train(redis_handle, settings, shop)
     monkeypatch.setattr(job_module, "fit_als", real_fit)
     assert first.counts["live_events"] == 3
-    assert redis_handle.client.xlen(keys.live_stream) == 2  # taken entries trimmed, the new ones wait
+    assert live_backlog(redis_handle.client, keys) == 2  # taken entries trimmed, the new ones wait
     second = train(redis_handle, settings, shop)
     third = train(redis_handle, settings, shop)
     assert second.counts["live_events"] == third.counts["live_events"] == 5
     assert second.counts["events"] == first.counts["events"] + 2
-    assert redis_handle.client.xlen(keys.live_stream) == 0
+    assert live_backlog(redis_handle.client, keys) == 0
 
 
 def test_a_run_killed_after_archiving_does_not_count_events_twice(redis_handle, settings):
