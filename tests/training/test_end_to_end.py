@@ -50,7 +50,8 @@ def trained(tmp_path_factory, env, redis_handle):
     def get(suffix):
         """A stored value; a customer's lists as served, also when computed on request (not active lately)."""
         value = read_value(redis_handle.client, keys, version, suffix)
-        kind, _, user = suffix.partition(":")
+        kind, _, tail = suffix.partition(":")
+        user = Keys.id_of(tail)
         if value is None and kind in ("user", "next"):
             lists = customer_lists(redis_handle.client, keys, version, [user]).get(user)
             value = lists and lists[0 if kind == "user" else 1]

@@ -41,7 +41,7 @@ def runs(redis_handle, tmp_path_factory):
 
 def stored(redis_handle, run, kind: str, user: str):
     settings, result = run
-    return read_value(redis_handle.client, Keys(settings.redis.key_prefix), result.version, f"{kind}:{user}")
+    return read_value(redis_handle.client, Keys(settings.redis.key_prefix), result.version, getattr(Keys, kind)(user))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,9 @@ def lazy_users(redis_handle, runs):
     settings, result = runs["lazy"]
     keys = Keys(settings.redis.key_prefix)
     pattern = keys.version_prefix(result.version) + "cust:*"
-    users = sorted(k.decode().rsplit(":", 1)[1] for k in redis_handle.client.scan_iter(match=pattern, count=1000))
+    users = sorted(
+        Keys.id_of(k.decode().rsplit(":", 1)[1]) for k in redis_handle.client.scan_iter(match=pattern, count=1000)
+    )
     assert result.counts["on_request_customers"] == len(users) > 150
     assert result.counts["personal_lists"] + len(users) == runs["all"][1].counts["personal_lists"]
     return users
