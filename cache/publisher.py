@@ -265,8 +265,10 @@ def _scan_steps(client: Any, script: str, *args: Any) -> Iterable[Any]:
     for node in nodes:
         cursor: Any = b"0"
         while True:
-            extra = {"target_nodes": node} if node is not None else {}
-            cursor, reply = client.eval(script, 0, cursor, *args, **extra)
+            if node is None:
+                cursor, reply = client.eval(script, 0, cursor, *args)
+            else:
+                cursor, reply = client.execute_command("EVAL", script, 0, cursor, *args, target_nodes=node)
             yield reply
             if cursor in (b"0", 0, "0"):
                 break

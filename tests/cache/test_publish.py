@@ -115,3 +115,23 @@ def test_put_many_writes_every_key_across_batches(redis_handle, keys):
     pub.commit({})
     base = keys.version_prefix(pub.version)
     assert [redis_handle.client.get(base + s) for s in SUFFIXES] == [f'[["{s}",1.0]]'.encode() for s in SUFFIXES]
+
+
+def test_a_version_pushed_out_stays_readable_for_the_grace_then_expires(redis_handle, keys):
+    def publish_with_grace(marker: str) -> str:
+        pub = Publisher(redis_handle.client, keys, grace_seconds=30)
+        for s in SUFFIXES:
+            pub.put(s, marker)
+        pub.commit({"marker": marker})
+        return pub.version
+
+    v1 = publish_with_grace("one")
+    publish_with_grace("two")
+    v3 = publish_with_grace("three")
+    client = redis_handle.client
+    key = keys.key(v1, SUFFIXES[0])
+    assert client.get(key) == b'"one"'  # readers that still trust an older pointer find it whole
+    assert 0 < client.pttl(key) <= 30_000 and client.pttl(keys.key(v3, SUFFIXES[0])) == -1
+    assert v1 not in {v.decode() for v in client.smembers(keys.versions)}
+    cleanup(client, keys, grace_seconds=30)  # a second clean-up within the grace does not delete it early
+    assert client.get(key) == b'"one"'
