@@ -166,6 +166,70 @@ def redis_benchmark(port: int, n: int, connections: int, extra: list[str], label
     }
 
 
+MODES = ("saturated", "saturated_small", "paced")
+
+
+def serve_cmd(port: int, workers: int) -> list[str]:
+    return [*reco_cmd(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+
+
+def stop_group(p: subprocess.Popen) -> None:
+    """Stop a started server (its whole process group) and wait for it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(p.pid, signal.SIGTERM)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+
+
+class Runs:
+    """The wrk runs of one target: warm-up, saturated at --connections and at --small-connections, paced."""
+
+    def __init__(self, a: argparse.Namespace, tmp: Path, pace_ms: float, scenarios: dict[str, dict]) -> None:
+        self.a, self.tmp, self.pace_ms, self.scenarios = a, tmp, pace_ms, scenarios
+
+    def run(self, name: str, requests: str, port: int, pid: int, paced: bool = False) -> None:
+        a, url, file = self.a, f"http://127.0.0.1:{port}", self.tmp / f"{requests}.txt"
+        print(f"[serving] {name}", flush=True)
+        wrk(url, file, a.warmup, a.connections)  # warm-up: connections, metadata and near caches
+        out = {
+            "saturated": wrk(url, file, a.duration, a.connections, server_pid=pid),
+            "saturated_small": wrk(url, file, a.duration, a.small_connections, server_pid=pid),
+        }
+        if paced:
+            out["paced"] = wrk(url, file, a.duration, a.paced_connections, self.pace_ms, server_pid=pid)
+        self.scenarios[name] = out
+
+
+def bench_cluster(a: argparse.Namespace, tmp: Path, env: dict, shop: Path, start, runner: Runs) -> dict:
+    """The same shop on a Redis Cluster on loopback (3 primaries, 3 replicas): train, serve, load."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from redis_cluster import LocalCluster
+
+    cluster = LocalCluster(tmp / "cluster")
+    try:
+        cluster.start()
+        cenv = {**env, "REDIS_URL": cluster.url, "REDIS_CLUSTER": "1"}
+        print("[serving] reco train on the cluster", flush=True)
+        t0 = time.perf_counter()
+        train = [*reco_cmd(), "train", "--events", str(shop / "events.csv"), "--items", str(shop / "items.csv")]
+        subprocess.run([*train, "--no-progress"], env=cenv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        train_s = time.perf_counter() - t0
+        for label, extra in (("cluster", {}), ("cluster_nocache", {"RECO_NEAR_CACHE_MB": "0"})):
+            port = free_port()
+            app = start(serve_cmd(port, a.workers), f"app-{label}", {**cenv, **extra})
+            wait_http(f"http://127.0.0.1:{port}/readyz")
+            time.sleep(2)
+            targets = ["recommend_known", "next_purchase"] + (["recommend_cold"] if label == "cluster" else [])
+            for target in targets:
+                runner.run(f"{target}_{label}", target, port, app.pid)
+            stop_group(app)
+        return {"primaries": 3, "replicas": 3, "train_s": round(train_s, 1), "redis": "redis-server cluster mode"}
+    finally:
+        cluster.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="reco serve vs bare FastAPI vs redis-benchmark, on loopback")
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "serving.json")
@@ -177,6 +241,8 @@ def main() -> None:
     ap.add_argument("--paced-rate", type=float, default=400.0, help="target requests/s of the paced runs")
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--items", type=int, default=2_000)
+    ap.add_argument("--small-connections", type=int, default=4, help="connections of the second saturated run")
+    ap.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True, help="also on a Redis Cluster")
     a = ap.parse_args()
     for tool in ("wrk", "redis-benchmark"):
         if not shutil.which(tool):
@@ -266,6 +332,7 @@ def main() -> None:
             "healthz": ("GET\t/healthz\n", aport),
             "recommend_known": ("".join(f"GET\t/recommend?user_id={u}&n=10\n" for u in users), aport),
             "recommend_cold": ("".join(f"GET\t/recommend?user_id=new-visitor-{i}&n=10\n" for i in range(5000)), aport),
+            "next_purchase": ("".join(f"GET\t/next-purchase/{u}?n=10\n" for u in buyers), aport),
             "next_purchase_batch": (
                 "".join(
                     "POST\t/next-purchase/batch\t"
@@ -280,9 +347,7 @@ def main() -> None:
             (tmp / f"{name}.txt").write_text(text)
 
         print(f"[serving] reco serve and bare app, {a.workers} workers each", flush=True)
-        app = start(
-            [*reco_cmd(), "serve", "--host", "127.0.0.1", "--port", str(aport), "--workers", str(a.workers)], "app", env
-        )
+        app = start(serve_cmd(aport, a.workers), "app", env)
         benv = {**env, "PYTHONPATH": str(BENCH) + os.pathsep + env.get("PYTHONPATH", "")}
         bare = start(
             [
@@ -298,23 +363,30 @@ def main() -> None:
             "bare",
             benv,
         )
+        nport = free_port()
+        nocache = start(serve_cmd(nport, a.workers), "app-nocache", {**env, "RECO_NEAR_CACHE_MB": "0"})
         wait_http(f"http://127.0.0.1:{aport}/readyz")
+        wait_http(f"http://127.0.0.1:{nport}/readyz")
         wait_http(f"http://127.0.0.1:{bport}/const")
         time.sleep(2)  # every worker up
 
         pace_ms = a.paced_connections * 1000.0 / a.paced_rate
-        scenarios = {}
+        scenarios: dict[str, dict] = {}
+        runner = Runs(a, tmp, pace_ms, scenarios)
         for name, (_, port) in files.items():
-            url = f"http://127.0.0.1:{port}"
-            pid = bare.pid if port == bport else app.pid
-            print(f"[serving] {name}", flush=True)
-            wrk(url, tmp / f"{name}.txt", a.warmup, a.connections)  # warm-up (connections, metadata cache)
-            sat = wrk(url, tmp / f"{name}.txt", a.duration, a.connections, server_pid=pid)
-            paced = wrk(url, tmp / f"{name}.txt", a.duration, a.paced_connections, pace_ms, server_pid=pid)
-            scenarios[name] = {"saturated": sat, "paced": paced}
+            runner.run(name, name, port, bare.pid if port == bport else app.pid, paced=True)
+        runner.run("recommend_known_nocache", "recommend_known", nport, nocache.pid)
+        runner.run("next_purchase_nocache", "next_purchase", nport, nocache.pid)
+        stop_group(nocache)
+        cluster_info = None
+        if a.cluster:
+            stop_group(app)  # the cluster's six servers need the cores the single-node API had
+            cluster_info = bench_cluster(a, tmp, env, shop, start, runner)
         for s in scenarios.values():
-            for mode in ("saturated", "paced"):
-                s[mode]["ratio_to_bare"] = round(s[mode]["rps"] / scenarios["bare"][mode]["rps"], 3)
+            for mode in MODES:
+                if mode in s and mode in scenarios["bare"]:
+                    s[mode]["ratio_to_bare"] = round(s[mode]["rps"] / scenarios["bare"][mode]["rps"], 3)
+                    s[mode]["ratio_to_healthz"] = round(s[mode]["rps"] / scenarios["healthz"][mode]["rps"], 3)
         scenarios["next_purchase_batch"]["customers_per_request"] = BATCH_SIZE
 
         print("[serving] redis-benchmark", flush=True)
@@ -364,6 +436,9 @@ def main() -> None:
                 "redis_version": info.get("redis_version"),
                 "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                 "redis": "redis-server on 127.0.0.1, no persistence",
+                "connections_small": a.small_connections,
+                "near_cache_mb": "default (64)",
+                "cluster": cluster_info,
             },
             "scenarios": scenarios,
             "redis_get": redis_get,
