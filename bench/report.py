@@ -80,8 +80,9 @@ def _serving_mode_table(s: dict, mode: str) -> list[str]:
             continue
         extra = f" ({r['rps'] * st['batch_size']:,.0f} customers/s)" if key == "next_purchase_batch" else ""
         vs_healthz = f"{r['ratio_to_healthz']:.0%}" if "ratio_to_healthz" in r else "-"
+        name = label.replace("{batch}", str(st["batch_size"]))
         out.append(
-            f"| {label.replace('{batch}', str(st['batch_size']))} | {r['rps']:,.0f}{extra} | {r['ratio_to_bare']:.0%} | "
+            f"| {name} | {r['rps']:,.0f}{extra} | {r['ratio_to_bare']:.0%} | "
             f"{vs_healthz} | {_ms(r['p50_ms'])} | {_ms(r['p95_ms'])} | {_ms(r['p99_ms'])} | {r['errors']} | "
             f"{r['server_cpu_cores']} |"
         )
