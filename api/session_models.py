@@ -9,6 +9,7 @@ import orjson
 
 from cache import on_request
 from cache.keys import Keys
+from cache.near import MISS
 from cache.reader import Reader
 from recommender.models.session import SessionModel
 from recommender.serving.customer_lists import OnRequest
@@ -68,14 +69,25 @@ class SessionModels:
 
     async def customer_lists(self, version: str, raws: list[bytes | None]) -> list[on_request.Lists | None]:
         """Lists of customers the job did not precompute, from their stored rows (``Keys.customer``): (personal,
-        next purchase or None) per raw value, None where there is none (see :mod:`cache.on_request`)."""
-        wanted = [k for k, raw in enumerate(raws) if raw is not None]
-        engine = await self.on_request(version) if wanted else None
+        next purchase or None) per raw value, None where there is none (see :mod:`cache.on_request`). Computed lists
+        are kept in the reader's near cache under (version, row): a version's row always gives the same lists."""
+        near = self.reader.near
         out: list[on_request.Lists | None] = [None] * len(raws)
+        wanted = []
+        for k, raw in enumerate(raws):
+            if raw is not None:
+                found = near.get(version, raw)
+                if found is MISS:
+                    wanted.append(k)
+                else:
+                    out[k] = found
+        engine = await self.on_request(version) if wanted else None
         if engine is None:
             return out
         for k, lists in zip(wanted, on_request.served(engine, self._index[version], [raws[k] for k in wanted])):
             out[k] = lists
+            # Sized as their entries (about 360 bytes each decoded), not as the short row they came from.
+            near.put(version, raws[k], lists, 40 * sum(len(x) for x in lists if x))
         return out
 
     async def on_request(self, version: str) -> OnRequest | None:
