@@ -2,17 +2,20 @@
 every list answer (controls applied, metadata added, a reason on every item).
 
 The copy is reloaded only when the generation the reader keeps with its current-version pointer moved
-(:mod:`cache.merch`, :mod:`cache.pointer`), so a shop without rules pays nothing per request, and a change counts
-from the next request on the worker that made it and within the pointer TTL (at once on hearing the announcement)
-on every other worker.
+(:mod:`cache.merch`, :mod:`cache.pointer`), so a shop without rules pays nothing per request. The worker that made a
+change reloads before it answers the write, so its very next request sees it; every other worker re-reads the
+generation on hearing the change announced (milliseconds), or within the pointer TTL should the message be lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from cache import merch
 from cache.reader import Reader
@@ -39,6 +42,14 @@ class MerchCache:
                 if self.reader.merch_generation != self.generation:
                     await self.reload()
         return self.state
+
+    async def refresh(self) -> None:
+        """After this worker changed the rules or the catalogue: read the generation and load the state now, so its
+        very next request sees the change (other workers hear it announced). Should Redis fail here, the pointer is
+        expired already and the next request reads it."""
+        with contextlib.suppress(RedisError):
+            await self.reader.pointer.refresh()
+            await self.current()
 
     async def reload(self) -> None:
         generation, rules, items = await merch.load(self.reader.client, self.reader.keys)

@@ -39,6 +39,9 @@ class Pointer:
         self._known = False
         self._expires = 0.0
         self._task: asyncio.Task | None = None
+        self._issued = 0  # reads started; an answer older than the one kept is dropped
+        self._kept = 0
+        self._epoch = 0  # raised by expire(): a read started before it must not renew the copy
 
     async def get(self) -> str | None:
         """The version to serve; reads Redis only when the copy is older than the TTL or was expired."""
@@ -50,21 +53,36 @@ class Pointer:
             task.add_done_callback(self._done)
         return await asyncio.shield(task)
 
-    def _done(self, _task: asyncio.Task) -> None:
-        self._task = None
+    def _done(self, task: asyncio.Task) -> None:
+        if self._task is task:
+            self._task = None
 
     def expire(self) -> None:
-        """Re-read on the next request (the publisher announced a new version)."""
+        """Re-read on the next request (a new version or a merchandising change was announced). A read already in
+        flight may have been answered before the change, so the next request starts a read of its own."""
         self._expires = 0.0
+        self._epoch += 1
+        self._task = None
+
+    async def refresh(self) -> str | None:
+        """Read now and wait for it: after this worker changed something, its very next request sees the change."""
+        self.expire()
+        return await self.read_now()
 
     async def read_now(self) -> str | None:
         """Read the pointer (and the generation) from Redis now (raises when Redis is unreachable) and keep it."""
+        self._issued += 1
+        ticket, epoch = self._issued, self._epoch
+        generation = None
         if self.generation_key is None:
             raw = await self.client.get(self.key)
         else:
             raw, generation = await self.client.mget(self.key, self.generation_key)
-            self.generation = int(generation or 0)
-        self._keep(raw.decode() if raw else None)
+        if ticket > self._kept:  # a read started later may have answered first: never go back to an older answer
+            self._kept = ticket
+            if self.generation_key is not None:
+                self.generation = int(generation or 0)
+            self._keep(raw.decode() if raw else None, renew=epoch == self._epoch)
         return self._version
 
     async def _read(self) -> str | None:
@@ -78,9 +96,10 @@ class Pointer:
             self._expires = time.monotonic() + self.ttl
             return self._version
 
-    def _keep(self, version: str | None) -> None:
+    def _keep(self, version: str | None, renew: bool) -> None:
         changed = not self._known or version != self._version
         self._version, self._known = version, True
-        self._expires = time.monotonic() + self.ttl
+        if renew:
+            self._expires = time.monotonic() + self.ttl
         if changed and self.on_change is not None:
             self.on_change(version)

@@ -68,7 +68,7 @@ async def upsert_items(
     if errors:
         raise ImplausibleItems(errors)
     generation = await merch.upsert_items(svc.reader.client, svc.reader.keys, values)
-    svc.reader.pointer.expire()  # this worker's next request sees the change; the others hear it announced
+    await svc.merch.refresh()  # this worker's very next request sees the change; the others hear it announced
     return ItemsAccepted(accepted=len(items), generation=generation)
 
 
@@ -84,7 +84,7 @@ async def put_rule(svc: ServicesDep, name: RuleName, rule: Annotated[Rule, Body(
     "tea", "factor": 1.5}`, `{"kind": "bury", "item_ids": [...], "factor": 0.5}`, `{"kind": "exclude", "item_ids":
     [...]}`; optional `starts` / `ends` (UTC) and `lists` (default: every list kind)."""
     replaced = await merch.put_rule(svc.reader.client, svc.reader.keys, name, rule.model_dump(mode="json"))
-    svc.reader.pointer.expire()
+    await svc.merch.refresh()
     return RuleOut(name=name, rule=rule, replaced=replaced)
 
 
@@ -93,5 +93,5 @@ async def delete_rule(svc: ServicesDep, name: RuleName) -> RuleOut:
     _, rules, _ = await merch.load(svc.reader.client, svc.reader.keys)
     if name not in rules or not await merch.delete_rule(svc.reader.client, svc.reader.keys, name):
         raise UnknownRule(name)
-    svc.reader.pointer.expire()
+    await svc.merch.refresh()
     return RuleOut(name=name, rule=Rule.model_validate(rules[name]))

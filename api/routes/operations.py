@@ -26,6 +26,7 @@ router = APIRouter(tags=["operations"])
 async def admin_rollback(reader: ReaderDep) -> Health:
     """Swap the current and previous published versions (a second call undoes the first). Needs the write key."""
     version = await rollback_async(reader.client, reader.keys)  # NoPreviousVersion -> 409 (api.errors)
+    reader.pointer.expire()  # this worker serves it from its next request; the others hear it announced
     log.info("rollback", extra={"version": version})
     return Health(status="ok", version=version)
 

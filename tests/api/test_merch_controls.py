@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pyarrow.compute as pc
@@ -18,6 +19,7 @@ from recommender.serving.merchandising import REASONS
 from training.job import JobConfig, run_job
 
 KEY = {"X-API-Key": "write-key"}
+HOUR = 3_600_000  # ms
 LISTS = [
     ("/recommend", {"n": 10}),
     ("/bestsellers", {"n": 10}),
@@ -34,7 +36,8 @@ def shop(tmp_path_factory):
 
 @pytest.fixture()
 def api(redis_handle, shop, request):
-    settings = isolated_settings(redis_handle, f"merch-{request.node.name}", api_key="write-key")
+    # A pointer TTL far longer than any test: what these tests see, the writing worker does at once, not on expiry.
+    settings = isolated_settings(redis_handle, f"merch-{request.node.name}", api_key="write-key", pointer_ttl_ms=HOUR)
     events, items = shop.paths
     cfg = JobConfig(
         events=events,
@@ -161,3 +164,35 @@ def test_diversity_caps_each_category(api):
     categories = [i["category"] for i in items]
     assert len(categories) == len(set(categories)) and items
     assert api.get("/recommend", params={"user_id": user, "diversity": 0}).status_code == 422
+
+
+def test_another_worker_hears_of_a_change_before_its_pointer_expires(api):
+    """Two API workers on one Redis, both trusting their pointer for an hour: a rule and an unavailable item written
+    through one reach the other through the announcement."""
+    with TestClient(create_app(api.settings)) as other:
+        best = [i["item_id"] for i in other.get("/bestsellers").json()["items"]]
+        assert api.put("/rules/deny", json={"kind": "exclude", "item_ids": [best[0]]}, headers=KEY).status_code == 200
+        assert api.post("/items", json=[{"item_id": best[1], "available": False}], headers=KEY).status_code == 200
+        shown = {i["item_id"] for i in api.get("/bestsellers").json()["items"]}
+        assert not shown & {best[0], best[1]}  # the writing worker: at once
+        deadline = time.monotonic() + 30  # a bound for a loaded machine; the message takes milliseconds
+        while {best[0], best[1]} & {i["item_id"] for i in other.get("/bestsellers").json()["items"]}:
+            assert time.monotonic() < deadline, "the other worker never heard of the change"
+            time.sleep(0.02)
+        assert api.delete("/rules/deny", headers=KEY).status_code == 200
+        while best[0] not in {i["item_id"] for i in other.get("/bestsellers").json()["items"]}:
+            assert time.monotonic() < deadline, "the other worker never heard the rule was removed"
+            time.sleep(0.02)
+
+
+def test_the_writing_worker_needs_no_announcement(api):
+    """With its announcements stopped (a lost message), the worker that took a write still shows it on its very next
+    request: it reloads before answering the write."""
+    api.portal.call(api.app.state.services.reader.notifications.stop)
+    best = [i["item_id"] for i in api.get("/bestsellers").json()["items"]]
+    assert api.post("/items", json=[{"item_id": best[0], "available": False}], headers=KEY).status_code == 200
+    assert best[0] not in {i["item_id"] for i in api.get("/bestsellers").json()["items"]}
+    assert api.put("/rules/deny", json={"kind": "exclude", "item_ids": [best[1]]}, headers=KEY).status_code == 200
+    assert best[1] not in {i["item_id"] for i in api.get("/bestsellers").json()["items"]}
+    assert api.delete("/rules/deny", headers=KEY).status_code == 200
+    assert best[1] in {i["item_id"] for i in api.get("/bestsellers").json()["items"]}
