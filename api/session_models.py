@@ -86,8 +86,7 @@ class SessionModels:
             return out
         for k, lists in zip(wanted, on_request.served(engine, self._index[version], [raws[k] for k in wanted])):
             out[k] = lists
-            # Sized as their entries (about 360 bytes each decoded), not as the short row they came from.
-            near.put(version, raws[k], lists, 40 * sum(len(x) for x in lists if x))
+            near.put(version, raws[k], lists)
         return out
 
     async def on_request(self, version: str) -> OnRequest | None:

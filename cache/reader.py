@@ -114,7 +114,7 @@ class Reader:
         raw, live = await self._read(names, live_key)
         for i, value in zip(missing, raw):
             decoded = out[i] = await self.decode(version, value)
-            self.near.put(version, suffixes[i], decoded, len(value) if value is not None else 0)
+            self.near.put(version, suffixes[i], decoded)
         return out, live
 
     async def _read(self, names: list[str], live_key: str | None) -> tuple[list[bytes | None], list[bytes]]:
