@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from api import errors
+from api.answer_cache import AnswerCacheMiddleware
 from api.dashboard import router as dashboard_router
 from api.docs_assets import router as docs_router
 from api.monitoring import Metrics, OperationsMiddleware
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.add_middleware(AnswerCacheMiddleware)  # inside the operations middleware: its answers are counted and logged
     app.add_middleware(
         OperationsMiddleware,
         metrics=app.state.metrics,

@@ -10,9 +10,11 @@ generation on hearing the change announced (milliseconds), or within the pointer
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import math
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -33,6 +35,7 @@ class MerchCache:
         self.rotation = rotation or Rotation()
         self.generation = 0
         self.state = Merchandising()
+        self._boundaries: list[float] = []  # starts and ends of the rules' time windows, epoch seconds, sorted
         self._lock = asyncio.Lock()
 
     async def current(self) -> Merchandising:
@@ -54,7 +57,18 @@ class MerchCache:
     async def reload(self) -> None:
         generation, rules, items = await merch.load(self.reader.client, self.reader.keys)
         self.state = Merchandising({name: Rule.model_validate(r) for name, r in rules.items()}, items)
+        self._boundaries = sorted(
+            when.replace(tzinfo=timezone.utc).timestamp()
+            for rule in self.state.rules.values()
+            for when in (rule.starts, rule.ends)
+            if when is not None
+        )
         self.generation = generation
+
+    def valid_until(self, now: float) -> float:
+        """When a rule's time window next starts or ends after ``now`` (epoch seconds; inf when none will)."""
+        k = bisect.bisect_right(self._boundaries, now)
+        return self._boundaries[k] if k < len(self._boundaries) else math.inf
 
     @property
     def idle(self) -> bool:

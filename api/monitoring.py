@@ -75,12 +75,13 @@ class Metrics:
         self._children: dict[tuple, Any] = {}
         self._near: _NearCacheCollector | None = None
 
-    def watch_near_cache(self, near: Any) -> None:
-        """Report the near cache's hits, misses and size (counted as plain integers on the hot path, read here)."""
+    def watch_near_cache(self, near: Any, answers: Any = None) -> None:
+        """Report the near cache's and the answer cache's hits, misses and size (counted as plain integers on the hot
+        path, read here)."""
         if self._near is None:
-            self._near = _NearCacheCollector(near)
+            self._near = _NearCacheCollector(near, answers)
             self.registry.register(self._near)
-        self._near.near = near
+        self._near.near, self._near.answers = near, answers
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:
         key = (metric, *labels)
@@ -97,8 +98,9 @@ class Metrics:
 
 
 class _NearCacheCollector(Collector):
-    def __init__(self, near: Any) -> None:
+    def __init__(self, near: Any, answers: Any = None) -> None:
         self.near = near
+        self.answers = answers
 
     def collect(self) -> Iterable[Metric]:
         lookups = CounterMetricFamily(
@@ -109,6 +111,18 @@ class _NearCacheCollector(Collector):
         yield lookups
         yield GaugeMetricFamily("reco_near_cache_bytes", "Estimated memory of the near cache.", self.near.used_bytes)
         yield GaugeMetricFamily("reco_near_cache_entries", "Entries in the near cache.", len(self.near))
+        if self.answers is None:
+            return
+        answers = CounterMetricFamily(
+            "reco_answer_cache_answers",
+            "List answers of this worker sent from kept bytes (hit) or built and kept (miss).",
+            labels=["result"],
+        )
+        answers.add_metric(["hit"], self.answers.hits)
+        answers.add_metric(["miss"], self.answers.misses)
+        yield answers
+        yield GaugeMetricFamily("reco_answer_cache_bytes", "Memory of the kept answers.", self.answers.used_bytes)
+        yield GaugeMetricFamily("reco_answer_cache_entries", "Kept answers.", len(self.answers))
 
 
 class OperationsMiddleware:

@@ -18,7 +18,8 @@ api_key_header = APIKeyHeader(
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 
 
-def _matches(given: str | None, *expected: str | None) -> bool:
+def key_matches(given: str | None, *expected: str | None) -> bool:
+    """``given`` is one of the configured keys (constant-time comparison)."""
     return bool(given) and any(e and secrets.compare_digest(given.encode(), e.encode()) for e in expected)
 
 
@@ -27,7 +28,7 @@ async def require_write_key(request: Request, key: Annotated[str | None, Securit
     expected = request.app.state.settings.api.api_key
     if not expected:
         raise HTTPException(403, "Writing is disabled: set RECO_API_KEY to enable it.")
-    if not _matches(key, expected):
+    if not key_matches(key, expected):
         raise HTTPException(401, "Missing or wrong X-API-Key.", headers={"WWW-Authenticate": "X-API-Key"})
 
 
@@ -36,5 +37,5 @@ async def require_read_key(request: Request, key: Annotated[str | None, Security
     settings = request.app.state.settings
     if not settings.api.read_api_key or request.url.path in OPEN_PATHS:
         return
-    if not _matches(key, settings.api.read_api_key, settings.api.api_key):
+    if not key_matches(key, settings.api.read_api_key, settings.api.api_key):
         raise HTTPException(401, "Missing or wrong X-API-Key.", headers={"WWW-Authenticate": "X-API-Key"})

@@ -15,6 +15,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from api.answer_cache import AnswerCache
 from api.fallback import Fallback
 from api.merchandising import MerchCache
 from api.monitoring import Metrics, configure_logging, log
@@ -36,6 +37,7 @@ class Services:
     sessions: SessionModels
     fallback: Fallback
     merch: MerchCache
+    answers: AnswerCache
 
 
 @asynccontextmanager
@@ -52,11 +54,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     reader = Reader(
         client, Keys(settings.redis.key_prefix), settings.redis.pointer_ttl_ms / 1000, settings.api.near_cache_mb
     )
-    app.state.metrics.watch_near_cache(reader.near)
+    answers = AnswerCache(settings.api.answer_cache_mb)
+    app.state.metrics.watch_near_cache(reader.near, answers)
     fallback = Fallback(reader, settings.api.fallback_refresh_seconds)
     rotation = Rotation(settings.api.rotation_impressions, timedelta(hours=settings.api.rotation_hours))
     merch = MerchCache(reader, rotation)
-    app.state.services = Services(settings, app.state.metrics, reader, SessionModels(reader), fallback, merch)
+    app.state.services = Services(settings, app.state.metrics, reader, SessionModels(reader), fallback, merch, answers)
     reader.start()  # announcements of new versions, merchandising changes and visitors with live events
     fallback.start()
     # Everything allocated so far lives as long as the process: keep it out of the collector's full passes, which
@@ -67,6 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         extra={
             "redis": "cluster" if settings.redis.cluster else "url" if settings.redis.url else "embedded",
             "near_cache_mb": settings.api.near_cache_mb,
+            "answer_cache_mb": settings.api.answer_cache_mb,
             "read_key": bool(settings.api.read_api_key),
             "write_key": bool(settings.api.api_key),
         },

@@ -174,6 +174,11 @@ class ApiSettings(BaseSettings):
     near_cache_mb: float = Field(
         64.0, ge=0, description="per API worker, memory for decoded lists of the published version (0: no near cache)"
     )
+    answer_cache_mb: float = Field(
+        64.0,
+        ge=0,
+        description="per API worker, memory for encoded list answers, answered again before routing (0: none kept)",
+    )
     max_events_batch: int = Field(1000, ge=1, le=100_000, description="most events accepted by one POST /events")
     request_log: Literal["all", "notable", "off"] = Field(
         "notable", description="API request log lines: every request, only notable ones (errors, writes, slow), or none"

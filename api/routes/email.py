@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from api.deps import ServicesDep
@@ -27,7 +28,9 @@ router = APIRouter(tags=["e-mail"])
     summary="Next likely purchases of a customer",
     responses={404: {"description": "The customer has no purchase history in the published version."}},
 )
-async def next_purchase(svc: ServicesDep, user_id: UserP, n: N = 10, strategy: Strategy = "default") -> NextPurchase:
+async def next_purchase(
+    request: Request, svc: ServicesDep, user_id: UserP, n: N = 10, strategy: Strategy = "default"
+) -> Response:
     """Items the customer is due to buy again (with the expected date), then new items that go with what they buy.
     With `strategy=segment`, the list follows the customer's RFM segment strategy (e.g. new arrivals for loyal
     customers, items due again for those about to sleep; see `GET /customers/{user_id}/segment`)."""
@@ -56,15 +59,22 @@ async def next_purchase(svc: ServicesDep, user_id: UserP, n: N = 10, strategy: S
     chosen, rec_id = tagged(svc.settings, "next_purchase", version, user_id)
     if chosen == CONTROL:  # held out: the e-mail service sends a generic mail (or none) with bestsellers
         picks = as_entries(best or [], "bestseller")
+    await svc.merch.current()
+    generation, valid_until = svc.merch.generation, svc.merch.valid_until(time.time())
     items = await present(svc.merch, version, "next_purchase", as_entries(picks, "due_again"), n)
-    return NextPurchase(
+    answer = NextPurchase(
+        version=version, user_id=user_id, strategy=strategy, segment=segment, items=items, rec_id=rec_id, variant=chosen
+    ).model_dump(mode="json", exclude={"rec_id", "variant"})  # validated and shaped once, then kept as bytes
+    return svc.answers.respond(
+        request.scope,
+        answer,
+        kind="next_purchase",
         version=version,
-        user_id=user_id,
-        strategy=strategy,
-        segment=segment,
-        items=items,
-        rec_id=rec_id,
         variant=chosen,
+        rec_id=rec_id,
+        keep=True,  # no live events in it
+        generation=generation,
+        valid_until=valid_until,
     )
 
 

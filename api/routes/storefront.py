@@ -5,6 +5,7 @@ These answer page views, the service's bulk traffic: handlers take the request a
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import redis.exceptions
@@ -92,6 +93,7 @@ async def recommend(
         else None
     )
     await svc.merch.current()
+    generation, valid_until = svc.merch.generation, svc.merch.valid_until(time.time())
     wide = n if svc.merch.idle and diversity is None and not live_raw else max(n, WIDE)
     answer = policy.recommendation(candidates, wide, lambda: best, category, metadata)
     items = await present(
@@ -103,15 +105,18 @@ async def recommend(
         diversity,
         parse_user_events(live_raw) if live_raw else (),
     )
-    return json_response(
-        {
-            "source": answer.source,
-            "degraded": False,
-            "version": version,
-            "items": items,
-            "rec_id": rec_id,
-            "variant": chosen,
-        }
+    return svc.answers.respond(
+        request.scope,
+        {"source": answer.source, "degraded": False, "version": version, "items": items},
+        kind="recommend",
+        version=version,
+        variant=chosen,
+        rec_id=rec_id,
+        keep=not live_raw,  # live events (and the rotation they drive) make an answer of the moment
+        generation=generation,
+        valid_until=valid_until,
+        user_id=user_id,
+        lookups=(("personal", personal is not None),),
     )
 
 
