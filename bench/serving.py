@@ -7,7 +7,8 @@ What it does (all on 127.0.0.1, every load bounded by wrk -d / redis-benchmark -
    no persistence, and points REDIS_URL at it (the Docker layout: API and Redis are separate processes);
 2. ``reco demo-data`` (default 20,000 users, 2,000 items, about 1.4M events) and ``reco train`` publish a version;
 3. starts ``reco serve --workers W`` and the bare app with the same W;
-4. per scenario: warm-up, then a saturated run (wrk -t1 -cC -dD: as many requests as the server answers) and a paced
+4. per scenario: warm-up (runs until two passes over its requests were sent and the throughput is steady), then a
+   saturated run (wrk -t1 -cC -dD: as many requests as the server answers) and a paced
    run (wrk -t1 -c8 with a per-request delay, well below saturation: latency under a normal load);
    scenarios: bare constant, the bare constant behind one no-op `def` dependency, /healthz of the app (no Redis),
    /recommend for known users (rotating over every user),
@@ -167,6 +168,7 @@ def redis_benchmark(port: int, n: int, connections: int, extra: list[str], label
 
 
 MODES = ("saturated", "saturated_small", "paced")
+NO_CACHES = {"RECO_NEAR_CACHE_MB": "0", "RECO_ANSWER_CACHE_MB": "0"}
 
 
 def serve_cmd(port: int, workers: int) -> list[str]:
@@ -192,14 +194,30 @@ class Runs:
     def run(self, name: str, requests: str, port: int, pid: int, paced: bool = False) -> None:
         a, url, file = self.a, f"http://127.0.0.1:{port}", self.tmp / f"{requests}.txt"
         print(f"[serving] {name}", flush=True)
-        wrk(url, file, a.warmup, a.connections)  # warm-up: connections, metadata and near caches
+        warmup_runs = warm(url, file, a.warmup, a.connections, a.warmup_runs)
         out = {
             "saturated": wrk(url, file, a.duration, a.connections, server_pid=pid),
             "saturated_small": wrk(url, file, a.duration, a.small_connections, server_pid=pid),
         }
         if paced:
             out["paced"] = wrk(url, file, a.duration, a.paced_connections, self.pace_ms, server_pid=pid)
-        self.scenarios[name] = out
+        self.scenarios[name] = {**out, "warmup_runs": warmup_runs}
+
+
+def warm(url: str, file: Path, seconds: int, connections: int, most: int) -> int:
+    """Warm-up runs of ``seconds`` until at least two passes over the request file were sent and the throughput stops
+    rising (a run within 10% of the one before), at most ``most`` runs: connections, metadata, the near caches and the
+    kept answers fill as the rotation comes round (each worker sees about half of the requests of a pass). Returns
+    the number of runs."""
+    lines = sum(1 for _ in file.open())
+    last, sent = 0.0, 0
+    for k in range(1, most + 1):
+        run = wrk(url, file, seconds, connections)
+        sent += run["requests"]
+        if sent >= 2 * lines and run["rps"] < last * 1.1:
+            return k
+        last = run["rps"]
+    return most
 
 
 def bench_cluster(a: argparse.Namespace, tmp: Path, env: dict, shop: Path, start, runner: Runs) -> dict:
@@ -216,7 +234,7 @@ def bench_cluster(a: argparse.Namespace, tmp: Path, env: dict, shop: Path, start
         train = [*reco_cmd(), "train", "--events", str(shop / "events.csv"), "--items", str(shop / "items.csv")]
         subprocess.run([*train, "--no-progress"], env=cenv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         train_s = time.perf_counter() - t0
-        for label, extra in (("cluster", {}), ("cluster_nocache", {"RECO_NEAR_CACHE_MB": "0"})):
+        for label, extra in (("cluster", {}), ("cluster_nocache", NO_CACHES)):
             port = free_port()
             app = start(serve_cmd(port, a.workers), f"app-{label}", {**cenv, **extra})
             wait_http(f"http://127.0.0.1:{port}/readyz")
@@ -235,7 +253,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "serving.json")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--duration", type=int, default=15)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=5, help="seconds of one warm-up run")
+    ap.add_argument("--warmup-runs", type=int, default=12, help="most warm-up runs before a target is measured")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--paced-connections", type=int, default=8)
     ap.add_argument("--paced-rate", type=float, default=400.0, help="target requests/s of the paced runs")
@@ -364,7 +383,7 @@ def main() -> None:
             benv,
         )
         nport = free_port()
-        nocache = start(serve_cmd(nport, a.workers), "app-nocache", {**env, "RECO_NEAR_CACHE_MB": "0"})
+        nocache = start(serve_cmd(nport, a.workers), "app-nocache", {**env, **NO_CACHES})
         wait_http(f"http://127.0.0.1:{aport}/readyz")
         wait_http(f"http://127.0.0.1:{nport}/readyz")
         wait_http(f"http://127.0.0.1:{bport}/const")
@@ -378,6 +397,13 @@ def main() -> None:
         runner.run("recommend_known_nocache", "recommend_known", nport, nocache.pid)
         runner.run("next_purchase_nocache", "next_purchase", nport, nocache.pid)
         stop_group(nocache)
+        kport = free_port()
+        noanswers = start(serve_cmd(kport, a.workers), "app-noanswers", {**env, "RECO_ANSWER_CACHE_MB": "0"})
+        wait_http(f"http://127.0.0.1:{kport}/readyz")
+        time.sleep(2)
+        runner.run("recommend_known_noanswers", "recommend_known", kport, noanswers.pid)
+        runner.run("next_purchase_noanswers", "next_purchase", kport, noanswers.pid)
+        stop_group(noanswers)
         cluster_info = None
         if a.cluster:
             stop_group(app)  # the cluster's six servers need the cores the single-node API had
@@ -425,6 +451,7 @@ def main() -> None:
                 "pace_ms": round(pace_ms, 2),
                 "duration_s": a.duration,
                 "warmup_s": a.warmup,
+                "warmup_runs_most": a.warmup_runs,
                 "wrk_threads": 1,
                 "shop_users": a.users,
                 "shop_items": a.items,
@@ -438,6 +465,7 @@ def main() -> None:
                 "redis": "redis-server on 127.0.0.1, no persistence",
                 "connections_small": a.small_connections,
                 "near_cache_mb": "default (64)",
+                "answer_cache_mb": "default (64)",
                 "cluster": cluster_info,
             },
             "scenarios": scenarios,
