@@ -78,6 +78,18 @@ class ListParams(BaseSettings):
         description="customers with an event within this many days get their personal and next-purchase lists "
         "precomputed; the API computes everyone else's on request from the published model (0: precompute all)",
     )
+    blend: bool = Field(
+        True,
+        description="learn the blend of every candidate source each night and serve it when it beats the items-due-"
+        "then-ALS policy on the customers held out of its training (see docs/QUALITY.md)",
+    )
+    blend_days: int = Field(
+        90,
+        ge=0,
+        description="with the blend serving, customers who bought within this many days get their lists "
+        "precomputed by it (the others get the policy's lists on request)",
+    )
+    blend_customers: int = Field(4000, ge=20, description="customers the blend learns from and is judged on, at most")
     next_purchase_horizon_days: int = Field(30, ge=1, description="horizon of the next-purchase forecast")
     next_purchase_explore_share: float = Field(
         0.0, ge=0, le=1, description="share of next-purchase slots kept for new items from ALS (see docs/QUALITY.md)"

@@ -40,6 +40,7 @@ from recommender.models.weighting import Interactions, build_interactions, lates
 from recommender.serving import customer_lists, lists
 from recommender.serving.experiment import variant_of
 from recommender.serving.policy import purchaser_lists
+from training import blend_step
 from training.self_tune import self_tune
 
 
@@ -85,6 +86,7 @@ class JobResult:
     as_of: datetime | None = None
     gate: dict[str, Any] | None = None
     tuned: dict[str, Any] | None = None
+    blend: dict[str, Any] | None = None
 
 
 class _Timer:
@@ -178,23 +180,31 @@ def _run_locked(
     with timer.stage("tune"):
         cfg, tuned = self_tune(cfg, client, keys, inputs.events, inputs.items)
     gate = None
+    gate_fit: dict[str, Any] = {}
     if cfg.gate:
         with timer.stage("gate"):
             try:
-                gate = promotion_gate(cfg, client, keys, inputs.events, inputs.items, window.now, spark)
+                gate = promotion_gate(cfg, client, keys, inputs.events, inputs.items, window.now, spark, gate_fit)
             except GateRefused as refused:
                 record_quality(client, keys, quality_entry(None, inputs.as_of, refused.decision.as_dict()))
                 raise
+    with timer.stage("blend"):
+        if spark is None:
+            outcome, blend = blend_step.learn(
+                inputs.events, inputs.items, cfg.settings.model, cfg.settings.job.gate_days, gate_fit.get("fit")
+            )
+        else:
+            outcome, blend = None, {"skipped": "not on the Spark engine"}
     fitted = _fit(cfg, inputs, timer, spark)
     grace = cfg.settings.redis.pointer_ttl_ms / 1000 + cfg.settings.redis.version_grace_seconds
     publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock, grace_seconds=grace)
     try:
-        counts, examples = _publish_lists(cfg, publisher, inputs, fitted, timer)
+        counts, examples = _publish_lists(cfg, publisher, inputs, fitted, timer, outcome)
         with timer.stage("publish"):
             publisher.put_items(item_metadata(inputs.items))
             publisher.put_raw(Keys.FACTORS, fitted.model.item_factors.astype("float32").tobytes())
             publisher.put(Keys.FACTOR_ITEMS, fitted.inter.item_ids.tolist())
-            manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer) | {"tuned": tuned}
+            manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer) | {"tuned": tuned, "blend": blend}
             replaced = publisher.commit(manifest, stored_keys(counts))
         live.trim_taken(client, keys, inputs.live_upto)
         if replaced:  # the replaced version is kept for rollback: keep the visitors with events it has not seen
@@ -206,7 +216,9 @@ def _run_locked(
     except BaseException:
         publisher.abort()
         raise
-    return JobResult(publisher.version, replaced, inputs.reports, counts, timer.seconds, inputs.as_of, gate, tuned)
+    result = JobResult(publisher.version, replaced, inputs.reports, counts, timer.seconds, inputs.as_of, gate, tuned)
+    result.blend = blend
+    return result
 
 
 def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, data: Dataset | None) -> _Inputs:
@@ -251,14 +263,19 @@ def _fit(cfg: JobConfig, inputs: _Inputs, timer: _Timer, spark: Any = None) -> _
 
 
 def _publish_lists(
-    cfg: JobConfig, publisher: Publisher, inputs: _Inputs, fitted: _Fitted, timer: _Timer
+    cfg: JobConfig,
+    publisher: Publisher,
+    inputs: _Inputs,
+    fitted: _Fitted,
+    timer: _Timer,
+    blend: blend_step.BlendOutcome | None = None,
 ) -> tuple[dict[str, int], dict[str, Any]]:
     """Every list of the version, stage by stage; returns the counts and example ids for the manifest."""
     p, events, as_of = cfg.settings.model.lists, inputs.events, inputs.as_of
     inter, model, hidden = fitted.inter, fitted.model, fitted.hidden
     counts: dict[str, int] = {}
     with timer.stage("personal+next"):
-        cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts)
+        cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts, blend)
     with timer.stage("similar"):
         sims = lists.similar_items(model, inter, p.similar_size, hidden, p.similar_exact_max_items)
         counts["similar_lists"] = publisher.put_many(
@@ -297,7 +314,12 @@ def _publish_lists(
 
 
 def _publish_customers(
-    cfg: JobConfig, publisher: Publisher, inputs: _Inputs, fitted: _Fitted, counts: dict[str, int]
+    cfg: JobConfig,
+    publisher: Publisher,
+    inputs: _Inputs,
+    fitted: _Fitted,
+    counts: dict[str, int],
+    outcome: blend_step.BlendOutcome | None = None,
 ) -> tuple[Catalogue, str | None]:
     """Personal and next-purchase lists of the customers active lately, and what the API needs to compute everyone
     else's on request; returns the version's catalogue and the first customer with purchases."""
@@ -308,6 +330,9 @@ def _publish_customers(
     publisher.put(Keys.CATALOGUE, cat.ids)
     purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
     active = active_rows(events, inter, inputs.as_of, p.active_days)
+    blend = blend_step.blend_lists(outcome, events, inputs.items, inter, model, bought, hidden, repeats, p.list_size)
+    if blend is not None and p.active_days > 0:  # the blend's customers get precomputed lists
+        active = np.union1d(active, blend_step.blend_rows(events, inter, p.blend_days))
     n_personal, n_next, example_user = publish_personal_and_next(
         publisher,
         model,
@@ -321,6 +346,7 @@ def _publish_customers(
         active,
         cfg.show_progress,
         fitted.pick_batches,
+        blend,
     )
     rest = np.setdiff1d(np.arange(len(inter.user_ids)), active)
     unavailable = frozenset(inter.item_ids[hidden].tolist())
@@ -330,6 +356,7 @@ def _publish_customers(
     counts.update(
         personal_lists=n_personal,
         next_purchase_lists=n_next,
+        blended_lists=n_next if blend is not None else 0,
         on_request_customers=n_lazy,
         next_purchase_customers=n_next + n_lazy_buyers,
     )
@@ -423,11 +450,13 @@ def publish_personal_and_next(
     active: np.ndarray,
     show_progress: bool,
     pick_batches: Any = lists.personal_pick_batches,
+    blend: blend_step.BlendLists | None = None,
 ) -> tuple[int, int, str | None]:
     """Personal lists of the ``active`` matrix rows, and a next-purchase list for those with purchases, batch by batch;
     every other customer gets what the API needs to compute the same lists on request (:func:`publish_on_request`).
 
-    Returns (personal lists, next-purchase lists, the first customer with purchases).
+    With ``blend`` (the learned blend won on validation) the customers with purchases get the blended lists, topped
+    up with the policy's. Returns (personal lists, next-purchase lists, the first customer with purchases).
     """
     exclude = bought if p.exclude_purchased else None
     unavailable = frozenset(inter.item_ids[hidden].tolist())
@@ -437,10 +466,11 @@ def publish_personal_and_next(
         for users, ranked in pick_batches(model, inter, p.list_size, exclude, hidden, active):
             # nothing bought, nothing due again: the ALS list as it is
             publisher.put_many((Keys.user(u), cat.pairs(r)) for u, r in zip(users, ranked) if u not in purchasers)
+            policy: dict[str, tuple[list[tuple[str, float]], list[dict[str, Any]]]] = {}
             for user_id, mine in zip(users, ranked):
                 if user_id in purchasers:
                     row = inter.user_index[user_id]
-                    personal, nxt = purchaser_lists(
+                    policy[user_id] = purchaser_lists(
                         repeats,
                         user_id,
                         mine,
@@ -448,10 +478,14 @@ def publish_personal_and_next(
                         p,
                         unavailable,
                     )
-                    publisher.put(Keys.user(user_id), cat.pairs(personal))
-                    publisher.put(Keys.next(user_id), cat.picks(nxt))
-                    n_next += 1
-                    example_user = example_user or user_id
+            if blend is not None and policy:
+                mixed = blend(list(policy), {u: [repeat.NextPick(**d) for d in nxt] for u, (_, nxt) in policy.items()})
+                policy = {u: ([x.as_pair() for x in mixed[u]], [x.as_dict() for x in mixed[u]]) for u in policy}
+            for user_id, (personal, nxt) in policy.items():
+                publisher.put(Keys.user(user_id), cat.pairs(personal))
+                publisher.put(Keys.next(user_id), cat.picks(nxt))
+                n_next += 1
+                example_user = example_user or user_id
             n_personal += len(users)
             bar.update(len(users))
     return n_personal, n_next, example_user
@@ -534,13 +568,21 @@ class GateWarmStart:
 
 
 def promotion_gate(
-    cfg: JobConfig, client: Any, keys: Keys, events: pa.Table, items: pa.Table, now: datetime, spark: Any = None
+    cfg: JobConfig,
+    client: Any,
+    keys: Keys,
+    events: pa.Table,
+    items: pa.Table,
+    now: datetime,
+    spark: Any = None,
+    keep_fit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the candidate settings on the recent holdout and compare with the serving version and recent popularity.
 
     Raises GateRefused when the candidate must not be published; returns what was measured (kept in the manifest,
     so the next run compares against it). A serving version dated after ``now`` was trained on events from the
-    future (before such events were refused): its figure means nothing and is not compared against.
+    future (before such events were refused): its figure means nothing and is not compared against. With
+    ``keep_fit``, its ``"fit"`` gets the gate's ALS fit on the events before the holdout, as (matrix, model).
     """
     job = cfg.settings.job
     span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
@@ -554,6 +596,8 @@ def promotion_gate(
     )
     if spark is None:
         warm.save()
+        if keep_fit is not None and warm.fitted is not None:
+            keep_fit["fit"] = warm.fitted
     else:
         warm.how = "full fit on Spark"
     current_version = current(client, keys)[0]

@@ -20,6 +20,7 @@ from recommender.evaluation.baselines import (
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.base import Recommender
 from recommender.models.tifu_knn import PUBLISHED as TIFU_PUBLISHED
+from recommender.serving.blended import BlendModel
 from recommender.serving.production import ProductionModel
 
 TIFU_VALIDATION_DAYS = 30
@@ -43,6 +44,7 @@ def _als(s: ModelSettings, filter_purchased: bool = False) -> AlsRecommender:
 
 REGISTRY: dict[str, ModelEntry] = {
     "production": ModelEntry(ProductionModel, uses_als=True),
+    "blend": ModelEntry(BlendModel),
     "als": ModelEntry(_als, uses_als=True),
     "als_new": ModelEntry(lambda s: _als(s, filter_purchased=True), uses_als=True),
     "global_popularity": ModelEntry(lambda s: GlobalPopularity()),

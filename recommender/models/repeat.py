@@ -66,6 +66,9 @@ class NextPick:
     def as_dict(self) -> dict[str, object]:
         return {"item_id": self.item_id, "score": self.score, "reason": self.reason, "due": self.due}
 
+    def as_pair(self) -> tuple[str, float]:
+        return self.item_id, self.score
+
 
 _PAIRS_SQL = """
 WITH days AS (
@@ -185,7 +188,7 @@ class RepeatIndex:
     """Repeat-purchase scores of every (customer, item) pair, looked up by customer."""
 
     def __init__(self, user_ids: np.ndarray, item_ids: np.ndarray, scores: np.ndarray, due: np.ndarray) -> None:
-        self.item_ids, self.scores, self.due = item_ids, scores, due
+        self.user_ids, self.item_ids, self.scores, self.due = user_ids, item_ids, scores, due
         bounds = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1], True]) if len(user_ids) else np.array([0])
         self._spans = {user_ids[b]: (b, e) for b, e in itertools.pairwise(bounds)} if len(user_ids) else {}
 

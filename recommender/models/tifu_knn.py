@@ -202,9 +202,11 @@ class TifuKnn:
         self.max_pool = max_pool
         self.vectors: TifuVectors | None = None
         self._index: dict[str, int] = {}
+        self._neighbours: NeighbourIndex | None = None
 
     def fit(self, train: pa.Table) -> TifuKnn:
         self.vectors = TifuVectors.build(train, self.params)
+        self._neighbours = None
         self._index = {u: i for i, u in enumerate(self.vectors.user_ids.tolist())}
         return self
 
@@ -224,10 +226,7 @@ class TifuKnn:
         assert self.vectors is not None, "TifuKnn is not fitted"
         known, rows = self.rows(users)
         matrix, p = self.vectors.matrix, self.params
-        pool = None
-        if self.max_pool is not None and matrix.shape[0] > self.max_pool:
-            pool = np.random.default_rng(0).choice(matrix.shape[0], self.max_pool, replace=False)
-        index = NeighbourIndex(matrix, p.metric, pool)
+        index = self._neighbour_index()
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             scores = matrix[batch]
@@ -235,6 +234,17 @@ class TifuKnn:
             if neighbours.shape[1]:
                 scores = p.alpha * scores + (1 - p.alpha) * (_row_means(neighbours, matrix.shape[0]) @ matrix)
             yield known[start : start + len(batch)], sp.csr_matrix(scores)
+
+    def _neighbour_index(self) -> NeighbourIndex:
+        """The neighbour search over the customer vectors, built once per fit (callers score batch by batch)."""
+        assert self.vectors is not None, "TifuKnn is not fitted"
+        if self._neighbours is None:
+            matrix = self.vectors.matrix
+            pool = None
+            if self.max_pool is not None and matrix.shape[0] > self.max_pool:
+                pool = np.random.default_rng(0).choice(matrix.shape[0], self.max_pool, replace=False)
+            self._neighbours = NeighbourIndex(matrix, self.params.metric, pool)
+        return self._neighbours
 
     def recommend(self, users: Sequence[str], n: int) -> dict[str, list[tuple[str, float]]]:
         """Top-n (item_id, score) per known user, positive scores only, ties by item id."""

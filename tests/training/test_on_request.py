@@ -31,7 +31,7 @@ def runs(redis_handle, tmp_path_factory):
     out = {}
     for name, days in (("all", 0), ("lazy", 1)):
         settings = isolated_settings(redis_handle, name)
-        lists = ListParams(list_size=40, active_days=days)
+        lists = ListParams(list_size=40, active_days=days, blend=False)  # on request: the policy, as precomputed
         cfg = JobConfig(
             events=events, items=items, settings=settings.replace(model={"lists": lists}), show_progress=False
         )

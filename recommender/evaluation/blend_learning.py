@@ -1,0 +1,163 @@
+"""Learning the blend each night, and choosing it only when it beats the current policy on the shop's own data.
+
+:func:`learn_blend` gets the events before a cut-off (the model fitted on them) and the purchases of the window after
+it; that window lies inside the run's training events (the job uses its promotion gate's holdout: the last
+``gate_days``), never a window the served lists are judged on later. The customers who bought in the window (at most
+``max_customers``, a seeded sample) are split in two halves: the ranker learns from the first
+(:func:`recommender.models.blend_ranker.train_ranker`), and both the blended list and the current policy's list
+(:func:`recommender.serving.policy.production_picks`: items due again, then ALS) are scored on the second with the
+protocol's metric code. The blend is chosen when its ndcg@10 is higher; otherwise the current policy keeps serving.
+Nothing is tuned to a particular log: the choice is made per shop, per night.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from recommender.config import ModelSettings
+from recommender.evaluation import metrics
+from recommender.evaluation.split import targets
+from recommender.models.als_recommender import AlsFit
+from recommender.models.blend_candidates import BlendParams, CandidateBatch, CandidateSources
+from recommender.models.blend_ranker import BlendRanker, labels, ranked_picks, train_ranker, with_fallback
+from recommender.models.repeat import NextPick, RepeatIndex, as_next_pick, repeat_candidates
+from recommender.serving.lists import personal_picks_of
+from recommender.serving.policy import production_picks
+
+BATCH = 256
+"""Customers whose candidates are built at once (dense ALS scores of a batch: BATCH x items floats)."""
+JUDGED_AT = 10
+
+
+@dataclass
+class BlendOutcome:
+    """What one night's learning left: the ranker (None if it could not learn), whether it serves, and why."""
+
+    ranker: BlendRanker | None
+    chosen: bool
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def policy_lists(
+    fit: AlsFit, repeats: RepeatIndex, users: list[str], n: int, repeat_share: float
+) -> dict[str, list[NextPick]]:
+    """The current policy's personal list of each customer the fit knows (items due again, then ALS discovery)."""
+    explore = personal_picks_of(fit.model, fit.inter, users, n, fit.bought, fit.hidden)
+    gone = frozenset(fit.inter.item_ids[fit.hidden].tolist()) if len(fit.hidden) else frozenset()
+    return {
+        u: [as_next_pick(p) for p in production_picks(repeats, u, explore.get(u, []), n, repeat_share, gone)]
+        for u in users
+        if u in fit.inter.user_index
+    }
+
+
+def batches(sources: CandidateSources, users: list[str]) -> list[CandidateBatch]:
+    return [sources.batch(users[i : i + BATCH]) for i in range(0, len(users), BATCH)]
+
+
+def blended(
+    sources: CandidateSources, ranker: BlendRanker, users: list[str], fallback: dict[str, list[NextPick]], n: int
+) -> dict[str, list[NextPick]]:
+    """The blended lists of ``users``, each topped up with its ``fallback`` list."""
+    out: dict[str, list[NextPick]] = {}
+    item_ids = sources.fit.inter.item_ids
+    for start in range(0, len(users), BATCH):
+        batch = sources.batch(users[start : start + BATCH])
+        picks = ranked_picks(batch, ranker.score(batch), item_ids, sources.as_of, n)
+        out.update({u: with_fallback(p, fallback.get(u, []), n) for u, p in picks.items()})
+    return out
+
+
+def learn_blend(
+    train: pa.Table,
+    window: pa.Table,
+    items: pa.Table,
+    fit: AlsFit,
+    settings: ModelSettings,
+    *,
+    max_customers: int = 4000,
+    params: BlendParams | None = None,
+    seed: int = 0,
+) -> BlendOutcome:
+    """Train the ranker on half the customers who bought in ``window`` and judge it on the other half against the
+    current policy (see the module docstring). ``fit`` is the ALS fit on ``train``."""
+    started = time.perf_counter()
+    truth = {u: t for u, t in targets(window, "purchase").items() if t and u in fit.inter.user_index}
+    users = sorted(truth)
+    if len(users) < 20:
+        return BlendOutcome(None, False, {"skipped": f"{len(users)} customers bought in the window: too few to learn"})
+    if len(users) > max_customers:
+        users = sorted(np.random.default_rng(seed).choice(np.array(users, dtype=object), max_customers, False))
+    order = np.random.default_rng(seed + 1).permutation(len(users))
+    learn = sorted(users[i] for i in order[: len(users) // 2])
+    judge = sorted(users[i] for i in order[len(users) // 2 :])
+    repeats = repeat_candidates(train, fit.as_of, settings.lists.next_purchase_horizon_days)
+    sources = CandidateSources(train, items, fit, repeats, params)
+    built = time.perf_counter()
+    X, y, groups, found = _training_rows(sources, learn, truth)
+    try:
+        ranker = train_ranker(X, y, groups)
+    except ValueError as exc:
+        return BlendOutcome(None, False, {"skipped": str(exc)})
+    trained = time.perf_counter()
+    n = JUDGED_AT
+    policy = policy_lists(fit, repeats, judge, settings.lists.list_size, settings.repeat_share)
+    mixed = blended(sources, ranker, judge, policy, n)
+    judged = {u: truth[u] for u in judge}
+    score = {
+        name: {
+            "ndcg@10": round(metrics.ndcg_at_k(_ids(lists), judged, n), 5),
+            "recall@10": round(metrics.recall_at_k(_ids(lists), judged, n), 5),
+        }
+        for name, lists in (("blend", mixed), ("policy", policy))
+    }
+    chosen = score["blend"]["ndcg@10"] > score["policy"]["ndcg@10"]
+    if chosen:  # judged on held-out customers; what serves learns from all of them
+        X2, y2, g2, _ = _training_rows(sources, judge, truth)
+        ranker = train_ranker(np.concatenate([X, X2]), np.concatenate([y, y2]), np.concatenate([groups, g2]))
+    report = {
+        "chosen": chosen,
+        "validation": score,
+        "customers": {"learn": len(learn), "judge": len(judge)},
+        "candidate_recall": round(found, 4),
+        "rows": int(len(y)),
+        "importance": ranker.importance,
+        "seconds": {
+            "sources": round(built - started, 2),
+            "train": round(trained - built, 2),
+            "judge": round(time.perf_counter() - trained, 2),
+        },
+    }
+    return BlendOutcome(ranker, chosen, report)
+
+
+def _training_rows(
+    sources: CandidateSources, users: list[str], truth: dict[str, set[str]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Features, labels and query groups of ``users`` (customers none of whose candidates were bought are left out:
+    they carry no ranking signal), and the share of bought items the candidates hold."""
+    xs, ys, gs = [], [], []
+    hits = total = 0
+    item_ids = sources.fit.inter.item_ids
+    for batch in batches(sources, users):
+        y = labels(batch, item_ids, truth)
+        per_user = np.bincount(batch.user_pos, weights=y, minlength=len(batch.users))
+        hits += int(y.sum())
+        total += sum(len(truth[u]) for u in batch.users)
+        keep = per_user[batch.user_pos] > 0
+        xs.append(batch.X[keep])
+        ys.append(y[keep])
+        groups = batch.groups()
+        gs.append(groups[(per_user > 0) & (groups > 0)])
+    X = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
+    y = np.concatenate(ys) if ys else np.zeros(0, np.int32)
+    return X, y, np.concatenate(gs) if gs else np.zeros(0, np.int64), hits / max(total, 1)
+
+
+def _ids(lists: dict[str, list[NextPick]]) -> dict[str, list[str]]:
+    return {u: [p.item_id for p in picks] for u, picks in lists.items()}

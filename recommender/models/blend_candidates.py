@@ -1,0 +1,397 @@
+"""Candidates and features of the learned blend: every source's picks for a customer, described alike.
+
+For one moment (``as_of``: the events up to it, the ALS fit and the repeat model fitted on them) a
+:class:`CandidateSources` gives, batch by batch, each customer's candidates from every source:
+
+* ``own``: items the customer bought, those most likely due again first (the repeat model, then how often);
+* ``als``: their ALS top picks among items they have not bought (discovery);
+* ``tifu``: the TIFU-KNN top items (their own time-decayed baskets blended with their nearest customers');
+* ``copurchase``: items bought together with theirs (item-item cosine on the bought matrix, implicit);
+* ``trending``: the items most bought lately in their favourite categories (ranked by trend, new items included).
+
+Every (customer, candidate) pair gets the same :data:`FEATURES`, computed only from events up to ``as_of``: a
+ranker trained on the features at a cut-off and the purchases after it never sees the window it is judged on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+from implicit.nearest_neighbours import CosineRecommender
+
+from recommender.data.schema import PURCHASE
+from recommender.models.als_recommender import AlsFit
+from recommender.models.repeat import RepeatIndex
+from recommender.models.tifu_knn import PUBLISHED, TifuKnn, top_n_sparse
+
+FEATURES: tuple[str, ...] = (
+    "repeat_score",  # probability of buying it again within the horizon (repeat model; 0 when no row)
+    "due_in_days",  # days from as_of to the expected repurchase date (365 when no row)
+    "bought_days",  # distinct days the customer bought it
+    "since_days",  # days since they last bought it (3650 when never)
+    "bought_share",  # bought_days / the customer's purchase days
+    "als_score",  # ALS preference
+    "tifu_score",  # TIFU-KNN score (own decayed baskets blended with the nearest customers')
+    "copurchase_score",  # item-item cosine neighbours of their purchases
+    "item_repeat_propensity",  # share of the item's purchases that were repeats by the same customer
+    "recent_buyers",  # log1p distinct buyers in the last recent_days
+    "trend",  # recent buyers / expected at the item's long-run pace
+    "category_affinity",  # share of the customer's purchases in the item's category
+    "item_age_days",  # days since the item's first event
+    "customer_days",  # log1p the customer's purchase days
+    "repeat_rank",  # rank of repeat_score among the customer's candidates (0 = best)
+    "als_rank",  # rank of als_score among them
+    "tifu_rank",  # rank of tifu_score among them
+)
+SOURCES: tuple[str, ...] = ("own", "als", "tifu", "copurchase", "trending")
+_RANKED = ("repeat_score", "als_score", "tifu_score")
+
+
+@dataclass(frozen=True)
+class BlendParams:
+    """How many candidates each source gives per customer, and the windows of the features."""
+
+    own: int = 60
+    als: int = 40
+    tifu: int = 40
+    copurchase: int = 30
+    trending: int = 15
+    favourite_categories: int = 3
+    copurchase_neighbours: int = 50
+    recent_days: int = 30
+
+
+@dataclass
+class CandidateBatch:
+    """Candidates of a batch of customers, one row per (customer, item): ``users[user_pos[r]]`` and column
+    ``cols[r]`` of the fit's item ids, ``X[r]`` the features, ``source[r]`` the first source that named it."""
+
+    users: list[str]
+    user_pos: np.ndarray
+    cols: np.ndarray
+    X: np.ndarray
+    source: np.ndarray
+
+    def groups(self) -> np.ndarray:
+        """Rows per customer, in order (the query groups of a ranker)."""
+        return np.bincount(self.user_pos, minlength=len(self.users))
+
+
+class CandidateSources:
+    """Everything the candidates and features of one moment come from, built once per run."""
+
+    def __init__(
+        self,
+        events: pa.Table,
+        items: pa.Table,
+        fit: AlsFit,
+        repeats: RepeatIndex,
+        params: BlendParams | None = None,
+        tifu: TifuKnn | None = None,
+    ) -> None:
+        self.fit, self.params = fit, params or BlendParams()
+        inter, p = fit.inter, self.params
+        self.as_of = fit.as_of
+        shape = inter.matrix.shape
+        purchases = events.filter(
+            pc.and_(
+                pc.equal(events["event_type"], PURCHASE),
+                pc.less_equal(events["timestamp"], pa.scalar(fit.as_of, pa.timestamp("us"))),
+            )
+        )
+        self.days, self.since = _pair_stats(purchases, inter.user_ids, inter.item_ids, fit.as_of, shape)
+        self.repeat, self.due = _repeat_matrices(repeats, inter.user_index, inter.item_index, fit.as_of, shape)
+        self.customer_days = _customer_days(purchases, inter.user_ids)
+        self.item = _item_stats(events, purchases, inter.item_ids, self.days, fit.as_of, p.recent_days)
+        self.category, names = _categories(items, inter.item_ids)
+        self.affinity = _category_affinity(self.days, self.category, len(names))
+        self.trending = _trending(self.category, len(names), self.item, fit.hidden, p.trending)
+        bought = (fit.bought > 0).astype(np.float32).tocsr()
+        self.similar = _copurchase(bought, p.copurchase_neighbours)
+        self.tifu = tifu or TifuKnn(PUBLISHED["tafeng"]).fit(purchases)
+        tifu_cols = np.array([inter.item_index.get(i, -1) for i in self.tifu.item_ids.tolist()], dtype=np.int64)
+        self._tifu_cols = tifu_cols
+        self._bought = bought
+
+    def batch(self, users: list[str]) -> CandidateBatch:
+        """The candidates and features of ``users`` (customers the fit does not know are left out)."""
+        inter, p = self.fit.inter, self.params
+        users = [u for u in users if u in inter.user_index]
+        rows = np.array([inter.user_index[u] for u in users], dtype=np.int64)
+        if not len(rows):
+            empty = np.array([], dtype=np.int64)
+            return CandidateBatch([], empty, empty, np.zeros((0, len(FEATURES)), np.float32), empty)
+        n_items = inter.matrix.shape[1]
+        als = self.fit.model.user_factors[rows] @ self.fit.model.item_factors.T
+        als = np.asarray(als, dtype=np.float32)
+        tifu = self._tifu_scores(users, len(rows), n_items)
+        co = (self.fit.bought[rows] > 0).astype(np.float32) @ self.similar
+        blocked, hidden = self._bought[rows], self.fit.hidden
+        co = co.tocsr()
+        picks = [
+            _top_own(self.repeat[rows], self.days[rows], p.own + len(hidden)),
+            _top_dense(als, blocked, hidden, p.als),
+            _top_sparse(tifu, p.tifu + len(hidden)),
+            _top_sparse(_without(co, blocked), p.copurchase + len(hidden)),
+            self._top_trending(rows, blocked),
+        ]
+        user_pos, cols, source = _union(picks, len(rows), hidden)
+        r = rows[user_pos]
+        X = np.column_stack(
+            [
+                _at(self.repeat, r, cols),
+                np.where(_at(self.due, r, cols) > 0, _at(self.due, r, cols) - 1, 365.0),
+                _at(self.days, r, cols),
+                np.where(_at(self.since, r, cols) > 0, _at(self.since, r, cols) - 1, 3650.0),
+                _at(self.days, r, cols) / np.maximum(self.customer_days[r], 1),
+                als[user_pos, cols],
+                _at(tifu, user_pos, cols),
+                _at(co, user_pos, cols),
+                self.item[cols, 0],
+                np.log1p(self.item[cols, 1]),
+                self.item[cols, 2],
+                _affinity_at(self.affinity, r, self.category[cols]),
+                self.item[cols, 3],
+                np.log1p(self.customer_days[r]),
+            ]
+        ).astype(np.float32)
+        X = np.column_stack([X, *(_ranks(X[:, FEATURES.index(f)], user_pos) for f in _RANKED)]).astype(np.float32)
+        return CandidateBatch(users, user_pos, cols, X, source)
+
+    def _tifu_scores(self, users: list[str], n_rows: int, n_items: int) -> sp.csr_matrix:
+        """TIFU-KNN scores of the batch, in the fit's item columns (customers without purchases: empty rows)."""
+        position = {u: k for k, u in enumerate(users)}
+        out = sp.lil_matrix((n_rows, n_items), dtype=np.float32).tocsr()
+        parts = []
+        for known, scores in self.tifu.score_batches(users, batch_size=max(len(users), 1)):
+            coo = scores.tocoo()
+            cols = self._tifu_cols[coo.col]
+            keep = cols >= 0
+            rows = np.array([position[u] for u in known], dtype=np.int64)[coo.row[keep]]
+            parts.append(sp.csr_matrix((coo.data[keep], (rows, cols[keep])), shape=(n_rows, n_items)))
+        for part in parts:
+            out = out + part
+        return out.tocsr()
+
+    def _top_trending(self, rows: np.ndarray, blocked: sp.csr_matrix) -> list[np.ndarray]:
+        """The trending items of each customer's favourite categories that they have not bought."""
+        out = []
+        for k, r in enumerate(rows.tolist()):
+            lo, hi = self.affinity.indptr[r], self.affinity.indptr[r + 1]
+            cats = self.affinity.indices[lo:hi][np.argsort(-self.affinity.data[lo:hi], kind="stable")]
+            cats = cats[: self.params.favourite_categories]
+            found = np.concatenate([self.trending[c] for c in cats]) if len(cats) else np.array([], np.int64)
+            out.append(np.setdiff1d(found, blocked[k].indices, assume_unique=False))
+        return out
+
+
+def _pair_stats(
+    purchases: pa.Table, user_ids: np.ndarray, item_ids: np.ndarray, as_of: datetime, shape: tuple[int, int]
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(distinct purchase days, days since the last one + 1) per customer and item, as matrices of the fit's maps."""
+    con = duckdb.connect()
+    con.register("p", purchases.select(["user_id", "item_id", "timestamp"]))
+    con.register("u", pa.table({"user_id": user_ids.tolist(), "r": np.arange(len(user_ids))}))
+    con.register("i", pa.table({"item_id": item_ids.tolist(), "c": np.arange(len(item_ids))}))
+    cols = con.execute(
+        "SELECT r, c, count(DISTINCT CAST(timestamp AS DATE)) AS n, "
+        "date_diff('day', max(CAST(timestamp AS DATE)), CAST($as_of AS DATE)) + 1 AS since "
+        "FROM p JOIN u USING (user_id) JOIN i USING (item_id) GROUP BY r, c",
+        {"as_of": as_of},
+    ).fetchnumpy()
+    r, c = np.asarray(cols["r"], np.int64), np.asarray(cols["c"], np.int64)
+    days = sp.csr_matrix((np.asarray(cols["n"], np.float32), (r, c)), shape=shape)
+    since = sp.csr_matrix((np.asarray(cols["since"], np.float32), (r, c)), shape=shape)
+    return days, since
+
+
+def _repeat_matrices(
+    repeats: RepeatIndex, users: dict[str, int], items: dict[str, int], as_of: datetime, shape: tuple[int, int]
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(repeat probability, days until due + 1) per customer and item of the repeat model."""
+    rows: list[int] = []
+    cols: list[int] = []
+    keep: list[int] = []
+    for k, (u, i) in enumerate(zip(repeats.user_ids.tolist(), repeats.item_ids.tolist())):
+        r, c = users.get(u), items.get(i)
+        if r is not None and c is not None:
+            rows.append(r)
+            cols.append(c)
+            keep.append(k)
+    idx = np.array(keep, dtype=np.int64)
+    score = np.asarray(repeats.scores, dtype=np.float32)[idx] if len(idx) else np.array([], np.float32)
+    today = np.datetime64(as_of.date())
+    due = (repeats.due[idx] - today).astype(np.float32) + 1 if len(idx) else np.array([], np.float32)
+    return (
+        sp.csr_matrix((np.maximum(score, 1e-6), (rows, cols)), shape=shape),
+        sp.csr_matrix((np.maximum(due, 1), (rows, cols)), shape=shape),
+    )
+
+
+def _customer_days(purchases: pa.Table, user_ids: np.ndarray) -> np.ndarray:
+    con = duckdb.connect()
+    con.register("p", purchases.select(["user_id", "timestamp"]))
+    con.register("u", pa.table({"user_id": user_ids.tolist(), "r": np.arange(len(user_ids))}))
+    cols = con.execute(
+        "SELECT r, count(DISTINCT CAST(timestamp AS DATE)) AS n FROM p JOIN u USING (user_id) GROUP BY r"
+    ).fetchnumpy()
+    out = np.zeros(len(user_ids), dtype=np.float32)
+    out[np.asarray(cols["r"], np.int64)] = np.asarray(cols["n"], np.float32)
+    return out
+
+
+def _item_stats(
+    events: pa.Table, purchases: pa.Table, item_ids: np.ndarray, days: sp.csr_matrix, as_of: datetime, recent: int
+) -> np.ndarray:
+    """Per item column: repeat propensity, recent buyers, trend, age in days."""
+    con = duckdb.connect()
+    con.register("e", events.select(["item_id", "timestamp"]))
+    con.register("p", purchases.select(["user_id", "item_id", "timestamp"]))
+    con.register("i", pa.table({"item_id": item_ids.tolist(), "c": np.arange(len(item_ids))}))
+    since = as_of - timedelta(days=recent)
+    buyers = con.execute(
+        "SELECT c, count(DISTINCT user_id) FILTER (WHERE timestamp > $since) AS recent, "
+        "count(DISTINCT user_id) AS buyers FROM p JOIN i USING (item_id) GROUP BY c",
+        {"since": since},
+    ).fetchnumpy()
+    first = con.execute(
+        "SELECT c, date_diff('day', min(timestamp), CAST($as_of AS TIMESTAMP)) AS age "
+        "FROM e JOIN i USING (item_id) WHERE timestamp <= $as_of GROUP BY c",
+        {"as_of": as_of},
+    ).fetchnumpy()
+    span = con.execute("SELECT date_diff('day', min(timestamp), CAST($as_of AS TIMESTAMP)) FROM p", {"as_of": as_of})
+    span_days = max(float(span.fetchone()[0] or 1), 1.0)
+    out = np.zeros((len(item_ids), 4), dtype=np.float32)
+    c = np.asarray(buyers["c"], np.int64)
+    out[c, 1] = np.asarray(buyers["recent"], np.float32)
+    expected = np.asarray(buyers["buyers"], np.float32) * min(recent / span_days, 1.0)
+    out[:, 2] = 1.0
+    out[c, 2] = (out[c, 1] + 1) / (expected + 1)
+    total = np.asarray(days.sum(axis=0)).ravel()
+    pairs = np.asarray((days > 0).sum(axis=0)).ravel()
+    out[:, 0] = np.where(total > 0, (total - pairs) / np.maximum(total, 1), 0.0)
+    out[:, 3] = 3650.0
+    out[np.asarray(first["c"], np.int64), 3] = np.asarray(first["age"], np.float32)
+    return out
+
+
+def _categories(items: pa.Table, item_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Category code per item column (-1: none) and the category names."""
+    mapping = dict(zip(items["item_id"].to_pylist(), items["category"].to_pylist()))
+    names = sorted({c for c in mapping.values() if c})
+    code = {n: k for k, n in enumerate(names)}
+    return np.array([code.get(mapping.get(i) or "", -1) for i in item_ids.tolist()], dtype=np.int64), names
+
+
+def _category_affinity(days: sp.csr_matrix, category: np.ndarray, n_categories: int) -> sp.csr_matrix:
+    """Share of each customer's purchase days per category (customers x categories)."""
+    if n_categories == 0:
+        return sp.csr_matrix((days.shape[0], 1), dtype=np.float32)
+    known = category >= 0
+    to_cat = sp.csr_matrix(
+        (np.ones(known.sum(), np.float32), (np.flatnonzero(known), category[known])),
+        shape=(days.shape[1], n_categories),
+    )
+    counts = (days @ to_cat).tocsr()
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    return sp.diags(1.0 / np.maximum(totals, 1.0)).astype(np.float32) @ counts
+
+
+def _affinity_at(affinity: sp.csr_matrix, rows: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    known = categories >= 0
+    out = np.zeros(len(rows), dtype=np.float32)
+    if known.any():
+        out[known] = _at(affinity, rows[known], categories[known])
+    return out
+
+
+def _trending(
+    category: np.ndarray, n_categories: int, item: np.ndarray, hidden: np.ndarray, n: int
+) -> list[np.ndarray]:
+    """Per category, its items with recent buyers ranked by trend times recent buyers, best first."""
+    score = item[:, 2] * np.log1p(item[:, 1])
+    score[hidden] = 0.0
+    out = []
+    for c in range(n_categories):
+        members = np.flatnonzero((category == c) & (item[:, 1] > 0) & (score > 0))
+        out.append(members[np.argsort(-score[members], kind="stable")][:n])
+    return out
+
+
+def _copurchase(bought: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Item-item cosine neighbours (``k`` per item) of the binary bought matrix (implicit's CosineRecommender)."""
+    model = CosineRecommender(K=k)
+    model.fit(bought, show_progress=False)
+    return model.similarity.tocsr().astype(np.float32)
+
+
+def _ranks(values: np.ndarray, user_pos: np.ndarray) -> np.ndarray:
+    """Rank of each row's value among its customer's rows, best (highest) first from 0; rows are grouped by
+    customer in order."""
+    order = np.lexsort((-values, user_pos))
+    starts = np.r_[0, np.flatnonzero(np.diff(user_pos[order])) + 1]
+    position = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    out = np.empty(len(order), dtype=np.float32)
+    out[order] = position
+    return out
+
+
+def _at(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``matrix[rows[k], cols[k]]`` for every k, as a flat float32 array."""
+    if not len(rows):
+        return np.array([], dtype=np.float32)
+    return np.asarray(matrix[rows, cols], dtype=np.float32).ravel()
+
+
+def _without(matrix: sp.csr_matrix, blocked: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` with the ``blocked`` entries dropped."""
+    out = matrix - matrix.multiply(blocked > 0)
+    out.eliminate_zeros()
+    return out.tocsr()
+
+
+def _top_own(repeat: sp.csr_matrix, days: sp.csr_matrix, n: int) -> list[np.ndarray]:
+    """Each customer's bought items, most likely due again first, then the most often bought."""
+    key = (days + repeat * 1000.0).tocsr()
+    cols, _ = top_n_sparse(key, n)
+    return cols
+
+
+def _top_dense(scores: np.ndarray, blocked: sp.csr_matrix, hidden: np.ndarray, n: int) -> list[np.ndarray]:
+    """The ``n`` best columns of each row of dense ``scores``, ``blocked`` entries and ``hidden`` columns left out."""
+    masked = scores.copy()
+    masked[blocked.nonzero()] = -np.inf
+    masked[:, hidden] = -np.inf
+    n = min(n, masked.shape[1])
+    top = np.argpartition(-masked, n - 1, axis=1)[:, :n] if n else np.zeros((len(masked), 0), np.int64)
+    return [t[np.isfinite(masked[k, t])] for k, t in enumerate(top)]
+
+
+def _top_sparse(scores: sp.csr_matrix, n: int) -> list[np.ndarray]:
+    return top_n_sparse(scores, n)[0]
+
+
+def _union(picks: list[list[np.ndarray]], n_rows: int, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row position, column, source index) of every distinct candidate that is not ``hidden``; a candidate named by
+    several sources keeps the first."""
+    user_pos: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    source: list[np.ndarray] = []
+    for k in range(n_rows):
+        found = [np.asarray(per_source[k], dtype=np.int64) for per_source in picks]
+        tags = np.concatenate([np.full(len(f), s, dtype=np.int64) for s, f in enumerate(found)])
+        allc = np.concatenate(found)
+        uniq, first = np.unique(allc, return_index=True)
+        if len(hidden):
+            keep = ~np.isin(uniq, hidden)
+            uniq, first = uniq[keep], first[keep]
+        user_pos.append(np.full(len(uniq), k, dtype=np.int64))
+        cols.append(uniq)
+        source.append(tags[first])
+    return np.concatenate(user_pos), np.concatenate(cols), np.concatenate(source)

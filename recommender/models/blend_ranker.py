@@ -1,0 +1,124 @@
+"""The learned blend's ranker: one LightGBM LambdaRank model over every source's candidates.
+
+Trained on the shop's own recent outcomes: the candidates and features of customers at a cut-off
+(:mod:`recommender.models.blend_candidates`, events before it only) labelled 1 when the customer bought the item in
+the window after it. A customer is one query group; LambdaRank optimises NDCG of each customer's list directly.
+:func:`ranked_picks` turns the scored candidates into lists that keep a reason on every slot (and the expected
+date for items due again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import lightgbm as lgb
+import numpy as np
+
+from recommender.models.blend_candidates import FEATURES, CandidateBatch
+from recommender.models.repeat import DUE_AGAIN, GOES_WITH, NextPick
+
+_REPEAT, _DUE, _BOUGHT = FEATURES.index("repeat_score"), FEATURES.index("due_in_days"), FEATURES.index("bought_days")
+
+
+@dataclass(frozen=True)
+class RankerParams:
+    """LightGBM settings: small and fixed (one thread, deterministic), so a nightly fit costs seconds."""
+
+    trees: int = 150
+    learning_rate: float = 0.05
+    leaves: int = 31
+    min_child_samples: int = 50
+    truncation: int = 20
+    seed: int = 0
+    threads: int = 1
+
+
+@dataclass
+class BlendRanker:
+    """A trained ranker: scores candidate rows, higher is better."""
+
+    booster: lgb.Booster
+    importance: dict[str, float] = field(default_factory=dict)
+
+    def score(self, batch: CandidateBatch) -> np.ndarray:
+        if not len(batch.cols):
+            return np.array([], dtype=np.float64)
+        return np.asarray(self.booster.predict(batch.X, num_threads=1), dtype=np.float64)
+
+
+def labels(batch: CandidateBatch, item_ids: np.ndarray, truth: Mapping[str, set[str]]) -> np.ndarray:
+    """1 for each candidate the customer bought in the label window, else 0."""
+    names = item_ids[batch.cols]
+    return np.array(
+        [1 if names[r] in truth.get(batch.users[batch.user_pos[r]], ()) else 0 for r in range(len(names))],
+        dtype=np.int32,
+    )
+
+
+def train_ranker(X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: RankerParams | None = None) -> BlendRanker:
+    """LambdaRank on query ``groups`` (rows per customer, in order); raises ValueError without a positive label."""
+    p = params or RankerParams()
+    if not y.any():
+        raise ValueError("no candidate was bought in the label window: nothing to learn the blend from")
+    data = lgb.Dataset(X, label=y, group=groups, feature_name=list(FEATURES), free_raw_data=True)
+    booster = lgb.train(
+        {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [10],
+            "learning_rate": p.learning_rate,
+            "num_leaves": p.leaves,
+            "min_child_samples": p.min_child_samples,
+            "lambdarank_truncation_level": p.truncation,
+            "num_threads": p.threads,
+            "deterministic": True,
+            "force_row_wise": True,
+            "seed": p.seed,
+            "verbose": -1,
+        },
+        data,
+        num_boost_round=p.trees,
+    )
+    gain = booster.feature_importance(importance_type="gain")
+    total = float(gain.sum()) or 1.0
+    return BlendRanker(booster, {name: round(float(g) / total, 4) for name, g in zip(FEATURES, gain)})
+
+
+def ranked_picks(
+    batch: CandidateBatch, scores: np.ndarray, item_ids: np.ndarray, as_of: datetime, n: int
+) -> dict[str, list[NextPick]]:
+    """Each customer's candidates best first, ``n`` at most, as picks with a reason: ``due_again`` (with the
+    expected date) for items they bought that the repeat model expects again, ``goes_with_your_purchases`` for the
+    rest. Scores are the ranker's, squashed to (0, 1) so they read like the other lists' scores."""
+    out: dict[str, list[NextPick]] = {u: [] for u in batch.users}
+    if not len(batch.cols):
+        return out
+    order = np.lexsort((batch.cols, -scores, batch.user_pos))
+    squashed = 1.0 / (1.0 + np.exp(-scores))
+    today = as_of.date()
+    for r in order.tolist():
+        picks = out[batch.users[batch.user_pos[r]]]
+        if len(picks) >= n:
+            continue
+        item, value, x = str(item_ids[batch.cols[r]]), round(float(squashed[r]), 5), batch.X[r]
+        if x[_BOUGHT] > 0 and x[_REPEAT] > 0:
+            due = (today + timedelta(days=int(x[_DUE]))).isoformat()
+            picks.append(NextPick(item, value, DUE_AGAIN, due))
+        else:
+            picks.append(NextPick(item, value, GOES_WITH))
+    return out
+
+
+def with_fallback(picks: Sequence[NextPick], fallback: Sequence[NextPick], n: int) -> list[NextPick]:
+    """``picks`` topped up to ``n`` with ``fallback`` picks not already in them."""
+    taken = {p.item_id for p in picks}
+    out = list(picks[:n])
+    for p in fallback:
+        if len(out) >= n:
+            break
+        if p.item_id not in taken:
+            out.append(p)
+            taken.add(p.item_id)
+    return out

@@ -1,0 +1,100 @@
+"""The learned blend: candidates from every source, features from the past only, the ranker and its fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from recommender.config import ModelSettings
+from recommender.data.demo import generate_shop
+from recommender.evaluation.blend_learning import learn_blend
+from recommender.evaluation.split import time_split
+from recommender.models.als_recommender import AlsRecommender
+from recommender.models.blend_candidates import FEATURES, CandidateSources
+from recommender.models.blend_ranker import labels, ranked_picks, train_ranker
+from recommender.models.repeat import DUE_AGAIN, GOES_WITH, repeat_candidates
+from training.blend_step import blend_lists
+
+SETTINGS = ModelSettings.from_dict({"als": {"factors": 16, "iterations": 8}})
+
+
+@pytest.fixture(scope="module")
+def shop():
+    shop = generate_shop(n_users=400, n_items=120, n_categories=6, days=120, seed=5, kind="grocery")
+    split = time_split(shop.events, test_days=21)
+    s = SETTINGS
+    fit = AlsRecommender(s.als, s.weights.as_dict(), s.half_life_days).fit(split.train, items=shop.items).fitted
+    repeats = repeat_candidates(split.train, fit.as_of, 30)
+    return shop, split, fit, repeats
+
+
+def test_candidates_come_from_every_source_and_skip_unavailable_items(shop) -> None:
+    data, split, fit, repeats = shop
+    gone = data.items["item_id"][0].as_py()
+    items = data.items.set_column(
+        data.items.schema.get_field_index("available"),
+        "available",
+        pa.array([i != gone for i in data.items["item_id"].to_pylist()]),
+    )
+    hidden_fit = AlsRecommender(SETTINGS.als, SETTINGS.weights.as_dict(), SETTINGS.half_life_days)
+    hidden_fit = hidden_fit.fit(split.train, items=items, als=None).fitted
+    sources = CandidateSources(split.train, items, hidden_fit, repeats)
+    users = sorted(pc.unique(split.train["user_id"]).to_pylist())[:60]
+    batch = sources.batch(users)
+    assert set(np.unique(batch.source).tolist()) >= {0, 1, 2}  # own, ALS, TIFU at least
+    assert gone not in set(hidden_fit.inter.item_ids[batch.cols].tolist())
+    bought = batch.X[:, FEATURES.index("bought_days")] > 0
+    assert bought.any() and (~bought).any()
+    # an own candidate is bought; an ALS or co-purchase candidate is not
+    assert (bought[batch.source == 0]).all() and not bought[np.isin(batch.source, (1, 3))].any()
+    for k, user in enumerate(batch.users):  # one row per distinct (customer, item)
+        cols = batch.cols[batch.user_pos == k]
+        assert len(cols) == len(set(cols.tolist())) > 10, user
+
+
+def test_features_never_see_events_after_the_cutoff(shop) -> None:
+    data, split, fit, repeats = shop
+    users = sorted(pc.unique(split.train["user_id"]).to_pylist())[:80]
+    past = CandidateSources(split.train, data.items, fit, repeats).batch(users)
+    everything = CandidateSources(data.events, data.items, fit, repeats).batch(users)  # the judged window too
+    assert np.array_equal(past.cols, everything.cols)
+    np.testing.assert_allclose(past.X, everything.X, rtol=1e-6)
+
+
+def test_the_ranker_learns_from_labels_and_needs_a_positive(shop) -> None:
+    data, split, fit, repeats = shop
+    sources = CandidateSources(split.train, data.items, fit, repeats)
+    bought = split.test.filter(pc.equal(split.test["event_type"], "purchase"))
+    truth = {}
+    for u, i in zip(bought["user_id"].to_pylist(), bought["item_id"].to_pylist()):
+        truth.setdefault(u, set()).add(i)
+    batch = sources.batch(sorted(truth)[:150])
+    y = labels(batch, fit.inter.item_ids, truth)
+    assert 0 < y.sum() < len(y)
+    with pytest.raises(ValueError, match="nothing to learn"):
+        train_ranker(batch.X, np.zeros_like(y), batch.groups())
+    ranker = train_ranker(batch.X, y, batch.groups())
+    scores = ranker.score(batch)
+    assert scores[y == 1].mean() > scores[y == 0].mean()  # it learnt what was bought
+    picks = ranked_picks(batch, scores, fit.inter.item_ids, fit.as_of, 10)
+    for listed in picks.values():
+        assert len(listed) <= 10 and len({p.item_id for p in listed}) == len(listed)
+        for p in listed:
+            assert p.reason in (DUE_AGAIN, GOES_WITH) and (p.due is not None) == (p.reason == DUE_AGAIN)
+
+
+def test_learning_judges_on_held_out_customers_and_falls_back(shop) -> None:
+    data, split, fit, _ = shop
+    outcome = learn_blend(split.train, split.test, data.items, fit, SETTINGS)
+    r = outcome.report
+    assert r["customers"]["learn"] > 0 and r["customers"]["judge"] > 0
+    assert outcome.chosen == (r["validation"]["blend"]["ndcg@10"] > r["validation"]["policy"]["ndcg@10"])
+    assert set(r["importance"]) == set(FEATURES)
+    nobody = split.test.filter(pc.equal(split.test["event_type"], "nothing"))
+    empty = learn_blend(split.train, nobody, data.items, fit, SETTINGS)
+    assert not empty.chosen and empty.ranker is None and "too few" in empty.report["skipped"]
+    # a blend that lost never builds the served lists
+    lost = type(outcome)(outcome.ranker, False, {})
+    assert blend_lists(lost, split.train, data.items, fit.inter, fit.model, fit.bought, fit.hidden, None, 10) is None
