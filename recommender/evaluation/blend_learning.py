@@ -7,6 +7,7 @@ it; that window lies inside the run's training events (the job uses its promotio
 (:func:`recommender.models.blend_ranker.train_ranker`), and both the blended list and the current policy's list
 (:func:`recommender.serving.policy.production_picks`: items due again, then ALS) are scored on the second with the
 protocol's metric code. The blend is chosen when its ndcg@10 is higher; otherwise the current policy keeps serving.
+A repeat share below 1 (slots the policy must give to items not bought) keeps the policy: the ranker has no such rule.
 Nothing is tuned to a particular log: the choice is made per shop, per night.
 """
 
@@ -87,6 +88,8 @@ def learn_blend(
     """Train the ranker on half the customers who bought in ``window`` and judge it on the other half against the
     current policy (see the module docstring). ``fit`` is the ALS fit on ``train``."""
     started = time.perf_counter()
+    if settings.repeat_share < 1.0:  # a share of slots kept from bought items is a rule the ranker does not follow
+        return BlendOutcome(None, False, {"skipped": f"repeat share {settings.repeat_share} < 1: the policy serves"})
     truth = {u: t for u, t in targets(window, "purchase").items() if t and u in fit.inter.user_index}
     users = sorted(truth)
     if len(users) < 20:
