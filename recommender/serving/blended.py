@@ -40,6 +40,10 @@ class BlendModel(ProductionModel):
     def fit(self, train: pa.Table, *, items: pa.Table, als: AlsRecommender | None = None, **kw: Any) -> BlendModel:
         super().fit(train, items=items, als=als)
         s = self.settings
+        span = pc.max(train["timestamp"]).as_py() - pc.min(train["timestamp"]).as_py()
+        if span.days < 2 * self.window_days:  # as the job: no window to learn on, the policy serves
+            self.outcome = BlendOutcome(None, False, {"skipped": f"less than {2 * self.window_days} days of events"})
+            return self
         inner = time_split(train, test_days=self.window_days)
         inner_als = AlsRecommender(s.als, s.weights.as_dict(), s.half_life_days).fit(inner.train, items=items)
         self.outcome = learn_blend(

@@ -99,6 +99,7 @@ def test_layout_models_and_groups(tiny) -> None:
     assert not {"personal_top_frequency", "tifu_knn", "tifu_knn_tuned"} & set(res.figures["interaction"]["warm"])
     assert set(res.figures["purchase_new"]["warm"]) == {
         "als",
+        "blend",  # the blended list without the customer's purchases: its discovery part
         "global_popularity",
         "recent_popularity",
         "item_knn_cosine",
