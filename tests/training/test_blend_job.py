@@ -50,8 +50,8 @@ def test_the_api_serves_the_blended_lists_with_reasons(trained, redis_handle) ->
     _, keys, version, m = trained
     settings = isolated_settings(redis_handle, "x").replace(redis={"key_prefix": keys.prefix})
     user = m["examples"]["user_id"]
-    stored = read_value(redis_handle.client, keys, version, f"user:{user}")
-    nxt = read_value(redis_handle.client, keys, version, f"next:{user}")
+    stored = read_value(redis_handle.client, keys, version, Keys.user(user))
+    nxt = read_value(redis_handle.client, keys, version, Keys.next(user))
     assert [r[0] for r in stored] == [p["item_id"] for p in nxt]  # one ranking for both lists
     with TestClient(create_app(settings)) as client:
         answer = client.get(f"/recommend?user_id={user}&n=10").json()
