@@ -66,9 +66,22 @@ def blended(
 ) -> dict[str, list[NextPick]]:
     """The blended lists of ``users``, each topped up with its ``fallback`` list."""
     out: dict[str, list[NextPick]] = {}
-    item_ids = sources.fit.inter.item_ids
     for start in range(0, len(users), BATCH):
-        batch = sources.batch(users[start : start + BATCH])
+        out.update(ranked_lists([sources.batch(users[start : start + BATCH])], sources, ranker, fallback, n))
+    return out
+
+
+def ranked_lists(
+    built: list[CandidateBatch],
+    sources: CandidateSources,
+    ranker: BlendRanker,
+    fallback: dict[str, list[NextPick]],
+    n: int,
+) -> dict[str, list[NextPick]]:
+    """The blended lists of the customers of batches already ``built`` from ``sources``, topped up with ``fallback``."""
+    out: dict[str, list[NextPick]] = {}
+    item_ids = sources.fit.inter.item_ids
+    for batch in built:
         picks = ranked_picks(batch, ranker.score(batch), item_ids, sources.as_of, n)
         out.update({u: with_fallback(p, fallback.get(u, []), n) for u, p in picks.items()})
     return out
@@ -102,7 +115,8 @@ def learn_blend(
     repeats = repeat_candidates(train, fit.as_of, settings.lists.next_purchase_horizon_days)
     sources = CandidateSources(train, items, fit, repeats, params)
     built = time.perf_counter()
-    X, y, groups, found = _training_rows(sources, learn, truth)
+    learn_batches = batches(sources, learn)  # each half's candidates are built once and reused below
+    X, y, groups, found = _training_rows(learn_batches, sources, truth)
     try:
         ranker = train_ranker(X, y, groups)
     except ValueError as exc:
@@ -110,7 +124,8 @@ def learn_blend(
     trained = time.perf_counter()
     n = JUDGED_AT
     policy = policy_lists(fit, repeats, judge, settings.lists.list_size, settings.repeat_share)
-    mixed = blended(sources, ranker, judge, policy, n)
+    judge_batches = batches(sources, judge)
+    mixed = ranked_lists(judge_batches, sources, ranker, policy, n)
     judged = {u: truth[u] for u in judge}
     score = {
         name: {
@@ -121,7 +136,7 @@ def learn_blend(
     }
     chosen = score["blend"]["ndcg@10"] > score["policy"]["ndcg@10"]
     if chosen:  # judged on held-out customers; what serves learns from all of them
-        X2, y2, g2, _ = _training_rows(sources, judge, truth)
+        X2, y2, g2, _ = _training_rows(judge_batches, sources, truth)
         ranker = train_ranker(np.concatenate([X, X2]), np.concatenate([y, y2]), np.concatenate([groups, g2]))
     report = {
         "chosen": chosen,
@@ -140,14 +155,14 @@ def learn_blend(
 
 
 def _training_rows(
-    sources: CandidateSources, users: list[str], truth: dict[str, set[str]]
+    built: list[CandidateBatch], sources: CandidateSources, truth: dict[str, set[str]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Features, labels and query groups of ``users`` (customers none of whose candidates were bought are left out:
-    they carry no ranking signal), and the share of bought items the candidates hold."""
+    """Features, labels and query groups of the customers of ``built`` batches (customers none of whose candidates
+    were bought are left out: they carry no ranking signal), and the share of bought items the candidates hold."""
     xs, ys, gs = [], [], []
     hits = total = 0
     item_ids = sources.fit.inter.item_ids
-    for batch in batches(sources, users):
+    for batch in built:
         y = labels(batch, item_ids, truth)
         per_user = np.bincount(batch.user_pos, weights=y, minlength=len(batch.users))
         hits += int(y.sum())

@@ -378,20 +378,20 @@ def _top_sparse(scores: sp.csr_matrix, n: int) -> list[np.ndarray]:
 
 
 def _union(picks: list[list[np.ndarray]], n_rows: int, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row position, column, source index) of every distinct candidate that is not ``hidden``; a candidate named by
-    several sources keeps the first."""
-    user_pos: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    source: list[np.ndarray] = []
-    for k in range(n_rows):
-        found = [np.asarray(per_source[k], dtype=np.int64) for per_source in picks]
-        tags = np.concatenate([np.full(len(f), s, dtype=np.int64) for s, f in enumerate(found)])
-        allc = np.concatenate(found)
-        uniq, first = np.unique(allc, return_index=True)
-        if len(hidden):
-            keep = ~np.isin(uniq, hidden)
-            uniq, first = uniq[keep], first[keep]
-        user_pos.append(np.full(len(uniq), k, dtype=np.int64))
-        cols.append(uniq)
-        source.append(tags[first])
-    return np.concatenate(user_pos), np.concatenate(cols), np.concatenate(source)
+    """(row position, column, source index) of every distinct candidate that is not ``hidden``, rows in order and
+    columns ascending within a row; a candidate named by several sources keeps the first. Vectorised over the
+    batch: one sort of (row, column, source) keys instead of a loop per customer."""
+    pos, cols, tags = [], [], []
+    for s, per_source in enumerate(picks):
+        lengths = np.array([len(found) for found in per_source], dtype=np.int64)
+        pos.append(np.repeat(np.arange(n_rows, dtype=np.int64), lengths))
+        cols.append(np.concatenate(per_source).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64))
+        tags.append(np.full(int(lengths.sum()), s, dtype=np.int64))
+    user_pos, col, source = np.concatenate(pos), np.concatenate(cols), np.concatenate(tags)
+    if len(hidden):
+        keep = ~np.isin(col, hidden)
+        user_pos, col, source = user_pos[keep], col[keep], source[keep]
+    order = np.lexsort((source, col, user_pos))
+    user_pos, col, source = user_pos[order], col[order], source[order]
+    first = np.r_[True, (np.diff(user_pos) != 0) | (np.diff(col) != 0)] if len(col) else np.zeros(0, bool)
+    return user_pos[first], col[first], source[first]

@@ -49,12 +49,19 @@ class BlendRanker:
 
 
 def labels(batch: CandidateBatch, item_ids: np.ndarray, truth: Mapping[str, set[str]]) -> np.ndarray:
-    """1 for each candidate the customer bought in the label window, else 0."""
-    names = item_ids[batch.cols]
-    return np.array(
-        [1 if names[r] in truth.get(batch.users[batch.user_pos[r]], ()) else 0 for r in range(len(names))],
-        dtype=np.int32,
+    """1 for each candidate the customer bought in the label window, else 0 (one membership test over the batch's
+    (customer, column) keys, not a loop over its rows)."""
+    if not len(batch.cols):
+        return np.zeros(0, dtype=np.int32)
+    bought = {str(i) for u in batch.users for i in truth.get(u, ())}
+    named = np.flatnonzero(np.isin(item_ids, np.array(sorted(bought), dtype=object))) if bought else []
+    column = {str(item_ids[c]): int(c) for c in named}
+    n_items = len(item_ids)
+    keys = np.array(
+        [k * n_items + column[i] for k, u in enumerate(batch.users) for i in truth.get(u, ()) if i in column],
+        dtype=np.int64,
     )
+    return np.isin(batch.user_pos.astype(np.int64) * n_items + batch.cols, keys).astype(np.int32)
 
 
 def train_ranker(X: np.ndarray, y: np.ndarray, groups: np.ndarray, params: RankerParams | None = None) -> BlendRanker:
@@ -96,18 +103,22 @@ def ranked_picks(
     if not len(batch.cols):
         return out
     order = np.lexsort((batch.cols, -scores, batch.user_pos))
-    squashed = 1.0 / (1.0 + np.exp(-scores))
+    grouped = batch.user_pos[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(grouped)) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    top = order[rank < n]  # only each customer's first n rows become picks
+    squashed = 1.0 / (1.0 + np.exp(-scores[top]))
+    names = item_ids[batch.cols[top]]
+    due_again = (batch.X[top, _BOUGHT] > 0) & (batch.X[top, _REPEAT] > 0)
     today = as_of.date()
-    for r in order.tolist():
-        picks = out[batch.users[batch.user_pos[r]]]
-        if len(picks) >= n:
-            continue
-        item, value, x = str(item_ids[batch.cols[r]]), round(float(squashed[r]), 5), batch.X[r]
-        if x[_BOUGHT] > 0 and x[_REPEAT] > 0:
-            due = (today + timedelta(days=int(x[_DUE]))).isoformat()
-            picks.append(NextPick(item, value, DUE_AGAIN, due))
+    for k, r in enumerate(top.tolist()):
+        item, value = str(names[k]), round(float(squashed[k]), 5)
+        if due_again[k]:
+            due = (today + timedelta(days=int(batch.X[r, _DUE]))).isoformat()
+            pick = NextPick(item, value, DUE_AGAIN, due)
         else:
-            picks.append(NextPick(item, value, GOES_WITH))
+            pick = NextPick(item, value, GOES_WITH)
+        out[batch.users[batch.user_pos[r]]].append(pick)
     return out
 
 
