@@ -9,10 +9,10 @@ import pytest
 
 from recommender.config import ModelSettings
 from recommender.data.demo import generate_shop
-from recommender.evaluation.blend_learning import learn_blend
+from recommender.evaluation.blend_learning import batches, blended, learn_blend, ranked_lists
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
-from recommender.models.blend_candidates import FEATURES, CandidateSources
+from recommender.models.blend_candidates import FEATURES, CandidateBatch, CandidateSources, _union
 from recommender.models.blend_ranker import labels, ranked_picks, train_ranker
 from recommender.models.repeat import DUE_AGAIN, GOES_WITH, repeat_candidates
 from training.blend_step import blend_lists
@@ -98,3 +98,53 @@ def test_learning_judges_on_held_out_customers_and_falls_back(shop) -> None:
     # a blend that lost never builds the served lists
     lost = type(outcome)(outcome.ranker, False, {})
     assert blend_lists(lost, split.train, data.items, fit.inter, fit.model, fit.bought, fit.hidden, None, 10) is None
+
+
+def test_the_candidate_union_keeps_each_item_once_with_its_first_source_and_drops_hidden() -> None:
+    picks = [
+        [np.array([5, 2]), np.array([], dtype=np.int64)],  # own
+        [np.array([2, 7, 9]), np.array([4])],  # ALS: item 2 of customer 0 was named by "own" first
+        [np.array([9, 1]), np.array([4, 3])],  # TIFU
+    ]
+    user_pos, cols, source = _union(picks, 2, hidden=np.array([1]))
+    assert user_pos.tolist() == [0, 0, 0, 0, 1, 1]
+    assert cols.tolist() == [2, 5, 7, 9, 3, 4]  # ascending within a customer, hidden item 1 gone
+    assert source.tolist() == [0, 0, 1, 1, 2, 1]
+
+
+def test_labels_mark_exactly_the_candidates_each_customer_bought(shop) -> None:
+    _, _, fit, _ = shop
+    ids = fit.inter.item_ids
+    batch = CandidateBatch(
+        ["a", "b", "c"], np.array([0, 0, 1, 1, 2]), np.array([0, 1, 0, 2, 1]), np.zeros((5, len(FEATURES))), None
+    )
+    truth = {"a": {str(ids[1]), "not-in-the-catalogue"}, "b": {str(ids[0])}, "z": {str(ids[1])}}
+    assert labels(batch, ids, truth).tolist() == [0, 1, 1, 0, 0]  # "c" bought nothing; "z" has no candidates
+
+
+def test_ranked_picks_take_each_customers_best_n_rows_ties_by_column(shop) -> None:
+    _, _, fit, _ = shop
+    X = np.zeros((5, len(FEATURES)), dtype=np.float32)
+    X[1, FEATURES.index("bought_days")], X[1, FEATURES.index("repeat_score")] = 2, 0.5
+    X[1, FEATURES.index("due_in_days")] = 3
+    batch = CandidateBatch(["a", "b"], np.array([0, 0, 0, 1, 1]), np.array([4, 2, 3, 1, 0]), X, None)
+    picks = ranked_picks(batch, np.array([0.1, 0.9, 0.1, 0.0, 0.0]), fit.inter.item_ids, fit.as_of, 2)
+    ids = fit.inter.item_ids
+    assert [p.item_id for p in picks["a"]] == [ids[2], ids[3]]  # best score, then the tie by lower column
+    assert [p.item_id for p in picks["b"]] == [ids[0], ids[1]]
+    assert picks["a"][0].reason == DUE_AGAIN and picks["a"][0].due is not None
+    assert picks["a"][1].reason == GOES_WITH and picks["a"][1].due is None
+
+
+def test_lists_from_batches_built_once_equal_lists_built_afresh(shop) -> None:
+    data, split, fit, repeats = shop
+    sources = CandidateSources(split.train, data.items, fit, repeats)
+    users = sorted(pc.unique(split.test["user_id"]).to_pylist())[:120]
+    built = batches(sources, users)
+    truth = {u: {str(fit.inter.item_ids[0])} for u in users}
+    X = np.concatenate([b.X for b in built])
+    y = np.concatenate([labels(b, fit.inter.item_ids, truth) for b in built])
+    y[:: max(len(y) // 50, 1)] = 1
+    ranker = train_ranker(X, y, np.concatenate([b.groups() for b in built]))
+    fallback = {u: [] for u in users}
+    assert ranked_lists(built, sources, ranker, fallback, 10) == blended(sources, ranker, users, fallback, 10)
