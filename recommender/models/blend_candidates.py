@@ -152,7 +152,7 @@ class CandidateSources:
                 _at(self.days, r, cols) / np.maximum(self.customer_days[r], 1),
                 als[user_pos, cols],
                 _at(tifu, user_pos, cols),
-                _at(co, user_pos, cols),
+                _at(co.sorted_indices(), user_pos, cols),  # unsorted rows: each look-up would scan its row
                 self.item[cols, 0],
                 np.log1p(self.item[cols, 1]),
                 self.item[cols, 2],

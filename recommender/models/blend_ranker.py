@@ -53,9 +53,7 @@ def labels(batch: CandidateBatch, item_ids: np.ndarray, truth: Mapping[str, set[
     (customer, column) keys, not a loop over its rows)."""
     if not len(batch.cols):
         return np.zeros(0, dtype=np.int32)
-    bought = {str(i) for u in batch.users for i in truth.get(u, ())}
-    named = np.flatnonzero(np.isin(item_ids, np.array(sorted(bought), dtype=object))) if bought else []
-    column = {str(item_ids[c]): int(c) for c in named}
+    column = {i: c for c, i in enumerate(item_ids.tolist())}
     n_items = len(item_ids)
     keys = np.array(
         [k * n_items + column[i] for k, u in enumerate(batch.users) for i in truth.get(u, ()) if i in column],
