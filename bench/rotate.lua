@@ -1,9 +1,12 @@
 -- wrk script: rotate over many requests and print one JSON line with throughput and latency percentiles.
 -- bench/serving.py sets REQUESTS_FILE (one request per line: "GET<TAB>path" or "POST<TAB>path<TAB>json body")
--- and optionally PACE_MS (delay before each request on a connection, for a paced run below saturation).
+-- and optionally PACE_MS (delay before each request on a connection, for a paced run below saturation) and START
+-- (where in the file the rotation starts: warm-up runs start at different places, so that the requests do not fall
+-- on the same connections, and so the same server workers, run after run).
 
 local file = os.getenv("REQUESTS_FILE")
 local pace = tonumber(os.getenv("PACE_MS") or "0")
+local start = tonumber(os.getenv("START") or "0")
 local threads = {}
 local counter = 0
 
@@ -25,7 +28,7 @@ function init(args)
       reqs[#reqs + 1] = wrk.format("GET", path)
     end
   end
-  i = (tid * 7919) % #reqs
+  i = (tid * 7919 + start) % #reqs
 end
 
 function request()

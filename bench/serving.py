@@ -7,8 +7,8 @@ What it does (all on 127.0.0.1, every load bounded by wrk -d / redis-benchmark -
    no persistence, and points REDIS_URL at it (the Docker layout: API and Redis are separate processes);
 2. ``reco demo-data`` (default 20,000 users, 2,000 items, about 1.4M events) and ``reco train`` publish a version;
 3. starts ``reco serve --workers W`` and the bare app with the same W;
-4. per scenario: warm-up (runs until two passes over its requests were sent and the throughput is steady), then a
-   saturated run (wrk -t1 -cC -dD: as many requests as the server answers) and a paced
+4. per scenario: warm-up (runs until enough passes over its requests were sent and the throughput is steady), then
+   a saturated run (wrk -t1 -cC -dD: as many requests as the server answers) and a paced
    run (wrk -t1 -c8 with a per-request delay, well below saturation: latency under a normal load);
    scenarios: bare constant, the bare constant behind one no-op `def` dependency, /healthz of the app (no Redis),
    /recommend for known users (rotating over every user),
@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -100,9 +101,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wrk(
-    url: str, requests_file: Path, duration: int, connections: int, pace_ms: float = 0.0, server_pid: int | None = None
+    url: str,
+    requests_file: Path,
+    duration: int,
+    connections: int,
+    pace_ms: float = 0.0,
+    server_pid: int | None = None,
+    start: int = 0,
 ) -> dict:
-    env = {**os.environ, "REQUESTS_FILE": str(requests_file), "PACE_MS": str(pace_ms)}
+    env = {**os.environ, "REQUESTS_FILE": str(requests_file), "PACE_MS": str(pace_ms), "START": str(start)}
     cmd = [
         "wrk",
         "-t1",
@@ -169,6 +176,7 @@ def redis_benchmark(port: int, n: int, connections: int, extra: list[str], label
 
 MODES = ("saturated", "saturated_small", "paced")
 NO_CACHES = {"RECO_NEAR_CACHE_MB": "0", "RECO_ANSWER_CACHE_MB": "0"}
+CACHED = ("recommend_known", "recommend_cold", "next_purchase")  # targets whose answers the API keeps
 
 
 def serve_cmd(port: int, workers: int) -> list[str]:
@@ -191,10 +199,11 @@ class Runs:
     def __init__(self, a: argparse.Namespace, tmp: Path, pace_ms: float, scenarios: dict[str, dict]) -> None:
         self.a, self.tmp, self.pace_ms, self.scenarios = a, tmp, pace_ms, scenarios
 
-    def run(self, name: str, requests: str, port: int, pid: int, paced: bool = False) -> None:
+    def run(self, name: str, requests: str, port: int, pid: int, paced: bool = False, passes: int = 1) -> None:
+        """``passes``: the warm-up sends at least this many passes over the requests (see :func:`warm`)."""
         a, url, file = self.a, f"http://127.0.0.1:{port}", self.tmp / f"{requests}.txt"
         print(f"[serving] {name}", flush=True)
-        warmup_runs = warm(url, file, a.warmup, a.connections, a.warmup_runs)
+        warmup_runs = warm(url, file, a.warmup, a.connections, passes, a.warmup_max_seconds)
         out = {
             "saturated": wrk(url, file, a.duration, a.connections, server_pid=pid),
             "saturated_small": wrk(url, file, a.duration, a.small_connections, server_pid=pid),
@@ -204,20 +213,22 @@ class Runs:
         self.scenarios[name] = {**out, "warmup_runs": warmup_runs}
 
 
-def warm(url: str, file: Path, seconds: int, connections: int, most: int) -> int:
-    """Warm-up runs of ``seconds`` until at least two passes over the request file were sent and the throughput stops
-    rising (a run within 10% of the one before), at most ``most`` runs: connections, metadata, the near caches and the
-    kept answers fill as the rotation comes round (each worker sees about half of the requests of a pass). Returns
-    the number of runs."""
+def warm(url: str, file: Path, seconds: int, connections: int, passes: int, most_seconds: int) -> int:
+    """Warm-up runs of ``seconds`` until at least ``passes`` passes over the request file were sent and the throughput
+    stops rising (a run within 10% of the one before), for at most ``most_seconds``: connections, metadata, the near
+    caches and the kept answers fill as the rotation comes round. Each request goes to whichever worker its connection
+    is on; every run starts the rotation at a random place, so that a request does not land on the same worker run
+    after run, and a worker has then seen it after p passes with probability about 1 - 2^-p (2 workers): the answer
+    caches need several passes. Returns the number of runs."""
     lines = sum(1 for _ in file.open())
-    last, sent = 0.0, 0
-    for k in range(1, most + 1):
-        run = wrk(url, file, seconds, connections)
-        sent += run["requests"]
-        if sent >= 2 * lines and run["rps"] < last * 1.1:
-            return k
+    last, sent, runs = 0.0, 0, 0
+    while runs * seconds < most_seconds:
+        run = wrk(url, file, seconds, connections, start=random.randrange(lines))
+        runs, sent = runs + 1, sent + run["requests"]
+        if sent >= passes * lines and run["rps"] < last * 1.1:
+            break
         last = run["rps"]
-    return most
+    return runs
 
 
 def bench_cluster(a: argparse.Namespace, tmp: Path, env: dict, shop: Path, start, runner: Runs) -> dict:
@@ -241,7 +252,7 @@ def bench_cluster(a: argparse.Namespace, tmp: Path, env: dict, shop: Path, start
             time.sleep(2)
             targets = ["recommend_known", "next_purchase"] + (["recommend_cold"] if label == "cluster" else [])
             for target in targets:
-                runner.run(f"{target}_{label}", target, port, app.pid)
+                runner.run(f"{target}_{label}", target, port, app.pid, passes=a.warmup_passes if extra == {} else 1)
             stop_group(app)
         return {"primaries": 3, "replicas": 3, "train_s": round(train_s, 1), "redis": "redis-server cluster mode"}
     finally:
@@ -254,7 +265,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=5, help="seconds of one warm-up run")
-    ap.add_argument("--warmup-runs", type=int, default=12, help="most warm-up runs before a target is measured")
+    ap.add_argument("--warmup-max-seconds", type=int, default=180, help="longest warm-up of one target")
+    ap.add_argument(
+        "--warmup-passes", type=int, default=8, help="passes over the requests before a target with caches is measured"
+    )
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--paced-connections", type=int, default=8)
     ap.add_argument("--paced-rate", type=float, default=400.0, help="target requests/s of the paced runs")
@@ -393,7 +407,8 @@ def main() -> None:
         scenarios: dict[str, dict] = {}
         runner = Runs(a, tmp, pace_ms, scenarios)
         for name, (_, port) in files.items():
-            runner.run(name, name, port, bare.pid if port == bport else app.pid, paced=True)
+            passes = a.warmup_passes if name in CACHED else 1
+            runner.run(name, name, port, bare.pid if port == bport else app.pid, paced=True, passes=passes)
         runner.run("recommend_known_nocache", "recommend_known", nport, nocache.pid)
         runner.run("next_purchase_nocache", "next_purchase", nport, nocache.pid)
         stop_group(nocache)
@@ -401,8 +416,8 @@ def main() -> None:
         noanswers = start(serve_cmd(kport, a.workers), "app-noanswers", {**env, "RECO_ANSWER_CACHE_MB": "0"})
         wait_http(f"http://127.0.0.1:{kport}/readyz")
         time.sleep(2)
-        runner.run("recommend_known_noanswers", "recommend_known", kport, noanswers.pid)
-        runner.run("next_purchase_noanswers", "next_purchase", kport, noanswers.pid)
+        runner.run("recommend_known_noanswers", "recommend_known", kport, noanswers.pid, passes=2)
+        runner.run("next_purchase_noanswers", "next_purchase", kport, noanswers.pid, passes=2)
         stop_group(noanswers)
         cluster_info = None
         if a.cluster:
@@ -451,7 +466,8 @@ def main() -> None:
                 "pace_ms": round(pace_ms, 2),
                 "duration_s": a.duration,
                 "warmup_s": a.warmup,
-                "warmup_runs_most": a.warmup_runs,
+                "warmup_max_s": a.warmup_max_seconds,
+                "warmup_passes": a.warmup_passes,
                 "wrk_threads": 1,
                 "shop_users": a.users,
                 "shop_items": a.items,
