@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from api.deps import services
 from api.errors import UnknownCategory, UnknownItem
 from api.experiments import tagged
-from api.merchandising import as_entries, new_item_entries, present
+from api.merchandising import ReasonedPairs, as_entries, new_item_entries, present
 from api.params import CategoryQ, ExcludeQ, ItemP, N, OptUserQ, UserP, UserQ
 from api.published import computed, fetch, fetch_live, json_response
 from api.schemas import ItemList
@@ -120,20 +120,20 @@ async def recommend(
     )
 
 
-def _with_reasons(answer: policy.Recommendation, personal: list | None) -> list[dict]:
+def _with_reasons(answer: policy.Recommendation, personal: list | None) -> ReasonedPairs:
     """The answer's entries with their reason: the visitor's own picks, picks from their live session, or the
-    bestseller top-up."""
-    mine = {r[0] for r in personal or ()}
-    return [
-        {
-            "item_id": r[0],
-            "score": r[1],
-            "reason": "bestseller"
-            if k >= answer.picked
-            else ("picked_for_you" if r[0] in mine else "similar_to_what_you_viewed"),
-        }
-        for k, r in enumerate(answer.entries)
-    ]
+    bestseller top-up (worked out only for the entries read)."""
+    mine: set[str] | None = None
+
+    def reason(k: int, item_id: str) -> str:
+        nonlocal mine
+        if k >= answer.picked:
+            return "bestseller"
+        if mine is None:
+            mine = {r[0] for r in personal or ()}
+        return "picked_for_you" if item_id in mine else "similar_to_what_you_viewed"
+
+    return ReasonedPairs(answer.entries, reason)
 
 
 async def _with_live_session(

@@ -16,6 +16,7 @@ the model ranked it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recommender.data.loading import ID_PATTERN
 from recommender.data.schema import MAX_ID_LENGTH, MAX_PRICE
+from recommender.serving.rule_book import ListRules, RuleBook
 
 ListKind = Literal["recommend", "bestsellers", "new_arrivals", "similar", "next_purchase", "recently_viewed"]
 LIST_KINDS: tuple[str, ...] = ListKind.__args__  # type: ignore[attr-defined]
@@ -121,12 +123,23 @@ class Merchandising:
     rules: Mapping[str, Rule] = dataclasses.field(default_factory=dict)
     items: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def unavailable(self) -> frozenset[str]:
         return frozenset(i for i, u in self.items.items() if u.get("available") is False)
 
-    def active(self, kind: str, now: datetime) -> list[Rule]:
-        return [r for r in self.rules.values() if r.applies(kind, now)]
+    @functools.cached_property
+    def book(self) -> RuleBook:
+        """The rules compiled per list kind (kept with this state, so compiled once per load)."""
+        return RuleBook(self.rules.values(), self.unavailable)
+
+    def rules_for(self, kind: str, now: datetime) -> ListRules:
+        """The rules in force for list ``kind`` at ``now``, compiled into lookups."""
+        return self.book.for_list(kind, now)
+
+    @functools.cached_property
+    def live_categories(self) -> dict[str, str]:
+        """Categories the live catalogue set, by item."""
+        return {i: u["category"] for i, u in self.items.items() if u.get("category") is not None}
 
     def metadata(self, item_id: str, stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """Title, category and price of an item: the live update over the published metadata."""
@@ -169,6 +182,11 @@ class Rotation:
         return frozenset(i for i, c in shown.items() if c >= self.impressions and i not in clicked)
 
 
+Slot = tuple[int, str, str | None]
+"""One item of an arranged list: its position among the candidates (-1 for a pinned item that is not one), its id,
+and the reason that replaces the candidate's own (None: it keeps its own)."""
+
+
 def arrange(
     kind: str,
     entries: Sequence[dict[str, Any]],
@@ -180,77 +198,90 @@ def arrange(
     tired: frozenset[str] = frozenset(),
     rotation_factor: float = 0.25,
 ) -> list[dict[str, Any]]:
-    """The first ``n`` entries of a list answer after the merchandising controls.
+    """The first ``n`` entries of a list answer after the merchandising controls (:func:`choose`) in force for list
+    ``kind`` at ``now``.
 
-    ``entries`` are dicts with at least ``item_id``, ``score`` and ``reason``, best first. Unavailable and excluded
-    items leave; boosts, buries and rotation (``tired`` items, rank divided by ``rotation_factor``) re-rank; at most
-    ``diversity`` items per category are kept; pins take their positions last. Boosted items that moved up say
-    ``boosted``, pinned ones ``pinned``."""
-    rules = merch.active(kind, now)
-    gone = merch.unavailable | _excluded(rules, entries, category_of)
-    ranked = [e for e in entries if e["item_id"] not in gone]
-    ranked = _rerank(ranked, [r for r in rules if r.kind in ("boost", "bury")], category_of, tired, rotation_factor)
-    if diversity is not None:
-        ranked = _capped(ranked, diversity, category_of)
-    pins = sorted((r for r in rules if r.kind == "pin" and r.item_id not in gone), key=lambda r: r.position or 0)
-    return _pinned(ranked, pins, n, {e["item_id"]: e for e in entries})
+    ``entries`` are dicts with at least ``item_id``, ``score`` and ``reason``, best first; boosted items that moved
+    up say ``boosted``, pinned ones ``pinned``."""
+    rules = merch.rules_for(kind, now)
+    ids = [e["item_id"] for e in entries]
+    slots = choose(
+        rules, ids, n, lambda i: rules.effect(i, category_of(i)), diversity, category_of, tired, rotation_factor
+    )
+    return [entry_of(slot, entries.__getitem__) for slot in slots]
 
 
-def _excluded(rules: list[Rule], entries: Sequence[dict[str, Any]], category_of: Callable[[str], str | None]) -> set:
-    deny = [r for r in rules if r.kind == "exclude"]
-    if not deny:
-        return set()
-    return {e["item_id"] for e in entries if any(r.matches(e["item_id"], category_of(e["item_id"])) for r in deny)}
+def entry_of(slot: Slot, entry: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+    """A slot's list entry: the candidate's (``entry(position)``) with the slot's reason, or a pinned item's."""
+    k, item_id, reason = slot
+    found = entry(k) if k >= 0 else {"item_id": item_id, "score": 0.0}
+    return found if reason is None else {**found, "reason": reason}
 
 
-def _rerank(
-    ranked: list[dict[str, Any]],
-    rules: list[Rule],
-    category_of: Callable[[str], str | None],
-    tired: frozenset[str],
-    rotation_factor: float,
-) -> list[dict[str, Any]]:
-    if not rules and not tired:
-        return ranked
-    keyed = []
-    for rank, entry in enumerate(ranked):
-        factor = 1.0
-        category = category_of(entry["item_id"])
-        for rule in rules:
-            if rule.matches(entry["item_id"], category):
-                factor *= rule.rank_factor
-        if entry["item_id"] in tired:
-            factor *= rotation_factor
-        keyed.append(((rank + 1) / factor, rank, entry, factor))
-    keyed.sort(key=lambda k: (k[0], k[1]))
-    out = []
-    for place, (_, rank, entry, factor) in enumerate(keyed):
-        out.append({**entry, "reason": "boosted"} if factor > 1 and place < rank else entry)
-    return out
+def choose(
+    rules: ListRules,
+    ids: list[str],
+    n: int,
+    effect_of: Callable[[str], float | None],
+    diversity: int | None = None,
+    category_of: Callable[[str], str | None] | None = None,
+    tired: frozenset[str] = frozenset(),
+    rotation_factor: float = 0.25,
+) -> list[Slot]:
+    """The first ``n`` slots of a list answer whose candidates are ``ids`` (best first).
+
+    ``effect_of`` gives an item's :meth:`ListRules.effect` under ``rules``: unavailable and excluded items leave,
+    boosts and buries re-rank, and so does rotation (``tired`` items, rank divided by ``rotation_factor``); at most
+    ``diversity`` items per category (``category_of``) are kept; pins take their positions last (unless unavailable
+    or excluded). One lookup per candidate whatever the number of rules."""
+    effects = [effect_of(i) for i in ids]
+    kept = [k for k, effect in enumerate(effects) if effect is not None]
+    pins = [pin for pin in rules.pins if effect_of(pin[0]) is not None]
+    enough = len(kept) if diversity is not None else n + len(pins)  # the most slots the cut and the pins take
+    if rules.reranks or tired:
+        if tired:
+            effects = [e * rotation_factor if e is not None and i in tired else e for i, e in zip(ids, effects)]
+        slots = _reranked(ids, effects, kept, enough)  # type: ignore[arg-type]  # kept: positions not None
+    else:
+        slots = [(k, ids[k], None) for k in kept[:enough]]
+    if diversity is not None and category_of is not None:
+        slots = _capped(slots, diversity, category_of)
+    return _pinned(slots, pins, n, ids)
 
 
-def _capped(ranked: list[dict[str, Any]], cap: int, category_of: Callable[[str], str | None]) -> list[dict[str, Any]]:
+def _reranked(ids: list[str], factors: list[float], kept: list[int], enough: int) -> list[Slot]:
+    """The first ``enough`` of the ``kept`` positions by rank among them divided by their factor (ties in model
+    order), each saying ``boosted`` when it moved up by a factor above 1."""
+    keys = [rank / factors[k] for rank, k in enumerate(kept, 1)]
+    order = sorted(range(len(kept)), key=keys.__getitem__)[:enough]
+    return [
+        (kept[p], ids[kept[p]], "boosted" if place < p and factors[kept[p]] > 1 else None)
+        for place, p in enumerate(order)
+    ]
+
+
+def _capped(slots: list[Slot], cap: int, category_of: Callable[[str], str | None]) -> list[Slot]:
     """At most ``cap`` items per category, best first (items without a category are not capped)."""
     seen: Counter[str] = Counter()
     out = []
-    for entry in ranked:
-        category = category_of(entry["item_id"])
+    for slot in slots:
+        category = category_of(slot[1])
         if category is not None:
             if seen[category] >= cap:
                 continue
             seen[category] += 1
-        out.append(entry)
+        out.append(slot)
     return out
 
 
-def _pinned(
-    ranked: list[dict[str, Any]], pins: list[Rule], n: int, known: Mapping[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Pins inserted in ascending position order, so each lands at its own position (or at the end of a shorter
-    list)."""
-    pinned_ids = {r.item_id for r in pins}
-    out = [e for e in ranked if e["item_id"] not in pinned_ids][:n]
-    for rule in pins:
-        entry = known.get(rule.item_id or "") or {"item_id": rule.item_id, "score": 0.0}
-        out.insert(min((rule.position or 1) - 1, len(out)), {**entry, "reason": "pinned"})
+def _pinned(slots: list[Slot], pins: list[tuple[str, int]], n: int, ids: list[str]) -> list[Slot]:
+    """Pins ((item id, position), ascending position) inserted in order, so each lands at its own position (or at
+    the end of a shorter list); a pinned candidate keeps its entry."""
+    if not pins:
+        return slots[:n]
+    pinned_ids = {item for item, _ in pins}
+    out = [s for s in slots if s[1] not in pinned_ids][:n]
+    listed = pinned_ids.intersection(ids)
+    for item, position in pins:
+        out.insert(min(position - 1, len(out)), (ids.index(item) if item in listed else -1, item, "pinned"))
     return out[:n]
