@@ -35,7 +35,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+
+import controls
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -259,6 +262,37 @@ def bench_cluster(a: argparse.Namespace, tmp: Path, env: dict, shop: Path, start
         cluster.close()
 
 
+def compare_controls(
+    a: argparse.Namespace, tmp: Path, env: dict, start: Callable, app: tuple[int, int], items: Path, users: list[str]
+) -> dict:
+    """The rules and experiment comparisons of bench/controls.py: /recommend for known users on four servers."""
+    started: list[subprocess.Popen] = []
+
+    def measure(target: str, port: int, pid: int) -> dict:
+        url, requests = f"http://127.0.0.1:{port}", tmp / "recommend_known.txt"
+        wrk(url, requests, a.warmup, a.connections)  # warm-up: connections, metadata, compiled rules
+        return wrk(url, requests, a.compare_duration, a.connections, server_pid=pid)
+
+    def start_server(factory: str, server_env: dict) -> tuple[int, int]:
+        port = free_port()
+        if factory:
+            cmd = [sys.executable, str(BENCH / factory.split(":")[0]) + ".py", "--port", str(port)]
+            cmd += ["--workers", str(a.workers)]
+        else:
+            cmd = serve_cmd(port, a.workers)
+        started.append(start(cmd, f"app-{port}", server_env))
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        time.sleep(2)  # every worker up
+        return port, started[-1].pid
+
+    print(f"[serving] comparisons: {controls.RULES} rules, control share {controls.CONTROL_SHARE}", flush=True)
+    try:
+        return controls.compare(measure, start_server, app, env, items, users[len(users) // 2], a.rounds)
+    finally:
+        for p in started:
+            stop_group(p)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="reco serve vs bare FastAPI vs redis-benchmark, on loopback")
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "serving.json")
@@ -276,6 +310,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=2_000)
     ap.add_argument("--small-connections", type=int, default=4, help="connections of the second saturated run")
     ap.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True, help="also on a Redis Cluster")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the rules and experiment comparisons")
+    ap.add_argument("--compare-duration", type=int, default=10, help="seconds of each comparison run")
     a = ap.parse_args()
     for tool in ("wrk", "redis-benchmark"):
         if not shutil.which(tool):
@@ -326,6 +362,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECO_")}
         env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
         env["RECO_DATA_DIR"] = str(tmp / "var")
+        env["RECO_API_KEY"] = controls.API_KEY  # the rules of the comparisons are put through the API
 
         print(f"[serving] demo shop {a.users:,} users / {a.items:,} items; reco train", flush=True)
         shop = tmp / "shop"
@@ -419,6 +456,7 @@ def main() -> None:
         runner.run("recommend_known_noanswers", "recommend_known", kport, noanswers.pid, passes=2)
         runner.run("next_purchase_noanswers", "next_purchase", kport, noanswers.pid, passes=2)
         stop_group(noanswers)
+        comparisons = compare_controls(a, tmp, env, start, (aport, app.pid), shop / "items.csv", users)
         cluster_info = None
         if a.cluster:
             stop_group(app)  # the cluster's six servers need the cores the single-node API had
@@ -485,6 +523,7 @@ def main() -> None:
                 "cluster": cluster_info,
             },
             "scenarios": scenarios,
+            "comparisons": comparisons,
             "redis_get": redis_get,
             "redis_evalsha_fetch": redis_eval,
         }

@@ -1,0 +1,55 @@
+"""The API without the experiment's work on `/recommend`: no variant drawn, no recommendation id made, neither in
+the answer; everything else is the current code.
+
+This is what `/recommend` did before recommendation ids and the control group existed, so bench/controls.py can
+measure what the experiment costs like for like (serving the older commit instead would also measure unrelated
+changes made since, such as how routes are mounted). Only the benchmark serves it, through the same function as
+``reco serve``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from api import app as api_app
+from api.published import json_response
+from api.routes import storefront
+from recommender.config import Settings
+from recommender.serving.experiment import TREATMENT
+
+
+def _untagged(settings: Settings, kind: str, version: str, user_id: str | None) -> tuple[str, str]:
+    return TREATMENT, ""
+
+
+def _untagged_response(content: dict[str, Any]) -> Response:
+    content.pop("rec_id", None)
+    content.pop("variant", None)
+    return json_response(content)
+
+
+def create_app() -> FastAPI:
+    storefront.tagged = _untagged  # type: ignore[assignment]  # the handler looks both up at each request
+    storefront.json_response = _untagged_response  # type: ignore[assignment]
+    return api_app.create_app()
+
+
+if __name__ == "__main__":
+    import argparse
+    import os
+    import sys
+
+    from api.server import serve
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8002)
+    ap.add_argument("--workers", type=int, default=1)
+    a = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    os.environ["PYTHONPATH"] = here + os.pathsep + os.environ.get("PYTHONPATH", "")  # the workers import it too
+    serve(a.host, a.port, a.workers, app="app_without_experiment:create_app")
