@@ -1,20 +1,24 @@
 """What merchandising rules and the experiment cost `/recommend`, measured in one run of bench/serving.py.
 
-Four targets answer the same requests (every known user in turn, ``n=10``), saturated (wrk, --connections):
+Each comparison loads its servers at the same time, with the same requests (every known user in turn, ``n=10``)
+and one wrk per server (saturated, --connections each): on a machine shared with other work, load that comes and
+goes then falls on both sides alike, and each server gets the same share of the cores, so the ratio of their
+throughputs is the inverse ratio of what a request costs each. The servers:
 
 - ``recommend_no_rules``: ``reco serve`` as configured by default (no rule; every answer has ``rec_id`` and
   ``variant``, no control group: ``RECO_CONTROL_SHARE`` 0);
-- ``recommend_rules``: the same server with ``RULES`` active rules (a mix of boosts, buries, excludes and pins over
-  the bench shop's items and categories, put through ``PUT /rules`` before the run and deleted after it);
+- ``recommend_rules``: the same on a second key prefix (the same shop trained again), where ``RULES`` active rules
+  are put through ``PUT /rules`` (a mix of boosts, buries, excludes and pins over the shop's items and categories);
+  before they are put, the two run once side by side as a calibration (the same code on both sides: about 1.0);
 - ``recommend_control_share``: ``reco serve`` with ``RECO_CONTROL_SHARE=0.1`` (one visitor in ten gets
   bestsellers);
 - ``recommend_without_experiment``: the same code with the experiment's work per request taken out
   (bench/app_without_experiment.py: no variant drawn, no ``rec_id`` made, neither in the answer), which is what
   ``/recommend`` did before recommendation ids existed.
 
-The targets take turns round by round (the order rotating), so load from other work on the machine falls on each
-alike; each ratio is the median of the per-round ratios. The goals: with the rules, at least 90% of the throughput
-without them; with the control group, less than 10% below the service without the experiment.
+Rounds alternate the two comparisons; each ratio is the median over rounds (of throughput, and of server CPU time
+per request). The goals: with the rules, at least 90% of the throughput without them; with the control group,
+less than 10% below the service without the experiment.
 """
 
 from __future__ import annotations
@@ -33,7 +37,14 @@ from typing import Any
 RULES = 100
 CONTROL_SHARE = 0.1
 API_KEY = "bench-write-key"
-TARGETS = ("recommend_no_rules", "recommend_rules", "recommend_control_share", "recommend_without_experiment")
+RULES_PREFIX = "reco-rules"
+TARGETS = (
+    "recommend_no_rules",
+    "recommend_rules",
+    "recommend_without_experiment",
+    "recommend_default",
+    "recommend_control_share",
+)
 
 
 def rule_set(items: list[tuple[str, str]], count: int = RULES, seed: int = 7) -> dict[str, dict[str, Any]]:
@@ -107,50 +118,47 @@ def put_rules(base: str, rules: dict[str, dict[str, Any]], user: str) -> None:
         raise SystemExit("not every rule was stored")
 
 
-def delete_rules(base: str, rules: dict[str, dict[str, Any]]) -> None:
-    for name in rules:
-        _call("DELETE", f"{base}/rules/{name}")
-
-
 def compare(
-    measure: Callable[[str, int, int], dict],
+    measure: Callable[[list[tuple[int, int]]], list[dict]],
     start: Callable[[str, dict], tuple[int, int]],
+    train: Callable[[dict], None],
     app: tuple[int, int],
     env: dict[str, str],
     items_csv: Path,
     user: str,
     rounds: int,
 ) -> dict[str, Any]:
-    """Run the four targets ``rounds`` times, interleaved; ``measure(target, port, pid)`` loads one server with the
-    known-user requests, ``start(app_factory_or_None, extra_env)`` starts a server and returns (port, pid), ``app``
-    is the (port, pid) of the default server (started with ``API_KEY`` as its write key)."""
-    servers = {
-        "recommend_no_rules": app,
-        "recommend_rules": app,
-        "recommend_control_share": start("", {**env, "RECO_CONTROL_SHARE": str(CONTROL_SHARE)}),
-        "recommend_without_experiment": start("app_without_experiment:create_app", env),
-    }
+    """Run both comparisons ``rounds`` times. ``measure(servers)`` loads the (port, pid) servers at once and returns
+    one wrk result each; ``start(app_factory, env)`` starts a server (``reco serve`` for an empty factory) and
+    returns (port, pid); ``train(env)`` publishes the shop with ``env``; ``app`` is the default server, started with
+    ``env`` (write key ``API_KEY``)."""
+    train({**env, "RECO_KEY_PREFIX": RULES_PREFIX})
+    ruled = start("", {**env, "RECO_KEY_PREFIX": RULES_PREFIX})
+    without = start("app_without_experiment:create_app", env)
+    control = start("", {**env, "RECO_CONTROL_SHARE": str(CONTROL_SHARE)})
+    print("[serving] calibration: the same server twice, no rules", flush=True)
+    calibration = measure([app, ruled])
     rules = rule_set(shop_items(items_csv))
-    base = f"http://127.0.0.1:{app[0]}"
+    put_rules(f"http://127.0.0.1:{ruled[0]}", rules, user)
     runs: dict[str, list[dict]] = {t: [] for t in TARGETS}
     for k in range(rounds):
-        for target in TARGETS[k % len(TARGETS) :] + TARGETS[: k % len(TARGETS)]:
-            port, pid = servers[target]
-            if target == "recommend_rules":
-                put_rules(base, rules, user)
-            print(f"[serving] round {k + 1}/{rounds}: {target}", flush=True)
-            runs[target].append(measure(target, port, pid))
-            if target == "recommend_rules":
-                delete_rules(base, rules)
+        print(f"[serving] round {k + 1}/{rounds}: no rules | {len(rules)} rules", flush=True)
+        for target, found in zip(("recommend_no_rules", "recommend_rules"), measure([app, ruled])):
+            runs[target].append(found)
+        print(f"[serving] round {k + 1}/{rounds}: without experiment | default | control share", flush=True)
+        targets = ("recommend_without_experiment", "recommend_default", "recommend_control_share")
+        for target, found in zip(targets, measure([without, app, control])):
+            runs[target].append(found)
     return {
         "rounds": rounds,
         "rules": {"count": len(rules), "kinds": _kinds(rules), "examples": dict(list(rules.items())[::17])},
         "control_share": CONTROL_SHARE,
+        "calibration": {"runs": calibration, "ratio": round(calibration[1]["rps"] / calibration[0]["rps"], 3)},
         "runs": runs,
         "ratios": {
             "rules": _median_ratio(runs["recommend_rules"], runs["recommend_no_rules"]),
             "control_share": _median_ratio(runs["recommend_control_share"], runs["recommend_without_experiment"]),
-            "rec_id_only": _median_ratio(runs["recommend_no_rules"], runs["recommend_without_experiment"]),
+            "rec_id_only": _median_ratio(runs["recommend_default"], runs["recommend_without_experiment"]),
         },
     }
 

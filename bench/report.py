@@ -18,6 +18,8 @@ DOC = ROOT / "docs" / "PERFORMANCE.md"
 P99_GOAL_MS = 5.0
 THROUGHPUT_GOAL = 0.70
 JOB_RATIO_GOAL = 3.0
+RULES_GOAL = 0.90  # /recommend with 100 active rules keeps this share of its throughput without rules
+EXPERIMENT_GOAL = 0.90  # with a control group, /recommend keeps this share of its throughput without the experiment
 MEMORY_GOAL_GB = 4.0  # job and Redis together at 10M events
 REDIS_BYTES_GOAL = 2048  # Redis memory per customer with every list
 
@@ -163,6 +165,58 @@ def serving_tables(s: dict) -> str:
         out.extend(_serving_mode_table(s, mode))
         out.append("")
     out.extend(_serving_goals(s))
+    return "\n".join(out)
+
+
+def controls_table(s: dict) -> str:
+    """The side-by-side comparisons of bench/controls.py: rules, and the experiment."""
+    c, st = s["comparisons"], s["setup"]
+    runs, ratios = c["runs"], c["ratios"]
+    kinds = ", ".join(f"{v} {k}" for k, v in c["rules"]["kinds"].items())
+
+    def median_rps(target: str) -> str:
+        values = sorted(r["rps"] for r in runs[target])
+        return f"{values[len(values) // 2]:,.0f}"
+
+    def row(label: str, target: str, baseline: str, ratio: dict, goal: float | None) -> str:
+        per_round = " ".join(f"{x:.0%}" for x in ratio["throughput_per_round"])
+        cpu = f"{ratio['cpu_per_request']:.0%}" if ratio.get("cpu_per_request") else "-"
+        verdict = f"{goal:.0%} | {_ok(ratio['throughput'] >= goal)}" if goal else "- | -"
+        return (
+            f"| {label} | {median_rps(target)} | {median_rps(baseline)} | **{ratio['throughput']:.0%}** ({per_round}) "
+            f"| {cpu} | {verdict} |"
+        )
+
+    cal = c["calibration"]
+    out = [
+        f"Servers loaded at the same time, one wrk each (1 thread, {st['connections']} connections), "
+        f"{c['rounds']} rounds; ratios are medians over the rounds (each round's in brackets). Rules: {kinds}.\n",
+        "| comparison | req/s | baseline req/s | throughput vs baseline | CPU per request vs baseline | goal | |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        f"| calibration: the same server twice, no rules | {cal['runs'][1]['rps']:,.0f} | {cal['runs'][0]['rps']:,.0f} "
+        f"| {cal['ratio']:.0%} | - | - | - |",
+        row(
+            f"`/recommend` with {c['rules']['count']} active rules vs no rule",
+            "recommend_rules",
+            "recommend_no_rules",
+            ratios["rules"],
+            RULES_GOAL,
+        ),
+        row(
+            f"`/recommend` with a control group (`RECO_CONTROL_SHARE={c['control_share']}`) vs without the experiment",
+            "recommend_control_share",
+            "recommend_without_experiment",
+            ratios["control_share"],
+            EXPERIMENT_GOAL,
+        ),
+        row(
+            "`/recommend` by default (`rec_id` and `variant`, no control group) vs without the experiment",
+            "recommend_default",
+            "recommend_without_experiment",
+            ratios["rec_id_only"],
+            None,
+        ),
+    ]
     return "\n".join(out)
 
 
@@ -335,6 +389,8 @@ def main() -> None:
         parts["ingest"] = ingest_table(ingest)
     if serving:
         parts["serving"] = serving_tables(serving)
+        if "comparisons" in serving:
+            parts["controls"] = controls_table(serving)
     if job:
         parts["job"] = job_tables(job)
         parts["growth"] = growth_table(job)

@@ -13,8 +13,11 @@ What it does (all on 127.0.0.1, every load bounded by wrk -d / redis-benchmark -
    scenarios: bare constant, the bare constant behind one no-op `def` dependency, /healthz of the app (no Redis),
    /recommend for known users (rotating over every user),
    /recommend for cold ids (never seen: bestseller fallback), POST /next-purchase/batch (100 customers, n=10);
-5. redis-benchmark GET with values of the median personal-list size, and EVALSHA of the API's own fetch script;
-6. writes JSON (default bench/results/serving.json).
+5. the comparisons of bench/controls.py: /recommend with 100 active rules against no rule, and with a control group
+   against the same code without the experiment, the servers of each comparison loaded side by side (--rounds,
+   --compare-duration);
+6. redis-benchmark GET with values of the median personal-list size, and EVALSHA of the API's own fetch script;
+7. writes JSON (default bench/results/serving.json).
 
 Usage: python bench/serving.py [--workers 2] [--duration 15] [--connections 16] [--users 20000] [--items 2000]
 """
@@ -22,6 +25,7 @@ Usage: python bench/serving.py [--workers 2] [--duration 15] [--connections 16] 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -263,15 +267,22 @@ def bench_cluster(a: argparse.Namespace, tmp: Path, env: dict, shop: Path, start
 
 
 def compare_controls(
-    a: argparse.Namespace, tmp: Path, env: dict, start: Callable, app: tuple[int, int], items: Path, users: list[str]
+    a: argparse.Namespace, tmp: Path, env: dict, start: Callable, app: tuple[int, int], shop: Path, users: list[str]
 ) -> dict:
-    """The rules and experiment comparisons of bench/controls.py: /recommend for known users on four servers."""
+    """The rules and experiment comparisons of bench/controls.py: /recommend for known users, servers side by side."""
     started: list[subprocess.Popen] = []
+    requests = tmp / "recommend_known.txt"
 
-    def measure(target: str, port: int, pid: int) -> dict:
-        url, requests = f"http://127.0.0.1:{port}", tmp / "recommend_known.txt"
-        wrk(url, requests, a.warmup, a.connections)  # warm-up: connections, metadata, compiled rules
-        return wrk(url, requests, a.compare_duration, a.connections, server_pid=pid)
+    def measure(servers: list[tuple[int, int]]) -> list[dict]:
+        with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:  # one wrk per server, all at once
+            for port, _ in servers:  # warm-up: connections, metadata, rule effects
+                pool.submit(wrk, f"http://127.0.0.1:{port}", requests, a.warmup, a.connections)
+        with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:
+            runs = [
+                pool.submit(wrk, f"http://127.0.0.1:{port}", requests, a.compare_duration, a.connections, 0.0, pid)
+                for port, pid in servers
+            ]
+            return [r.result() for r in runs]
 
     def start_server(factory: str, server_env: dict) -> tuple[int, int]:
         port = free_port()
@@ -285,9 +296,14 @@ def compare_controls(
         time.sleep(2)  # every worker up
         return port, started[-1].pid
 
+    def train(train_env: dict) -> None:
+        cmd = [*reco_cmd(), "train", "--events", str(shop / "events.csv"), "--items", str(shop / "items.csv")]
+        subprocess.run([*cmd, "--no-progress"], env=train_env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
     print(f"[serving] comparisons: {controls.RULES} rules, control share {controls.CONTROL_SHARE}", flush=True)
     try:
-        return controls.compare(measure, start_server, app, env, items, users[len(users) // 2], a.rounds)
+        user = users[len(users) // 2]
+        return controls.compare(measure, start_server, train, app, env, shop / "items.csv", user, a.rounds)
     finally:
         for p in started:
             stop_group(p)
@@ -310,8 +326,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=2_000)
     ap.add_argument("--small-connections", type=int, default=4, help="connections of the second saturated run")
     ap.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True, help="also on a Redis Cluster")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of the rules and experiment comparisons")
-    ap.add_argument("--compare-duration", type=int, default=10, help="seconds of each comparison run")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the rules and experiment comparisons")
+    ap.add_argument("--compare-duration", type=int, default=8, help="seconds of each comparison run")
     a = ap.parse_args()
     for tool in ("wrk", "redis-benchmark"):
         if not shutil.which(tool):
@@ -456,7 +472,7 @@ def main() -> None:
         runner.run("recommend_known_noanswers", "recommend_known", kport, noanswers.pid, passes=2)
         runner.run("next_purchase_noanswers", "next_purchase", kport, noanswers.pid, passes=2)
         stop_group(noanswers)
-        comparisons = compare_controls(a, tmp, env, start, (aport, app.pid), shop / "items.csv", users)
+        comparisons = compare_controls(a, tmp, env, start, (aport, app.pid), shop, users)
         cluster_info = None
         if a.cluster:
             stop_group(app)  # the cluster's six servers need the cores the single-node API had

@@ -196,3 +196,21 @@ def test_the_writing_worker_needs_no_announcement(api):
     assert best[1] not in {i["item_id"] for i in api.get("/bestsellers").json()["items"]}
     assert api.delete("/rules/deny", headers=KEY).status_code == 200
     assert best[1] in {i["item_id"] for i in api.get("/bestsellers").json()["items"]}
+
+
+def test_category_rules_follow_live_category_changes(api):
+    """Items' effects under the rules are kept per worker: a catalogue update that moves an item into an excluded
+    or boosted category counts from the next request, and so does a rule that stops applying."""
+    ranked = api.get("/bestsellers", params={"n": 30}).json()["items"]
+    first, low = ranked[0], ranked[-1]
+    other = next(i["category"] for i in ranked if i["category"] not in (first["category"], low["category"]))
+    assert api.put("/rules/no-cat", json={"kind": "exclude", "category": other}, headers=KEY).status_code == 200
+    shown = api.get("/bestsellers", params={"n": 30}).json()["items"]
+    assert shown[0]["item_id"] == first["item_id"] and all(i["category"] != other for i in shown)
+    api.post("/items", json=[{"item_id": first["item_id"], "category": other}], headers=KEY)
+    assert first["item_id"] not in [i["item_id"] for i in api.get("/bestsellers", params={"n": 30}).json()["items"]]
+    api.put("/rules/up", json={"kind": "boost", "category": low["category"], "factor": 100}, headers=KEY)
+    shown = api.get("/bestsellers", params={"n": 30}).json()["items"]
+    assert shown[0]["category"] == low["category"] and shown[0]["reason"] == "boosted"
+    api.delete("/rules/no-cat", headers=KEY)
+    assert first["item_id"] in [i["item_id"] for i in api.get("/bestsellers", params={"n": 30}).json()["items"]]
