@@ -10,11 +10,9 @@ generation on hearing the change announced (milliseconds), or within the pointer
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import math
 from collections.abc import Callable, Sequence
-from datetime import timedelta, timezone
+from datetime import timedelta
 from typing import Any, overload
 
 from redis.exceptions import RedisError
@@ -37,7 +35,6 @@ class MerchCache:
         self.rotation = rotation or Rotation()
         self.generation = 0
         self.state = Merchandising()
-        self._boundaries: list[float] = []  # starts and ends of the rules' time windows, epoch seconds, sorted
         self._lock = asyncio.Lock()
         self._categories: tuple[str, dict[str, str | None]] = ("", {})
         self._effects: dict[int, tuple[str, ListRules, dict[str, float | None]]] = {}
@@ -61,18 +58,11 @@ class MerchCache:
     async def reload(self) -> None:
         generation, rules, items = await merch.load(self.reader.client, self.reader.keys)
         self.state = Merchandising({name: Rule.model_validate(r) for name, r in rules.items()}, items)
-        self._boundaries = sorted(
-            when.replace(tzinfo=timezone.utc).timestamp()
-            for rule in self.state.rules.values()
-            for when in (rule.starts, rule.ends)
-            if when is not None
-        )
         self.generation = generation
 
     def valid_until(self, now: float) -> float:
         """When a rule's time window next starts or ends after ``now`` (epoch seconds; inf when none will)."""
-        k = bisect.bisect_right(self._boundaries, now)
-        return self._boundaries[k] if k < len(self._boundaries) else math.inf
+        return self.state.book.next_change(now)
 
     @property
     def idle(self) -> bool:

@@ -3,19 +3,20 @@ the answer; everything else is the current code.
 
 This is what `/recommend` did before recommendation ids and the control group existed, so bench/controls.py can
 measure what the experiment costs like for like (serving the older commit instead would also measure unrelated
-changes made since, such as how routes are mounted). Only the benchmark serves it, through the same function as
-``reco serve``.
+changes made since, such as how routes are mounted or the near cache). bench/controls.py checks that its answers
+carry neither field, so a rename in the app cannot turn this into the plain service unnoticed. Only the benchmark
+serves it, through the same function as ``reco serve``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
-from fastapi.responses import Response
 
+from api import answer_cache
 from api import app as api_app
-from api.published import json_response
 from api.routes import storefront
 from recommender.config import Settings
 from recommender.serving.experiment import TREATMENT
@@ -25,15 +26,14 @@ def _untagged(settings: Settings, kind: str, version: str, user_id: str | None) 
     return TREATMENT, ""
 
 
-def _untagged_response(content: dict[str, Any]) -> Response:
-    content.pop("rec_id", None)
-    content.pop("variant", None)
-    return json_response(content)
+def _plain(content: dict[str, Any], variant: str) -> tuple[bytes, bytes]:
+    """The answer's bytes with nothing around an (empty) recommendation id: no ``rec_id``, no ``variant``."""
+    return orjson.dumps(content), b""
 
 
 def create_app() -> FastAPI:
-    storefront.tagged = _untagged  # type: ignore[assignment]  # the handler looks both up at each request
-    storefront.json_response = _untagged_response  # type: ignore[assignment]
+    storefront.tagged = _untagged  # type: ignore[assignment]  # looked up at each request, like encode below
+    answer_cache.encode = _plain  # type: ignore[assignment]
     return api_app.create_app()
 
 

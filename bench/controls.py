@@ -1,12 +1,12 @@
 """What merchandising rules and the experiment cost `/recommend`, measured in one run of bench/serving.py.
 
-Each comparison loads its servers at the same time, with the same requests (every known user in turn, ``n=10``)
-and one wrk per server (saturated, --connections each): on a machine shared with other work, load that comes and
-goes then falls on both sides alike, and each server gets the same share of the cores, so the ratio of their
-throughputs is the inverse ratio of what a request costs each. The servers:
+Each comparison loads its two servers at the same time, with the same requests (every known user in turn,
+``n=10``) and one wrk per server (saturated, --connections each): on a machine shared with other work, load that
+comes and goes then falls on both sides alike, and each server gets the same share of the cores, so the ratio of
+their throughputs is the inverse ratio of what a request costs each. The servers:
 
-- ``recommend_no_rules``: ``reco serve`` as configured by default (no rule; every answer has ``rec_id`` and
-  ``variant``, no control group: ``RECO_CONTROL_SHARE`` 0);
+- ``recommend_no_rules`` (``recommend_default`` beside the experiment's baseline): ``reco serve`` as configured by
+  default (no rule; every answer has ``rec_id`` and ``variant``, no control group: ``RECO_CONTROL_SHARE`` 0);
 - ``recommend_rules``: the same on a second key prefix (the same shop trained again), where ``RULES`` active rules
   are put through ``PUT /rules`` (a mix of boosts, buries, excludes and pins over the shop's items and categories);
   before they are put, the two run once side by side as a calibration (the same code on both sides: about 1.0);
@@ -16,9 +16,10 @@ throughputs is the inverse ratio of what a request costs each. The servers:
   (bench/app_without_experiment.py: no variant drawn, no ``rec_id`` made, neither in the answer), which is what
   ``/recommend`` did before recommendation ids existed.
 
-Rounds alternate the two comparisons; each ratio is the median over rounds (of throughput, and of server CPU time
-per request). The goals: with the rules, at least 90% of the throughput without them; with the control group,
-less than 10% below the service without the experiment.
+No server keeps answers (``RECO_ANSWER_CACHE_MB=0``; see :func:`compare`). Each round runs the three pairs (the
+rules; the control group; ids and variants alone), which wrk starts first changing every round; each ratio is the
+median over rounds, of throughput and of server CPU time per request. The goals: with the rules, at least 90% of
+the throughput without them; with the control group, less than 10% below the service without the experiment.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ TARGETS = (
     "recommend_no_rules",
     "recommend_rules",
     "recommend_without_experiment",
-    "recommend_default",
     "recommend_control_share",
+    "recommend_without_experiment_2",
+    "recommend_default",
 )
 
 
@@ -122,7 +124,6 @@ def compare(
     measure: Callable[[list[tuple[int, int]]], list[dict]],
     start: Callable[[str, dict], tuple[int, int]],
     train: Callable[[dict], None],
-    app: tuple[int, int],
     env: dict[str, str],
     items_csv: Path,
     user: str,
@@ -130,27 +131,36 @@ def compare(
 ) -> dict[str, Any]:
     """Run both comparisons ``rounds`` times. ``measure(servers)`` loads the (port, pid) servers at once and returns
     one wrk result each; ``start(app_factory, env)`` starts a server (``reco serve`` for an empty factory) and
-    returns (port, pid); ``train(env)`` publishes the shop with ``env``; ``app`` is the default server, started with
-    ``env`` (write key ``API_KEY``)."""
+    returns (port, pid); ``train(env)`` publishes the shop with ``env``; ``env`` has ``API_KEY`` as write key.
+
+    Every server keeps no answers (``RECO_ANSWER_CACHE_MB=0``): a kept answer is sent again without running the
+    rules or drawing a variant, so with it the comparisons would measure the answer cache."""
+    env = {**env, "RECO_ANSWER_CACHE_MB": "0"}
     train({**env, "RECO_KEY_PREFIX": RULES_PREFIX})
+    plain = start("", env)
     ruled = start("", {**env, "RECO_KEY_PREFIX": RULES_PREFIX})
     without = start("app_without_experiment:create_app", env)
     control = start("", {**env, "RECO_CONTROL_SHARE": str(CONTROL_SHARE)})
+    _check_tags(plain, without, control, user)
     print("[serving] calibration: the same server twice, no rules", flush=True)
-    calibration = measure([app, ruled])
+    calibration = measure([plain, ruled])
     rules = rule_set(shop_items(items_csv))
     put_rules(f"http://127.0.0.1:{ruled[0]}", rules, user)
+    pairs = (
+        (("recommend_no_rules", plain), ("recommend_rules", ruled)),
+        (("recommend_without_experiment", without), ("recommend_control_share", control)),
+        (("recommend_without_experiment_2", without), ("recommend_default", plain)),
+    )
     runs: dict[str, list[dict]] = {t: [] for t in TARGETS}
     for k in range(rounds):
-        print(f"[serving] round {k + 1}/{rounds}: no rules | {len(rules)} rules", flush=True)
-        for target, found in zip(("recommend_no_rules", "recommend_rules"), measure([app, ruled])):
-            runs[target].append(found)
-        print(f"[serving] round {k + 1}/{rounds}: without experiment | default | control share", flush=True)
-        targets = ("recommend_without_experiment", "recommend_default", "recommend_control_share")
-        for target, found in zip(targets, measure([without, app, control])):
-            runs[target].append(found)
+        for pair in pairs:
+            pair = pair if k % 2 == 0 else pair[::-1]  # which wrk starts first changes every round
+            print(f"[serving] round {k + 1}/{rounds}: {pair[0][0]} | {pair[1][0]}", flush=True)
+            for (target, _), found in zip(pair, measure([server for _, server in pair])):
+                runs[target].append(found)
     return {
         "rounds": rounds,
+        "answer_cache_mb": 0,
         "rules": {"count": len(rules), "kinds": _kinds(rules), "examples": dict(list(rules.items())[::17])},
         "control_share": CONTROL_SHARE,
         "calibration": {"runs": calibration, "ratio": round(calibration[1]["rps"] / calibration[0]["rps"], 3)},
@@ -158,9 +168,17 @@ def compare(
         "ratios": {
             "rules": _median_ratio(runs["recommend_rules"], runs["recommend_no_rules"]),
             "control_share": _median_ratio(runs["recommend_control_share"], runs["recommend_without_experiment"]),
-            "rec_id_only": _median_ratio(runs["recommend_default"], runs["recommend_without_experiment"]),
+            "rec_id_only": _median_ratio(runs["recommend_default"], runs["recommend_without_experiment_2"]),
         },
     }
+
+
+def _check_tags(plain: tuple[int, int], without: tuple[int, int], control: tuple[int, int], user: str) -> None:
+    """The servers answer as their names say: ids and variants by default, none without the experiment."""
+    for (port, _), tagged in ((plain, True), (without, False), (control, True)):
+        answer = _call("GET", f"http://127.0.0.1:{port}/recommend?user_id={user}&n=10")
+        if ("rec_id" in answer and "variant" in answer) != tagged or not answer["items"]:
+            raise SystemExit(f"the server on port {port} does not answer as expected: {sorted(answer)}")
 
 
 def _kinds(rules: dict[str, dict[str, Any]]) -> dict[str, int]:

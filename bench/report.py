@@ -189,8 +189,9 @@ def controls_table(s: dict) -> str:
 
     cal = c["calibration"]
     out = [
-        f"Servers loaded at the same time, one wrk each (1 thread, {st['connections']} connections), "
-        f"{c['rounds']} rounds; ratios are medians over the rounds (each round's in brackets). Rules: {kinds}.\n",
+        f"The two servers of each comparison loaded at the same time, one wrk each (1 thread, {st['connections']} "
+        f"connections), {c['rounds']} rounds, answer cache off on every server; ratios are medians over the rounds "
+        f"(each round's in brackets). Rules: {kinds}.\n",
         "| comparison | req/s | baseline req/s | throughput vs baseline | CPU per request vs baseline | goal | |",
         "|---|---:|---:|---:|---:|---:|---|",
         f"| calibration: the same server twice, no rules | {cal['runs'][1]['rps']:,.0f} | {cal['runs'][0]['rps']:,.0f} "
@@ -212,7 +213,7 @@ def controls_table(s: dict) -> str:
         row(
             "`/recommend` by default (`rec_id` and `variant`, no control group) vs without the experiment",
             "recommend_default",
-            "recommend_without_experiment",
+            "recommend_without_experiment_2",
             ratios["rec_id_only"],
             None,
         ),

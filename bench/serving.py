@@ -267,7 +267,7 @@ def bench_cluster(a: argparse.Namespace, tmp: Path, env: dict, shop: Path, start
 
 
 def compare_controls(
-    a: argparse.Namespace, tmp: Path, env: dict, start: Callable, app: tuple[int, int], shop: Path, users: list[str]
+    a: argparse.Namespace, tmp: Path, env: dict, start: Callable, shop: Path, users: list[str]
 ) -> dict:
     """The rules and experiment comparisons of bench/controls.py: /recommend for known users, servers side by side."""
     started: list[subprocess.Popen] = []
@@ -303,7 +303,7 @@ def compare_controls(
     print(f"[serving] comparisons: {controls.RULES} rules, control share {controls.CONTROL_SHARE}", flush=True)
     try:
         user = users[len(users) // 2]
-        return controls.compare(measure, start_server, train, app, env, shop / "items.csv", user, a.rounds)
+        return controls.compare(measure, start_server, train, env, shop / "items.csv", user, a.rounds)
     finally:
         for p in started:
             stop_group(p)
@@ -472,7 +472,7 @@ def main() -> None:
         runner.run("recommend_known_noanswers", "recommend_known", kport, noanswers.pid, passes=2)
         runner.run("next_purchase_noanswers", "next_purchase", kport, noanswers.pid, passes=2)
         stop_group(noanswers)
-        comparisons = compare_controls(a, tmp, env, start, (aport, app.pid), shop, users)
+        comparisons = compare_controls(a, tmp, env, start, shop, users)
         cluster_info = None
         if a.cluster:
             stop_group(app)  # the cluster's six servers need the cores the single-node API had

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the rule model imports nothing from here; only its attributes are read
@@ -108,6 +109,7 @@ class RuleBook:
         self.rules = tuple(rules)
         self.unavailable = frozenset(unavailable)
         self._boundaries = sorted({t for r in self.rules for t in (r.starts, r.ends) if t is not None})
+        self._epochs = [t.replace(tzinfo=timezone.utc).timestamp() for t in self._boundaries]
         self._span: tuple[datetime | None, datetime | None] | None = None
         self._compiled: dict[str, ListRules] = {}
 
@@ -122,6 +124,11 @@ class RuleBook:
                 (r for r in self.rules if r.applies(kind, now)), self.unavailable
             )
         return found
+
+    def next_change(self, now: float) -> float:
+        """When a rule's time window next starts or ends after ``now`` (epoch seconds; inf when none will)."""
+        k = bisect.bisect_right(self._epochs, now)
+        return self._epochs[k] if k < len(self._epochs) else math.inf
 
     def _in_span(self, now: datetime) -> bool:
         if self._span is None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -133,6 +134,9 @@ def test_the_compiled_rules_change_when_a_window_starts_or_ends():
     assert book.for_list("recommend", NOW + timedelta(hours=2)).pins == ()
     assert book.for_list("bestsellers", NOW - timedelta(seconds=1)).pins == ()
     assert book.for_list("recommend", NOW - timedelta(days=1)).pins == (("p", 2),)  # the clock may go back
+    epoch = NOW.replace(tzinfo=timezone.utc).timestamp()
+    assert book.next_change(epoch - 1) == epoch and book.next_change(epoch) == epoch + 3600
+    assert book.next_change(epoch + 7200) == math.inf
 
 
 def test_a_pinned_item_that_a_rule_excludes_is_not_shown_even_when_not_ranked():
