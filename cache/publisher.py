@@ -21,6 +21,8 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
@@ -151,6 +153,8 @@ class Publisher:
         self._base = keys.version_prefix(self.version)
         self._pipe = client.pipeline(transaction=False)
         self._pending = 0
+        self._sender: ThreadPoolExecutor | None = None
+        self._in_flight: Future | None = None
         self.written = 0
         client.sadd(keys.versions, self.version)
 
@@ -180,22 +184,48 @@ class Publisher:
         return n
 
     def put_items(self, metadata: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Item metadata as one hash field per item."""
+        """Item metadata as one hash field per item (HSET commands of up to ``batch_size`` fields)."""
         key = self._base + Keys.ITEMS
-        for item_id, meta in metadata:
-            self._pipe.hset(key, item_id, dumps(meta))
-            self._count()
+        it = iter(metadata)
+        while chunk := list(islice(it, self.batch_size)):
+            self._pipe.hset(key, mapping={item_id: dumps(meta) for item_id, meta in chunk})
+            self._count(len(chunk))
 
     def _count(self, keys: int = 1) -> None:
         self._pending += keys
         self.written += keys
         if self._pending >= self.batch_size:
-            self.flush()
+            self._send()
+
+    def _send(self) -> None:
+        """Hand the queued commands to a sender thread and queue the next ones in a new pipeline: Redis stores one
+        batch (and syncs its append-only file) while the job computes the next. At most one batch is in flight, so
+        memory stays bounded; an error in it is raised by the next send or flush."""
+        if not self._pending:
+            return
+        pipe, self._pipe, self._pending = self._pipe, self.client.pipeline(transaction=False), 0
+        self._wait()
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(1, thread_name_prefix="publish")
+        self._in_flight = self._sender.submit(pipe.execute)
+
+    def _wait(self) -> None:
+        if self._in_flight is not None:
+            sent, self._in_flight = self._in_flight, None
+            sent.result()
+
+    def _stop_sender(self) -> None:
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
 
     def flush(self) -> None:
-        if self._pending:
-            self._pipe.execute()
-            self._pending = 0
+        """Write everything queued so far and wait until Redis has it."""
+        try:
+            self._send()
+            self._wait()
+        finally:
+            self._stop_sender()
 
     def commit(self, manifest: dict[str, Any], expected: Mapping[str, int] | None = None) -> str | None:
         """Write the manifest, check that every key ``expected`` counts is stored (kind -> keys, ``items`` -> hash
@@ -239,6 +269,11 @@ class Publisher:
     def abort(self) -> None:
         """Forget this version (its keys are removed)."""
         self._pipe.reset()
+        try:
+            with suppress(Exception):  # the batch in flight failed too: its keys, if any, are removed below
+                self._wait()
+        finally:
+            self._stop_sender()
         delete_version(self.client, self.keys, self.version)
 
 

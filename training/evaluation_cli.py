@@ -106,6 +106,17 @@ JsonOut = Annotated[
     ),
 ]
 HtmlOut = Annotated[Path | None, typer.Option("--html", help="Write the self-contained HTML report with plots here.")]
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Who fits ALS: implicit (the default engine) or spark (Spark MLlib ALS, as reco train --engine spark "
+        "fits it; needs pip install '.[spark]'). Split, lists and metrics are the same.",
+    ),
+]
+SparkMaster = Annotated[
+    str, typer.Option(envvar="RECO_SPARK_MASTER", help="Spark master URL for --engine spark (local[*], spark://...).")
+]
 NextBasket = Annotated[
     bool, typer.Option(help="Also score the next-purchase list on each customer's first order after the cut-off.")
 ]
@@ -128,12 +139,14 @@ def evaluate(
     publish: Publish = False,
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
+    engine: Engine = "implicit",
+    spark_master: SparkMaster = "local[*]",
 ) -> None:
     """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users,
     and the next-purchase list on the next real order (next-basket protocol)."""
     if html_out:
         require_charts("reco evaluate --html")
-    from recommender.evaluation.protocol import MODELS, TARGETS, evaluate_events
+    from recommender.evaluation.protocol import MODELS, TARGETS
 
     targets = tuple(target or TARGETS)
     models = tuple(model or MODELS)
@@ -144,31 +157,24 @@ def evaluate(
         if m not in MODELS:
             fail(f"--model must be one of {', '.join(MODELS)}, not '{m}'.")
     ks = tuple(sorted(set(k or (10, 20))))
-    data = _load(events, items, fmt, max_bad_share)
     params = _params(settings)
+    fitter = AlsEngine(engine, spark_master, params)  # before loading: Spark's JVM starts by fork, best done early
     try:
-        result = evaluate_events(
-            data.events,
-            data.items,
-            params,
-            test_days=test_days,
-            ks=ks,
-            targets=targets,
-            models=models,
-            progress=progress,
-        )
-    except ValueError as exc:
-        fail(str(exc))
-    result.meta["source"] = {
-        "events": events.name,
-        "items": items.name if items else None,
-        "format": fmt,
-        "settings": settings.name if settings else None,
-    }
-    doc = result.as_dict()
-    _print_figures(result, ks, test_days)
-    if next_basket and "purchase" in result.figures:
-        _next_basket(doc, data, params, ks, test_days)
+        data = _load(events, items, fmt, max_bad_share)
+        result = _evaluate(data, params, fitter, test_days, ks, targets, models, progress)
+        result.meta["source"] = {
+            "events": events.name,
+            "items": items.name if items else None,
+            "format": fmt,
+            "settings": settings.name if settings else None,
+        }
+        result.meta["engine"] = engine
+        doc = result.as_dict()
+        _print_figures(result, ks, test_days)
+        if next_basket and "purchase" in result.figures:
+            _next_basket(doc, data, params, ks, test_days, fitter.fit_model)
+    finally:
+        fitter.close()
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
@@ -181,6 +187,57 @@ def evaluate(
     if publish:
         version = _publish_evaluation(doc, redis_url, data_dir)
         out.print(f"recorded the figures for the dashboard (serving version {version or '-'})", highlight=False)
+
+
+class AlsEngine:
+    """The ALS fit of an evaluation: implicit's (``fit_model`` None, the protocol's own) or Spark MLlib's with the
+    settings ``reco train --engine spark`` uses (one Spark session for the run; :meth:`close` stops it)."""
+
+    def __init__(self, engine: str, master: str, params: Any) -> None:
+        if engine not in ("implicit", "spark"):
+            fail(f"--engine must be implicit or spark, not '{engine}'.")
+        self.spark: Any = None
+        self.fit_model: Any = None
+        if engine == "spark":
+            from training.spark_engine import SparkEngine, missing_pyspark_message
+
+            if problem := missing_pyspark_message():
+                fail(f"{problem}.")
+            self.spark = SparkEngine(master)
+            self.fit_model = lambda inter: self.spark.fit_matrix(inter, params.als)
+
+    def close(self) -> None:
+        if self.spark is not None:
+            self.spark.close()
+            self.spark = None
+
+
+def _evaluate(
+    data: Any,
+    params: Any,
+    fitter: AlsEngine,
+    test_days: int,
+    ks: tuple[int, ...],
+    targets: tuple[str, ...],
+    models: tuple[str, ...],
+    progress: bool,
+) -> Any:
+    from recommender.evaluation.protocol import evaluate_events
+
+    try:
+        return evaluate_events(
+            data.events,
+            data.items,
+            params,
+            test_days=test_days,
+            ks=ks,
+            targets=targets,
+            models=models,
+            fit_model=fitter.fit_model,
+            progress=progress,
+        )
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _print_figures(result: Any, ks: tuple[int, ...], test_days: int) -> None:
@@ -209,7 +266,9 @@ def _print_figures(result: Any, ks: tuple[int, ...], test_days: int) -> None:
     )
 
 
-def _next_basket(doc: dict[str, Any], data: Any, params: Any, ks: tuple[int, ...], test_days: int) -> None:
+def _next_basket(
+    doc: dict[str, Any], data: Any, params: Any, ks: tuple[int, ...], test_days: int, fit_model: Any = None
+) -> None:
     """Score the next-purchase list on each customer's next order; add it to ``doc`` and print it."""
     from recommender.evaluation.next_basket import evaluate_next_basket
     from recommender.evaluation.protocol import MAIN_GROUP
@@ -222,6 +281,7 @@ def _next_basket(doc: dict[str, Any], data: Any, params: Any, ks: tuple[int, ...
         weights=params.weights.as_dict(),
         half_life_days=params.half_life_days,
         explore_share=params.lists.next_purchase_explore_share,
+        fit_model=fit_model,
     )
     doc["figures"]["next_basket"] = {MAIN_GROUP: nb["next_basket"]}  # same layout: target -> group -> model -> metric
     doc["meta"]["next_basket"] = setup = nb["next_basket_setup"]

@@ -277,11 +277,13 @@ def _publish_lists(
     with timer.stage("personal+next"):
         cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts, blend)
     with timer.stage("similar"):
-        sims = lists.similar_items(model, inter, p.similar_size, hidden, p.similar_exact_max_items)
         counts["similar_lists"] = publisher.put_many(
-            (Keys.similar(i), cat.pairs(r))
-            for i, r in tqdm(
-                sims, total=len(inter.item_ids), desc="similar items", unit="item", disable=not cfg.show_progress
+            tqdm(
+                similar_lists(model, inter, p, hidden, cat),
+                total=len(inter.item_ids),
+                desc="similar items",
+                unit="item",
+                disable=not cfg.show_progress,
             )
         )
     with timer.stage("bestsellers+new"):
@@ -435,6 +437,18 @@ class Catalogue:
 
     def picks(self, picks: list[dict[str, Any]]) -> bytes:
         return codec.encode_picks(picks, self.index, len(self.ids))
+
+
+def similar_lists(
+    model: Any, inter: Interactions, p: ListParams, hidden: np.ndarray, cat: Catalogue
+) -> Iterator[tuple[str, bytes]]:
+    """(key, compact list) of every item's similar items, encoded from the top-k arrays (a matrix column is its own
+    catalogue position), without Python pairs in between."""
+    for rows, ids, scores, keep in lists.similar_item_rows(
+        model, inter, p.similar_size, hidden, p.similar_exact_max_items
+    ):
+        encoded = codec.encode_rows(ids, scores, keep, len(cat.ids))
+        yield from zip((Keys.similar(i) for i in inter.item_ids[rows].tolist()), encoded)
 
 
 def publish_personal_and_next(

@@ -24,7 +24,7 @@ The two personal baselines are filled from the popularity ranking when the custo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,7 @@ from recommender.evaluation.split import first_basket_targets, targets, time_spl
 from recommender.models.als import fit_als
 from recommender.models.repeat import repeat_candidates
 from recommender.models.tifu_knn import PUBLISHED as TIFU_PUBLISHED
-from recommender.models.weighting import build_interactions, purchase_matrix
+from recommender.models.weighting import Interactions, build_interactions, purchase_matrix
 from recommender.serving.lists import personal_picks
 from recommender.serving.policy import next_purchase
 
@@ -69,13 +69,15 @@ def evaluate_next_basket(
     als: AlsParams | None = None,
     weights: dict[str, float] | None = None,
     half_life_days: float | None = None,
+    fit_model: Callable[[Interactions], Any] | None = None,
 ) -> dict[str, Any]:
     """Run the next-basket protocol; returns a JSON-ready dict.
 
     ``cutoff`` defaults to ``newest event - test_days``. ``horizon_days``, ``repeat_params`` (keywords of
     :func:`recommender.models.repeat.repeat_candidates`) and ``explore_share`` (None: the default of
     :func:`recommender.serving.policy.next_purchase`) configure the next-purchase list; ``als``,
-    ``weights`` and ``half_life_days`` the ALS fit (defaults: the job's settings).
+    ``weights`` and ``half_life_days`` the ALS fit (defaults: the job's settings); ``fit_model`` replaces the ALS
+    fit itself (:data:`recommender.evaluation.protocol.FitModel`).
 
     Result: ``{"next_basket": {model: {"recall@10": .., "ndcg@10": .., "repeat_recall@10": ..,
     "repeat_ndcg@10": .., "new_recall@10": .., "new_ndcg@10": ..}, ...}, "next_basket_setup": {...}}``.
@@ -94,7 +96,7 @@ def evaluate_next_basket(
     repeat_truth, new_truth = metrics.split_repeat_new(truth, history)
     users = sorted(truth)
 
-    fit = {"als": als, "weights": weights, "half_life_days": half_life_days}
+    fit = {"als": als, "weights": weights, "half_life_days": half_life_days, "fit_model": fit_model}
     lists = _model_lists(train, split.cutoff, users, depth, models, horizon_days, explore_share, repeat_params, fit)
     results = {name: _scores(lists[name], (truth, repeat_truth, new_truth), ks) for name in models}
 
@@ -174,13 +176,14 @@ def _als_lists(
     als: AlsParams | None,
     weights: dict[str, float] | None,
     half_life_days: float | None,
+    fit_model: Callable[[Interactions], Any] | None = None,
 ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, list[str]]]:
     """ALS fitted as the job fits it: (explore lists without purchases, top-n with purchases allowed) per user."""
     weights = weights or EventWeights().as_dict()
     half_life = half_life_days if half_life_days is not None else ModelSettings().half_life_days
     # build_interactions decays from ``as_of``; the cut-off itself is just after the newest training event.
     inter = build_interactions(train, weights, half_life, as_of - timedelta(microseconds=1))
-    model = fit_als(inter.matrix, als or AlsParams())
+    model = fit_model(inter) if fit_model else fit_als(inter.matrix, als or AlsParams())
     wanted = set(users)
     bought = purchase_matrix(train, inter)
     explore = {u: ranked for u, ranked in personal_picks(model, inter, n, bought, _no_items()) if u in wanted}

@@ -66,7 +66,7 @@ The main metric (gate and tuning objective) is :data:`MAIN_METRIC` of ``producti
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -84,6 +84,11 @@ from recommender.evaluation.split import Split, time_split
 from recommender.evaluation.split import targets as target_sets
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.base import Recommender
+from recommender.models.weighting import Interactions
+
+FitModel = Callable[[Interactions], Any]
+"""Replaces the ALS fit of the shared ALS model (e.g. Spark MLlib's, ``reco evaluate --engine spark``): takes the
+training confidence matrix, returns a model with ``user_factors`` and ``item_factors`` like implicit's."""
 
 MAIN_METRIC = "ndcg@10"
 MAIN_MODEL = "production"
@@ -293,14 +298,19 @@ def models_for(target: str, models: Sequence[str]) -> list[str]:
 
 
 def fit_models(
-    ctx: EvalContext, params: ModelSettings, models: Sequence[str], als: AlsRecommender | None = None
+    ctx: EvalContext,
+    params: ModelSettings,
+    models: Sequence[str],
+    als: AlsRecommender | None = None,
+    fit_model: FitModel | None = None,
 ) -> tuple[dict[str, Recommender], dict[str, float]]:
-    """Every model fitted on the context's training events (ALS once, shared), with the seconds each fit took."""
+    """Every model fitted on the context's training events (ALS once, shared, by ``fit_model`` when given), with the
+    seconds each fit took."""
     seconds: dict[str, float] = {}
     if als is None and any(REGISTRY[m].uses_als for m in models):
         started = time.perf_counter()
         als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
-        als.fit(ctx.split.train, items=ctx.items)
+        als.fit(ctx.split.train, items=ctx.items, fit_model=fit_model)
         seconds["als_fit"] = round(time.perf_counter() - started, 3)
     fitted: dict[str, Recommender] = {}
     for name in models:
@@ -316,14 +326,16 @@ def evaluate_context(
     models: Sequence[str] = MODELS,
     *,
     als: AlsRecommender | None = None,
+    fit_model: FitModel | None = None,
     progress: bool = False,
 ) -> Evaluation:
-    """Fit what is needed on the context's training events and score every model on every target and group."""
+    """Fit what is needed on the context's training events and score every model on every target and group
+    (``fit_model``: see :data:`FitModel`)."""
     unknown = set(models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; expected some of {MODELS}")
     jobs = [(t, m) for t in ctx.targets for m in models_for(t, models)]
-    fitted, seconds = fit_models(ctx, params, list(dict.fromkeys(m for _, m in jobs)), als)
+    fitted, seconds = fit_models(ctx, params, list(dict.fromkeys(m for _, m in jobs)), als, fit_model)
     figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
     cache: dict[tuple[str, bool, str], dict[str, Lists]] = {}
     # On purchase-only logs both histories are the same: compute the "new" lists once.
@@ -373,9 +385,10 @@ def evaluate_events(
     targets: Sequence[str] = TARGETS,
     models: Sequence[str] = MODELS,
     cutoff: datetime | None = None,
+    fit_model: FitModel | None = None,
     progress: bool = False,
 ) -> Evaluation:
     """Split, fit every model on the training part and score it on the test window (the whole protocol)."""
     params = params or ModelSettings()
     ctx = build_context(events, items, test_days=test_days, ks=ks, targets=targets, cutoff=cutoff)
-    return evaluate_context(ctx, params, models, progress=progress)
+    return evaluate_context(ctx, params, models, fit_model=fit_model, progress=progress)

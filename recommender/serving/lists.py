@@ -103,17 +103,29 @@ def personal_picks_of(
     return out
 
 
-def similar_items(
+def similar_item_rows(
     model: AlternatingLeastSquares, inter: Interactions, n: int, hidden: np.ndarray, exact_max_items: int = 20_000
-) -> Iterator[tuple[str, Ranked]]:
-    """Items whose ALS factors are closest (cosine) to each item's: every pair scored up to ``exact_max_items``
-    items, an approximate index above (:mod:`recommender.models.similar_index`)."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Items whose ALS factors are closest (cosine) to each item's, batch by batch as arrays: (item columns, their
+    similar item columns (b x n), scores rounded like :func:`ranked_rows`, which entries to keep). Every pair is
+    scored up to ``exact_max_items`` items, an approximate index above (:mod:`recommender.models.similar_index`)."""
     if len(inter.item_ids) <= exact_max_items:
         batches = similar_batches(model, n, hidden)
     else:
         batches = similar_batches_ivf(model.item_factors, n, hidden)
     for rows, ids, scores in batches:
-        yield from zip(inter.item_ids[rows].tolist(), ranked_rows(ids, scores, inter.item_ids))
+        keep = (ids >= 0) & np.isfinite(scores) & (scores > FILTERED_SCORE)
+        yield rows, np.where(keep, ids, 0), _rounded(np.where(keep, scores, scores.dtype.type(0))), keep
+
+
+def similar_items(
+    model: AlternatingLeastSquares, inter: Interactions, n: int, hidden: np.ndarray, exact_max_items: int = 20_000
+) -> Iterator[tuple[str, Ranked]]:
+    """:func:`similar_item_rows` as (item id, ranked list) pairs."""
+    for rows, ids, scores, keep in similar_item_rows(model, inter, n, hidden, exact_max_items):
+        names, values = inter.item_ids[ids].tolist(), scores.tolist()
+        ranked = [[(i, s) for i, s, k in zip(n_, v, row) if k] for n_, v, row in zip(names, values, keep.tolist())]
+        yield from zip(inter.item_ids[rows].tolist(), ranked)
 
 
 def bestsellers(
