@@ -18,6 +18,12 @@ For each dataset, three fresh processes (so memory is isolated):
    different times). The process wall time includes interpreter start, imports, starting the embedded Redis and its
    shutdown save.
 
+   The job runs two nights in one data dir: night 1 with ``--as-of`` a day before the newest event (a fresh data
+   dir, so the promotion gate runs the full fit of a first night), night 2 on every event (the gate warm-starts from
+   night 1's gate factors: what every following night does). ``job`` is night 2, ``first_night`` night 1; the fit
+   alone is on night 2's matrix. Shops without a settings file run with ``--no-self-tune`` (no night re-tunes, and
+   the fit alone uses the same settings).
+
 Usage: python bench/job.py --out bench/results/job.json [--events-large N] [--users-large N] [--items-large N]
        [--skip-large] [--skip-cj] [--work DIR]
 Data: ../shared/data/complete-journey (relative to the repository root) and a generated shop (bench/gen_shop.py).
@@ -34,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +126,8 @@ def worker_matrix(events: str, items: str | None, fmt: str, out: str) -> None:
     with open(out + ".params.json", "w") as f:
         json.dump(tuned.get("als", {}), f)
     np.save(out + ".shape.npy", np.array(inter.matrix.shape))
-    print(json.dumps({"users": inter.matrix.shape[0], "items": inter.matrix.shape[1], "nnz": int(inter.matrix.nnz)}))
+    shape = {"users": inter.matrix.shape[0], "items": inter.matrix.shape[1], "nnz": int(inter.matrix.nnz)}
+    print(json.dumps({**shape, "newest": latest_timestamp(data.events).isoformat()}))
 
 
 def worker_fit(matrix_path: str) -> None:
@@ -292,24 +300,36 @@ def bench_dataset(name: str, events: Path, items: Path | None, fmt: str, work: P
     fit["process_wall_s"], fit["process_maxrss_mb"] = round(fit_wall, 2), round(fit_maxrss, 1)
     fit.update(LAST_RUN)
     os.unlink(matrix)
-    print(f"[job] {name}: reco train end to end", flush=True)
     data_dir = Path(tempfile.mkdtemp(prefix=f"reco-{name}-", dir=work))
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("RECO_")}
     env["RECO_DATA_DIR"] = str(data_dir)
     args = ["--events", str(events), "--format", fmt, "--no-progress"] + (["--items", str(items)] if items else [])
-    result_path = str(work / f"{name}.job.json")
-    _, job_wall, job_maxrss = _run([py, me, "--worker", "job", result_path, *args], log, env)
-    job = json.loads(Path(result_path).read_text())
-    job["process_wall_s"], job["process_maxrss_mb"] = round(job_wall, 2), round(job_maxrss, 1)
-    job.update(LAST_RUN)  # the embedded redis-server is not the worker's child (it daemonizes): it counts as "other"
+    if fmt == "generic":  # no settings file: no self-tuning search, so both nights and the fit alone share settings
+        args.append("--no-self-tune")
+    nights = []
+    # Night 1 sees the events up to a day before the newest (a fresh data dir: the gate's full fit); night 2, in the
+    # same data dir, all of them (the gate warm-starts from night 1's gate factors): the nightly case.
+    first_as_of = (datetime.fromisoformat(shape.pop("newest")) - timedelta(days=1)).isoformat(timespec="seconds")
+    for night, extra in ((1, ["--as-of", first_as_of]), (2, [])):
+        print(f"[job] {name}: reco train end to end, night {night}", flush=True)
+        result_path = str(work / f"{name}.job{night}.json")
+        _, job_wall, job_maxrss = _run([py, me, "--worker", "job", result_path, *args, *extra], log, env)
+        job = json.loads(Path(result_path).read_text())
+        job["process_wall_s"], job["process_maxrss_mb"] = round(job_wall, 2), round(job_maxrss, 1)
+        job.update(LAST_RUN)  # the embedded redis-server is not the worker's child (it daemonizes): "other" load
+        nights.append(job)
     subprocess.run(["rm", "-rf", str(data_dir)], check=False)
+    first, job = nights
     fit_stage = next(s["seconds"] for s in job["stages"] if s["stage"] == "fit")
     return {
         "name": name,
         "input": {"events": _rel(events), "items": _rel(items) if items else None, "format": fmt},
         "matrix": shape,
         "fit_alone": fit,
+        "first_night": first,
+        "first_night_as_of": first_as_of,
         "job": job,
+        "ratio_first_night_to_fit": round(first["stages_total_s"] / fit["seconds"], 2),
         "ratio_job_to_fit": round(job["stages_total_s"] / fit["seconds"], 2),
         "ratio_process_to_fit": round(job["process_wall_s"] / fit["seconds"], 2),
         "ratio_fit_stage_to_fit_alone": round(fit_stage / fit["seconds"], 2),

@@ -1,12 +1,13 @@
-"""The Spark engine's model against the default engine's, with the protocol of `reco evaluate`.
+"""Spark MLlib's regParam for the Spark engine, chosen on a validation window with the protocol of `reco evaluate`.
 
-Same split (the last ``--test-days`` days held out), same users, same lists, same metric code
-(:func:`recommender.evaluation.protocol.evaluate_context`); only the ALS fit differs: implicit (the job's default) or
-Spark MLlib ALS in local mode (``training/spark_engine.py``). Spark regularises in proportion to each user's and item's
-number of ratings, so its ``regParam`` is chosen among ``--spark-reg`` on a validation window (the ``--test-days``
-before the test window), never on the test window. Settings otherwise: what ``reco train`` uses for the data set.
+Spark regularises each user and item in proportion to its number of ratings (ALS-WR); implicit by a constant. This
+script scores, on the ``--test-days`` before the evaluation's test window (never the test window itself), the ALS
+lists of Spark fits with regParam = the implicit setting as it is, divided by the mean ratings per user, and
+divided by the mean ratings per item, beside implicit's own fit: same split, users, lists and metric code
+(:func:`recommender.evaluation.protocol.evaluate_events` with ``fit_model``). The quality figures on the test
+window then come from `reco evaluate --engine spark` and `reco evaluate` (see docs/PERFORMANCE.md).
 
-Usage: python bench/spark_quality.py --events E [--items I] [--format F] [--out bench/results/spark_quality.json]
+Usage: python bench/spark_quality.py --events E [--items I] [--format F] [--settings S] [--out F.json]
 """
 
 from __future__ import annotations
@@ -20,27 +21,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recommender.config import load_settings, load_tuned
 from recommender.data.dataset import load_dataset
-from recommender.evaluation.protocol import AlsRun, ModelParams, build_context, evaluate_context
-from recommender.evaluation.tuning import dataset_name, load_tuned, settings_path
-from recommender.models.weighting import latest_timestamp
-from training.spark_engine import SparkEngine
+from recommender.evaluation.protocol import evaluate_events
+from recommender.models.weighting import build_interactions, latest_timestamp
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("production", "als", "als_new", "recent_popularity")
-
-
-def score(events: pa.Table, items: pa.Table, params: ModelParams, test_days: int, fit) -> tuple[dict, float]:
-    ctx = build_context(events, items, test_days=test_days, targets=("purchase", "purchase_new"))
-    t = time.perf_counter()
-    run = AlsRun.fit(ctx.split.train, ctx.items, params, fit=fit)
-    fit_s = time.perf_counter() - t
-    result = evaluate_context(ctx, params, MODELS, run=run)
-    figures = {
-        target: {m: round(result.get(target, "warm", m, "ndcg@10"), 4) for m in MODELS if m != "als_new"}
-        for target in ("purchase", "purchase_new")
-    }
-    return figures, fit_s
+MODELS = ("als", "als_new")
+TARGETS = ("purchase", "purchase_new")
 
 
 def main() -> None:
@@ -48,44 +35,52 @@ def main() -> None:
     ap.add_argument("--events", type=Path, required=True)
     ap.add_argument("--items", type=Path)
     ap.add_argument("--format", default="generic")
+    ap.add_argument("--settings", type=Path)
     ap.add_argument("--test-days", type=int, default=30)
-    ap.add_argument("--spark-reg", default="0.5,0.01")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    path = settings_path(dataset_name(args.format, str(args.events)), ROOT)
-    params = ModelParams.from_dict(load_tuned(path)) if path.is_file() else ModelParams()
-    data = load_dataset(args.events, args.items, args.format, 0.05)
-    cut = latest_timestamp(data.events) - timedelta(days=args.test_days)
-    validation = data.events.filter(pc.less(data.events["timestamp"], pa.scalar(cut, pa.timestamp("us"))))
+    from training.spark_engine import SparkEngine  # the JVM first: it starts by fork
+
     engine = SparkEngine("local[*]")
     try:
-        chosen, best = None, -1.0
-        tried = {}
-        for reg in map(float, args.spark_reg.split(",")):
-            als = params.als.model_copy(update={"regularization": reg})
-            figures, _ = score(validation, data.items, params, args.test_days, lambda i, a=als: engine.fit_matrix(i, a))
-            tried[reg] = figures["purchase"]["als"]
-            print({"validation regParam": reg, "als ndcg@10": tried[reg]}, flush=True)
-            if tried[reg] > best:
-                chosen, best = reg, tried[reg]
-        spark_als = params.als.model_copy(update={"regularization": chosen})
-        spark, spark_s = score(
-            data.events, data.items, params, args.test_days, lambda i: engine.fit_matrix(i, spark_als)
-        )
+        params = load_settings(tuned=load_tuned(args.settings) if args.settings else None).model
+        data = load_dataset(args.events, args.items, args.format, 0.05)
+        cut = latest_timestamp(data.events) - timedelta(days=args.test_days)
+        train = data.events.filter(pc.less(data.events["timestamp"], pa.scalar(cut, pa.timestamp("us"))))
+        inter = build_interactions(train, params.weights.as_dict(), params.half_life_days, latest_timestamp(train))
+        nnz, (users, items) = inter.matrix.nnz, inter.matrix.shape
+        reg = params.als.regularization
+        candidates = {"as it is": reg, "/ mean ratings per user": reg * users / nnz}
+        candidates["/ mean ratings per item"] = reg * items / nnz
+        rows = []
+
+        def run(name: str, fit_model) -> None:
+            t = time.perf_counter()
+            result = evaluate_events(
+                train,
+                data.items,
+                params,
+                test_days=args.test_days,
+                targets=TARGETS,
+                models=MODELS,
+                fit_model=fit_model,
+            )
+            figures = {t_: {m: round(result.get(t_, "warm", m, "ndcg@10"), 4) for m in MODELS} for t_ in TARGETS}
+            rows.append({"fit": name, "ndcg@10_warm": figures, "seconds": round(time.perf_counter() - t, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+
+        run("implicit", None)
+        for name, value in candidates.items():
+            run(f"spark regParam {value:.4g} ({name})", lambda i, v=value: engine.fit_matrix(i, params.als, v))
     finally:
         engine.close()
-    implicit, implicit_s = score(data.events, data.items, params, args.test_days, None)
     result = {
         "dataset": str(args.events),
+        "validation_cutoff": str(cut - timedelta(days=args.test_days)),
         "test_days": args.test_days,
-        "params": params.as_dict(),
-        "spark_reg_on_validation": tried,
-        "spark_reg_chosen": chosen,
-        "ndcg@10_warm": {"implicit": implicit, "spark": spark},
-        "relative": {
-            t: {m: round(spark[t][m] / implicit[t][m] - 1, 4) for m in implicit[t] if implicit[t][m]} for t in implicit
-        },
-        "fit_seconds": {"implicit": round(implicit_s, 1), "spark_local": round(spark_s, 1)},
+        "matrix": {"users": users, "items": items, "nnz": nnz},
+        "als": params.als.model_dump(),
+        "rows": rows,
     }
     text = json.dumps(result, indent=1)
     print(text)

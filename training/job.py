@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -199,7 +200,7 @@ def _run_locked(
     grace = cfg.settings.redis.pointer_ttl_ms / 1000 + cfg.settings.redis.version_grace_seconds
     publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock, grace_seconds=grace)
     try:
-        counts, examples = _publish_lists(cfg, publisher, inputs, fitted, timer, outcome)
+        counts, examples, report = _publish_lists(cfg, publisher, inputs, fitted, timer, outcome)
         with timer.stage("publish"):
             publisher.put_items(item_metadata(inputs.items))
             publisher.put_raw(Keys.FACTORS, fitted.model.item_factors.astype("float32").tobytes())
@@ -210,7 +211,7 @@ def _run_locked(
         if replaced:  # the replaced version is kept for rollback: keep the visitors with events it has not seen
             live.trim_index(client, keys, (manifest_of(client, keys, replaced) or {}).get("live_taken_ms"))
         with timer.stage("experiment"):
-            publish_experiment_report(client, keys, cfg.settings, inputs)
+            publish_experiment_report(client, keys, report)
         if gate is not None:
             record_quality(client, keys, quality_entry(publisher.version, inputs.as_of, gate))
     except BaseException:
@@ -269,40 +270,43 @@ def _publish_lists(
     fitted: _Fitted,
     timer: _Timer,
     blend: blend_step.BlendOutcome | None = None,
-) -> tuple[dict[str, int], dict[str, Any]]:
-    """Every list of the version, stage by stage; returns the counts and example ids for the manifest."""
-    p, events, as_of = cfg.settings.model.lists, inputs.events, inputs.as_of
-    inter, model, hidden = fitted.inter, fitted.model, fitted.hidden
+) -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
+    """Every list of the version, stage by stage; returns the counts and example ids for the manifest, and the
+    experiment report. The parts that depend on the events alone (:func:`event_figures`) are computed in a thread of
+    their own meanwhile (DuckDB and numpy release the GIL): their stages below are what is left to wait for and
+    publish."""
+    p, inter, model, hidden = cfg.settings.model.lists, fitted.inter, fitted.model, fitted.hidden
     counts: dict[str, int] = {}
-    with timer.stage("personal+next"):
-        cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts, blend)
-    with timer.stage("similar"):
-        counts["similar_lists"] = publisher.put_many(
-            tqdm(
-                similar_lists(model, inter, p, hidden, cat),
-                total=len(inter.item_ids),
-                desc="similar items",
-                unit="item",
-                disable=not cfg.show_progress,
+    with ThreadPoolExecutor(1, thread_name_prefix="event-figures") as pool:
+        later = pool.submit(event_figures, cfg.settings, inputs)
+        with timer.stage("personal+next"):
+            cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts, blend)
+        with timer.stage("similar"):
+            counts["similar_lists"] = publisher.put_many(
+                tqdm(
+                    similar_lists(model, inter, p, hidden, cat),
+                    total=len(inter.item_ids),
+                    desc="similar items",
+                    unit="item",
+                    disable=not cfg.show_progress,
+                )
             )
-        )
-    with timer.stage("bestsellers+new"):
-        best = lists.bestsellers(events, inputs.items, p.bestseller_days, as_of, p.list_size)
-        for category, ranked in best.items():
-            publisher.put(Keys.best(category), ranked)
-        categories = sorted(c for c in best if c is not None)
-        publisher.put(Keys.CATEGORIES, categories)
-        weights = cfg.settings.model.weights.as_dict()
-        fresh = lists.new_arrivals(events, inputs.items, p.new_arrival_days, as_of, p.list_size, weights)
-        publisher.put(Keys.NEW, fresh)
-        counts.update(bestseller_categories=len(categories), bestsellers=len(best[None]), new_arrivals=len(fresh))
+        with timer.stage("bestsellers+new"):
+            figures = later.result()
+            best, fresh = figures.bestsellers, figures.new_arrivals
+            for category, ranked in best.items():
+                publisher.put(Keys.best(category), ranked)
+            categories = sorted(c for c in best if c is not None)
+            publisher.put(Keys.CATEGORIES, categories)
+            publisher.put(Keys.NEW, fresh)
+            counts.update(bestseller_categories=len(categories), bestsellers=len(best[None]), new_arrivals=len(fresh))
     with timer.stage("segments+kpis"):
-        counts["segmented_customers"] = publish_segments_and_kpis(publisher, events, as_of)
+        counts["segmented_customers"] = publish_segments_and_kpis(publisher, figures)
     with timer.stage("activity"):
-        counts.update(publish_activity(publisher, events))
+        counts.update(publish_activity(publisher, figures))
     counts.update(
         live_events=inputs.live_events,
-        events=events.num_rows,
+        events=inputs.events.num_rows,
         users=len(inter.user_ids),
         items=len(inter.item_ids),
         catalogue=inputs.items.num_rows,
@@ -312,7 +316,46 @@ def _publish_lists(
         "item_id": best[None][0][0] if best[None] else None,
         "category": categories[0] if categories else None,
     }
-    return counts, examples
+    return counts, examples, figures.experiment
+
+
+@dataclass
+class EventFigures:
+    """What the version holds that depends on the events alone, not on the fit: bestsellers, new arrivals, RFM
+    scores, KPI rows per period, the rows of customer histories and item repeat figures (formatted while they are
+    published), and the experiment report."""
+
+    bestsellers: dict[str | None, lists.Ranked]
+    new_arrivals: lists.Ranked
+    rfm: pa.Table
+    kpis: dict[str, pa.Table]
+    history_rows: list[tuple[Any, ...]]
+    item_stat_rows: list[tuple[Any, ...]]
+    experiment: dict[str, Any]
+
+
+def event_figures(settings: Settings, inputs: _Inputs) -> EventFigures:
+    """Compute :class:`EventFigures` (no Redis, no shared state: safe in a thread beside the list building)."""
+    p, events, as_of = settings.model.lists, inputs.events, inputs.as_of
+    weights = settings.model.weights.as_dict()
+    exp = settings.api
+    return EventFigures(
+        lists.bestsellers(events, inputs.items, p.bestseller_days, as_of, p.list_size),
+        lists.new_arrivals(events, inputs.items, p.new_arrival_days, as_of, p.list_size, weights),
+        rfm.compute_rfm(events, rfm.RfmConfig(as_of=as_of)),
+        {period: kpis.compute_kpis(events, period) for period in kpis.PERIODS},
+        activity.recent_event_rows(events),
+        activity.item_repeat_rows(events),
+        experiment_report(
+            events,
+            inputs.feedback,
+            lambda u: variant_of(u, exp.experiment_salt, exp.control_share),
+            as_of,
+            exp.experiment_days,
+            exp.attribution_days,
+            exp.control_share,
+        ),
+    )
 
 
 def _publish_customers(
@@ -643,18 +686,9 @@ def promotion_gate(
     }
 
 
-def publish_experiment_report(client: Any, keys: Keys, settings: Settings, inputs: _Inputs) -> None:
-    """The experiment report over the latest window, stored apart from the versions (GET /experiment/report)."""
-    exp = settings.api
-    report = experiment_report(
-        inputs.events,
-        inputs.feedback,
-        lambda u: variant_of(u, exp.experiment_salt, exp.control_share),
-        inputs.as_of,
-        exp.experiment_days,
-        exp.attribution_days,
-        exp.control_share,
-    )
+def publish_experiment_report(client: Any, keys: Keys, report: dict[str, Any]) -> None:
+    """The experiment report over the latest window (:func:`event_figures`), stored apart from the versions
+    (GET /experiment/report)."""
     client.set(keys.experiment_report, orjson.dumps(report))
 
 
@@ -686,26 +720,28 @@ def load_summary(report: LoadReport) -> dict[str, Any]:
     }
 
 
-def publish_activity(publisher: Publisher, events: pa.Table) -> dict[str, int]:
+def publish_activity(publisher: Publisher, figures: EventFigures) -> dict[str, int]:
     """Each customer's latest events and every bought item's repeat-buyer figures (for the dashboard)."""
     return {
         "customer_histories": publisher.put_many(
-            (Keys.history(user_id), rows) for user_id, rows in activity.recent_events(events)
+            (Keys.history(user_id), rows) for user_id, rows in activity.histories(figures.history_rows)
         ),
-        "item_stats": publisher.put_many((Keys.item_stats(i), s) for i, s in activity.item_repeat_stats(events)),
+        "item_stats": publisher.put_many(
+            (Keys.item_stats(i), s) for i, s in activity.repeat_stats(figures.item_stat_rows)
+        ),
     }
 
 
-def publish_segments_and_kpis(publisher: Publisher, events: pa.Table, as_of: datetime) -> int:
+def publish_segments_and_kpis(publisher: Publisher, figures: EventFigures) -> int:
     """RFM scores and segment per customer, the segment summary, and KPI rows for every period length."""
-    scores = rfm.compute_rfm(events, rfm.RfmConfig(as_of=as_of))
+    scores = figures.rfm
     unit = rfm.monetary_unit(scores)
     n = publisher.put_many(
         (Keys.segment(row.pop("user_id")), {**row, "monetary_unit": unit}) for row in scores.to_pylist()
     )
     publisher.put(Keys.SEGMENTS, {"monetary_unit": unit, "segments": rfm.segment_summary(scores).to_pylist()})
-    for period in kpis.PERIODS:
-        rows = kpis.compute_kpis(events, period).to_pylist()
+    for period, table in figures.kpis.items():
+        rows = table.to_pylist()
         for row in rows:
             row["period_start"] = row["period_start"].date().isoformat()
         publisher.put(Keys.kpis(period), {"monetary_unit": unit, "rows": rows})

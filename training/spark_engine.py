@@ -72,6 +72,7 @@ class SparkEngine:
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.ansi.enabled", "false")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", "4" if master.startswith("local") else "200")
             .config("spark.default.parallelism", "4" if master.startswith("local") else "200")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -192,22 +193,27 @@ class SparkEngine:
         n_users, n_items = self.triples.agg({"u": "max"}).first()[0] + 1, self.triples.agg({"i": "max"}).first()[0] + 1
         return self._fit(self.triples, n_users, n_items, als)
 
-    def fit_matrix(self, inter: Interactions, als: AlsParams) -> AlternatingLeastSquares:
-        """The same fit on a matrix built on the driver (the promotion gate's training window)."""
+    def fit_matrix(
+        self, inter: Interactions, als: AlsParams, reg_param: float | None = None
+    ) -> AlternatingLeastSquares:
+        """The same fit on a matrix built on the driver (the promotion gate's training window, ``reco evaluate``);
+        ``reg_param`` replaces Spark's regParam (else :func:`spark_reg_param` of the settings)."""
         coo = inter.matrix.tocoo()
         table = pa.table(
             {"u": coo.row.astype(np.int32), "i": coo.col.astype(np.int32), "c": coo.data.astype(np.float64)}
         )
         triples = self.spark.createDataFrame(table.to_pandas())
-        return self._fit(triples, inter.matrix.shape[0], inter.matrix.shape[1], als)
+        return self._fit(triples, inter.matrix.shape[0], inter.matrix.shape[1], als, reg_param)
 
-    def _fit(self, triples: Any, n_users: int, n_items: int, als: AlsParams) -> AlternatingLeastSquares:
+    def _fit(
+        self, triples: Any, n_users: int, n_items: int, als: AlsParams, reg_param: float | None = None
+    ) -> AlternatingLeastSquares:
         from pyspark.ml.recommendation import ALS
 
         model = ALS(
             rank=als.factors,
             maxIter=als.iterations,
-            regParam=als.regularization,
+            regParam=als.regularization if reg_param is None else reg_param,
             alpha=als.alpha,
             implicitPrefs=True,
             userCol="u",

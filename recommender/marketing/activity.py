@@ -37,6 +37,18 @@ def recent_events(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> Iterator
     """(user_id, events) for every customer with a purchase: their latest ``per_kind`` purchases and latest
     ``per_kind`` other events, newest first, each ``[item_id, kind code, unix seconds]`` plus ``quantity, price`` for
     purchases and returns (see :data:`KIND_CODES`, :func:`expand`)."""
+    return histories(recent_event_rows(events, per_kind))
+
+
+def histories(rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[list[Any]]]]:
+    """:func:`recent_events` from the rows of :func:`recent_event_rows` (the query and the Python part apart, so the
+    job can run the query in a thread of its own)."""
+    for user_id, group in itertools.groupby(rows, key=lambda r: r[0]):
+        yield user_id, [_compact(*r[1:]) for r in group]
+
+
+def recent_event_rows(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> list[tuple[Any, ...]]:
+    """The rows behind :func:`recent_events`, ordered by customer."""
     con = duckdb.connect()
     try:
         con.register("t", events.select(["user_id", "item_id", "event_type", "timestamp", "quantity", "price"]))
@@ -56,8 +68,7 @@ def recent_events(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> Iterator
         ).fetchall()
     finally:
         con.close()
-    for user_id, group in itertools.groupby(rows, key=lambda r: r[0]):
-        yield user_id, [_compact(*r[1:]) for r in group]
+    return rows
 
 
 def _compact(item_id: str, kind: str, seconds: int, quantity: float | None, price: float | None) -> list[Any]:
@@ -88,6 +99,11 @@ def item_repeat_stats(events: pa.Table, top: int = TOP_REPEAT_BUYERS) -> Iterato
     ``repeat_rate``, ``units``, ``purchase_days``, ``median_gap_days`` (median over repeat buyers of their mean days
     between purchase days), ``buy_counts`` (buyers per number of purchase days, see :data:`BUY_COUNT_BUCKETS`) and
     ``top_repeat_buyers`` (``[user_id, days, mean gap]``, most days first)."""
+    return repeat_stats(item_repeat_rows(events, top))
+
+
+def item_repeat_rows(events: pa.Table, top: int = TOP_REPEAT_BUYERS) -> list[tuple[Any, ...]]:
+    """The rows behind :func:`item_repeat_stats`, ordered by item."""
     buckets = ", ".join(
         f"count(*) FILTER (WHERE days >= {lo}{'' if hi is None else f' AND days <= {hi}'})"
         for _, lo, hi in BUY_COUNT_BUCKETS
@@ -114,6 +130,11 @@ def item_repeat_stats(events: pa.Table, top: int = TOP_REPEAT_BUYERS) -> Iterato
         ).fetchall()
     finally:
         con.close()
+    return rows
+
+
+def repeat_stats(rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """:func:`item_repeat_stats` from the rows of :func:`item_repeat_rows`."""
     labels = [label for label, _, _ in BUY_COUNT_BUCKETS]
     for item_id, buyers, repeaters, units, days, gap, top_rows, *counts in rows:
         yield (
