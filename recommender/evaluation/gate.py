@@ -118,9 +118,11 @@ def holdout_metrics(
     cutoff: datetime | None = None,
     max_users: int | None = DEFAULT_MAX_USERS,
     fit: Callable[[Interactions], Any] | None = None,
+    reference: bool = True,
 ) -> dict[str, Any]:
     """Fit the candidate settings on the events before the holdout and score them on it (at most ``max_users``
-    warm customers, a fixed random sample; None scores every one).
+    warm customers, a fixed random sample; None scores every one). Without ``reference`` TIFU-KNN, which is
+    reported and never refuses, is not scored (``tifu_knn`` is ``nan``).
 
     Returns ``{"metric", "target", "group", "candidate", "recent_popularity", "tifu_knn", "users", "cutoff",
     "test_days", "figures"}`` (``fit`` replaces the ALS fit from random factors, see
@@ -138,7 +140,8 @@ def holdout_metrics(
     ctx = narrow(ctx, ("purchase",) if bought else ("interaction",), max_users)
     als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
     als.fit(ctx.split.train, items=ctx.items, fit_model=fit)
-    result = evaluate_context(ctx, params, GATE_MODELS, als=als)
+    models = GATE_MODELS if reference else tuple(m for m in GATE_MODELS if m != "tifu_knn")
+    result = evaluate_context(ctx, params, models, als=als)
     target = result.main_target()
     return {
         "metric": MAIN_METRIC,

@@ -95,13 +95,16 @@ def test_the_job_warm_starts_its_gate_from_the_previous_run(redis_handle, shop):
     settings = isolated_settings(redis_handle, "gw")
     events, items = shop.paths
     als = AlsParams(factors=16, iterations=10)
-    hows = []
+    hows, references = [], []
     for _ in range(2):
         every_user = settings.replace(model={"als": als}, job={"gate_users": 0})
         cfg = JobConfig(events=events, items=items, settings=every_user, gate=True, show_progress=False)
         result = run_job(cfg, redis_handle.client)
-        hows.append(manifest(redis_handle.client, Keys(settings.redis.key_prefix), result.version)["evaluation"]["fit"])
+        evaluation = manifest(redis_handle.client, Keys(settings.redis.key_prefix), result.version)["evaluation"]
+        hows.append(evaluation["fit"])
+        references.append("tifu_knn" in evaluation["figures"]["warm"])
     assert hows == ["full fit", "warm start, 3 iterations"]
+    assert references == [True, False]  # the TIFU-KNN reference only on the nights whose gate fits from scratch
     assert (settings.redis.data_dir / "gate" / f"{settings.redis.key_prefix}.npz").is_file()
     changed = JobConfig(
         events=events, items=items, settings=settings.replace(model={"als": AlsParams(factors=8)}), gate=True

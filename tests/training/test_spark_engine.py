@@ -6,6 +6,7 @@ Parquet slice. Spark starts once per module (a JVM start takes seconds).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -148,3 +149,32 @@ def test_complete_journey_slice_on_spark(redis_handle, shop, tmp_path):
     env = {"RECO_KEY_PREFIX": settings.redis.key_prefix, "RECO_DATA_DIR": str(settings.redis.data_dir)}
     bad = CliRunner().invoke(cli, ["train", *args, "--format", "rees46", "--engine", "spark"], env=env)
     assert bad.exit_code == 2 and "--engine spark reads the formats generic, complete-journey" in bad.output
+
+
+def test_reco_evaluate_scores_the_spark_fit_in_the_same_protocol(shop, tmp_path):
+    """`reco evaluate --engine spark`: the same split, users and baselines as the default engine; only the ALS fit
+    (Spark MLlib's) differs, and it learns the shop's tastes (well above the bestsellers on new items)."""
+    settings = tmp_path / "small.json"
+    settings.write_text(json.dumps({"version": 1, "settings": {"als": {"factors": 8, "iterations": 8}}}))
+    docs = {}
+    for engine in ("implicit", "spark"):
+        out = tmp_path / f"{engine}.json"
+        args = ["--events", str(shop.paths[0]), "--items", str(shop.paths[1]), "--settings", str(settings)]
+        args += ["--model", "als", "--model", "recent_popularity", "--target", "interaction_new", "--engine", engine]
+        done = subprocess.run(
+            [sys.executable, "-m", "training.cli", "evaluate", *args, "--no-next-basket", "--no-progress"]
+            + ["--json", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        docs[engine] = json.loads(out.read_text())
+    imp, spark = docs["implicit"], docs["spark"]
+    assert spark["meta"]["engine"] == "spark" and imp["meta"]["engine"] == "implicit"
+    for key in ("cutoff", "warm_users", "cold_users", "groups"):
+        assert spark["meta"][key] == imp["meta"][key], key
+    warm_imp, warm_spark = imp["figures"]["interaction_new"]["warm"], spark["figures"]["interaction_new"]["warm"]
+    assert warm_spark["recent_popularity"] == warm_imp["recent_popularity"]
+    assert warm_spark["als"] != warm_imp["als"]
+    assert warm_spark["als"]["ndcg@10"] > 1.5 * warm_spark["recent_popularity"]["ndcg@10"]
