@@ -1,7 +1,8 @@
 """Rewrite the scaling tables of docs/PERFORMANCE.md and docs/SCALING.md from bench/results/*.json.
 
-Reads similar_index_*.json (bench/similar_index.py), gate_warm_*.json (bench/gate_warm.py) and spark_quality.json
-(bench/spark_quality.py); a table whose results are missing says so. Usage: python bench/scale_report.py
+Reads similar_index_*.json (bench/similar_index.py), gate_warm_*.json (bench/gate_warm.py), spark_regparam_cj.json
+(bench/spark_quality.py) and spark_evaluate_cj_{implicit,spark}.json (`reco evaluate --json`); a table whose results
+are missing says so. Usage: python bench/scale_report.py
 """
 
 from __future__ import annotations
@@ -60,26 +61,44 @@ def gate_table() -> str:
 
 
 def spark_table() -> str:
-    r = _load("spark_quality.json")
-    if not r:
-        return "(no spark_quality.json yet: run bench/spark_quality.py)"
+    """The regParam chosen on validation (bench/spark_quality.py), then `reco evaluate` with either engine on the test
+    window (spark_evaluate_cj_<engine>.json: the JSON `reco evaluate --json` writes)."""
+    val = _load("spark_regparam_cj.json")
+    docs = {e: _load(f"spark_evaluate_cj_{e}.json") for e in ("implicit", "spark")}
+    if not val or not all(docs.values()):
+        return "(no spark_regparam_cj.json or spark_evaluate_cj_*.json yet: see bench/spark_quality.py)"
     out = [
-        f"complete-journey, the last {r['test_days']} days held out, `reco evaluate`'s protocol and metric code; "
-        f"Spark's regParam chosen on the {r['test_days']} days before ({r['spark_reg_on_validation']}: "
-        f"{r['spark_reg_chosen']}). ndcg@10 on warm customers:\n",
+        f"Spark's regParam, on a validation window (the {val['test_days']} days before the evaluation's test window; "
+        f"matrix {val['matrix']['users']:,} x {val['matrix']['items']:,}, {val['matrix']['nnz']:,} ratings; "
+        f"{val['als']['factors']} factors, {val['als']['iterations']} iterations, implicit's regularization "
+        f"{val['als']['regularization']:g}), ndcg@10 of warm customers:\n",
+        "| fit | ALS, purchases | ALS without bought items, purchases | ALS, new purchases | seconds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in val["rows"]:
+        f = row["ndcg@10_warm"]
+        out.append(
+            f"| {row['fit']} | {f['purchase']['als']:.4f} | {f['purchase']['als_new']:.4f} | "
+            f"{f['purchase_new']['als']:.4f} | {row['seconds']:.0f} |"
+        )
+    imp, spark = docs["implicit"], docs["spark"]
+    out += [
+        "",
+        f"Then `reco evaluate --engine implicit|spark` (same split: train before {imp['meta']['cutoff']}, "
+        f"{imp['meta']['warm_users']:,} warm customers; the Spark engine's regParam = regularization / mean "
+        "ratings per item), ndcg@10 of warm customers on the test window:\n",
         "| target | model | implicit | Spark | Spark / implicit - 1 |",
         "|---|---|---:|---:|---:|",
     ]
-    for target, models in r["ndcg@10_warm"]["implicit"].items():
-        for model, value in models.items():
-            spark = r["ndcg@10_warm"]["spark"][target][model]
-            rel = r["relative"][target].get(model)
-            out.append(f"| {target} | {model} | {value:.4f} | {spark:.4f} | {'' if rel is None else f'{rel:+.1%}'} |")
-    fs = r["fit_seconds"]
+    for target, groups in imp["figures"].items():
+        for model, values in groups["warm"].items():
+            a, b = values["ndcg@10"], spark["figures"][target]["warm"][model]["ndcg@10"]
+            out.append(f"| {target} | {model} | {a:.4f} | {b:.4f} | {b / a - 1:+.1%} |")
+    fits = {e: d["meta"]["seconds"].get("als_fit") for e, d in docs.items()}
     out.append("")
     out.append(
-        f"Fit on the training window: implicit {fs['implicit']:.1f} s, Spark local mode {fs['spark_local']:.1f} s "
-        "(same machine, same moment)."
+        f"ALS fit on the training window: implicit {fits['implicit']:.0f} s, Spark local mode {fits['spark']:.0f} s "
+        "(the same machine, one after the other, under the other load noted above)."
     )
     return "\n".join(out)
 
@@ -96,10 +115,10 @@ def main() -> None:
         doc = replace(doc, "scale:similar", similar_table())
     if _load("gate_warm_cj.json"):
         doc = replace(doc, "scale:gate", gate_table())
-    if _load("spark_quality.json"):
+    if _load("spark_regparam_cj.json") and _load("spark_evaluate_cj_spark.json"):
         doc = replace(doc, "scale:spark", spark_table())
         scaling = ROOT / "docs" / "SCALING.md"
-        scaling.write_text(replace(scaling.read_text(), "scaling:figures", spark_table()))
+        scaling.write_text(replace(scaling.read_text(), "scaling:spark", spark_table()))
     perf.write_text(doc)
     print("updated docs/PERFORMANCE.md and docs/SCALING.md")
 

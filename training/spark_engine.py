@@ -12,7 +12,8 @@ API never need it. Events in the ``generic`` and ``complete-journey`` formats lo
 :mod:`recommender.data.loading` (same bad-row reasons, same share check); the catalogue (small) is read on the driver.
 
 Spark's ALS regularises each user and item in proportion to its number of ratings (ALS-WR), implicit does not, so the
-same ``regularization`` is a different model: docs/SCALING.md gives the measured comparison on complete-journey.
+same ``regularization`` would be a different model: :func:`spark_reg_param` maps it (docs/SCALING.md gives the
+measured comparison on complete-journey).
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ class SparkEngine:
         """Spark MLlib ALS (implicit preferences) on the weighted triples; the factors come back to the driver in an
         implicit model object, so the rest of the job (similar items, on-request rows, fold-in) uses them as usual."""
         n_users, n_items = self.triples.agg({"u": "max"}).first()[0] + 1, self.triples.agg({"i": "max"}).first()[0] + 1
-        return self._fit(self.triples, n_users, n_items, als)
+        reg = spark_reg_param(als.regularization, self.triples.count(), n_items)
+        return self._fit(self.triples, n_users, n_items, als, reg)
 
     def fit_matrix(
         self, inter: Interactions, als: AlsParams, reg_param: float | None = None
@@ -203,17 +205,20 @@ class SparkEngine:
             {"u": coo.row.astype(np.int32), "i": coo.col.astype(np.int32), "c": coo.data.astype(np.float64)}
         )
         triples = self.spark.createDataFrame(table.to_pandas())
-        return self._fit(triples, inter.matrix.shape[0], inter.matrix.shape[1], als, reg_param)
+        reg = spark_reg_param(als.regularization, inter.matrix.nnz, inter.matrix.shape[1])
+        return self._fit(
+            triples, inter.matrix.shape[0], inter.matrix.shape[1], als, reg if reg_param is None else reg_param
+        )
 
     def _fit(
-        self, triples: Any, n_users: int, n_items: int, als: AlsParams, reg_param: float | None = None
+        self, triples: Any, n_users: int, n_items: int, als: AlsParams, reg_param: float
     ) -> AlternatingLeastSquares:
         from pyspark.ml.recommendation import ALS
 
         model = ALS(
             rank=als.factors,
             maxIter=als.iterations,
-            regParam=als.regularization if reg_param is None else reg_param,
+            regParam=reg_param,
             alpha=als.alpha,
             implicitPrefs=True,
             userCol="u",
@@ -301,6 +306,14 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         return self.spark.createDataFrame(pairs.to_pandas()).groupBy("u").agg(F.collect_list("i").alias("skip"))
+
+
+def spark_reg_param(regularization: float, ratings: int, items: int) -> float:
+    """Spark MLlib's regParam for the settings' (implicit's) ``regularization``: Spark multiplies it by each user's
+    and item's number of ratings (ALS-WR), implicit does not, so it is divided here by the mean number of ratings per
+    item. Chosen on a validation window of complete-journey among the value as it is, divided by the mean ratings
+    per user and per item (bench/spark_quality.py; figures in docs/SCALING.md)."""
+    return regularization * items / max(ratings, 1)
 
 
 def _dense_index(agg: Any, column: str, name: str) -> Any:
