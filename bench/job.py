@@ -287,7 +287,9 @@ def _run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[
     return out, wall, usage.ru_maxrss / 1024
 
 
-def bench_dataset(name: str, events: Path, items: Path | None, fmt: str, work: Path, log: Path) -> dict:
+def bench_dataset(
+    name: str, events: Path, items: Path | None, fmt: str, work: Path, log: Path, nights: int = 2
+) -> dict:
     py = sys.executable
     me = str(Path(__file__).resolve())
     print(f"[job] {name}: matrix", flush=True)
@@ -306,30 +308,37 @@ def bench_dataset(name: str, events: Path, items: Path | None, fmt: str, work: P
     args = ["--events", str(events), "--format", fmt, "--no-progress"] + (["--items", str(items)] if items else [])
     if fmt == "generic":  # no settings file: no self-tuning search, so both nights and the fit alone share settings
         args.append("--no-self-tune")
-    nights = []
+    done = []
     # Night 1 sees the events up to a day before the newest (a fresh data dir: the gate's full fit); night 2, in the
     # same data dir, all of them (the gate warm-starts from night 1's gate factors): the nightly case.
     first_as_of = (datetime.fromisoformat(shape.pop("newest")) - timedelta(days=1)).isoformat(timespec="seconds")
-    for night, extra in ((1, ["--as-of", first_as_of]), (2, [])):
+    runs = ((1, ["--as-of", first_as_of]), (2, [])) if nights == 2 else ((1, []),)
+    for night, extra in runs:
         print(f"[job] {name}: reco train end to end, night {night}", flush=True)
         result_path = str(work / f"{name}.job{night}.json")
         _, job_wall, job_maxrss = _run([py, me, "--worker", "job", result_path, *args, *extra], log, env)
         job = json.loads(Path(result_path).read_text())
         job["process_wall_s"], job["process_maxrss_mb"] = round(job_wall, 2), round(job_maxrss, 1)
         job.update(LAST_RUN)  # the embedded redis-server is not the worker's child (it daemonizes): "other" load
-        nights.append(job)
+        done.append(job)
     subprocess.run(["rm", "-rf", str(data_dir)], check=False)
-    first, job = nights
+    job = done[-1]
     fit_stage = next(s["seconds"] for s in job["stages"] if s["stage"] == "fit")
+    two = {}
+    if len(done) == 2:
+        two = {
+            "first_night": done[0],
+            "first_night_as_of": first_as_of,
+            "ratio_first_night_to_fit": round(done[0]["stages_total_s"] / fit["seconds"], 2),
+        }
     return {
         "name": name,
         "input": {"events": _rel(events), "items": _rel(items) if items else None, "format": fmt},
         "matrix": shape,
         "fit_alone": fit,
-        "first_night": first,
-        "first_night_as_of": first_as_of,
+        **two,
         "job": job,
-        "ratio_first_night_to_fit": round(first["stages_total_s"] / fit["seconds"], 2),
+        "nights": len(done),
         "ratio_job_to_fit": round(job["stages_total_s"] / fit["seconds"], 2),
         "ratio_process_to_fit": round(job["process_wall_s"] / fit["seconds"], 2),
         "ratio_fit_stage_to_fit_alone": round(fit_stage / fit["seconds"], 2),
@@ -412,6 +421,9 @@ def main() -> None:
         help="smaller generated shops for the growth table (events; users = events / 10, same items); '' for none",
     )
     ap.add_argument("--skip-cj", action="store_true")
+    ap.add_argument(
+        "--nights", type=int, choices=(1, 2), default=2, help="1: only a first night (fresh data dir, full gate fit)"
+    )
     ap.add_argument("--skip-large", action="store_true")
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="reco-bench-job-"))
@@ -428,7 +440,13 @@ def main() -> None:
         cj = SHARED / "complete-journey"
         results["datasets"].append(
             bench_dataset(
-                "complete-journey", cj / "transactions.parquet", cj / "products.parquet", "complete-journey", work, log
+                "complete-journey",
+                cj / "transactions.parquet",
+                cj / "products.parquet",
+                "complete-journey",
+                work,
+                log,
+                a.nights,
             )
         )
         save()
@@ -445,7 +463,7 @@ def main() -> None:
         stats = generate(shop, n_events, n_users, n_items)
         gen_s = time.perf_counter() - t0
         name = f"generated-{n_events / 1e6:g}m"
-        entry = bench_dataset(name, shop / "events.parquet", shop / "items.parquet", "generic", work, log)
+        entry = bench_dataset(name, shop / "events.parquet", shop / "items.parquet", "generic", work, log, a.nights)
         entry["input"] = {
             "generator": "bench/gen_shop.py",
             "stats": stats,
