@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -68,7 +69,12 @@ def main() -> None:
     full = rows[0]["ndcg@10"]
     for row in rows:
         row["relative to full fit"] = round(row["ndcg@10"] / full - 1, 4)
-    result = {"dataset": str(args.events), "gap_days": args.gap, "als": als.model_dump(), "rows": rows}
+    result = {
+        "dataset": os.path.relpath(args.events.resolve(), ROOT),
+        "gap_days": args.gap,
+        "als": als.model_dump(),
+        "rows": rows,
+    }
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
