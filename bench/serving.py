@@ -274,12 +274,14 @@ def compare_controls(
     requests = tmp / "recommend_known.txt"
 
     def measure(servers: list[tuple[int, int]]) -> list[dict]:
+        start = random.randrange(len(users))  # the same requests for every server, from a new place each time
         with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:  # one wrk per server, all at once
-            for port, _ in servers:  # warm-up: connections, metadata, rule effects
-                pool.submit(wrk, f"http://127.0.0.1:{port}", requests, a.warmup, a.connections)
+            for port, _ in servers:  # warm-up: connections, metadata, the near cache, rule effects
+                pool.submit(wrk, f"http://127.0.0.1:{port}", requests, a.warmup, a.connections, start=start)
         with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:
+            seconds, conns = a.compare_duration, a.connections
             runs = [
-                pool.submit(wrk, f"http://127.0.0.1:{port}", requests, a.compare_duration, a.connections, 0.0, pid)
+                pool.submit(wrk, f"http://127.0.0.1:{port}", requests, seconds, conns, 0.0, pid, start)
                 for port, pid in servers
             ]
             return [r.result() for r in runs]
