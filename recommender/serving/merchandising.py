@@ -3,7 +3,8 @@ metadata updates between nightly runs), boost / bury / pin / exclude rules, a pe
 of items a visitor keeps seeing without clicking, and a reason on every slot.
 
 Pure functions over plain data: the API loads the rules and catalogue updates from Redis (:mod:`cache.merch`) and
-calls :func:`arrange` on every list it answers.
+calls :func:`choose` on every list it answers (with each item's effect under the compiled rules kept per version,
+:mod:`recommender.serving.rule_book`); :func:`arrange` is the same on list entries.
 
 How rules move items: a list's order is the model's ranking. A boost of ``f`` divides an item's rank by ``f`` (a
 boost of 2 moves the 10th item up to about the 5th place), a bury multiplies it (a bury of 0.5 moves the 5th item
