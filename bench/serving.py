@@ -294,7 +294,11 @@ def compare_controls(
         else:
             cmd = serve_cmd(port, a.workers)
         started.append(start(cmd, f"app-{port}", server_env))
-        wait_http(f"http://127.0.0.1:{port}/readyz")
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz")
+        except SystemExit:
+            log = (tmp / "logs" / f"app-{port}.out").read_text()[-3000:]
+            raise SystemExit(f"{' '.join(cmd)} did not come up (exit code {started[-1].poll()}):\n{log}") from None
         time.sleep(2)  # every worker up
         return port, started[-1].pid
 
