@@ -33,9 +33,8 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from recommender.config import ModelSettings
-from recommender.evaluation.protocol import MAIN_METRIC, EvalContext, build_context
-from recommender.evaluation.split import time_split
-from recommender.evaluation.tuning import REPEAT_SHARES, SEARCH_SPACE, has_signal, sample_params, score_fit
+from recommender.evaluation.protocol import MAIN_METRIC, EvalContext
+from recommender.evaluation.tuning import REPEAT_SHARES, SEARCH_SPACE, sample_params, score_fit, validation_setup
 from recommender.models.als import fit_als
 from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.weighting import build_interactions
@@ -110,12 +109,10 @@ def search(
         raise ValueError(f"candidates must be >= 1 and eta >= 2, got {candidates} and {eta}")
     started = time.perf_counter()
     start = start or ModelSettings()
-    outer = time_split(events, test_days=test_days)
-    target = "purchase" if has_signal(outer.train, "purchase") else "interaction"
-    ctx = build_context(outer.train, items, test_days=test_days, ks=(10,), targets=(target, f"{target}_new"))
+    setup = validation_setup(events, items, test_days)
+    ctx, target, tune_weights = setup.ctx, setup.target, setup.tune_weights
     if not ctx.users_to_score():
         raise ValueError("the validation window has no warm customers to score: a longer log is needed")
-    tune_weights = has_signal(outer.train, "view") or has_signal(outer.train, "cart")
     pool = _candidates(start, warm, candidates, seed, tune_weights)
     fitter = _Fitter(ctx)
     rungs: list[dict[str, Any]] = []
@@ -149,7 +146,7 @@ def search(
         "settings": tuned_settings(best),
         "tuned_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 3),
-        "validation": _validation(ctx, outer.cutoff, test_days),
+        "validation": _validation(ctx, setup.cutoff, test_days),
         "objective": {
             "als": f"{MAIN_METRIC} of ALS on {target}_new, warm customers (validation)",
             "repeat_share": f"{MAIN_METRIC} of production on {target}, warm customers (validation)",

@@ -115,6 +115,29 @@ def has_signal(events: pa.Table, kind: str) -> bool:
     return bool(pc.any(pc.equal(events["event_type"], kind)).as_py())
 
 
+@dataclass(frozen=True)
+class ValidationSetup:
+    """What both searches (``tune`` here and the nightly self-tuning) score on: the evaluation's test window is
+    removed first, the validation window before it has the same length."""
+
+    cutoff: datetime
+    """Start of the evaluation's test window (the validation data ends there)."""
+    target: str
+    """``purchase`` when the log has purchases, else ``interaction``."""
+    ctx: EvalContext
+    tune_weights: bool
+    """Whether the log has views or carts, so their weights are worth searching."""
+
+
+def validation_setup(events: pa.Table, items: pa.Table | None, test_days: int) -> ValidationSetup:
+    """The validation context of a search over ``events`` (see :class:`ValidationSetup`)."""
+    outer = time_split(events, test_days=test_days)
+    target = "purchase" if has_signal(outer.train, "purchase") else "interaction"
+    ctx = build_context(outer.train, items, test_days=test_days, ks=(10,), targets=(target, f"{target}_new"))
+    tune_weights = has_signal(outer.train, "view") or has_signal(outer.train, "cart")
+    return ValidationSetup(outer.cutoff, target, ctx, tune_weights)
+
+
 def sample_params(
     start: ModelSettings, rng: random.Random, space: Mapping[str, Sequence[Any]], tune_weights: bool
 ) -> ModelSettings:
@@ -194,12 +217,10 @@ def tune(
     if trials < 1:
         raise ValueError("trials must be at least 1")
     start = start or ModelSettings()
-    outer = time_split(events, test_days=test_days)
-    target = "purchase" if has_signal(outer.train, "purchase") else "interaction"
-    ctx = build_context(outer.train, items, test_days=test_days, ks=(10,), targets=(target, f"{target}_new"))
+    setup = validation_setup(events, items, test_days)
+    ctx, target, tune_weights = setup.ctx, setup.target, setup.tune_weights
     if not ctx.users_to_score():
         raise ValueError("the validation window has no warm users to score: use a longer log or fewer test days")
-    tune_weights = has_signal(outer.train, "view") or has_signal(outer.train, "cart")
     rng = random.Random(seed)
     candidates = [start]
     seen = {json.dumps(start.as_dict(), sort_keys=True)}
@@ -229,7 +250,7 @@ def tune(
         "cutoff": ctx.split.cutoff.isoformat(),
         "end": ctx.split.end.isoformat(),
         "test_days": test_days,
-        "evaluation_cutoff": outer.cutoff.isoformat(),
+        "evaluation_cutoff": setup.cutoff.isoformat(),
         "warm_users": len(ctx.users_to_score()),
     }
     return TuningResult(best, start, done, validation, target)
