@@ -57,23 +57,9 @@ async def recommend(
             svc.reader, user_id, Keys.user(user_id), Keys.best(category), Keys.customer(user_id)
         )
     except redis.exceptions.RedisError:
-        saved = svc.fallback.get(category)
-        if saved is None:
+        if (degraded := _degraded(svc, user_id, category, skip, n)) is None:
             raise
-        svc.metrics.fallbacks.labels("/recommend").inc()
-        items = [{**r, "reason": "bestseller"} for r in saved if r["item_id"] not in skip][:n]
-        version = svc.fallback.version or ""
-        chosen, rec_id = tagged(svc.settings, "recommend", version, user_id)
-        return json_response(
-            {
-                "source": "bestsellers",
-                "degraded": True,
-                "version": version,
-                "items": items,
-                "rec_id": rec_id,
-                "variant": chosen,
-            }
-        )
+        return degraded
     chosen, rec_id = tagged(svc.settings, "recommend", version, user_id)
     if chosen == CONTROL:  # the control group gets the non-personal baseline
         personal = customer = None
@@ -118,6 +104,19 @@ async def recommend(
         user_id=user_id,
         lookups=(("personal", personal is not None),),
     )
+
+
+def _degraded(svc: Services, user_id: str, category: str | None, skip: set[str], n: int) -> Response | None:
+    """With Redis out of reach: the bestsellers the worker last saw (of ``category``), marked degraded, or None when
+    it has none to give."""
+    saved = svc.fallback.get(category)
+    if saved is None:
+        return None
+    svc.metrics.fallbacks.labels("/recommend").inc()
+    items = [{**r, "reason": "bestseller"} for r in saved if r["item_id"] not in skip][:n]
+    version = svc.fallback.version or ""
+    tags = _tags(svc, "recommend", version, user_id)
+    return json_response({"source": "bestsellers", "degraded": True, "version": version, "items": items, **tags})
 
 
 def _with_reasons(answer: policy.Recommendation, personal: list | None) -> ReasonedPairs:
