@@ -53,10 +53,7 @@ class Baseline(Recommender):
 
     def recommend(self, user_ids: Iterable[str], k: int) -> dict[str, list[str]]:
         """Top-k item ids for each user (unknown users get the fallback list, possibly empty)."""
-        users = list(dict.fromkeys(user_ids))
-        if self._unavailable:
-            return self.recommend_excluding(users, k, {})
-        return self._top(users, k)
+        return self._top(list(dict.fromkeys(user_ids)), k)
 
     def recommend_excluding(
         self, user_ids: Sequence[str], k: int, exclude: Mapping[str, Collection[str]]
@@ -67,26 +64,26 @@ class Baseline(Recommender):
         remain after the exclusion whenever the baseline has that many.
         """
         by_depth: dict[int, list[str]] = {}
-        drops: dict[str, Collection[str]] = {}
         for u in dict.fromkeys(user_ids):
-            drop = exclude.get(u, _EMPTY)
-            drops[u] = drop = (set(drop) | self._unavailable) if self._unavailable else drop
-            extra = len(drop)
+            extra = len(exclude.get(u, _EMPTY))
             by_depth.setdefault(k + (2 ** math.ceil(math.log2(extra)) if extra else 0), []).append(u)
         out: dict[str, list[str]] = {}
         for depth, group in by_depth.items():
             for u, items in self._top(group, depth).items():
-                drop = drops[u]
+                drop = exclude.get(u, _EMPTY)
                 out[u] = [i for i in items if i not in drop][:k]
         return out
 
     def _top(self, users: list[str], k: int) -> dict[str, list[str]]:
+        """Top-k available items per user. Unavailable items are skipped, never copied into each user's exclusions
+        (thousands of unavailable items times tens of thousands of users took gigabytes)."""
         if not self._fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted")
         if k < 0:
             raise ValueError(f"k must be non-negative, got {k}")
         personal = self._candidates(users, k)
-        return {u: _take(k, self._excluded(u), personal.get(u, ()), self._fallback) for u in users}
+        skip = self._unavailable
+        return {u: _take(k, self._excluded(u), personal.get(u, ()), self._fallback, skip=skip) for u in users}
 
     def _fit(self, train: pa.Table, **kw: Any) -> None:
         raise NotImplementedError
@@ -393,15 +390,15 @@ def popularity_ranking(train: pa.Table) -> list[str]:
 _EMPTY: frozenset[str] = frozenset()
 
 
-def _take(k: int, exclude: Iterable[str], *sources: Sequence[str]) -> list[str]:
-    """The first k distinct items from ``sources`` in order, skipping ``exclude``."""
+def _take(k: int, exclude: Iterable[str], *sources: Sequence[str], skip: Collection[str] = frozenset()) -> list[str]:
+    """The first k distinct items from ``sources`` in order, skipping ``exclude`` and ``skip``."""
     out: list[str] = []
     seen = set(exclude)
     for source in sources:
         for item in source:
             if len(out) >= k:
                 return out
-            if item not in seen:
+            if item not in seen and item not in skip:
                 seen.add(item)
                 out.append(item)
     return out

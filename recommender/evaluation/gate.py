@@ -35,9 +35,9 @@ from recommender.evaluation.protocol import (
     MAIN_GROUP,
     MAIN_METRIC,
     MAIN_MODEL,
+    EvalContext,
     build_context,
     evaluate_context,
-    narrow,
 )
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.weighting import Interactions
@@ -132,12 +132,16 @@ def holdout_metrics(
     target).
     """
     params = params or ModelSettings()
-    ctx = build_context(
-        events, items, test_days=test_days, ks=(10, 20), targets=("purchase", "interaction"), cutoff=cutoff
-    )
+
     # Only the main target decides: interactions are scored only on logs where no warm customer bought in the holdout.
-    bought = any(t for u, t in ctx.truth["purchase"].items() if u in ctx.split.warm_users)
-    ctx = narrow(ctx, ("purchase",) if bought else ("interaction",), max_users)
+    def context(target: str) -> EvalContext:
+        return build_context(
+            events, items, test_days=test_days, ks=(10, 20), targets=(target,), cutoff=cutoff, max_users=max_users
+        )
+
+    ctx = context("purchase")
+    if not any(u in ctx.split.warm_users for u in ctx.truth["purchase"]):
+        ctx = context("interaction")
     als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
     als.fit(ctx.split.train, items=ctx.items, fit_model=fit)
     models = GATE_MODELS if reference else tuple(m for m in GATE_MODELS if m != "tifu_knn")

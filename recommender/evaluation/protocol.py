@@ -139,20 +139,33 @@ def build_context(
     ks: Sequence[int] = (10, 20),
     targets: Sequence[str] = TARGETS,
     cutoff: datetime | None = None,
+    max_users: int | None = None,
 ) -> EvalContext:
-    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue."""
+    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue.
+
+    With ``max_users`` only a fixed random sample of at most that many warm and that many cold scored users is kept
+    (see :func:`narrow`), and histories and activity are built for those users alone: on a shop with millions of
+    customers the per-customer history sets of everyone would dominate the memory of a promotion gate.
+    """
     unknown = set(targets) - set(TARGETS)
     if unknown:
         raise ValueError(f"unknown targets {sorted(unknown)}; expected some of {TARGETS}")
     split = time_split(events, test_days=test_days, cutoff=cutoff)
     if split.train.num_rows == 0:
         raise ValueError(f"no events before the cutoff {split.cutoff}: use fewer test days")
-    history = {kind: target_sets(split.train, kind) for kind in ("purchase", "interaction")}
+    kinds = list(dict.fromkeys(t.removesuffix("_new") for t in targets))
+    full = {kind: target_sets(split.test, kind) for kind in kinds}
+    train = split.train
+    if max_users is not None:
+        full = _sample_truth(full, (split.warm_users, split.cold_users), max_users)
+        scored = pa.array(sorted({u for per_user in full.values() for u in per_user}), pa.string())
+        train = train.filter(pc.is_in(train["user_id"], value_set=scored))
+    history = {kind: target_sets(train, kind) for kind in ("purchase", "interaction")}
     truth: dict[str, dict[str, set[str]]] = {}
     for target in targets:
         kind = target.removesuffix("_new")
-        full = target_sets(split.test, kind)
-        truth[target] = metrics.split_repeat_new(full, history[kind])[1] if target.endswith("_new") else full
+        new = target.endswith("_new")
+        truth[target] = metrics.split_repeat_new(full[kind], history[kind])[1] if new else full[kind]
     unavailable = frozenset(items.filter(pc.invert(pc.fill_null(items["available"], True)))["item_id"].to_pylist())
     catalogue = frozenset(pc.unique(split.train["item_id"]).to_pylist()) - unavailable
     ctx = EvalContext(
@@ -165,7 +178,7 @@ def build_context(
         {},
         catalogue,
         unavailable,
-        _active_days(split.train),
+        _active_days(train),
     )
     ctx.groups = _groups(ctx)
     return ctx

@@ -20,6 +20,7 @@ from recommender.evaluation.protocol import (
     evaluate_events,
     fit_models,
     model_lists,
+    narrow,
 )
 
 P, V = "purchase", "view"
@@ -145,6 +146,24 @@ def test_unavailable_items_never_listed() -> None:
 @pytest.fixture(scope="module")
 def shop():
     return generate_shop(n_users=300, n_items=120, days=120, seed=5)
+
+
+def test_sampled_context_keeps_histories_of_the_sample_only(shop) -> None:
+    """A context built for at most n scored users per pool has the same truth, figures and groups as the full
+    context narrowed afterwards, and holds histories only for the sampled users."""
+    targets = ("purchase", "purchase_new")
+    full = build_context(shop.events, shop.items, test_days=14, targets=targets)
+    scored = full.users_to_score()
+    assert len(scored) > 40
+    sampled = build_context(shop.events, shop.items, test_days=14, targets=targets, max_users=20)
+    assert sampled.truth == narrow(full, max_users=20).truth
+    users = set(sampled.users_to_score()) | set(sampled.users_to_score(cold=True))
+    assert len(sampled.users_to_score()) == 20
+    assert set(sampled.history["purchase"]) <= users < set(full.history["interaction"]) | set(full.truth["purchase"])
+    assert all(sampled.history[k][u] == full.history[k][u] for k in sampled.history for u in sampled.history[k])
+    assert evaluate_context(sampled, SMALL, ("production",)).figures == evaluate_context(
+        narrow(full, max_users=20), SMALL, ("production",)
+    ).figures
 
 
 def test_demo_shop_production_beats_popularity(shop) -> None:
