@@ -676,3 +676,24 @@ def test_gzipped_csv_keeps_ids_as_text(tmp_path):
     events, report = load_events(path)
     assert report.rows_bad == 0
     assert events.to_pylist() == [event("007", "0042", "view")]
+
+
+def test_large_input_keeps_its_order_and_first_bad_rows(tmp_path: Path) -> None:
+    """Events are validated without a sort by row number: a log of many row groups, read by several DuckDB threads,
+    still comes back in input order, and the bad-row sample holds the first bad rows."""
+    n = 400_000
+    users = [f"u{i % 997}" for i in range(n)]
+    kinds = ["bogus" if i % 50_000 == 7 else "view" for i in range(n)]
+    stamps = [T0 + timedelta(seconds=i) for i in range(n)]
+    path = tmp_path / "events.parquet"
+    pq.write_table(
+        pa.table({"user_id": users, "item_id": [f"i{i}" for i in range(n)], "event_type": kinds, "timestamp": stamps}),
+        path,
+        row_group_size=20_000,
+    )
+    events, report = validate_events(read_table(path, "events"), path.name)
+    good = [i for i in range(n) if i % 50_000 != 7]
+    assert events["item_id"].to_pylist() == [f"i{i}" for i in good]
+    assert report.rows_bad == n // 50_000
+    assert [b.value for b in report.sample] == ["bogus"] * min(SAMPLE_SIZE, n // 50_000)
+    assert [b.row for b in report.sample] == sorted(b.row for b in report.sample)

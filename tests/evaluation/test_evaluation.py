@@ -161,9 +161,10 @@ def test_sampled_context_keeps_histories_of_the_sample_only(shop) -> None:
     assert len(sampled.users_to_score()) == 20
     assert set(sampled.history["purchase"]) <= users < set(full.history["interaction"]) | set(full.truth["purchase"])
     assert all(sampled.history[k][u] == full.history[k][u] for k in sampled.history for u in sampled.history[k])
-    assert evaluate_context(sampled, SMALL, ("production",)).figures == evaluate_context(
-        narrow(full, max_users=20), SMALL, ("production",)
-    ).figures
+    assert (
+        evaluate_context(sampled, SMALL, ("production",)).figures
+        == evaluate_context(narrow(full, max_users=20), SMALL, ("production",)).figures
+    )
 
 
 def test_demo_shop_production_beats_popularity(shop) -> None:
