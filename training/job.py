@@ -178,6 +178,8 @@ def _run_locked(
         if data is None and spark is not None:
             data = spark.load(cfg.events, cfg.items, cfg.fmt, cfg.settings.job.max_bad_share)
         inputs = _load_inputs(cfg, client, keys, window, data)
+        data = None  # the job goes on with inputs' copy only
+        pa.default_memory_pool().release_unused()  # what loading left in Arrow's allocator, for numpy's use
     with timer.stage("tune"):
         cfg, tuned = self_tune(cfg, client, keys, inputs.events, inputs.items)
     gate = None
@@ -233,7 +235,8 @@ def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, da
     items = complete_catalogue(events, data.items) if live_events.num_rows else data.items
     items = apply_item_updates(items, merch.item_updates(client, keys))
     as_of = cfg.as_of or min(latest_timestamp(events), window.now)
-    events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
+    if events.num_rows and latest_timestamp(events) > as_of:  # a filter copies the whole log: only when it cuts
+        events = events.filter(pc.less_equal(events["timestamp"], pa.scalar(as_of, pa.timestamp("us"))))
     # Impressions and clicks are feedback for the experiment report, never training data (the live ones come with
     # their rec_id and position from the archive).
     events, _ = split_feedback(events)

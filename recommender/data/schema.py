@@ -92,4 +92,6 @@ def split_feedback(events: pa.Table) -> tuple[pa.Table, pa.Table]:
     import pyarrow.compute as pc
 
     feedback = pc.is_in(events["event_type"], pa.array(FEEDBACK_TYPES))
+    if not pc.any(feedback).as_py():  # the usual case: no copy of a log of millions of events
+        return events, events.slice(0, 0)
     return events.filter(pc.invert(feedback)), events.filter(feedback)
