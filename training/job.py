@@ -198,6 +198,7 @@ def _run_locked(
             )
         else:
             outcome, blend = None, {"skipped": "not on the Spark engine"}
+        gate_fit.clear()  # the gate's model and matrix are not needed past the blend
     fitted = _fit(cfg, inputs, timer, spark)
     grace = cfg.settings.redis.pointer_ttl_ms / 1000 + cfg.settings.redis.version_grace_seconds
     publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock, grace_seconds=grace)
