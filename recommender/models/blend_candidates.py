@@ -114,9 +114,7 @@ class CandidateSources:
         self.trending = _trending(self.category, len(names), self.item, fit.hidden, p.trending)
         bought = (fit.bought > 0).astype(np.float32).tocsr()
         self.similar = _copurchase(bought, p.copurchase_neighbours)
-        self.tifu = tifu or TifuKnn(PUBLISHED["tafeng"]).fit(purchases)
-        tifu_cols = np.array([inter.item_index.get(i, -1) for i in self.tifu.item_ids.tolist()], dtype=np.int64)
-        self._tifu_cols = tifu_cols
+        self.tifu = (tifu or TifuKnn(PUBLISHED["tafeng"]).fit(purchases)).in_columns(inter.item_ids)
         self._bought = bought
 
     def batch(self, users: list[str]) -> CandidateBatch:
@@ -127,36 +125,45 @@ class CandidateSources:
         if not len(rows):
             empty = np.array([], dtype=np.int64)
             return CandidateBatch([], empty, empty, np.zeros((0, len(FEATURES)), np.float32), empty)
-        n_items = inter.matrix.shape[1]
         als = self.fit.model.user_factors[rows] @ self.fit.model.item_factors.T
         als = np.asarray(als, dtype=np.float32)
-        tifu = self._tifu_scores(users, len(rows), n_items)
+        tifu = self._tifu_scores(users)
         co = (self.fit.bought[rows] > 0).astype(np.float32) @ self.similar
         blocked, hidden = self._bought[rows], self.fit.hidden
         co = co.tocsr()
+        repeat, days = self.repeat[rows], self.days[rows]
         picks = [
-            _top_own(self.repeat[rows], self.days[rows], p.own + len(hidden)),
+            _top_own(repeat, days, p.own + len(hidden)),
             _top_dense(als, blocked, hidden, p.als),
             _top_sparse(tifu, p.tifu + len(hidden)),
             _top_sparse(_without(co, blocked), p.copurchase + len(hidden)),
             self._top_trending(rows, blocked),
         ]
         user_pos, cols, source = _union(picks, len(rows), hidden)
+        per_pair = {
+            "repeat": repeat,
+            "days": days,
+            "due": self.due[rows],
+            "since": self.since[rows],
+            "tifu": tifu,
+            "co": co,
+        }
+        at = {name: _values_at(m, user_pos, cols) for name, m in per_pair.items()}  # rows of the batch, in order
         r = rows[user_pos]
         X = np.column_stack(
             [
-                _at(self.repeat, r, cols),
-                np.where(_at(self.due, r, cols) > 0, _at(self.due, r, cols) - 1, 365.0),
-                _at(self.days, r, cols),
-                np.where(_at(self.since, r, cols) > 0, _at(self.since, r, cols) - 1, 3650.0),
-                _at(self.days, r, cols) / np.maximum(self.customer_days[r], 1),
+                at["repeat"],
+                np.where(at["due"] > 0, at["due"] - 1, 365.0),
+                at["days"],
+                np.where(at["since"] > 0, at["since"] - 1, 3650.0),
+                at["days"] / np.maximum(self.customer_days[r], 1),
                 als[user_pos, cols],
-                _at(tifu, user_pos, cols),
-                _at(co.sorted_indices(), user_pos, cols),  # unsorted rows: each look-up would scan its row
+                at["tifu"],
+                at["co"],
                 self.item[cols, 0],
                 np.log1p(self.item[cols, 1]),
                 self.item[cols, 2],
-                _affinity_at(self.affinity, r, self.category[cols]),
+                _affinity_at(self.affinity[rows], user_pos, self.category[cols]),
                 self.item[cols, 3],
                 np.log1p(self.customer_days[r]),
             ]
@@ -164,20 +171,20 @@ class CandidateSources:
         X = np.column_stack([X, *(_ranks(X[:, FEATURES.index(f)], user_pos) for f in _RANKED)]).astype(np.float32)
         return CandidateBatch(users, user_pos, cols, X, source)
 
-    def _tifu_scores(self, users: list[str], n_rows: int, n_items: int) -> sp.csr_matrix:
-        """TIFU-KNN scores of the batch, in the fit's item columns (customers without purchases: empty rows)."""
-        position = {u: k for k, u in enumerate(users)}
-        out = sp.lil_matrix((n_rows, n_items), dtype=np.float32).tocsr()
-        parts = []
-        for known, scores in self.tifu.score_batches(users, batch_size=max(len(users), 1)):
-            coo = scores.tocoo()
-            cols = self._tifu_cols[coo.col]
-            keep = cols >= 0
-            rows = np.array([position[u] for u in known], dtype=np.int64)[coo.row[keep]]
-            parts.append(sp.csr_matrix((coo.data[keep], (rows, cols[keep])), shape=(n_rows, n_items)))
-        for part in parts:
-            out = out + part
-        return out.tocsr()
+    def _tifu_scores(self, users: list[str]) -> sp.csr_matrix:
+        """TIFU-KNN scores of the batch, in the fit's item columns (customers without purchases: empty rows), with
+        sorted columns in each row."""
+        known, scores = next(self.tifu.score_batches(users, batch_size=max(len(users), 1)), ([], None))
+        if scores is None:
+            return sp.csr_matrix((len(users), self.fit.inter.matrix.shape[1]), dtype=np.float32)
+        if len(known) < len(users):  # row k of the scores to the batch position of known[k] (an exact product)
+            position = {u: k for k, u in enumerate(users)}
+            place = sp.csr_matrix(
+                (np.ones(len(known), np.float32), ([position[u] for u in known], np.arange(len(known)))),
+                shape=(len(users), len(known)),
+            )
+            scores = place @ scores
+        return _sorted_rows(sp.csr_matrix(scores, dtype=np.float32))
 
     def _top_trending(self, rows: np.ndarray, blocked: sp.csr_matrix) -> list[np.ndarray]:
         """The trending items of each customer's favourite categories that they have not bought."""
@@ -307,7 +314,7 @@ def _affinity_at(affinity: sp.csr_matrix, rows: np.ndarray, categories: np.ndarr
     known = categories >= 0
     out = np.zeros(len(rows), dtype=np.float32)
     if known.any():
-        out[known] = _at(affinity, rows[known], categories[known])
+        out[known] = _values_at(affinity, rows[known], categories[known])
     return out
 
 
@@ -342,11 +349,31 @@ def _ranks(values: np.ndarray, user_pos: np.ndarray) -> np.ndarray:
     return out
 
 
-def _at(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``matrix[rows[k], cols[k]]`` for every k, as a flat float32 array."""
+def _values_at(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``matrix[rows[k], cols[k]]`` for every k (0 where nothing is stored), as a flat float32 array.
+
+    One binary search of the wanted (row, column) keys among the stored entries' keys, sorted in a canonical CSR
+    matrix: scipy's element-wise indexing scans a row per look-up, which took seconds on long rows."""
     if not len(rows):
         return np.array([], dtype=np.float32)
-    return np.asarray(matrix[rows, cols], dtype=np.float32).ravel()
+    if not matrix.has_canonical_format:
+        matrix = _sorted_rows(matrix)
+        matrix.sum_duplicates()
+    width = np.int64(matrix.shape[1])
+    stored = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr)) * width + matrix.indices
+    wanted = rows.astype(np.int64) * width + cols
+    out = np.zeros(len(wanted), dtype=np.float32)
+    if len(stored):
+        at = np.minimum(np.searchsorted(stored, wanted), len(stored) - 1)
+        found = stored[at] == wanted
+        out[found] = matrix.data[at[found]]
+    return out
+
+
+def _sorted_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` with each row's columns in ascending order: converted to CSC and back, two linear passes (scipy's
+    ``sort_indices`` sorts each row by comparison, slower on the long rows of a product)."""
+    return matrix.tocsc().tocsr()
 
 
 def _without(matrix: sp.csr_matrix, blocked: sp.csr_matrix) -> sp.csr_matrix:

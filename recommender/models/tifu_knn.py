@@ -21,6 +21,7 @@ customers in Python) so a shop with tens of thousands of customers scores in sec
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -66,7 +67,8 @@ PUBLISHED: dict[str, TifuParams] = {
 
 def _baskets(train: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Distinct (user code, item code, basket position, user's basket count) rows of the purchases (position 0 =
-    the oldest basket), with the sorted user and item ids the codes index."""
+    the oldest basket), with the sorted user and item ids the codes index. The rows come in that order: an item's
+    weights are summed in float32 in the order they arrive, and the engine's parallel order varied the last bit."""
     rows = train.filter(pc.equal(train["event_type"], PURCHASE))
     rows = rows.select(["user_id", "item_id", "timestamp"]).append_column("basket", order_keys(rows))
     con = duckdb.connect()
@@ -86,6 +88,7 @@ def _baskets(train: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray, np.nda
                        count(*) OVER (PARTITION BY user_id) AS n FROM b)
         SELECT DISTINCT u.ucode, i.icode, pos.pos, pos.n
         FROM p JOIN pos USING (user_id, basket) JOIN u USING (user_id) JOIN i USING (item_id)
+        ORDER BY u.ucode, i.icode, pos.pos
         """
     ).fetchnumpy()
     users = con.sql("SELECT user_id FROM u ORDER BY ucode").fetchnumpy()["user_id"]
@@ -110,7 +113,8 @@ def basket_weights(pos: np.ndarray, n: np.ndarray, params: TifuParams) -> np.nda
 
 @dataclass
 class TifuVectors:
-    """Customer vectors (rows ``user_ids``, columns ``item_ids``, both sorted) of one training log."""
+    """Customer vectors (rows ``user_ids``, columns ``item_ids``, both sorted; see :meth:`TifuKnn.in_columns` for
+    other columns) of one training log."""
 
     matrix: sp.csr_matrix
     user_ids: np.ndarray
@@ -245,6 +249,27 @@ class TifuKnn:
                 pool = np.random.default_rng(0).choice(matrix.shape[0], self.max_pool, replace=False)
             self._neighbours = NeighbourIndex(matrix, self.params.metric, pool)
         return self._neighbours
+
+    def in_columns(self, item_ids: np.ndarray) -> TifuKnn:
+        """This fit scoring over the columns ``item_ids`` (another model's item index) instead of its own.
+
+        The customer vectors are moved once, by a sparse column-selection product (each score keeps its exact value;
+        items not in ``item_ids`` lose their column, ``item_ids`` the fit never saw score 0; ties in :meth:`recommend`
+        go by column of ``item_ids``); the neighbours are still found among the full vectors, so they and the scores
+        are those of this fit."""
+        assert self.vectors is not None, "TifuKnn is not fitted"
+        index = {item: c for c, item in enumerate(item_ids.tolist())}
+        cols = np.array([index.get(i, -1) for i in self.vectors.item_ids.tolist()], dtype=np.int64)
+        kept = np.flatnonzero(cols >= 0)
+        move = sp.csr_matrix(
+            (np.ones(len(kept), np.float32), (kept, cols[kept])), shape=(len(cols), len(item_ids)), dtype=np.float32
+        )
+        moved = sp.csr_matrix(self.vectors.matrix @ move)
+        moved.sort_indices()
+        out = copy.copy(self)
+        out._neighbours = self._neighbour_index()  # searched on this fit's vectors, shared
+        out.vectors = TifuVectors(moved, self.vectors.user_ids, np.asarray(item_ids))
+        return out
 
     def recommend(self, users: Sequence[str], n: int) -> dict[str, list[tuple[str, float]]]:
         """Top-n (item_id, score) per known user, positive scores only, ties by item id."""

@@ -130,3 +130,25 @@ def test_a_neighbour_pool_limits_the_candidates() -> None:
     )
     users = full.vectors.user_ids[:5].tolist()
     assert capped.recommend(users, 5) != full.recommend(users, 5) and all(capped.recommend(users, 5).values())
+
+
+def test_scores_in_another_item_index_are_the_own_scores_moved_by_item_id() -> None:
+    rows = _orders("a", [["x", "y"], ["y"]]) + _orders("b", [["x", "z"], ["z"]]) + _orders("c", [["w"], ["y", "w"]])
+    tifu = TifuKnn(TifuParams(k=1, alpha=0.6)).fit(events(rows))
+    other = np.array(["q", "z", "y", "x"], dtype=object)  # "w" has no column there, "q" was never bought
+    moved = tifu.in_columns(other)
+    users = ["c", "a", "nobody", "b"]
+    assert list(moved.item_ids) == list(other) and list(tifu.item_ids) == ["w", "x", "y", "z"]
+    for known, scores in moved.score_batches(users):
+        assert known == ["c", "a", "b"]
+        for k, user in enumerate(known):
+            mine = scores[k].toarray().ravel()
+            theirs = _own_row(tifu, user)
+            assert mine.tolist() == [0.0, theirs["z"], theirs["y"], theirs["x"]]
+    assert moved.recommend(["a"], 2)["a"] == [(i, s) for i, s in tifu.recommend(["a"], 4)["a"] if i != "w"][:2]
+
+
+def _own_row(tifu: TifuKnn, user: str) -> dict[str, float]:
+    """One customer's scores in the fit's own columns, by item id."""
+    (_, scores), *_ = tifu.score_batches([user])
+    return dict(zip(tifu.item_ids.tolist(), scores.toarray().ravel().tolist()))
