@@ -247,6 +247,7 @@ def worker_job(args: list[str], result_path: str) -> None:
         "redis_keys": captured.get("redis_keys"),
         "embedded_redis": captured.get("embedded"),
         "counts": result.counts,
+        "blend": result.blend,  # learnt tonight or reused (training/blend_step.py), and what it chose
         "rows": [
             {"source": r.source, "read": r.rows_read, "kept": r.rows_kept, "bad": r.rows_bad} for r in result.reports
         ],

@@ -17,6 +17,9 @@
                                                 compactly (:mod:`cache.codec`) as positions in it
 ``...:kpis:<period>``                           KPI rows for week, month, quarter or year
 ``...:istat:<item_id>``                         who buys an item, how many again and how often
+``...:factors`` / ``...:factor_items``          item factors (raw float32) and their item ids
+``...:blend_ranker``                            the learned blend's ranker (LightGBM model string, raw; the
+                                                manifest's ``blend`` block holds its checksum)
 
 Not versioned: ``<prefix>:quality`` (list, newest first: the promotion gate's figures of the latest runs) and
 ``<prefix>:evaluation`` (the latest figures ``reco evaluate --publish`` recorded).
@@ -92,6 +95,7 @@ class Keys:
     MANIFEST = "manifest"
     FACTORS = "factors"  # item factors, raw float32 bytes (rows in FACTOR_ITEMS order)
     FACTOR_ITEMS = "factor_items"
+    BLEND_RANKER = "blend_ranker"  # the learned blend's ranker, LightGBM's model string (raw bytes)
     CATALOGUE = "catalogue"  # JSON list of item ids: compact lists (cache.codec) store positions in it
     ITEMS = "items"
     NEW = "new"

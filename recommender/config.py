@@ -80,8 +80,8 @@ class ListParams(BaseSettings):
     )
     blend: bool = Field(
         True,
-        description="learn the blend of every candidate source each night and serve it when it beats the items-due-"
-        "then-ALS policy on the customers held out of its training (see docs/QUALITY.md)",
+        description="learn the blend of every candidate source (again once its ranker is stale) and serve it when it "
+        "beats the items-due-then-ALS policy on the customers held out of its training (see docs/QUALITY.md)",
     )
     blend_days: int = Field(
         90,
@@ -90,6 +90,12 @@ class ListParams(BaseSettings):
         "precomputed by it (the others get the policy's lists on request)",
     )
     blend_customers: int = Field(4000, ge=20, description="customers the blend learns from and is judged on, at most")
+    blend_max_age_days: float = Field(
+        7.0,
+        ge=0,
+        description="the next nights reuse the learnt ranker and its decision until it is this old; it is learnt "
+        "again sooner after a re-tune or a change of the model settings (see docs/PERFORMANCE.md)",
+    )
     next_purchase_horizon_days: int = Field(30, ge=1, description="horizon of the next-purchase forecast")
     next_purchase_explore_share: float = Field(
         0.0, ge=0, le=1, description="share of next-purchase slots kept for new items from ALS (see docs/QUALITY.md)"

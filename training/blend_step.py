@@ -1,26 +1,40 @@
-"""The job's blend step: learn the ranker on the gate's holdout, and build the blended lists when it won.
+"""The job's blend step: learn the ranker on the gate's holdout (or reuse the current version's while fresh), and
+build the blended lists when it serves.
 
 The ranker learns from the events before the promotion gate's holdout (the last ``gate_days``) and the purchases in
 it, reusing the gate's ALS fit on exactly those events (so a night pays no extra ALS fit); without a gate fit it fits
 one itself. :func:`recommender.evaluation.blend_learning.learn_blend` decides, on customers held out of its training,
 whether the blend beats the current policy; the manifest's ``blend`` block says what it measured and chose.
+
+Learning is the costly part of the step, so it is kept like self-tuning's settings (:mod:`training.self_tune`): the
+version stores the ranker (:data:`cache.keys.Keys.BLEND_RANKER`, its checksum in the block) and the following nights
+reuse ranker and decision (``reused``, ``reused_from``) until it is ``blend_max_age_days`` old, the night re-tunes,
+the settings it was learnt with change, or the stored ranker cannot be read; the block's ``learnt_because`` says
+which. A reused "the policy serves" builds no candidates at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from cache.keys import Keys
+from cache.publisher import current_version, manifest
 from recommender.config import ModelSettings
 from recommender.evaluation.blend_learning import BlendOutcome, blended, learn_blend
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.blend_candidates import CandidateSources
+from recommender.models.blend_ranker import BlendRanker
 from recommender.models.repeat import NextPick, RepeatIndex
 from recommender.models.weighting import Interactions, interaction_matrix, latest_timestamp, purchase_matrix
 from recommender.serving.blended import recent_buyers
@@ -30,6 +44,130 @@ BlendLists = Callable[[list[str], dict[str, list[NextPick]]], dict[str, list[Nex
 """(customers, their policy lists) -> their blended lists."""
 
 
+NOT_LEARNT_FROM = frozenset(
+    {
+        "active_days",
+        "blend_days",
+        "blend_max_age_days",
+        "bestseller_days",
+        "new_arrival_days",
+        "similar_size",
+        "similar_exact_max_items",
+    }
+)
+"""List settings the ranker and its decision do not depend on (which lists are precomputed, the other lists): a
+change of one of them does not make the night learn again."""
+
+
+@dataclass
+class NightBlend:
+    """The night's blend: the outcome that builds the served lists, the manifest's ``blend`` block, and the ranker as
+    the version stores it (None when there is none to store)."""
+
+    outcome: BlendOutcome | None
+    block: dict[str, Any]
+    stored: bytes | None = None
+
+
+def night_blend(
+    client: Any,
+    keys: Keys,
+    events: pa.Table,
+    items: pa.Table,
+    settings: ModelSettings,
+    gate_days: int,
+    tuned: dict[str, Any] | None,
+    gate_fit: tuple[Interactions, Any] | None,
+) -> NightBlend:
+    """The serving version's ranker and decision while they are fresh (see the module docstring), else learnt now."""
+    if not settings.lists.blend:
+        return NightBlend(None, {"skipped": "off (RECO_BLEND=false)"})
+    version = current_version(client, keys)[0]
+    previous = (manifest(client, keys, version) or {}).get("blend") if version else None
+    why = stale_because(
+        previous, tuned, learnt_with(settings, gate_days), datetime.now(timezone.utc), settings.lists.blend_max_age_days
+    )
+    if why is None and previous is not None and version is not None:
+        try:
+            return reused(client, keys, version, previous)
+        except ValueError as exc:  # missing or damaged: learn again, and say so
+            why = str(exc)
+    outcome, block = learn(events, items, settings, gate_days, gate_fit)
+    if "skipped" in block:
+        return NightBlend(outcome, block)
+    stored = outcome.ranker.to_bytes() if outcome is not None and outcome.ranker is not None else None
+    block |= {
+        "learnt_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "learnt_with": learnt_with(settings, gate_days),
+        "learnt_because": why,
+        "reused": False,
+    }
+    if stored is not None:
+        block["ranker_sha256"] = _digest(stored)
+    return NightBlend(outcome, block, stored)
+
+
+def learnt_with(settings: ModelSettings, gate_days: int) -> dict[str, Any]:
+    """The settings a ranker and its decision depend on, as the manifest keeps them (JSON values)."""
+    values = settings.as_dict()
+    values["lists"] = {k: v for k, v in values["lists"].items() if k not in NOT_LEARNT_FROM}
+    return orjson.loads(orjson.dumps({**values, "gate_days": gate_days}))
+
+
+def stale_because(
+    previous: dict[str, Any] | None,
+    tuned: dict[str, Any] | None,
+    settings: dict[str, Any],
+    now: datetime,
+    max_age_days: float,
+) -> str | None:
+    """Why the night learns the ranker again (the serving version's ``blend`` block is ``previous``), or None when
+    it may reuse it."""
+    if not previous or "skipped" in previous or not previous.get("learnt_at") or "chosen" not in previous:
+        return "the serving version has no learned blend"
+    if tuned and "skipped" not in tuned and not tuned.get("reused"):
+        return "the night re-tuned its settings"
+    if previous.get("learnt_with") != settings:
+        return "the model settings changed since it was learned"
+    try:
+        learnt_at = datetime.fromisoformat(str(previous["learnt_at"]))
+    except ValueError:
+        return f"its learning time {previous['learnt_at']!r} is unreadable"
+    if learnt_at.tzinfo is None:
+        learnt_at = learnt_at.replace(tzinfo=timezone.utc)
+    age = (now - learnt_at).total_seconds() / 86400
+    if age < 0:
+        return f"it is dated {previous['learnt_at']}, after now"
+    if age >= max_age_days:
+        return f"it was {age:.1f} days old (the age limit is {max_age_days:g} days)"
+    return None
+
+
+def reused(client: Any, keys: Keys, version: str, previous: dict[str, Any]) -> NightBlend:
+    """The serving ``version``'s decision, and its ranker when the blend serves; ValueError saying why when that
+    ranker is missing or unreadable. A reused "the policy serves" needs no ranker (and the new version keeps none)."""
+    drop = ("seconds", "learnt_because", "ranker_sha256")
+    block = {k: v for k, v in previous.items() if k not in drop} | {"reused": True, "reused_from": version}
+    if not previous["chosen"]:
+        return NightBlend(BlendOutcome(None, False, block), block)
+    raw = client.get(keys.key(version, Keys.BLEND_RANKER))
+    if raw is None:
+        raise ValueError(f"the ranker of version {version} is missing")
+    # Checked before LightGBM reads it: LightGBM aborts the process on some damaged model strings.
+    if _digest(raw) != previous.get("ranker_sha256"):
+        raise ValueError(f"the ranker of version {version} does not match its checksum (damaged)")
+    try:
+        ranker = BlendRanker.from_bytes(raw, previous.get("importance"))
+    except ValueError as exc:
+        raise ValueError(f"the ranker of version {version} could not be read: {exc}") from None
+    block["ranker_sha256"] = previous["ranker_sha256"]
+    return NightBlend(BlendOutcome(ranker, True, block), block, raw)
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
 def learn(
     events: pa.Table,
     items: pa.Table,
@@ -37,10 +175,8 @@ def learn(
     gate_days: int,
     gate_fit: tuple[Interactions, Any] | None,
 ) -> tuple[BlendOutcome | None, dict[str, Any]]:
-    """The night's ranker and the manifest's ``blend`` block."""
+    """A ranker learnt tonight and the manifest's ``blend`` block (the blend is on)."""
     lists = settings.lists
-    if not lists.blend:
-        return None, {"skipped": "off (RECO_BLEND=false)"}
     span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
     if span.days < 2 * gate_days:
         return None, {"skipped": f"less than {2 * gate_days} days of history to learn the blend on"}
@@ -60,6 +196,8 @@ def learn(
         fit = als.fit(split.train, items=items).fitted
     outcome = learn_blend(split.train, split.test, items, fit, settings, max_customers=lists.blend_customers)
     block = dict(outcome.report)
+    if "skipped" in block:
+        return outcome, block
     block["decision"] = (
         "the blend serves" if outcome.chosen else "the policy serves (the blend did not beat it on validation)"
     )
@@ -90,3 +228,19 @@ def blend_rows(events: pa.Table, inter: Interactions, days: int) -> np.ndarray:
     """Matrix rows of customers who bought within ``days`` of the newest event (their lists are precomputed)."""
     users = recent_buyers(events, latest_timestamp(events), days) if days > 0 else frozenset()
     return np.array(sorted(inter.user_index[u] for u in users if u in inter.user_index), dtype=np.int64)
+
+
+def describe(block: dict[str, Any] | None) -> str:
+    """One line for ``reco status`` and the job summary: the decision, its validation figures, when it was learnt."""
+    if not block:
+        return "not learned"
+    if "skipped" in block:
+        return f"not learned: {block['skipped']}"
+    v = block.get("validation", {})
+    figures = ", ".join(f"{name} ndcg@10 {v[name]['ndcg@10']:.4f}" for name in ("blend", "policy") if name in v)
+    if block.get("reused"):
+        how = f"reused from {block.get('reused_from')}"
+    else:
+        seconds = sum(block.get("seconds", {}).values())
+        how = f"learned in {seconds:.0f} s: {block.get('learnt_because')}"
+    return f"{block.get('decision')} ({figures} on customers held out of its training; {block.get('learnt_at')}, {how})"

@@ -301,9 +301,11 @@ def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
                 highlight=False,
             )
             if info:
+                from training.blend_step import describe as describe_blend
                 from training.self_tune import describe
 
                 out.print(f"  settings: {describe(info.get('tuned'))}", highlight=False)
+                out.print(f"  learned blend: {describe_blend(info.get('blend'))}", highlight=False)
     finally:
         handle.close()
 

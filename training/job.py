@@ -193,11 +193,13 @@ def _run_locked(
                 raise
     with timer.stage("blend"):
         if spark is None:
-            outcome, blend = blend_step.learn(
-                inputs.events, inputs.items, cfg.settings.model, cfg.settings.job.gate_days, gate_fit.get("fit")
+            s = cfg.settings
+            night = blend_step.night_blend(
+                client, keys, inputs.events, inputs.items, s.model, s.job.gate_days, tuned, gate_fit.get("fit")
             )
         else:
-            outcome, blend = None, {"skipped": "not on the Spark engine"}
+            night = blend_step.NightBlend(None, {"skipped": "not on the Spark engine"})
+        outcome, blend = night.outcome, night.block
         gate_fit.clear()  # the gate's model and matrix are not needed past the blend
     fitted = _fit(cfg, inputs, timer, spark)
     grace = cfg.settings.redis.pointer_ttl_ms / 1000 + cfg.settings.redis.version_grace_seconds
@@ -208,6 +210,8 @@ def _run_locked(
             publisher.put_items(item_metadata(inputs.items))
             publisher.put_raw(Keys.FACTORS, fitted.model.item_factors.astype("float32").tobytes())
             publisher.put(Keys.FACTOR_ITEMS, fitted.inter.item_ids.tolist())
+            if night.stored is not None:  # the following nights reuse it while fresh (training/blend_step.py)
+                publisher.put_raw(Keys.BLEND_RANKER, night.stored)
             manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer) | {"tuned": tuned, "blend": blend}
             replaced = publisher.commit(manifest, stored_keys(counts))
         live.trim_taken(client, keys, inputs.live_upto)

@@ -305,17 +305,10 @@ def _print_summary(result: Any) -> None:
 
         table.add_row("settings", describe(result.tuned))
     if result.blend:
-        table.add_row("learned blend", _blend_line(result.blend))
+        from training.blend_step import describe as describe_blend
+
+        table.add_row("learned blend", describe_blend(result.blend))
     table.add_row("as of", str(result.as_of))
     table.add_row("published version", str(result.version))
     table.add_row("previous version", str(result.replaced))
     out.print(table)
-
-
-def _blend_line(blend: dict[str, Any]) -> str:
-    """The blend's decision and its validation figures, in one line."""
-    if "skipped" in blend:
-        return f"not learned: {blend['skipped']}"
-    v = blend.get("validation", {})
-    figures = ", ".join(f"{name} ndcg@10 {v[name]['ndcg@10']:.4f}" for name in ("blend", "policy") if name in v)
-    return f"{blend.get('decision')} ({figures}, customers held out of its training)"

@@ -47,6 +47,24 @@ class BlendRanker:
             return np.array([], dtype=np.float64)
         return np.asarray(self.booster.predict(batch.X, num_threads=1), dtype=np.float64)
 
+    def to_bytes(self) -> bytes:
+        """The booster as LightGBM's model string: what a published version stores."""
+        return self.booster.model_to_string().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, importance: Mapping[str, float] | None = None) -> BlendRanker:
+        """A ranker stored by :meth:`to_bytes`; ValueError when ``raw`` is not one over today's :data:`FEATURES`.
+
+        LightGBM aborts the process on some damaged model strings (a truncated one, for example) instead of raising:
+        check ``raw`` against a checksum kept elsewhere before calling this."""
+        try:
+            booster = lgb.Booster(model_str=raw.decode())
+        except (UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
+            raise ValueError(f"not a LightGBM model ({str(exc).strip()[:200]})") from None
+        if booster.feature_name() != list(FEATURES):
+            raise ValueError(f"it ranks on {booster.feature_name()}, not on today's features {list(FEATURES)}")
+        return cls(booster, dict(importance or {}))
+
 
 def labels(batch: CandidateBatch, item_ids: np.ndarray, truth: Mapping[str, set[str]]) -> np.ndarray:
     """1 for each candidate the customer bought in the label window, else 0 (one membership test over the batch's
