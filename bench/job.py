@@ -219,6 +219,8 @@ def worker_job(args: list[str], result_path: str) -> None:
     finally:
         t_end = time.perf_counter()
         sampler.stop()
+    if "result" not in captured:  # reco train said why (e.g. the promotion gate kept the current version)
+        raise SystemExit(3)
     result = captured["result"]
     stages = []
     for name, seconds in result.seconds.items():
@@ -309,7 +311,8 @@ def bench_dataset(
     args = ["--events", str(events), "--format", fmt, "--no-progress"] + (["--items", str(items)] if items else [])
     if fmt == "generic":  # no settings file: no self-tuning search, so both nights and the fit alone share settings
         args.append("--no-self-tune")
-    done = []
+    done: list[dict] = []
+    failed = None
     # Night 1 sees the events up to a day before the newest (a fresh data dir: the gate's full fit); night 2, in the
     # same data dir, all of them (the gate warm-starts from night 1's gate factors): the nightly case.
     first_as_of = (datetime.fromisoformat(shape.pop("newest")) - timedelta(days=1)).isoformat(timespec="seconds")
@@ -317,7 +320,14 @@ def bench_dataset(
     for night, extra in runs:
         print(f"[job] {name}: reco train end to end, night {night}", flush=True)
         result_path = str(work / f"{name}.job{night}.json")
-        _, job_wall, job_maxrss = _run([py, me, "--worker", "job", result_path, *args, *extra], log, env)
+        try:
+            _, job_wall, job_maxrss = _run([py, me, "--worker", "job", result_path, *args, *extra], log, env)
+        except SystemExit:
+            if not done:
+                raise
+            failed = _last_error(log)  # a night that did not publish: keep what the nights before it measured
+            print(f"[job] {name}: night {night} did not publish: {failed}", flush=True)
+            break
         job = json.loads(Path(result_path).read_text())
         job["process_wall_s"], job["process_maxrss_mb"] = round(job_wall, 2), round(job_maxrss, 1)
         job.update(LAST_RUN)  # the embedded redis-server is not the worker's child (it daemonizes): "other" load
@@ -325,7 +335,7 @@ def bench_dataset(
     subprocess.run(["rm", "-rf", str(data_dir)], check=False)
     job = done[-1]
     fit_stage = next(s["seconds"] for s in job["stages"] if s["stage"] == "fit")
-    two = {}
+    two: dict = {"failed_night": {"night": len(done) + 1, "error": failed}} if failed else {}
     if len(done) == 2:
         two = {
             "first_night": done[0],
@@ -344,6 +354,12 @@ def bench_dataset(
         "ratio_process_to_fit": round(job["process_wall_s"] / fit["seconds"], 2),
         "ratio_fit_stage_to_fit_alone": round(fit_stage / fit["seconds"], 2),
     }
+
+
+def _last_error(log: Path) -> str:
+    """The last line of the worker log that starts with "error:" (what reco train told the operator)."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error:")]
+    return lines[-1].removeprefix("error:").strip() if lines else "see the worker log"
 
 
 def _rel(p: Path | None) -> str | None:
