@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from cache.keys import Keys
 from cache.publisher import current_version, manifest
 from recommender.config import ModelSettings
+from recommender.data.clock import age_days
 from recommender.evaluation.blend_learning import BlendOutcome, blended, learn_blend
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsFit, AlsRecommender
@@ -84,9 +85,8 @@ def night_blend(
         return NightBlend(None, {"skipped": "off (RECO_BLEND=false)"})
     version = current_version(client, keys)[0]
     previous = (manifest(client, keys, version) or {}).get("blend") if version else None
-    why = stale_because(
-        previous, tuned, learnt_with(settings, gate_days), datetime.now(timezone.utc), settings.lists.blend_max_age_days
-    )
+    depends_on = learnt_with(settings, gate_days)
+    why = stale_because(previous, tuned, depends_on, datetime.now(timezone.utc), settings.lists.blend_max_age_days)
     if why is None and previous is not None and version is not None:
         try:
             return reused(client, keys, version, previous)
@@ -98,7 +98,7 @@ def night_blend(
     stored = outcome.ranker.to_bytes() if outcome is not None and outcome.ranker is not None else None
     block |= {
         "learnt_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "learnt_with": learnt_with(settings, gate_days),
+        "learnt_with": depends_on,
         "learnt_because": why,
         "reused": False,
     }
@@ -129,13 +129,9 @@ def stale_because(
         return "the night re-tuned its settings"
     if previous.get("learnt_with") != settings:
         return "the model settings changed since it was learned"
-    try:
-        learnt_at = datetime.fromisoformat(str(previous["learnt_at"]))
-    except ValueError:
+    age = age_days(previous["learnt_at"], now)
+    if age is None:
         return f"its learning time {previous['learnt_at']!r} is unreadable"
-    if learnt_at.tzinfo is None:
-        learnt_at = learnt_at.replace(tzinfo=timezone.utc)
-    age = (now - learnt_at).total_seconds() / 86400
     if age < 0:
         return f"it is dated {previous['learnt_at']}, after now"
     if age >= max_age_days:

@@ -21,6 +21,18 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def age_days(stamp: object, now: datetime) -> float | None:
+    """Days from the ISO time ``stamp`` (as a version manifest records when something was made; UTC when it names
+    no zone) to the zone-aware ``now``; None when ``stamp`` is not a readable time."""
+    try:
+        when = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (now - when).total_seconds() / 86400
+
+
 @dataclass(frozen=True)
 class TimeWindow:
     """Times from ``earliest`` to ``latest`` (both inclusive, UTC without zone) are plausible."""

@@ -33,6 +33,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from recommender.config import ModelSettings
+from recommender.data.clock import age_days
 from recommender.evaluation.protocol import MAIN_METRIC, EvalContext
 from recommender.evaluation.tuning import REPEAT_SHARES, SEARCH_SPACE, sample_params, score_fit, validation_setup
 from recommender.models.als import fit_als
@@ -51,13 +52,8 @@ def is_fresh(tuned: Mapping[str, Any] | None, now: datetime, max_age_days: float
     """Whether a manifest's ``tuned`` block holds settings searched less than ``max_age_days`` before ``now``."""
     if not tuned or not isinstance(tuned.get("settings"), Mapping) or not tuned.get("tuned_at"):
         return False
-    try:
-        when = datetime.fromisoformat(str(tuned["tuned_at"]))
-    except ValueError:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return (now - when).total_seconds() < max_age_days * 86400
+    age = age_days(tuned["tuned_at"], now)
+    return age is not None and age < max_age_days
 
 
 def tuned_settings(params: ModelSettings) -> dict[str, Any]:
