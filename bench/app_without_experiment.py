@@ -38,18 +38,6 @@ def create_app() -> FastAPI:
 
 
 if __name__ == "__main__":
-    import argparse
-    import os
-    import sys
+    from bench_app import main
 
-    from api.server import serve
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8002)
-    ap.add_argument("--workers", type=int, default=1)
-    a = ap.parse_args()
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
-    os.environ["PYTHONPATH"] = here + os.pathsep + os.environ.get("PYTHONPATH", "")  # the workers import it too
-    serve(a.host, a.port, a.workers, app="app_without_experiment:create_app")
+    main("app_without_experiment:create_app", 8002)

@@ -60,25 +60,7 @@ def create_app() -> FastAPI:
     return app
 
 
-def serve(host: str, port: int, workers: int) -> None:
-    """The same call as ``reco serve``, for this app."""
-    from api.server import serve as run_server
-
-    run_server(host, port, workers, app="bare_app:create_app")
-
-
 if __name__ == "__main__":
-    import argparse
-    import os
-    import sys
+    from bench_app import main
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8001)
-    ap.add_argument("--workers", type=int, default=1)
-    a = ap.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    os.environ["PYTHONPATH"] = (
-        os.path.dirname(os.path.abspath(__file__)) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    )
-    serve(a.host, a.port, a.workers)
+    main("bare_app:create_app", 8001)
