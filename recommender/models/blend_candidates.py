@@ -15,6 +15,7 @@ ranker trained on the features at a cut-off and the purchases after it never see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -127,28 +128,21 @@ class CandidateSources:
             return CandidateBatch([], empty, empty, np.zeros((0, len(FEATURES)), np.float32), empty)
         als = self.fit.model.user_factors[rows] @ self.fit.model.item_factors.T
         als = np.asarray(als, dtype=np.float32)
-        tifu = self._tifu_scores(users)
-        co = (self.fit.bought[rows] > 0).astype(np.float32) @ self.similar
+        tifu = self._tifu_scores(users)  # dense: on a shop with few customers its rows are mostly non-zero
+        co = ((self.fit.bought[rows] > 0).astype(np.float32) @ self.similar).tocsr()
         blocked, hidden = self._bought[rows], self.fit.hidden
-        co = co.tocsr()
         repeat, days = self.repeat[rows], self.days[rows]
         picks = [
-            _top_own(repeat, days, p.own + len(hidden)),
+            _flat(_top_own(repeat, days, p.own + len(hidden))),
             _top_dense(als, blocked, hidden, p.als),
-            _top_sparse(tifu, p.tifu + len(hidden)),
-            _top_sparse(_without(co, blocked), p.copurchase + len(hidden)),
+            _top_positive(tifu, p.tifu + len(hidden)),
+            _flat(_top_sparse(_without(co, blocked), p.copurchase + len(hidden))),
             self._top_trending(rows, blocked),
         ]
-        user_pos, cols, source = _union(picks, len(rows), hidden)
-        per_pair = {
-            "repeat": repeat,
-            "days": days,
-            "due": self.due[rows],
-            "since": self.since[rows],
-            "tifu": tifu,
-            "co": co,
-        }
+        user_pos, cols, source = _union(picks, hidden)
+        per_pair = {"repeat": repeat, "days": days, "due": self.due[rows], "since": self.since[rows], "co": co}
         at = {name: _values_at(m, user_pos, cols) for name, m in per_pair.items()}  # rows of the batch, in order
+        at["tifu"] = tifu[user_pos, cols]
         r = rows[user_pos]
         X = np.column_stack(
             [
@@ -171,31 +165,34 @@ class CandidateSources:
         X = np.column_stack([X, *(_ranks(X[:, FEATURES.index(f)], user_pos) for f in _RANKED)]).astype(np.float32)
         return CandidateBatch(users, user_pos, cols, X, source)
 
-    def _tifu_scores(self, users: list[str]) -> sp.csr_matrix:
-        """TIFU-KNN scores of the batch, in the fit's item columns (customers without purchases: empty rows), with
-        sorted columns in each row."""
-        known, scores = next(self.tifu.score_batches(users, batch_size=max(len(users), 1)), ([], None))
-        if scores is None:
-            return sp.csr_matrix((len(users), self.fit.inter.matrix.shape[1]), dtype=np.float32)
-        if len(known) < len(users):  # row k of the scores to the batch position of known[k] (an exact product)
-            position = {u: k for k, u in enumerate(users)}
-            place = sp.csr_matrix(
-                (np.ones(len(known), np.float32), ([position[u] for u in known], np.arange(len(known)))),
-                shape=(len(users), len(known)),
-            )
-            scores = place @ scores
-        return _sorted_rows(sp.csr_matrix(scores, dtype=np.float32))
-
-    def _top_trending(self, rows: np.ndarray, blocked: sp.csr_matrix) -> list[np.ndarray]:
-        """The trending items of each customer's favourite categories that they have not bought."""
-        out = []
-        for k, r in enumerate(rows.tolist()):
-            lo, hi = self.affinity.indptr[r], self.affinity.indptr[r + 1]
-            cats = self.affinity.indices[lo:hi][np.argsort(-self.affinity.data[lo:hi], kind="stable")]
-            cats = cats[: self.params.favourite_categories]
-            found = np.concatenate([self.trending[c] for c in cats]) if len(cats) else np.array([], np.int64)
-            out.append(np.setdiff1d(found, blocked[k].indices, assume_unique=False))
+    def _tifu_scores(self, users: list[str]) -> np.ndarray:
+        """TIFU-KNN scores of the batch as a dense array in the fit's item columns (customers without purchases:
+        rows of zeros)."""
+        out = np.zeros((len(users), self.fit.inter.matrix.shape[1]), dtype=np.float32)
+        known, scores = self.tifu.dense_scores(users)
+        if len(known) == len(users):
+            return scores
+        position = {u: k for k, u in enumerate(users)}
+        out[[position[u] for u in known]] = scores
         return out
+
+    def _top_trending(self, rows: np.ndarray, blocked: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """(batch row, column) of the trending items of each customer's favourite categories that they have not
+        bought (a column may come twice; the union keeps one)."""
+        affinity = self.affinity[rows]
+        at = np.repeat(np.arange(len(rows), dtype=np.int64), np.diff(affinity.indptr))
+        order = np.lexsort((-affinity.data, at))  # best share first; stable: ties keep the stored order
+        favourite = order[_rank_in_group(at[order]) < self.params.favourite_categories]
+        pos, cats = at[favourite], affinity.indices[favourite].astype(np.int64)
+        if not len(self.trending):
+            return pos, cats
+        sizes = np.array([len(t) for t in self.trending], dtype=np.int64)
+        members = np.concatenate(self.trending).astype(np.int64)
+        pos, cols = np.repeat(pos, sizes[cats]), members[_ranges(np.cumsum(sizes)[cats] - sizes[cats], sizes[cats])]
+        width = np.int64(blocked.shape[1])
+        bought = np.repeat(np.arange(blocked.shape[0], dtype=np.int64), np.diff(blocked.indptr)) * width
+        keep = ~np.isin(pos * width + cols, bought + blocked.indices)
+        return pos[keep], cols[keep]
 
 
 def _pair_stats(
@@ -342,11 +339,31 @@ def _ranks(values: np.ndarray, user_pos: np.ndarray) -> np.ndarray:
     """Rank of each row's value among its customer's rows, best (highest) first from 0; rows are grouped by
     customer in order."""
     order = np.lexsort((-values, user_pos))
-    starts = np.r_[0, np.flatnonzero(np.diff(user_pos[order])) + 1]
-    position = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     out = np.empty(len(order), dtype=np.float32)
-    out[order] = position
+    out[order] = _rank_in_group(user_pos[order])
     return out
+
+
+def _rank_in_group(grouped: np.ndarray) -> np.ndarray:
+    """Position of each element within its run of equal values of ``grouped`` (0, 1, ... from each run's start)."""
+    if not len(grouped):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(grouped)) + 1]
+    return np.arange(len(grouped)) - np.repeat(starts, np.diff(np.r_[starts, len(grouped)]))
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``starts[k], starts[k] + 1, ..., starts[k] + lengths[k] - 1`` for every k, concatenated."""
+    total = int(lengths.sum())
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - ends + lengths, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _flat(per_row: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) pairs of per-row column arrays."""
+    lengths = np.array([len(found) for found in per_row], dtype=np.int64)
+    cols = np.concatenate(per_row).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64)
+    return np.repeat(np.arange(len(per_row), dtype=np.int64), lengths), cols
 
 
 def _values_at(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -390,31 +407,63 @@ def _top_own(repeat: sp.csr_matrix, days: sp.csr_matrix, n: int) -> list[np.ndar
     return cols
 
 
-def _top_dense(scores: np.ndarray, blocked: sp.csr_matrix, hidden: np.ndarray, n: int) -> list[np.ndarray]:
-    """The ``n`` best columns of each row of dense ``scores``, ``blocked`` entries and ``hidden`` columns left out."""
+def _top_dense(scores: np.ndarray, blocked: sp.csr_matrix, hidden: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the ``n`` best columns of each row of dense ``scores``, ``blocked`` entries and ``hidden``
+    columns left out."""
     masked = scores.copy()
     masked[blocked.nonzero()] = -np.inf
     masked[:, hidden] = -np.inf
-    n = min(n, masked.shape[1])
-    top = np.argpartition(-masked, n - 1, axis=1)[:, :n] if n else np.zeros((len(masked), 0), np.int64)
-    return [t[np.isfinite(masked[k, t])] for k, t in enumerate(top)]
+
+    def one_row(values: np.ndarray, n: int) -> np.ndarray:
+        top = np.argpartition(-values, n - 1)[:n]
+        return top[np.isfinite(values[top])]
+
+    return _top_rows(masked, n, -np.inf, one_row)
+
+
+def _top_positive(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the ``n`` highest positive entries of each row of dense ``scores``, chosen as
+    :func:`top_n_sparse` chooses among a row's non-zero entries."""
+    return _top_rows(scores, n, 0.0, lambda values, n: top_n_sparse(sp.csr_matrix(values[None, :]), n)[0][0])
+
+
+def _top_rows(
+    scores: np.ndarray, n: int, floor: float, one_row: Callable[[np.ndarray, int], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the ``n`` highest entries above ``floor`` of each row of dense ``scores``, rows ascending.
+
+    One partial sort over the batch finds each row's n-th highest value; every entry at or above it is taken. Only a
+    row whose n-th value is tied with entries past the cut is chosen by ``one_row(values, n)``, the per-row
+    selection this replaces, so which of the tied entries a list gets is as it was."""
+    rows, width = scores.shape
+    n = min(n, width)
+    if n <= 0 or not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    kth = np.partition(scores, width - n, axis=1)[:, [width - n]]
+    take = (scores >= kth) & (scores > floor)
+    tied = np.flatnonzero((kth[:, 0] > floor) & (take.sum(axis=1) > n))
+    take[tied] = False
+    pos, cols = np.nonzero(take)
+    if not len(tied):
+        return pos.astype(np.int64), cols.astype(np.int64)
+    extra = [one_row(scores[r], n).astype(np.int64) for r in tied.tolist()]
+    pos = np.concatenate([pos, np.repeat(tied, [len(e) for e in extra])]).astype(np.int64)
+    cols = np.concatenate([cols, *extra]).astype(np.int64)
+    order = np.argsort(pos, kind="stable")
+    return pos[order], cols[order]
 
 
 def _top_sparse(scores: sp.csr_matrix, n: int) -> list[np.ndarray]:
     return top_n_sparse(scores, n)[0]
 
 
-def _union(picks: list[list[np.ndarray]], n_rows: int, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row position, column, source index) of every distinct candidate that is not ``hidden``, rows in order and
-    columns ascending within a row; a candidate named by several sources keeps the first. Vectorised over the
-    batch: one sort of (row, column, source) keys instead of a loop per customer."""
-    pos, cols, tags = [], [], []
-    for s, per_source in enumerate(picks):
-        lengths = np.array([len(found) for found in per_source], dtype=np.int64)
-        pos.append(np.repeat(np.arange(n_rows, dtype=np.int64), lengths))
-        cols.append(np.concatenate(per_source).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64))
-        tags.append(np.full(int(lengths.sum()), s, dtype=np.int64))
-    user_pos, col, source = np.concatenate(pos), np.concatenate(cols), np.concatenate(tags)
+def _union(picks: list[tuple[np.ndarray, np.ndarray]], hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row position, column, source index) of every distinct candidate that is not ``hidden``, from each source's
+    (row position, column) picks; rows in order and columns ascending within a row; a candidate named by several
+    sources keeps the first. Vectorised over the batch: one sort of (row, column, source) keys."""
+    user_pos = np.concatenate([pos for pos, _ in picks]).astype(np.int64)
+    col = np.concatenate([cols for _, cols in picks]).astype(np.int64)
+    source = np.concatenate([np.full(len(pos), s, dtype=np.int64) for s, (pos, _) in enumerate(picks)])
     if len(hidden):
         keep = ~np.isin(col, hidden)
         user_pos, col, source = user_pos[keep], col[keep], source[keep]

@@ -12,7 +12,7 @@ from recommender.data.demo import generate_shop
 from recommender.evaluation.blend_learning import batches, blended, learn_blend, ranked_lists
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
-from recommender.models.blend_candidates import FEATURES, CandidateBatch, CandidateSources, _union
+from recommender.models.blend_candidates import FEATURES, CandidateBatch, CandidateSources, _flat, _union
 from recommender.models.blend_ranker import labels, ranked_picks, train_ranker
 from recommender.models.repeat import DUE_AGAIN, GOES_WITH, repeat_candidates
 from training.blend_step import blend_lists
@@ -106,7 +106,7 @@ def test_the_candidate_union_keeps_each_item_once_with_its_first_source_and_drop
         [np.array([2, 7, 9]), np.array([4])],  # ALS: item 2 of customer 0 was named by "own" first
         [np.array([9, 1]), np.array([4, 3])],  # TIFU
     ]
-    user_pos, cols, source = _union(picks, 2, hidden=np.array([1]))
+    user_pos, cols, source = _union([_flat(p) for p in picks], hidden=np.array([1]))
     assert user_pos.tolist() == [0, 0, 0, 0, 1, 1]
     assert cols.tolist() == [2, 5, 7, 9, 3, 4]  # ascending within a customer, hidden item 1 gone
     assert source.tolist() == [0, 0, 1, 1, 2, 1]
