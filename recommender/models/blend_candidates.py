@@ -107,7 +107,7 @@ class CandidateSources:
             )
         )
         self.days, self.since = _pair_stats(purchases, inter.user_ids, inter.item_ids, fit.as_of, shape)
-        self.repeat, self.due = _repeat_matrices(repeats, inter.user_index, inter.item_index, fit.as_of, shape)
+        self.repeat, self.due = _repeat_matrices(repeats, inter.user_ids, inter.item_ids, fit.as_of, shape)
         self.customer_days = _customer_days(purchases, inter.user_ids)
         self.item = _item_stats(events, purchases, inter.item_ids, self.days, fit.as_of, p.recent_days)
         self.category, names = _categories(items, inter.item_ids)
@@ -216,19 +216,13 @@ def _pair_stats(
 
 
 def _repeat_matrices(
-    repeats: RepeatIndex, users: dict[str, int], items: dict[str, int], as_of: datetime, shape: tuple[int, int]
+    repeats: RepeatIndex, user_ids: np.ndarray, item_ids: np.ndarray, as_of: datetime, shape: tuple[int, int]
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(repeat probability, days until due + 1) per customer and item of the repeat model."""
-    rows: list[int] = []
-    cols: list[int] = []
-    keep: list[int] = []
-    for k, (u, i) in enumerate(zip(repeats.user_ids.tolist(), repeats.item_ids.tolist())):
-        r, c = users.get(u), items.get(i)
-        if r is not None and c is not None:
-            rows.append(r)
-            cols.append(c)
-            keep.append(k)
-    idx = np.array(keep, dtype=np.int64)
+    """(repeat probability, days until due + 1) per customer and item of the repeat model (pairs of customers or
+    items the fit does not know are left out)."""
+    rows, cols = _positions(repeats.user_ids, user_ids), _positions(repeats.item_ids, item_ids)
+    idx = np.flatnonzero((rows >= 0) & (cols >= 0))
+    rows, cols = rows[idx], cols[idx]
     score = np.asarray(repeats.scores, dtype=np.float32)[idx] if len(idx) else np.array([], np.float32)
     today = np.datetime64(as_of.date())
     due = (repeats.due[idx] - today).astype(np.float32) + 1 if len(idx) else np.array([], np.float32)
@@ -236,6 +230,14 @@ def _repeat_matrices(
         sp.csr_matrix((np.maximum(score, 1e-6), (rows, cols)), shape=shape),
         sp.csr_matrix((np.maximum(due, 1), (rows, cols)), shape=shape),
     )
+
+
+def _positions(ids: np.ndarray, universe: np.ndarray) -> np.ndarray:
+    """Position of each of ``ids`` in ``universe`` (-1 when it is not there): one hashed look-up in Arrow."""
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64)
+    found = pc.index_in(pa.array(ids, type=pa.string()), value_set=pa.array(universe, type=pa.string()))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _customer_days(purchases: pa.Table, user_ids: np.ndarray) -> np.ndarray:

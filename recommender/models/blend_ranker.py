@@ -123,18 +123,19 @@ def ranked_picks(
     starts = np.r_[0, np.flatnonzero(np.diff(grouped)) + 1]
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     top = order[rank < n]  # only each customer's first n rows become picks
-    squashed = 1.0 / (1.0 + np.exp(-scores[top]))
-    names = item_ids[batch.cols[top]]
-    due_again = (batch.X[top, _BOUGHT] > 0) & (batch.X[top, _REPEAT] > 0)
+    squashed = (1.0 / (1.0 + np.exp(-scores[top]))).tolist()
+    names = item_ids[batch.cols[top]].tolist()
+    due_again = ((batch.X[top, _BOUGHT] > 0) & (batch.X[top, _REPEAT] > 0)).tolist()
+    due_in = batch.X[top, _DUE].astype(np.int64).tolist()  # whole days, truncated as int() does
     today = as_of.date()
-    for k, r in enumerate(top.tolist()):
-        item, value = str(names[k]), round(float(squashed[k]), 5)
-        if due_again[k]:
-            due = (today + timedelta(days=int(batch.X[r, _DUE]))).isoformat()
-            pick = NextPick(item, value, DUE_AGAIN, due)
+    dates = {d: (today + timedelta(days=d)).isoformat() for d in set(due_in)}
+    owners = [batch.users[p] for p in batch.user_pos[top].tolist()]
+    for owner, item, value, again, days in zip(owners, names, squashed, due_again, due_in):
+        if again:
+            pick = NextPick(str(item), round(value, 5), DUE_AGAIN, dates[days])
         else:
-            pick = NextPick(item, value, GOES_WITH)
-        out[batch.users[batch.user_pos[r]]].append(pick)
+            pick = NextPick(str(item), round(value, 5), GOES_WITH)
+        out[owner].append(pick)
     return out
 
 
