@@ -117,6 +117,7 @@ class CandidateSources:
         self.similar = _copurchase(bought, p.copurchase_neighbours)
         self.tifu = (tifu or TifuKnn(PUBLISHED["tafeng"]).fit(purchases)).in_columns(inter.item_ids)
         self._bought = bought
+        self._work: dict[str, np.ndarray] = {}
 
     def batch(self, users: list[str]) -> CandidateBatch:
         """The candidates and features of ``users`` (customers the fit does not know are left out)."""
@@ -126,16 +127,18 @@ class CandidateSources:
         if not len(rows):
             empty = np.array([], dtype=np.int64)
             return CandidateBatch([], empty, empty, np.zeros((0, len(FEATURES)), np.float32), empty)
-        als = self.fit.model.user_factors[rows] @ self.fit.model.item_factors.T
-        als = np.asarray(als, dtype=np.float32)
+        factors = self.fit.model.user_factors[rows], self.fit.model.item_factors.T
+        als = np.matmul(*factors, out=self._work_array("als", len(rows)))
         tifu = self._tifu_scores(users)  # dense: on a shop with few customers its rows are mostly non-zero
         co = ((self.fit.bought[rows] > 0).astype(np.float32) @ self.similar).tocsr()
         blocked, hidden = self._bought[rows], self.fit.hidden
         repeat, days = self.repeat[rows], self.days[rows]
         picks = [
             _flat(_top_own(repeat, days, p.own + len(hidden))),
-            _top_dense(als, blocked, hidden, p.als),
-            _top_positive(tifu, p.tifu + len(hidden)),
+            _top_dense(
+                als, blocked, hidden, p.als, self._work_array("masked", len(rows)), self._work_array("sort", len(rows))
+            ),
+            _top_positive(tifu, p.tifu + len(hidden), self._work_array("sort", len(rows))),
             _flat(_top_sparse(_without(co, blocked), p.copurchase + len(hidden))),
             self._top_trending(rows, blocked),
         ]
@@ -165,15 +168,24 @@ class CandidateSources:
         X = np.column_stack([X, *(_ranks(X[:, FEATURES.index(f)], user_pos) for f in _RANKED)]).astype(np.float32)
         return CandidateBatch(users, user_pos, cols, X, source)
 
+    def _work_array(self, name: str, rows: int) -> np.ndarray:
+        """A (``rows`` x items) float32 work array kept from batch to batch: a fresh array of that size costs its
+        page faults again on every batch, as much as the work done in it."""
+        kept = self._work.get(name)
+        if kept is None or len(kept) < rows:
+            kept = self._work[name] = np.empty((rows, self.fit.inter.matrix.shape[1]), dtype=np.float32)
+        return kept[:rows]
+
     def _tifu_scores(self, users: list[str]) -> np.ndarray:
         """TIFU-KNN scores of the batch as a dense array in the fit's item columns (customers without purchases:
         rows of zeros)."""
-        out = np.zeros((len(users), self.fit.inter.matrix.shape[1]), dtype=np.float32)
-        known, scores = self.tifu.dense_scores(users)
+        out = self._work_array("tifu", len(users))
+        known, _ = self.tifu.rows(users)
         if len(known) == len(users):
-            return scores
+            return self.tifu.dense_scores(users, out=out)[1]
+        out.fill(0.0)
         position = {u: k for k, u in enumerate(users)}
-        out[[position[u] for u in known]] = scores
+        out[[position[u] for u in known]] = self.tifu.dense_scores(known)[1]
         return out
 
     def _top_trending(self, rows: np.ndarray, blocked: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -409,10 +421,12 @@ def _top_own(repeat: sp.csr_matrix, days: sp.csr_matrix, n: int) -> list[np.ndar
     return cols
 
 
-def _top_dense(scores: np.ndarray, blocked: sp.csr_matrix, hidden: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _top_dense(
+    scores: np.ndarray, blocked: sp.csr_matrix, hidden: np.ndarray, n: int, masked: np.ndarray, work: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of the ``n`` best columns of each row of dense ``scores``, ``blocked`` entries and ``hidden``
-    columns left out."""
-    masked = scores.copy()
+    columns left out (``masked`` and ``work``: arrays of its shape to use)."""
+    np.copyto(masked, scores)
     masked[blocked.nonzero()] = -np.inf
     masked[:, hidden] = -np.inf
 
@@ -420,19 +434,20 @@ def _top_dense(scores: np.ndarray, blocked: sp.csr_matrix, hidden: np.ndarray, n
         top = np.argpartition(-values, n - 1)[:n]
         return top[np.isfinite(values[top])]
 
-    return _top_rows(masked, n, -np.inf, one_row)
+    return _top_rows(masked, n, -np.inf, one_row, work)
 
 
-def _top_positive(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _top_positive(scores: np.ndarray, n: int, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of the ``n`` highest positive entries of each row of dense ``scores``, chosen as
-    :func:`top_n_sparse` chooses among a row's non-zero entries."""
-    return _top_rows(scores, n, 0.0, lambda values, n: top_n_sparse(sp.csr_matrix(values[None, :]), n)[0][0])
+    :func:`top_n_sparse` chooses among a row's non-zero entries (``work``: an array of its shape to use)."""
+    return _top_rows(scores, n, 0.0, lambda values, n: top_n_sparse(sp.csr_matrix(values[None, :]), n)[0][0], work)
 
 
 def _top_rows(
-    scores: np.ndarray, n: int, floor: float, one_row: Callable[[np.ndarray, int], np.ndarray]
+    scores: np.ndarray, n: int, floor: float, one_row: Callable[[np.ndarray, int], np.ndarray], work: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the ``n`` highest entries above ``floor`` of each row of dense ``scores``, rows ascending.
+    """(row, column) of the ``n`` highest entries above ``floor`` of each row of dense ``scores``, rows ascending
+    (``work``: an array of its shape to use).
 
     One partial sort over the batch finds each row's n-th highest value; every entry at or above it is taken. Only a
     row whose n-th value is tied with entries past the cut is chosen by ``one_row(values, n)``, the per-row
@@ -441,7 +456,9 @@ def _top_rows(
     n = min(n, width)
     if n <= 0 or not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    kth = np.partition(scores, width - n, axis=1)[:, [width - n]]
+    np.copyto(work, scores)
+    work.partition(width - n, axis=1)
+    kth = work[:, [width - n]].copy()
     take = (scores >= kth) & (scores > floor)
     tied = np.flatnonzero((kth[:, 0] > floor) & (take.sum(axis=1) > n))
     take[tied] = False

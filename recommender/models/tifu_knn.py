@@ -239,10 +239,10 @@ class TifuKnn:
                 scores = p.alpha * scores + (1 - p.alpha) * (_row_means(neighbours, matrix.shape[0]) @ matrix)
             yield known[start : start + len(batch)], sp.csr_matrix(scores)
 
-    def dense_scores(self, users: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        """The scores of :meth:`score_batches` for the known users among ``users``, in one dense array over
-        :attr:`item_ids`: the same float32 values bit for bit (the same neighbour product, then the same scaling and
-        sum), zero where the sparse scores store nothing.
+    def dense_scores(self, users: Sequence[str], out: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+        """The scores of :meth:`score_batches` for the known users among ``users``, in one dense float32 array over
+        :attr:`item_ids` (written to ``out`` when given, shaped for the known users): the same values bit for bit
+        (the same neighbour product, then the same scaling and sum), zero where the sparse scores store nothing.
 
         For a batch whose rows are mostly non-zero (a few thousand customers, each with hundreds of neighbours): a
         dense array costs less than the sparse sum and row sort of millions of entries, and reads by index."""
@@ -252,8 +252,8 @@ class TifuKnn:
         own = matrix[rows]
         neighbours = self._neighbour_index().query(rows, p.k)
         if not neighbours.shape[1]:
-            return known, own.toarray()
-        out = (_row_means(neighbours, matrix.shape[0]) @ matrix).toarray()
+            return known, own.toarray(out=out)
+        out = (_row_means(neighbours, matrix.shape[0]) @ matrix).toarray(out=out)
         out *= 1 - p.alpha  # float32 times a Python float, as the sparse product's data is scaled
         at = np.repeat(np.arange(len(rows)), np.diff(own.indptr))
         out[at, own.indices] += own.data * p.alpha  # a canonical row holds each column once
