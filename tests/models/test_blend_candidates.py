@@ -11,10 +11,18 @@ import scipy.sparse as sp
 
 from recommender.config import ModelSettings
 from recommender.data.demo import generate_shop
+from recommender.evaluation.blend_learning import BATCH, blended, policy_lists
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
-from recommender.models.blend_candidates import FEATURES, CandidateBatch, CandidateSources, _values_at
-from recommender.models.blend_ranker import ranked_picks, train_ranker
+from recommender.models.blend_candidates import (
+    FEATURES,
+    CandidateBatch,
+    CandidateSources,
+    _top_positive,
+    _top_rows,
+    _values_at,
+)
+from recommender.models.blend_ranker import ranked_picks, train_ranker, with_fallback
 from recommender.models.repeat import repeat_candidates
 from recommender.models.tifu_knn import PUBLISHED, TifuKnn, top_n_sparse
 
@@ -171,3 +179,50 @@ def test_values_at_reads_stored_entries_and_zero_elsewhere() -> None:
     assert _values_at(m, rows, cols).tolist() == [5.0, 1.0, 0.0, 0.0, 5.0, 0.0]
     assert _values_at(sp.csr_matrix((2, 3)), np.array([1]), np.array([2])).tolist() == [0.0]
     assert _values_at(m, np.array([], np.int64), np.array([], np.int64)).tolist() == []
+
+
+def test_blended_lists_equal_those_ranked_from_the_reference_rows(shop) -> None:
+    """The lists the job publishes (customers in batches of BATCH, the last one smaller, work arrays kept from batch to
+    batch) are those ranked from the customer-by-customer reference rows, topped up with the same policy lists; and a
+    customer's list does not depend on the batch it is built in."""
+    train, fit, sources = shop
+    users = ["not-a-customer", *sorted(pc.unique(train["user_id"]).to_pylist())]  # "only-views" among them
+    assert len(users) > BATCH
+    reference = _reference_batch(train, fit, sources, users)
+    ranker = train_ranker(
+        reference.X, (reference.X[:, FEATURES.index("bought_days")] > 2).astype(np.int32), reference.groups()
+    )
+    n = 20
+    fallback = policy_lists(fit, repeat_candidates(train, fit.as_of, 30), users, n, 1.0)
+    mine = blended(sources, ranker, users, fallback, n)
+    ranked = ranked_picks(reference, ranker.score(reference), fit.inter.item_ids, fit.as_of, n)
+    assert mine == {u: with_fallback(p, fallback.get(u, []), n) for u, p in ranked.items()}
+    assert list(mine) == reference.users and len(mine) > BATCH and all(len(p) == n for p in mine.values())
+    for u in users[::25]:
+        assert blended(sources, ranker, [u], fallback, n) == ({u: mine[u]} if u in mine else {})
+
+
+def test_top_rows_leave_a_tie_at_the_cut_to_the_per_row_choice() -> None:
+    scores = np.array(
+        [
+            [0.5, 0.9, 0.5, 0.0, 0.5, 0.7],  # best 3: 0.9, 0.7 and one of three tied 0.5s
+            [0.0, 0.2, 0.0, 0.0, 0.0, 0.0],  # fewer positive entries than 3
+            [0.3, 0.1, 0.4, 0.2, 0.0, 0.5],  # no tie at the cut
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        ],
+        dtype=np.float32,
+    )
+    asked: list[list[float]] = []
+
+    def one_row(values: np.ndarray, n: int) -> np.ndarray:
+        asked.append(values.tolist())
+        return np.array([4, 1, 5])  # a choice of its own among the ties
+
+    work = np.full_like(scores, 3.0)
+    pos, cols = _top_rows(scores, 3, 0.0, one_row, work)
+    assert asked == [scores[0].tolist()]  # only the row with a tie at the cut
+    assert list(zip(pos.tolist(), cols.tolist())) == [(0, 4), (0, 1), (0, 5), (1, 1), (2, 0), (2, 2), (2, 5)]
+    pos, cols = _top_positive(scores, 3, work)
+    per_row = [set(top_n_sparse(sp.csr_matrix(row[None, :]), 3)[0][0].tolist()) for row in scores]
+    assert [set(cols[pos == r].tolist()) for r in range(len(scores))] == per_row
+    assert _top_rows(scores, 0, 0.0, one_row, work)[0].tolist() == []

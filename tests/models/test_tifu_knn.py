@@ -152,3 +152,15 @@ def _own_row(tifu: TifuKnn, user: str) -> dict[str, float]:
     """One customer's scores in the fit's own columns, by item id."""
     (_, scores), *_ = tifu.score_batches([user])
     return dict(zip(tifu.item_ids.tolist(), scores.toarray().ravel().tolist()))
+
+
+def test_dense_scores_are_the_sparse_scores_bit_for_bit(shop) -> None:
+    train = time_split(shop.events, test_days=14).train
+    tifu = TifuKnn(PUBLISHED["dunnhumby"]).fit(train)
+    users = ["nobody", *tifu.vectors.user_ids[::3].tolist()]
+    (known, sparse), *_ = tifu.score_batches(users, batch_size=len(users))
+    out = np.full((len(known), len(tifu.item_ids)), 7.0, dtype=np.float32)  # a used buffer: overwritten entirely
+    dense_known, dense = tifu.dense_scores(users, out=out)
+    assert dense_known == known and dense is out and "nobody" not in known
+    np.testing.assert_array_equal(dense.view(np.uint32), sparse.toarray().view(np.uint32))
+    assert sparse.nnz == np.count_nonzero(dense)  # nothing stored where the dense scores are zero
