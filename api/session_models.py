@@ -52,20 +52,7 @@ class SessionModels:
         info = await self.manifest(version)
         if not raw_factors or not raw_items or not info:
             return None
-        items = orjson.loads(raw_items)
-        params = info["params"]
-        factors = (
-            np.frombuffer(raw_factors, dtype=np.float32).reshape(len(items), -1).copy()
-        )  # implicit needs it writable
-        return SessionModel(
-            items,
-            factors,
-            regularization=params["als"]["regularization"],
-            alpha=params["als"]["alpha"],
-            weights=params["weights"],
-            half_life_days=params["half_life_days"],
-            hidden=info.get("hidden_items", []),
-        )
+        return session_model(raw_factors, raw_items, info)
 
     async def customer_lists(self, version: str, raws: list[bytes | None]) -> list[on_request.Lists | None]:
         """Lists of customers the job did not precompute, from their stored rows (``Keys.customer``): (personal,
@@ -89,6 +76,21 @@ class SessionModels:
             near.put(version, raws[k], lists)
         return out
 
+    async def similar(self, version: str, item_id: str) -> list | None:
+        """Similar items of an item the job left to compute on request (:func:`cache.on_request.similar_list`);
+        None when the version's item factors do not know it. Kept in the reader's near cache like a stored list."""
+        near, key = self.reader.near, "computed:" + Keys.similar(item_id)
+        found = near.get(version, key)
+        if found is not MISS:
+            return found
+        model = await self.get(version)
+        sims = None
+        if model is not None:
+            size = (await self.manifest(version)).get("params", {}).get("lists", {}).get("similar_size", 50)
+            sims = on_request.similar_list(model, await self.reader.catalogue(version), item_id, size)
+        near.put(version, key, sims)
+        return sims
+
     async def on_request(self, version: str) -> OnRequest | None:
         """The version's on-request engine (None without item factors), built on first use."""
         if version not in self._on_request:
@@ -103,3 +105,19 @@ class SessionModels:
                 self._index.pop(next(iter(self._on_request)), None)
                 self._on_request.pop(next(iter(self._on_request)))
         return self._on_request[version]
+
+
+def session_model(raw_factors: bytes, raw_items: bytes, info: dict) -> SessionModel:
+    """A version's session model from its stored item factors (raw float32), factor item ids (JSON) and manifest."""
+    items = orjson.loads(raw_items)
+    params = info["params"]
+    factors = np.frombuffer(raw_factors, dtype=np.float32).reshape(len(items), -1).copy()  # implicit needs it writable
+    return SessionModel(
+        items,
+        factors,
+        regularization=params["als"]["regularization"],
+        alpha=params["als"]["alpha"],
+        weights=params["weights"],
+        half_life_days=params["half_life_days"],
+        hidden=info.get("hidden_items", []),
+    )

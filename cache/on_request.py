@@ -1,4 +1,5 @@
-"""Lists of customers the job did not precompute, from what a published version keeps for them.
+"""Lists the job did not precompute, from what a published version keeps for them: customers' lists, and items'
+similar items (:func:`similar_list`).
 
 The job precomputes personal and next-purchase lists only for customers active lately; for the others it stores a
 model row (``Keys.customer``, :func:`cache.codec.encode_customer`). This module turns those rows back into lists with
@@ -21,6 +22,8 @@ from cache.reader import decode_with, iter_lists, scan_values
 from cache.server import mget
 from recommender.config import ListParams
 from recommender.models.repeat import NextPick
+from recommender.models.session import SessionModel
+from recommender.serving import lists
 from recommender.serving.customer_lists import CustomerRow, OnRequest
 
 Lists = tuple[list[Any], list[dict[str, Any]] | None]
@@ -50,6 +53,18 @@ def served(on_request: OnRequest, index: dict[str, int], raws: list[bytes]) -> l
         )
         for personal, nxt in on_request.lists(rows)
     ]
+
+
+def similar_list(model: SessionModel, catalogue: list[str], item_id: str, size: int) -> list[Any] | None:
+    """The similar items of an item the job left to compute on request (it had no event within
+    ``similar_active_days``), as a reader would decode the stored list: every pair scored against the version's
+    item factors, as the job scores a catalogue of up to ``similar_exact_max_items`` items. None for an item the
+    version's factors do not know."""
+    column = model.index.get(item_id)
+    if column is None:
+        return None
+    _, ids, scores, keep = lists.similar_of(model.model, np.array([column]), size, model.hidden)
+    return codec.decode(codec.encode_rows(ids, scores, keep, len(catalogue))[0], catalogue)
 
 
 def load(client: Any, keys: Keys, version: str) -> tuple[OnRequest, dict[str, int]] | None:

@@ -60,6 +60,12 @@ class ListParams(BaseSettings):
         description="catalogues up to this many items get exact similar items (every pair scored); larger ones an "
         "approximate index (recall@10 >= 0.95, see docs/PERFORMANCE.md)",
     )
+    similar_active_days: int = Field(
+        7,
+        ge=0,
+        description="items with an event within this many days get their similar-items list precomputed; the API "
+        "computes every other item's on request from the published item factors (0: precompute all)",
+    )
     bestseller_days: int = Field(30, ge=1, description="recent window for bestsellers, in days")
     new_arrival_days: int = Field(30, ge=1, description="an item is new when first seen within this many days")
     exclude_purchased: bool = Field(

@@ -290,10 +290,11 @@ def _publish_lists(
         with timer.stage("personal+next"):
             cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts, blend)
         with timer.stage("similar"):
+            recent = active_item_columns(inputs.events, inter, inputs.as_of, p.similar_active_days)
             counts["similar_lists"] = publisher.put_many(
                 tqdm(
-                    similar_lists(model, inter, p, hidden, cat),
-                    total=len(inter.item_ids),
+                    similar_lists(model, inter, p, hidden, cat, recent),
+                    total=len(inter.item_ids) if recent is None else len(recent),
                     desc="similar items",
                     unit="item",
                     disable=not cfg.show_progress,
@@ -491,12 +492,12 @@ class Catalogue:
 
 
 def similar_lists(
-    model: Any, inter: Interactions, p: ListParams, hidden: np.ndarray, cat: Catalogue
+    model: Any, inter: Interactions, p: ListParams, hidden: np.ndarray, cat: Catalogue, items: np.ndarray | None = None
 ) -> Iterator[tuple[str, bytes]]:
-    """(key, compact list) of every item's similar items, encoded from the top-k arrays (a matrix column is its own
-    catalogue position), without Python pairs in between."""
+    """(key, compact list) of the similar items of every item (or the matrix columns ``items``), encoded from the
+    top-k arrays (a matrix column is its own catalogue position), without Python pairs in between."""
     for rows, ids, scores, keep in lists.similar_item_rows(
-        model, inter, p.similar_size, hidden, p.similar_exact_max_items
+        model, inter, p.similar_size, hidden, p.similar_exact_max_items, items
     ):
         encoded = codec.encode_rows(ids, scores, keep, len(cat.ids))
         yield from zip((Keys.similar(i) for i in inter.item_ids[rows].tolist()), encoded)
@@ -593,9 +594,21 @@ def active_rows(events: pa.Table, inter: Interactions, as_of: datetime, days: in
     """Matrix rows of customers with an event within ``days`` of ``as_of`` (every row for 0)."""
     if days <= 0:
         return np.arange(len(inter.user_ids))
+    return _recent_positions(events, "user_id", inter.user_index, as_of, days)
+
+
+def active_item_columns(events: pa.Table, inter: Interactions, as_of: datetime, days: int) -> np.ndarray | None:
+    """Matrix columns of items with an event within ``days`` of ``as_of`` (None, meaning every item, for 0)."""
+    if days <= 0:
+        return None
+    return _recent_positions(events, "item_id", inter.item_index, as_of, days)
+
+
+def _recent_positions(events: pa.Table, column: str, index: dict[str, int], as_of: datetime, days: int) -> np.ndarray:
+    """Sorted positions in ``index`` of the ``column`` values with an event within ``days`` of ``as_of``."""
     since = pa.scalar(as_of - timedelta(days=days), pa.timestamp("us"))
-    recent = pc.unique(events.filter(pc.greater(events["timestamp"], since))["user_id"]).to_pylist()
-    return np.array(sorted(inter.user_index[u] for u in recent if u in inter.user_index), dtype=np.int64)
+    recent = pc.unique(events.filter(pc.greater(events["timestamp"], since))[column]).to_pylist()
+    return np.array(sorted(index[k] for k in recent if k in index), dtype=np.int64)
 
 
 class GateWarmStart:

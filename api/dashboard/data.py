@@ -145,6 +145,9 @@ async def item(reader: ReaderDep, services: ServicesDep, item_id: ItemP) -> dict
     version, (stats,) = await fetch(reader, Keys.item_stats(item_id))
     meta = (await reader.item_metadata(version, [item_id]))[item_id]
     (has_similar,) = await status.exists(reader.client, reader.keys, version, Keys.similar(item_id))
+    if not has_similar:  # left to compute on request when the item had no recent event
+        model = await services.sessions.get(version)
+        has_similar = model is not None and item_id in model.index
     if meta is None and stats is None and not has_similar:
         raise UnknownItem(item_id)
     manifest = await services.sessions.manifest(version)

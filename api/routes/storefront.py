@@ -211,13 +211,17 @@ async def new_arrivals(request: Request, n: N = 10, user_id: OptUserQ = None) ->
     responses={404: {"description": "The item is unknown to the published model, or unavailable."}},
 )
 async def similar(request: Request, item_id: ItemP, n: N = 10) -> ItemList:
-    """Items whose learned factors are closest to this item's (people who like one tend to like the other). An
-    item added through `POST /items` since the last run gets the bestsellers of its category (`same_category`)."""
+    """Items whose learned factors are closest to this item's (people who like one tend to like the other). The job
+    stores the lists of items with recent events; any other item the model knows gets the same list computed on
+    request from the published item factors. An item added through `POST /items` since the last run gets the
+    bestsellers of its category (`same_category`)."""
     svc = services(request)
     version, (sims,) = await fetch(svc.reader, Keys.similar(item_id))
     state = await svc.merch.current()
     if item_id in state.unavailable:
         raise UnknownItem(item_id)
+    if sims is None:
+        sims = await svc.sessions.similar(version, item_id)
     entries = as_entries(sims, "similar_item") if sims is not None else await _same_category(svc, item_id)
     if entries is None:
         raise UnknownItem(item_id)

@@ -115,25 +115,36 @@ def recommend_batches(
 
 
 def similar_batches(
-    model: AlternatingLeastSquares, n: int, hidden_items: np.ndarray | None = None, batch_size: int = 5_000
+    model: AlternatingLeastSquares,
+    n: int,
+    hidden_items: np.ndarray | None = None,
+    batch_size: int = 5_000,
+    items: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (item indices, similar item indices (b x n), cosine scores) for every item; an item is not its own
-    neighbour."""
+    """Yield (item indices, similar item indices (b x n), cosine scores) for every item (or the columns ``items``);
+    an item is not its own neighbour."""
     n_items = model.item_factors.shape[0]
-    k = min(n + 1, n_items)
+    chosen = np.arange(n_items) if items is None else np.asarray(items, dtype=np.int64)
     hidden = hidden_items if hidden_items is not None and len(hidden_items) else None
 
     def batch(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = np.arange(start, min(start + batch_size, n_items))
-        ids, scores = model.similar_items(rows, N=k, filter_items=hidden)
-        ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
-        self_hit = ids == rows[:, None]
-        # Drop the item itself from its own row, keep the first n others.
-        order = np.argsort(self_hit, axis=1, kind="stable")
-        ids = np.take_along_axis(ids, order, axis=1)[:, :n]
-        scores = np.take_along_axis(scores, order, axis=1)[:, :n]
-        scores = np.where(np.take_along_axis(self_hit, order, axis=1)[:, :n], -np.inf, scores)
-        return rows, ids, scores
+        return similar_rows(model, chosen[start : start + batch_size], n, hidden)
 
     with threadpool_limits(1, "blas"):
-        yield from in_parallel(batch, range(0, n_items, batch_size))
+        yield from in_parallel(batch, range(0, len(chosen), batch_size))
+
+
+def similar_rows(
+    model: AlternatingLeastSquares, rows: np.ndarray, n: int, hidden: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One batch of :func:`similar_batches` (in this thread): (``rows``, similar item indices, cosine scores)."""
+    k = min(n + 1, model.item_factors.shape[0])
+    ids, scores = model.similar_items(rows, N=k, filter_items=hidden)
+    ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
+    self_hit = ids == rows[:, None]
+    # Drop the item itself from its own row, keep the first n others.
+    order = np.argsort(self_hit, axis=1, kind="stable")
+    ids = np.take_along_axis(ids, order, axis=1)[:, :n]
+    scores = np.take_along_axis(scores, order, axis=1)[:, :n]
+    scores = np.where(np.take_along_axis(self_hit, order, axis=1)[:, :n], -np.inf, scores)
+    return rows, ids, scores

@@ -32,9 +32,11 @@ def similar_batches_ivf(
     hidden_items: np.ndarray | None = None,
     batch_size: int = 20_000,
     nprobe: int = NPROBE,
+    queries: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (item indices, similar item indices (b x n), cosine scores) for every item, like ``similar_batches``;
-    entries the index could not fill carry index -1."""
+    """Yield (item indices, similar item indices (b x n), cosine scores) for every item (or the rows ``queries``),
+    like ``similar_batches``; entries the index could not fill carry index -1. Every item is in the index
+    whichever are asked for."""
     import faiss  # imported here: only large catalogues need it
 
     faiss.omp_set_num_threads(WORKERS)
@@ -50,8 +52,9 @@ def similar_batches_ivf(
     index.add_with_ids(x[ids], ids)
     index.nprobe = min(nprobe, nlist)
     k = min(n + 1, len(ids))
-    for start in range(0, len(x), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(x)))
+    chosen = np.arange(len(x)) if queries is None else np.asarray(queries, dtype=np.int64)
+    for start in range(0, len(chosen), batch_size):
+        rows = chosen[start : start + batch_size]
         scores, found = index.search(x[rows], k)
         self_hit = found == rows[:, None]
         order = np.argsort(self_hit, axis=1, kind="stable")  # the item itself last, the others in their order

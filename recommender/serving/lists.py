@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from recommender.models.als import recommend_batches, similar_batches
+from recommender.models.als import recommend_batches, similar_batches, similar_rows
 from recommender.models.similar_index import similar_batches_ivf
 from recommender.models.weighting import Interactions
 
@@ -103,19 +103,72 @@ def personal_picks_of(
     return out
 
 
+SimilarRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""(item columns, their similar item columns (b x n), scores rounded like :func:`ranked_rows`, which entries to
+keep)."""
+
+
 def similar_item_rows(
-    model: AlternatingLeastSquares, inter: Interactions, n: int, hidden: np.ndarray, exact_max_items: int = 20_000
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Items whose ALS factors are closest (cosine) to each item's, batch by batch as arrays: (item columns, their
-    similar item columns (b x n), scores rounded like :func:`ranked_rows`, which entries to keep). Every pair is
-    scored up to ``exact_max_items`` items, an approximate index above (:mod:`recommender.models.similar_index`)."""
+    model: AlternatingLeastSquares,
+    inter: Interactions,
+    n: int,
+    hidden: np.ndarray,
+    exact_max_items: int = 20_000,
+    items: np.ndarray | None = None,
+) -> Iterator[SimilarRows]:
+    """Items whose ALS factors are closest (cosine) to each item's (every item, or the columns ``items``), batch by
+    batch as arrays (:data:`SimilarRows`). Every pair is scored up to ``exact_max_items`` items (what the API does
+    for one item on request, :func:`exact_similar_rows`), an approximate index above
+    (:mod:`recommender.models.similar_index`)."""
     if len(inter.item_ids) <= exact_max_items:
-        batches = similar_batches(model, n, hidden)
-    else:
-        batches = similar_batches_ivf(model.item_factors, n, hidden)
+        yield from exact_similar_rows(model, n, hidden, items)
+        return
+    batches = similar_batches_ivf(model.item_factors, n + SIMILAR_MARGIN, hidden, queries=items)
+    yield from _rescored(batches, model.item_factors, n)
+
+
+SIMILAR_MARGIN = 4
+"""Neighbours fetched beyond the ``n`` kept, so that re-scoring (:func:`_rescored`) decides the last places."""
+
+
+def exact_similar_rows(
+    model: AlternatingLeastSquares, n: int, hidden: np.ndarray, items: np.ndarray | None = None
+) -> Iterator[SimilarRows]:
+    """:func:`similar_item_rows` with every pair scored: the job's lists of a small catalogue, and the API's list
+    of an item the job left to compute on request (:func:`similar_of`)."""
+    return _rescored(similar_batches(model, n + SIMILAR_MARGIN, hidden, items=items), model.item_factors, n)
+
+
+def similar_of(model: AlternatingLeastSquares, items: np.ndarray, n: int, hidden: np.ndarray) -> SimilarRows:
+    """:func:`exact_similar_rows` of a few items in this thread (the API's on-request path)."""
+    batch = similar_rows(model, np.asarray(items, dtype=np.int64), n + SIMILAR_MARGIN, hidden if len(hidden) else None)
+    return next(_rescored(iter([batch]), model.item_factors, n))
+
+
+def _rescored(
+    batches: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], factors: np.ndarray, n: int, chunk: int = 1_000
+) -> Iterator[SimilarRows]:
+    """Top-k batches with every kept pair's cosine computed again in float64, pair by pair, re-ranked and cut to
+    ``n``. BLAS's float32 scores of one pair differ in the last bits with the batch's shape, which would let a
+    precomputed list and one computed on request for a single item round apart; these do not depend on it."""
     for rows, ids, scores in batches:
-        keep = (ids >= 0) & np.isfinite(scores) & (scores > FILTERED_SCORE)
-        yield rows, np.where(keep, ids, 0), _rounded(np.where(keep, scores, scores.dtype.type(0))), keep
+        for at in range(0, len(rows), chunk):
+            r, i = rows[at : at + chunk], ids[at : at + chunk]
+            keep = (i >= 0) & np.isfinite(scores[at : at + chunk]) & (scores[at : at + chunk] > FILTERED_SCORE)
+            i = np.where(keep, i, 0)
+            exact = np.where(keep, _cosines(factors, r, i), -np.inf)
+            order = np.argsort(-exact, axis=1, kind="stable")[:, :n]
+            i, exact, keep = (np.take_along_axis(a, order, axis=1) for a in (i, exact, keep))
+            yield r, i, np.round(np.where(keep, exact, 0.0), 5), keep
+
+
+def _cosines(factors: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Cosine of each item ``rows[b]`` with each ``ids[b, j]``, in float64 (0 with a zero vector)."""
+    query = factors[rows].astype(np.float64)
+    others = factors[ids].astype(np.float64)
+    dots = np.einsum("bf,bnf->bn", query, others)
+    norms = np.sqrt(np.einsum("bf,bf->b", query, query))[:, None] * np.sqrt(np.einsum("bnf,bnf->bn", others, others))
+    return dots / np.maximum(norms, 1e-10)
 
 
 def similar_items(
