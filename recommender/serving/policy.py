@@ -63,13 +63,27 @@ def merge_due_and_discovery(due: list[NextPick], explore: Ranked, n: int, explor
         if pick.item_id not in taken:
             picks.append(pick)
             taken.add(pick.item_id)
-    for pair in explore[x:]:
+    _fill_with_discovery(picks, taken, explore[x:], n)
+    return picks
+
+
+def _fill_with_discovery(picks: list[Pick], taken: set[str], explore: Ranked, n: int) -> None:
+    """Append the pairs of ``explore`` not ``taken``, in order and each item once, until ``picks`` holds ``n``. The
+    usual discovery list (a top-k, no item twice) goes in as one slice: this runs for every customer with purchases
+    each night."""
+    room = n - len(picks)
+    if room <= 0:
+        return
+    fresh = [pair for pair in explore if pair[0] not in taken] if taken else list(explore)
+    if len({pair[0] for pair in fresh}) == len(fresh):
+        picks.extend(fresh[:room])
+        return
+    for pair in fresh:
         if len(picks) >= n:
             break
         if pair[0] not in taken:
             picks.append(pair)
             taken.add(pair[0])
-    return picks
 
 
 def production_picks(

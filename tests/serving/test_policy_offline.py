@@ -82,6 +82,19 @@ def test_merge_matches_the_slot_by_slot_reference(seed):
     assert got == reference_blend(due, explore, n, share)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_merge_with_items_repeated_in_discovery_matches_the_reference(seed):
+    rng = random.Random(seed)
+    pool = [f"i{j}" for j in range(10)]
+    due = [NextPick(i, 0.5, "due_again", "2026-01-01") for i in rng.sample(pool, rng.randint(0, 4))]
+    explore = [(i, round(rng.random(), 5)) for i in rng.choices(pool, k=rng.randint(1, 14))]  # repeats
+    n, share = rng.randint(1, 12), rng.choice([0.0, 0.3, 1.0])
+    got = merge_due_and_discovery(due, explore, n, share)
+    assert len({p.item_id if isinstance(p, NextPick) else p[0] for p in got}) == len(got)
+    as_picks = [p if isinstance(p, NextPick) else NextPick(p[0], p[1], GOES_WITH) for p in got]
+    assert as_picks == reference_blend(due, explore, n, share)
+
+
 def test_blended_picks_publish_in_the_served_shapes():
     due = NextPick("a", 0.9, "due_again", "2026-01-01")
     assert pick_pair(due) == ("a", 0.9) and pick_pair(("b", 0.5)) == ("b", 0.5)
