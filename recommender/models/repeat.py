@@ -191,6 +191,11 @@ class RepeatIndex:
         self.user_ids, self.item_ids, self.scores, self.due = user_ids, item_ids, scores, due
         bounds = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1], True]) if len(user_ids) else np.array([0])
         self._spans = {user_ids[b]: (b, e) for b, e in itertools.pairwise(bounds)} if len(user_ids) else {}
+        # Python values made once for the whole index: a numpy scalar (and above all a datetime64's str) per pick
+        # costs microseconds, and every customer with purchases asks for their picks each night.
+        self._items = item_ids.tolist()
+        self._scores = scores.tolist()
+        self._due = np.datetime_as_string(due, unit="D").tolist() if len(due) else []
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -205,10 +210,11 @@ class RepeatIndex:
         if limit <= 0 or e <= b:
             return []
         order = b + np.lexsort((self.item_ids[b:e], -self.scores[b:e]))
+        items, scores, due = self._items, self._scores, self._due
         return [
-            NextPick(self.item_ids[j], round(float(self.scores[j]), 5), DUE_AGAIN, str(self.due[j]))
-            for j in order[:limit]
-            if self.scores[j] >= min_score
+            NextPick(items[j], round(scores[j], 5), DUE_AGAIN, due[j])
+            for j in order[:limit].tolist()
+            if scores[j] >= min_score
         ]
 
 
