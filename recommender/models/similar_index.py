@@ -19,6 +19,11 @@ import numpy as np
 from recommender.models.als import WORKERS
 
 NPROBE = 64
+KMEANS_ITERATIONS = 10
+"""k-means iterations when the cells are learnt (faiss's default is 25). Training was the larger part of the index's
+cost; with 10, recall@10 against the exact lists (ties counted, 2,000 sampled items) stayed 0.990 on
+complete-journey's factors and 0.999 on the 1M-event generated shop's, the same as with 25, at under half the
+training time."""
 
 
 def _normalised(factors: np.ndarray) -> np.ndarray:
@@ -48,6 +53,7 @@ def similar_batches_ivf(
     nlist = max(1, min(int(4 * np.sqrt(len(ids))), len(ids) // 39))  # faiss wants >= 39 training points per cell
     quantizer = faiss.IndexFlatIP(x.shape[1])
     index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = KMEANS_ITERATIONS
     index.train(x[ids])
     index.add_with_ids(x[ids], ids)
     index.nprobe = min(nprobe, nlist)
