@@ -191,11 +191,6 @@ class RepeatIndex:
         self.user_ids, self.item_ids, self.scores, self.due = user_ids, item_ids, scores, due
         bounds = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1], True]) if len(user_ids) else np.array([0])
         self._spans = {user_ids[b]: (b, e) for b, e in itertools.pairwise(bounds)} if len(user_ids) else {}
-        # Python values made once for the whole index: a numpy scalar (and above all a datetime64's str) per pick
-        # costs microseconds, and every customer with purchases asks for their picks each night.
-        self._items = item_ids.tolist()
-        self._scores = scores.tolist()
-        self._due = np.datetime_as_string(due, unit="D").tolist() if len(due) else []
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -209,13 +204,13 @@ class RepeatIndex:
         b, e = self._spans.get(user_id, (0, 0))
         if limit <= 0 or e <= b:
             return []
-        order = b + np.lexsort((self.item_ids[b:e], -self.scores[b:e]))
-        items, scores, due = self._items, self._scores, self._due
-        return [
-            NextPick(items[j], round(scores[j], 5), DUE_AGAIN, due[j])
-            for j in order[:limit].tolist()
-            if scores[j] >= min_score
-        ]
+        order = b + np.lexsort((self.item_ids[b:e], -self.scores[b:e]))[:limit]
+        order = order[self.scores[order] >= min_score]
+        # Whole arrays to Python values at once: a numpy scalar (above all a datetime64's str) per pick costs
+        # microseconds, and every customer with purchases asks for their picks each night.
+        items, scores = self.item_ids[order].tolist(), self.scores[order].tolist()
+        due = np.datetime_as_string(self.due[order], unit="D").tolist()
+        return [NextPick(i, round(s, 5), DUE_AGAIN, d) for i, s, d in zip(items, scores, due)]
 
 
 class DueSource(Protocol):
