@@ -135,14 +135,25 @@ def encode_pairs(ranked: Sequence[Sequence[Any]], index: Mapping[str, int], cata
 
 def encode_picks(picks: Sequence[Mapping[str, Any]], index: Mapping[str, int], catalogue_size: int) -> bytes:
     """``[{"item_id", "score", "reason", "due"}, ...]`` as a compact list (reason must be one of :data:`REASONS`)."""
+    rows = [(p["item_id"], p["score"], p.get("reason"), p.get("due")) for p in picks]
+    return encode_pick_rows(rows, index, catalogue_size)
+
+
+PickRow = tuple[str, float, str | None, str | date | None]
+"""(item id, score, reason, due date or None): one next-purchase entry."""
+
+
+def encode_pick_rows(rows: Sequence[PickRow], index: Mapping[str, int], catalogue_size: int) -> bytes:
+    """:func:`encode_picks` from (item id, score, reason, due) tuples."""
+    items, scores, reasons, due = zip(*rows) if rows else ((), (), (), ())
     try:
-        reasons = np.array([REASON_CODES[p.get("reason")] for p in picks], dtype=np.uint8)
+        codes = np.array([REASON_CODES[r] for r in reasons], dtype=np.uint8)
     except KeyError as exc:
         raise ValueError(f"reason {exc.args[0]!r} has no code: add it to cache.codec.REASONS") from None
-    due = np.array([due_day(d) if (d := p.get("due")) else 0 for p in picks], dtype=np.int64)
-    ids = np.fromiter((index[p["item_id"]] for p in picks), dtype=np.int64, count=len(picks))
-    scores = np.array([p["score"] for p in picks], dtype=np.float64)
-    return encode_indexed(ids, scores, catalogue_size, reasons, due if due.any() else None)
+    days = np.array([due_day(d) if d else 0 for d in due], dtype=np.int64)
+    ids = np.fromiter(map(index.__getitem__, items), dtype=np.int64, count=len(items))
+    values = np.array(scores, dtype=np.float64)
+    return encode_indexed(ids, values, catalogue_size, codes, days if days.any() else None)
 
 
 def _tidy(scores: np.ndarray, digits: int) -> np.ndarray:

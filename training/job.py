@@ -40,7 +40,7 @@ from recommender.models.als import fit_als
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
 from recommender.serving import customer_lists, lists
 from recommender.serving.experiment import variant_of
-from recommender.serving.policy import purchaser_lists
+from recommender.serving.policy import purchaser_picks
 from training import blend_step
 from training.self_tune import self_tune
 
@@ -490,6 +490,10 @@ class Catalogue:
     def picks(self, picks: list[dict[str, Any]]) -> bytes:
         return codec.encode_picks(picks, self.index, len(self.ids))
 
+    def next_picks(self, picks: list[repeat.Pick]) -> bytes:
+        """:meth:`picks` of the picks' published dicts (:func:`repeat.pick_dict`), without building them."""
+        return codec.encode_pick_rows([repeat.pick_row(x) for x in picks], self.index, len(self.ids))
+
 
 def similar_lists(
     model: Any, inter: Interactions, p: ListParams, hidden: np.ndarray, cat: Catalogue, items: np.ndarray | None = None
@@ -532,11 +536,11 @@ def publish_personal_and_next(
         for users, ranked in pick_batches(model, inter, p.list_size, exclude, hidden, active):
             # nothing bought, nothing due again: the ALS list as it is
             publisher.put_many((Keys.user(u), cat.pairs(r)) for u, r in zip(users, ranked) if u not in purchasers)
-            policy: dict[str, tuple[list[tuple[str, float]], list[dict[str, Any]]]] = {}
+            policy: dict[str, tuple[list[repeat.Pick], list[repeat.Pick]]] = {}
             for user_id, mine in zip(users, ranked):
                 if user_id in purchasers:
                     row = inter.user_index[user_id]
-                    policy[user_id] = purchaser_lists(
+                    policy[user_id] = purchaser_picks(
                         repeats,
                         user_id,
                         mine,
@@ -545,11 +549,12 @@ def publish_personal_and_next(
                         unavailable,
                     )
             if blend is not None and policy:
-                mixed = blend(list(policy), {u: [repeat.NextPick(**d) for d in nxt] for u, (_, nxt) in policy.items()})
-                policy = {u: ([x.as_pair() for x in mixed[u]], [x.as_dict() for x in mixed[u]]) for u in policy}
+                wrapped = {u: [repeat.as_next_pick(x) for x in nxt] for u, (_, nxt) in policy.items()}
+                mixed = blend(list(policy), wrapped)
+                policy = {u: (list(mixed[u]), list(mixed[u])) for u in policy}
             for user_id, (personal, nxt) in policy.items():
-                publisher.put(Keys.user(user_id), cat.pairs(personal))
-                publisher.put(Keys.next(user_id), cat.picks(nxt))
+                publisher.put(Keys.user(user_id), cat.pairs([repeat.pick_pair(x) for x in personal]))
+                publisher.put(Keys.next(user_id), cat.next_picks(nxt))
                 n_next += 1
                 example_user = example_user or user_id
             n_personal += len(users)

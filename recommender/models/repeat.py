@@ -238,6 +238,13 @@ def as_next_pick(pick: Pick) -> NextPick:
     return pick if isinstance(pick, NextPick) else NextPick(pick[0], pick[1], GOES_WITH)
 
 
+def pick_row(pick: Pick) -> tuple[str, float, str, str | None]:
+    """(item id, score, reason, due): :func:`pick_dict`'s values as a tuple (:func:`cache.codec.encode_pick_rows`)."""
+    if isinstance(pick, NextPick):
+        return pick.item_id, pick.score, pick.reason, pick.due
+    return pick[0], pick[1], GOES_WITH, None
+
+
 def pick_dict(pick: Pick) -> dict[str, object]:
     """The published next-purchase entry."""
     if isinstance(pick, NextPick):

@@ -170,6 +170,20 @@ def purchaser_lists(
     ``bought()`` gives the items they bought; it is asked only when the ALS list may hold them (``exclude_purchased``
     off: the personal list lets ALS re-rank them), since next purchase explores only items not bought yet.
     """
+    personal, nxt = purchaser_picks(due, user_id, ranked, bought, params, unavailable)
+    return [pick_pair(x) for x in personal], [pick_dict(x) for x in nxt]
+
+
+def purchaser_picks(
+    due: DueSource,
+    user_id: str,
+    ranked: Ranked,
+    bought: Callable[[], Collection[str]],
+    params: ListParams,
+    unavailable: Collection[str],
+) -> tuple[list[Pick], list[Pick]]:
+    """:func:`purchaser_lists` before the published shapes: (personal picks, next-purchase picks), due items as
+    :class:`NextPick` and discovery as the pairs of ``ranked`` (the job encodes them without building dicts)."""
     p = params
     personal = production_picks(due, user_id, ranked, p.list_size, p.personal_repeat_share, frozenset(unavailable))
     if p.exclude_purchased:
@@ -177,8 +191,7 @@ def purchaser_lists(
     else:
         mine = bought()
         explore = [r for r in ranked if r[0] not in mine]
-    nxt = next_purchase_picks(due, user_id, explore, p.list_size, p.next_purchase_explore_share)
-    return [pick_pair(x) for x in personal], [pick_dict(x) for x in nxt]
+    return personal, next_purchase_picks(due, user_id, explore, p.list_size, p.next_purchase_explore_share)
 
 
 # --- online: how a request composes the published lists ----------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import orjson
 import pytest
 
 from cache import codec
+from recommender.models import repeat
 
 
 def catalogue(n: int) -> tuple[list[str], dict[str, int]]:
@@ -85,3 +88,25 @@ def test_rows_of_a_top_k_batch_leave_out_invalid_entries():
     rows = codec.encode_rows(ids, scores, ids >= 0, 4)
     names = ["a", "b", "c", "d"]
     assert [codec.decode(r, names) for r in rows] == [[["d", 0.9], ["b", 0.5], ["c", 0.25]], [["a", 0.75]]]
+
+
+def test_pick_rows_encode_like_the_published_dicts():
+    rng = random.Random(3)
+    catalogue = [f"i{j}" for j in range(300)]
+    index = {item: j for j, item in enumerate(catalogue)}
+    for _ in range(50):
+        picks: list[repeat.Pick] = []
+        for item in rng.sample(catalogue, rng.randint(0, 40)):
+            score = round(rng.random(), 5)
+            if rng.random() < 0.5:
+                picks.append(
+                    repeat.NextPick(item, score, "due_again", f"2026-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}")
+                )
+            else:
+                picks.append((item, score))
+        rows = [repeat.pick_row(p) for p in picks]
+        dicts = [repeat.pick_dict(p) for p in picks]
+        assert codec.encode_pick_rows(rows, index, len(catalogue)) == codec.encode_picks(dicts, index, len(catalogue))
+        assert codec.decode(codec.encode_pick_rows(rows, index, len(catalogue)), catalogue) == [
+            {**d, "score": pytest.approx(d["score"], rel=1e-2)} for d in dicts
+        ]
