@@ -16,7 +16,7 @@ which. A reused "the policy serves" builds no candidates at all.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -36,13 +36,15 @@ from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.blend_candidates import CandidateSources
 from recommender.models.blend_ranker import BlendRanker
-from recommender.models.repeat import NextPick, RepeatIndex
+from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick
 from recommender.models.weighting import Interactions, interaction_matrix, latest_timestamp, purchase_matrix
 from recommender.serving.blended import recent_buyers
 from recommender.serving.lists import hidden_item_indices
 
-BlendLists = Callable[[list[str], dict[str, list[NextPick]]], dict[str, list[NextPick]]]
+BlendLists = Callable[[list[str], Mapping[str, Iterable[NextPick]]], dict[str, list[NextPick]]]
 """(customers, their policy lists) -> their blended lists."""
+PolicyPicks = tuple[list[Pick], list[Pick]]
+"""A customer's (personal, next-purchase) picks, as the job publishes them."""
 
 
 NOT_LEARNT_FROM = frozenset(
@@ -218,6 +220,19 @@ def blend_lists(
     fit = AlsFit(inter, model, bought, bought, hidden, latest_timestamp(events))
     sources = CandidateSources(events, items, fit, repeats)
     return lambda users, fallback: blended(sources, ranker, users, fallback, n)
+
+
+def published_lists(blend: BlendLists, policy: Mapping[str, Callable[[], PolicyPicks]]) -> dict[str, PolicyPicks]:
+    """The blended (personal, next-purchase) picks of the customers of ``policy``, the blended list serving as both;
+    a customer's policy picks (``policy[customer]()``) are computed only when their blended list is short of the list
+    size and is topped up from them, not for every customer."""
+    mixed = blend(list(policy), {u: _next_picks(picks_of) for u, picks_of in policy.items()})
+    return {u: (list(mixed[u]), list(mixed[u])) for u in policy}
+
+
+def _next_picks(picks_of: Callable[[], PolicyPicks]) -> Iterator[NextPick]:
+    """The policy's next-purchase picks, computed when first asked for."""
+    yield from (as_next_pick(x) for x in picks_of()[1])
 
 
 def blend_rows(events: pa.Table, inter: Interactions, days: int) -> np.ndarray:

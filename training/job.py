@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -536,22 +537,23 @@ def publish_personal_and_next(
         for users, ranked in pick_batches(model, inter, p.list_size, exclude, hidden, active):
             # nothing bought, nothing due again: the ALS list as it is
             publisher.put_many((Keys.user(u), cat.pairs(r)) for u, r in zip(users, ranked) if u not in purchasers)
-            policy: dict[str, tuple[list[repeat.Pick], list[repeat.Pick]]] = {}
-            for user_id, mine in zip(users, ranked):
-                if user_id in purchasers:
-                    row = inter.user_index[user_id]
-                    policy[user_id] = purchaser_picks(
-                        repeats,
-                        user_id,
-                        mine,
-                        lambda r=row: set(inter.item_ids[bought[r].indices].tolist()),
-                        p,
-                        unavailable,
-                    )
-            if blend is not None and policy:
-                wrapped = {u: [repeat.as_next_pick(x) for x in nxt] for u, (_, nxt) in policy.items()}
-                mixed = blend(list(policy), wrapped)
-                policy = {u: (list(mixed[u]), list(mixed[u])) for u in policy}
+            policy_of = {
+                user_id: partial(
+                    purchaser_picks,
+                    repeats,
+                    user_id,
+                    mine,
+                    lambda r=inter.user_index[user_id]: set(inter.item_ids[bought[r].indices].tolist()),
+                    p,
+                    unavailable,
+                )
+                for user_id, mine in zip(users, ranked)
+                if user_id in purchasers
+            }
+            if blend is None:
+                policy = {user_id: picks_of() for user_id, picks_of in policy_of.items()}
+            else:  # the policy's picks only where a blended list needs topping up
+                policy = blend_step.published_lists(blend, policy_of)
             for user_id, (personal, nxt) in policy.items():
                 publisher.put(Keys.user(user_id), cat.pairs([repeat.pick_pair(x) for x in personal]))
                 publisher.put(Keys.next(user_id), cat.next_picks(nxt))

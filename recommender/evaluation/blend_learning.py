@@ -14,6 +14,7 @@ Nothing is tuned to a particular log: the choice is made per shop, per night.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +63,11 @@ def batches(sources: CandidateSources, users: list[str]) -> list[CandidateBatch]
 
 
 def blended(
-    sources: CandidateSources, ranker: BlendRanker, users: list[str], fallback: dict[str, list[NextPick]], n: int
+    sources: CandidateSources,
+    ranker: BlendRanker,
+    users: list[str],
+    fallback: Mapping[str, Iterable[NextPick]],
+    n: int,
 ) -> dict[str, list[NextPick]]:
     """The blended lists of ``users``, each topped up with its ``fallback`` list."""
     out: dict[str, list[NextPick]] = {}
@@ -75,7 +80,7 @@ def ranked_lists(
     built: list[CandidateBatch],
     sources: CandidateSources,
     ranker: BlendRanker,
-    fallback: dict[str, list[NextPick]],
+    fallback: Mapping[str, Iterable[NextPick]],
     n: int,
 ) -> dict[str, list[NextPick]]:
     """The blended lists of the customers of batches already ``built`` from ``sources``, topped up with ``fallback``."""

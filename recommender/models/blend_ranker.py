@@ -9,7 +9,7 @@ date for items due again).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -43,9 +43,11 @@ class BlendRanker:
     importance: dict[str, float] = field(default_factory=dict)
 
     def score(self, batch: CandidateBatch) -> np.ndarray:
+        """The score of every row of ``batch``: rows are scored independently, so on every core (OpenMP's default
+        thread count) with the same result as on one."""
         if not len(batch.cols):
             return np.array([], dtype=np.float64)
-        return np.asarray(self.booster.predict(batch.X, num_threads=1), dtype=np.float64)
+        return np.asarray(self.booster.predict(batch.X, num_threads=0), dtype=np.float64)
 
     def to_bytes(self) -> bytes:
         """The booster as LightGBM's model string: what a published version stores."""
@@ -139,10 +141,13 @@ def ranked_picks(
     return out
 
 
-def with_fallback(picks: Sequence[NextPick], fallback: Sequence[NextPick], n: int) -> list[NextPick]:
-    """``picks`` topped up to ``n`` with ``fallback`` picks not already in them."""
-    taken = {p.item_id for p in picks}
+def with_fallback(picks: Sequence[NextPick], fallback: Iterable[NextPick], n: int) -> list[NextPick]:
+    """``picks`` topped up to ``n`` with ``fallback`` picks not already in them (``fallback`` is not iterated when
+    ``picks`` fill the list: it may compute its picks when first asked)."""
     out = list(picks[:n])
+    if len(out) >= n:
+        return out
+    taken = {p.item_id for p in picks}
     for p in fallback:
         if len(out) >= n:
             break

@@ -13,9 +13,9 @@ from recommender.evaluation.blend_learning import batches, blended, learn_blend,
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.blend_candidates import FEATURES, CandidateBatch, CandidateSources, _flat, _union
-from recommender.models.blend_ranker import labels, ranked_picks, train_ranker
-from recommender.models.repeat import DUE_AGAIN, GOES_WITH, repeat_candidates
-from training.blend_step import blend_lists
+from recommender.models.blend_ranker import labels, ranked_picks, train_ranker, with_fallback
+from recommender.models.repeat import DUE_AGAIN, GOES_WITH, NextPick, repeat_candidates
+from training.blend_step import blend_lists, published_lists
 
 SETTINGS = ModelSettings.from_dict({"als": {"factors": 16, "iterations": 8}})
 
@@ -148,3 +148,27 @@ def test_lists_from_batches_built_once_equal_lists_built_afresh(shop) -> None:
     ranker = train_ranker(X, y, np.concatenate([b.groups() for b in built]))
     fallback = {u: [] for u in users}
     assert ranked_lists(built, sources, ranker, fallback, 10) == blended(sources, ranker, users, fallback, 10)
+
+
+def test_published_lists_ask_for_the_policy_only_where_a_blended_list_is_short() -> None:
+    ranked = {
+        "full": [NextPick("a", 0.9, GOES_WITH), NextPick("b", 0.8, GOES_WITH)],
+        "short": [NextPick("b", 0.7, GOES_WITH)],
+    }
+    asked: list[str] = []
+
+    def policy(user: str):
+        def picks_of():
+            asked.append(user)
+            return [("b", 0.5), ("c", 0.4)], [NextPick("b", 0.5, DUE_AGAIN, "2026-01-02"), ("c", 0.4)]
+
+        return picks_of
+
+    def blend(users, fallback):
+        return {u: with_fallback(ranked[u], fallback[u], 2) for u in users}
+
+    out = published_lists(blend, {"full": policy("full"), "short": policy("short")})
+    assert asked == ["short"]
+    assert out["full"] == (ranked["full"], ranked["full"])
+    topped = [ranked["short"][0], NextPick("c", 0.4, GOES_WITH)]  # "b" taken already; the pair "c" as a pick
+    assert out["short"] == (topped, topped)
