@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from cache.keys import Keys
@@ -32,14 +31,13 @@ from cache.publisher import current_version, manifest
 from recommender.config import ModelSettings
 from recommender.data.clock import age_days
 from recommender.evaluation.blend_learning import BlendOutcome, blended, learn_blend
-from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.blend_candidates import CandidateSources
 from recommender.models.blend_ranker import BlendRanker
 from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick
-from recommender.models.weighting import Interactions, interaction_matrix, latest_timestamp, purchase_matrix
+from recommender.models.weighting import Interactions, latest_timestamp
 from recommender.serving.blended import recent_buyers
-from recommender.serving.lists import hidden_item_indices
+from training.night_holdout import NightHoldout
 
 BlendLists = Callable[[list[str], Mapping[str, Iterable[NextPick]]], dict[str, list[NextPick]]]
 """(customers, their policy lists) -> their blended lists."""
@@ -75,26 +73,25 @@ class NightBlend:
 def night_blend(
     client: Any,
     keys: Keys,
-    events: pa.Table,
+    holdout: NightHoldout,
     items: pa.Table,
     settings: ModelSettings,
-    gate_days: int,
     tuned: dict[str, Any] | None,
-    gate_fit: tuple[Interactions, Any] | None,
 ) -> NightBlend:
-    """The serving version's ranker and decision while they are fresh (see the module docstring), else learnt now."""
+    """The serving version's ranker and decision while they are fresh (see the module docstring), else learnt now
+    on the night's holdout (the gate's split, and its ALS fit when it left one)."""
     if not settings.lists.blend:
         return NightBlend(None, {"skipped": "off (RECO_BLEND=false)"})
     version = current_version(client, keys)[0]
     previous = (manifest(client, keys, version) or {}).get("blend") if version else None
-    depends_on = learnt_with(settings, gate_days)
+    depends_on = learnt_with(settings, holdout.days)
     why = stale_because(previous, tuned, depends_on, datetime.now(timezone.utc), settings.lists.blend_max_age_days)
     if why is None and previous is not None and version is not None:
         try:
             return reused(client, keys, version, previous)
         except ValueError as exc:  # missing or damaged: learn again, and say so
             why = str(exc)
-    outcome, block = learn(events, items, settings, gate_days, gate_fit)
+    outcome, block = learn(holdout, items, settings)
     if "skipped" in block:
         return NightBlend(outcome, block)
     stored = outcome.ranker.to_bytes() if outcome is not None and outcome.ranker is not None else None
@@ -167,32 +164,17 @@ def _digest(raw: bytes) -> str:
 
 
 def learn(
-    events: pa.Table,
-    items: pa.Table,
-    settings: ModelSettings,
-    gate_days: int,
-    gate_fit: tuple[Interactions, Any] | None,
+    holdout: NightHoldout, items: pa.Table, settings: ModelSettings
 ) -> tuple[BlendOutcome | None, dict[str, Any]]:
     """A ranker learnt tonight and the manifest's ``blend`` block (the blend is on)."""
-    lists = settings.lists
-    span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
-    if span.days < 2 * gate_days:
-        return None, {"skipped": f"less than {2 * gate_days} days of history to learn the blend on"}
-    split = time_split(events, test_days=gate_days)
-    if gate_fit is not None:
-        inter, model = gate_fit
-        fit = AlsFit(
-            inter,
-            model,
-            purchase_matrix(split.train, inter),
-            interaction_matrix(split.train, inter),
-            hidden_item_indices(items, inter),
-            latest_timestamp(split.train),
-        )
-    else:
+    if holdout.too_short:
+        return None, {"skipped": f"less than {2 * holdout.days} days of history to learn the blend on"}
+    split = holdout.split()
+    fit = holdout.fit
+    if fit is None:  # no gate tonight (or it fitted on Spark): fit on the events before the holdout
         als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
         fit = als.fit(split.train, items=items).fitted
-    outcome = learn_blend(split.train, split.test, items, fit, settings, max_customers=lists.blend_customers)
+    outcome = learn_blend(split.train, split.test, items, fit, settings, max_customers=settings.lists.blend_customers)
     block = dict(outcome.report)
     if "skipped" in block:
         return outcome, block

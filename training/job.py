@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from recommender.data.errors import DataError
 from recommender.data.loading import LoadReport, apply_item_updates, complete_catalogue, validate_events
 from recommender.data.reading import ROW
 from recommender.data.schema import split_feedback
-from recommender.evaluation.gate import GateDecision, decide, holdout_metrics
+from recommender.evaluation.gate import GateDecision, decide, holdout_context, score_holdout
 from recommender.marketing import activity, kpis, rfm
 from recommender.marketing.experiment_report import experiment_report
 from recommender.models import repeat, warm_start
@@ -43,6 +44,7 @@ from recommender.serving import customer_lists, lists
 from recommender.serving.experiment import variant_of
 from recommender.serving.policy import purchaser_picks
 from training import blend_step
+from training.night_holdout import NightHoldout
 from training.self_tune import self_tune
 
 
@@ -184,24 +186,22 @@ def _run_locked(
     with timer.stage("tune"):
         cfg, tuned = self_tune(cfg, client, keys, inputs.events, inputs.items)
     gate = None
-    gate_fit: dict[str, Any] = {}
+    holdout = NightHoldout(inputs.events, cfg.settings.job.gate_days)
     if cfg.gate:
         with timer.stage("gate"):
             try:
-                gate = promotion_gate(cfg, client, keys, inputs.events, inputs.items, window.now, spark, gate_fit)
+                gate = promotion_gate(cfg, client, keys, holdout, inputs.items, window.now, spark)
             except GateRefused as refused:
                 record_quality(client, keys, quality_entry(None, inputs.as_of, refused.decision.as_dict()))
                 raise
     with timer.stage("blend"):
         if spark is None:
             s = cfg.settings
-            night = blend_step.night_blend(
-                client, keys, inputs.events, inputs.items, s.model, s.job.gate_days, tuned, gate_fit.get("fit")
-            )
+            night = blend_step.night_blend(client, keys, holdout, inputs.items, s.model, tuned)
         else:
             night = blend_step.NightBlend(None, {"skipped": "not on the Spark engine"})
         outcome, blend = night.outcome, night.block
-        gate_fit.clear()  # the gate's model and matrix are not needed past the blend
+        holdout.release()  # the split and the gate's fit are not needed past the blend
     fitted = _fit(cfg, inputs, timer, spark)
     grace = cfg.settings.redis.pointer_ttl_ms / 1000 + cfg.settings.redis.version_grace_seconds
     publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock, grace_seconds=grace)
@@ -633,9 +633,11 @@ class GateWarmStart:
         self.settings = warm_start.fingerprint(
             als=als, weights=self.model.weights.as_dict(), half_life=self.model.half_life_days
         )
-        start = warm_start.GateFactors.load(self.path) if self.iterations else None
+        self.earlier = warm_start.GateFactors.load(self.path)
+        """The last gate fit kept on disk: the serving version's, unless that run failed after its gate."""
         max_days = cfg.settings.job.gate_warm_max_days
-        self.start = start if start and start.usable(cutoff, self.settings, max_days) else None
+        usable = self.iterations and self.earlier and self.earlier.usable(cutoff, self.settings, max_days)
+        self.start = self.earlier if usable else None
         self.how = f"warm start, {self.iterations} iterations" if self.start else "full fit"
         self.fitted: tuple[Interactions, Any] | None = None
 
@@ -658,49 +660,41 @@ def promotion_gate(
     cfg: JobConfig,
     client: Any,
     keys: Keys,
-    events: pa.Table,
+    holdout: NightHoldout,
     items: pa.Table,
     now: datetime,
     spark: Any = None,
-    keep_fit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the candidate settings on the recent holdout and compare with the serving version and recent popularity.
 
     Raises GateRefused when the candidate must not be published; returns what was measured (kept in the manifest,
-    so the next run compares against it). A serving version dated after ``now`` was trained on events from the
-    future (before such events were refused): its figure means nothing and is not compared against. With
-    ``keep_fit``, its ``"fit"`` gets the gate's ALS fit on the events before the holdout, as (matrix, model).
+    so the next run compares against it). The serving version is scored on tonight's holdout and customers when its
+    gate fit is at hand (:func:`serving_fit`), else its own night's figure is the comparison. A serving version
+    dated after ``now`` was trained on events from the future (before such events were refused): its figure means
+    nothing and is not compared against. The gate's ALS fit is left in ``holdout.fit`` for the blend learning.
     """
     job = cfg.settings.job
-    span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
-    if span.days < 2 * job.gate_days:
+    if holdout.too_short:
         return {"skipped": f"less than {2 * job.gate_days} days of history for a {job.gate_days}-day holdout"}
-    cutoff = latest_timestamp(events) - timedelta(days=job.gate_days)  # time_split's default cutoff
-    warm = GateWarmStart(cfg, keys, cutoff)
+    split = holdout.split()
+    warm = GateWarmStart(cfg, keys, split.cutoff)
     fit = warm.fit if spark is None else (lambda inter: spark.fit_matrix(inter, cfg.settings.model.als))
-    # TIFU-KNN is a reference beside the decision (it never refuses) and costs about two ALS fits: it is scored on
-    # the nights whose gate fits from scratch (the first, and after a settings change or a re-tune), not on the
-    # nights that warm-start, which would otherwise cost several times the fit they save.
-    measured = holdout_metrics(
-        events,
-        items,
-        cfg.settings.model,
-        test_days=job.gate_days,
-        max_users=job.gate_users or None,
-        fit=fit,
-        reference=warm.start is None,
-    )
-    if spark is None:
-        warm.save()
-        if keep_fit is not None and warm.fitted is not None:
-            keep_fit["fit"] = warm.fitted
-    else:
-        warm.how = "full fit on Spark"
     current_version = current(client, keys)[0]
     serving = (manifest(client, keys, current_version) or {}) if current_version else {}
     future = bool(serving.get("as_of")) and datetime.fromisoformat(serving["as_of"]) > now
     previous = None if future else serving.get("evaluation")
-    current_metric = previous.get("candidate") if previous and previous.get("metric") == measured["metric"] else None
+    earlier = serving_fit(warm, previous) if spark is None else None
+    ctx = holdout_context(split.train, items, test_days=job.gate_days, max_users=job.gate_users or None, split=split)
+    # TIFU-KNN is a reference beside the decision (it never refuses) and costs about two ALS fits: it is scored on
+    # the nights whose gate fits from scratch (the first, and after a settings change or a re-tune), not on the
+    # nights that warm-start, which would otherwise cost several times the fit they save.
+    measured, holdout.fit = score_holdout(
+        ctx, cfg.settings.model, fit=fit, reference=warm.start is None, earlier=earlier
+    )
+    del ctx
+    if spark is not None:
+        warm.how, holdout.fit = "full fit on Spark", None
+    current_metric, versus = compared_with(measured, previous)
     decision = decide(
         measured["candidate"],
         current_metric,
@@ -710,19 +704,50 @@ def promotion_gate(
         tifu_knn_metric=measured.get("tifu_knn"),
     )
     if not decision.publish:
-        raise GateRefused(decision)
+        raise GateRefused(decision)  # the factors kept on disk stay the serving version's
+    if spark is None:
+        warm.save()
     # Every metric of the two models for warm and cold customers (the dashboard's Quality page shows them).
     figures = {group: measured["figures"][group] for group in ("warm", "cold") if group in measured["figures"]}
     note = (
         f"; the serving version {current_version} is dated {serving['as_of']}, after now: not compared"
         if future
-        else ""
+        else versus
     )
     return {k: v for k, v in measured.items() if k != "figures"} | {
+        "current": current_metric,
         "decision": decision.reason + note,
         "figures": figures,
         "fit": warm.how,
     }
+
+
+def serving_fit(warm: GateWarmStart, previous: dict[str, Any] | None) -> Callable[[Interactions], Any] | None:
+    """The serving version's gate fit as a model of tonight's ids, when the factors kept on disk are that fit (its
+    cutoff is the one the serving version's figure was measured at, its settings tonight's) and saw nothing of
+    tonight's holdout; None otherwise."""
+    earlier = warm.earlier
+    if earlier is None or not previous or previous.get("cutoff") != earlier.cutoff.isoformat():
+        return None
+    if earlier.settings != warm.settings or earlier.cutoff > warm.cutoff:
+        return None
+    return lambda inter: warm_start.earlier_model(inter, warm.model.als, earlier)
+
+
+def compared_with(measured: dict[str, Any], previous: dict[str, Any] | None) -> tuple[float | None, str]:
+    """The serving version's figure the candidate is held against, and how it was measured (for the reason).
+
+    Scored on tonight's holdout when it could be (``measured["current"]``): the same customers and purchases as
+    the candidate, so the margin is not spent on the difference between two nights' holdout samples. Otherwise
+    the figure its own night measured, when it is the same metric."""
+    if previous is None or previous.get("metric") != measured["metric"]:
+        return None, ""
+    own = previous.get("candidate")
+    tonight = measured.get("current")
+    if tonight is not None and not math.isnan(tonight):
+        figure = f"{own:.4f}" if isinstance(own, (int, float)) else "unknown"
+        return tonight, f"; the published model scored on tonight's holdout (its own night measured {figure})"
+    return own, "; the published model's figure from its own night's holdout"
 
 
 def publish_experiment_report(client: Any, keys: Keys, report: dict[str, Any]) -> None:

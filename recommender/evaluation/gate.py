@@ -8,7 +8,10 @@ customers bought in them) and asks :func:`decide`:
   to the bestseller list must not serve personal picks);
 * refuse when it is below the **current published model's** main metric by more than ``margin``, *relative*:
   ``candidate < current * (1 - margin)`` (default 2 %; relative, so the same margin works for a shop where
-  ndcg@10 is 0.05 and one where it is 0.4);
+  ndcg@10 is 0.05 and one where it is 0.4). The job scores the current model on the same holdout and the same
+  sampled customers as the candidate (:func:`score_holdout` with ``earlier``: its gate fit, which saw nothing of
+  tonight's holdout); the figure its own night measured, on another holdout and another sample of customers, is
+  the fallback: on a shop with a million customers two nights' samples differ by more than the margin;
 * report **TIFU-KNN** (published Ta-Feng settings, the strong next-basket baseline) on the same holdout beside
   them, so the manifest and the job's log say how the candidate compares; it informs, it does not refuse (a shop
   must keep getting fresh lists while its personal list trails a baseline that is not served);
@@ -39,7 +42,8 @@ from recommender.evaluation.protocol import (
     build_context,
     evaluate_context,
 )
-from recommender.models.als_recommender import AlsRecommender
+from recommender.evaluation.split import Split
+from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.weighting import Interactions
 
 DEFAULT_MARGIN: float = JobSettings.model_fields["gate_margin"].default
@@ -109,6 +113,74 @@ def decide(
     return GateDecision(verdict, why, cand, current, base)
 
 
+def holdout_context(
+    events: pa.Table,
+    items: pa.Table,
+    *,
+    test_days: int = 30,
+    cutoff: datetime | None = None,
+    max_users: int | None = DEFAULT_MAX_USERS,
+    split: Split | None = None,
+) -> EvalContext:
+    """The gate's holdout: warm customers' purchases in the last ``test_days`` (their interactions on logs where no
+    warm customer bought in it), at most ``max_users`` of them (a fixed random sample; None keeps every one). With
+    ``split`` (the same ``test_days``) the events are not split again."""
+
+    def context(target: str) -> EvalContext:
+        return build_context(
+            events,
+            items,
+            test_days=test_days,
+            ks=(10, 20),
+            targets=(target,),
+            cutoff=cutoff,
+            max_users=max_users,
+            split=split,
+        )
+
+    ctx = context("purchase")
+    if not any(u in ctx.split.warm_users for u in ctx.truth["purchase"]):
+        ctx = context("interaction")
+    return ctx
+
+
+def score_holdout(
+    ctx: EvalContext,
+    params: ModelSettings,
+    *,
+    fit: Callable[[Interactions], Any] | None = None,
+    reference: bool = True,
+    earlier: Callable[[Interactions], Any] | None = None,
+) -> tuple[dict[str, Any], AlsFit]:
+    """Fit the candidate settings on the holdout's training events and score them on it: :func:`holdout_metrics`'s
+    figures, and the ALS fit (for the blend learning, which learns on the same events). With ``earlier`` (the
+    serving version's model of the fit's ids, see :func:`recommender.models.warm_start.earlier_model`) its
+    production list is scored on the same customers and purchases: ``current`` (``nan`` without)."""
+    als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
+    als.fit(ctx.split.train, items=ctx.items, fit_model=fit)
+    models = GATE_MODELS if reference else tuple(m for m in GATE_MODELS if m != "tifu_knn")
+    result = evaluate_context(ctx, params, models, als=als)
+    target = result.main_target()
+    current = math.nan
+    if earlier is not None:
+        serving = als.with_model(earlier(als.fitted.inter))
+        current = evaluate_context(ctx, params, (MAIN_MODEL,), als=serving).main(MAIN_MODEL)
+    figures = {
+        "metric": MAIN_METRIC,
+        "target": target,
+        "group": MAIN_GROUP,
+        "candidate": result.main(MAIN_MODEL),
+        "current": current,
+        "recent_popularity": result.main("recent_popularity"),
+        "tifu_knn": result.main("tifu_knn"),
+        "users": 0 if math.isnan(users := result.get(target, MAIN_GROUP, MAIN_MODEL, "users")) else int(users),
+        "cutoff": ctx.split.cutoff.isoformat(),
+        "test_days": round((ctx.split.end - ctx.split.cutoff).total_seconds() / 86400),
+        "figures": result.figures.get(target, {}),
+    }
+    return figures, als.fitted
+
+
 def holdout_metrics(
     events: pa.Table,
     items: pa.Table,
@@ -124,38 +196,12 @@ def holdout_metrics(
     warm customers, a fixed random sample; None scores every one). Without ``reference`` TIFU-KNN, which is
     reported and never refuses, is not scored (``tifu_knn`` is ``nan``).
 
-    Returns ``{"metric", "target", "group", "candidate", "recent_popularity", "tifu_knn", "users", "cutoff",
-    "test_days", "figures"}`` (``fit`` replaces the ALS fit from random factors, see
+    Returns ``{"metric", "target", "group", "candidate", "current", "recent_popularity", "tifu_knn", "users",
+    "cutoff", "test_days", "figures"}`` (``fit`` replaces the ALS fit from random factors, see
     :mod:`recommender.models.warm_start`): ``candidate``, ``recent_popularity`` and ``tifu_knn`` are the main metric
     of the production list, of the recent-popularity baseline and of TIFU-KNN (``nan`` when no warm customer bought
     anything in the holdout), ``figures`` every metric of the three (``Evaluation.figures`` restricted to the main
-    target).
+    target); ``current`` is ``nan`` (see :func:`score_holdout`).
     """
-    params = params or ModelSettings()
-
-    # Only the main target decides: interactions are scored only on logs where no warm customer bought in the holdout.
-    def context(target: str) -> EvalContext:
-        return build_context(
-            events, items, test_days=test_days, ks=(10, 20), targets=(target,), cutoff=cutoff, max_users=max_users
-        )
-
-    ctx = context("purchase")
-    if not any(u in ctx.split.warm_users for u in ctx.truth["purchase"]):
-        ctx = context("interaction")
-    als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
-    als.fit(ctx.split.train, items=ctx.items, fit_model=fit)
-    models = GATE_MODELS if reference else tuple(m for m in GATE_MODELS if m != "tifu_knn")
-    result = evaluate_context(ctx, params, models, als=als)
-    target = result.main_target()
-    return {
-        "metric": MAIN_METRIC,
-        "target": target,
-        "group": MAIN_GROUP,
-        "candidate": result.main(MAIN_MODEL),
-        "recent_popularity": result.main("recent_popularity"),
-        "tifu_knn": result.main("tifu_knn"),
-        "users": 0 if math.isnan(users := result.get(target, MAIN_GROUP, MAIN_MODEL, "users")) else int(users),
-        "cutoff": ctx.split.cutoff.isoformat(),
-        "test_days": test_days,
-        "figures": result.figures.get(target, {}),
-    }
+    ctx = holdout_context(events, items, test_days=test_days, cutoff=cutoff, max_users=max_users)
+    return score_holdout(ctx, params or ModelSettings(), fit=fit, reference=reference)[0]

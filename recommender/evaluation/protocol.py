@@ -140,8 +140,10 @@ def build_context(
     targets: Sequence[str] = TARGETS,
     cutoff: datetime | None = None,
     max_users: int | None = None,
+    split: Split | None = None,
 ) -> EvalContext:
-    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue.
+    """Split ``events`` and derive truth, histories, user groups and the candidate catalogue (``split``: the events
+    already split, by :func:`recommender.evaluation.split.time_split` with ``test_days`` and ``cutoff``).
 
     With ``max_users`` only a fixed random sample of at most that many warm and that many cold scored users is kept
     (see :func:`narrow`), and histories and activity are built for those users alone: on a shop with millions of
@@ -150,7 +152,7 @@ def build_context(
     unknown = set(targets) - set(TARGETS)
     if unknown:
         raise ValueError(f"unknown targets {sorted(unknown)}; expected some of {TARGETS}")
-    split = time_split(events, test_days=test_days, cutoff=cutoff)
+    split = split or time_split(events, test_days=test_days, cutoff=cutoff)
     if split.train.num_rows == 0:
         raise ValueError(f"no events before the cutoff {split.cutoff}: use fewer test days")
     kinds = list(dict.fromkeys(t.removesuffix("_new") for t in targets))

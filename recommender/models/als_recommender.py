@@ -8,7 +8,7 @@ lists built by the same code the job publishes with (:func:`recommender.serving.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -86,6 +86,12 @@ class AlsRecommender(Recommender):
         hidden = hidden_item_indices(items, inter) if items is not None else np.array([], dtype=np.int32)
         self._fit = AlsFit(inter, model, purchase_matrix(train, inter), interaction_matrix(train, inter), hidden, as_of)
         return self
+
+    def with_model(self, model: AlternatingLeastSquares) -> AlsRecommender:
+        """The same fit (matrix, filters) with another model of the same ids, e.g. an earlier fit's factors."""
+        other = AlsRecommender(self.als, self.weights, self.half_life_days, filter_purchased=self.filter_purchased)
+        other._fit = replace(self.fitted, model=model)
+        return other
 
     @property
     def fitted(self) -> AlsFit:

@@ -106,3 +106,36 @@ def fit_from(
             model.item_factors = _start(inter.item_ids, start.item_ids, start.items, rng)
         model.fit(inter.matrix, show_progress=False)
     return model
+
+
+def earlier_model(inter: Interactions, params: AlsParams, earlier: GateFactors) -> AlternatingLeastSquares:
+    """The earlier fit as a model of ``inter``'s ids, not trained any further: its factors for the customers and
+    items it knew; items new since get zero factors (it could not recommend them); customers new since are folded
+    in from their rows of ``inter`` (one least-squares step against its item factors, as serving does for visitors
+    it has not seen). Scoring it on tonight's holdout measures the serving version's quality on the same
+    customers and purchases as tonight's candidate."""
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=earlier.items.shape[1],
+            regularization=params.regularization,
+            alpha=params.alpha,
+            iterations=1,
+            random_state=params.random_state,
+        )
+        users, known_users = _known(inter.user_ids, earlier.user_ids, earlier.users)
+        model.item_factors = _known(inter.item_ids, earlier.item_ids, earlier.items)[0]
+        new = np.flatnonzero(~known_users)
+        if len(new):
+            users[new] = model.recalculate_user(new, inter.matrix[new])
+        model.user_factors = users
+    return model
+
+
+def _known(ids: np.ndarray, prev_ids: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Factors for ``ids`` (the earlier fit's row for a known id, zeros otherwise) and which ids it knew."""
+    out = np.zeros((len(ids), prev.shape[1]), dtype=np.float32)
+    index = {v: j for j, v in enumerate(prev_ids.tolist())}
+    rows = np.array([index.get(v, -1) for v in ids.tolist()], dtype=np.int64)
+    known = rows >= 0
+    out[known] = prev[rows[known]]
+    return out, known

@@ -1,0 +1,49 @@
+"""The night's holdout is split once and shared: the blend learns on the gate's split and ALS fit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from recommender.config import AlsParams, ModelSettings
+from recommender.data.demo import generate_shop
+from recommender.models.als_recommender import AlsRecommender
+from recommender.models.weighting import latest_timestamp
+from training import blend_step
+from training.night_holdout import NightHoldout
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return generate_shop(n_users=300, n_items=80, n_categories=5, days=120, seed=3, kind="grocery")
+
+
+def test_the_split_is_made_once_and_dropped_on_release(shop):
+    holdout = NightHoldout(shop.events, 21)
+    split = holdout.split()
+    assert holdout.split() is split and not holdout.too_short
+    assert split.cutoff == latest_timestamp(shop.events) - timedelta(days=21)
+    holdout.release()
+    with pytest.raises(RuntimeError, match="released"):
+        holdout.split()
+    recent = shop.events.filter(
+        pc.greater(shop.events["timestamp"], pa.scalar(latest_timestamp(shop.events) - timedelta(days=30)))
+    )
+    assert NightHoldout(recent, 21).too_short  # 30 days of history: not two 21-day holdouts
+
+
+def test_the_blend_learns_on_the_gates_fit_without_fitting_again(shop, monkeypatch):
+    settings = ModelSettings(als=AlsParams(factors=8, iterations=5))
+    holdout = NightHoldout(shop.events, 21)
+    als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
+    holdout.fit = als.fit(holdout.split().train, items=shop.items).fitted  # what the gate leaves
+
+    def no_second_fit(*args, **kwargs):
+        raise AssertionError("the blend fitted ALS again")
+
+    monkeypatch.setattr(AlsRecommender, "fit", no_second_fit)
+    outcome, block = blend_step.learn(holdout, shop.items, settings)
+    assert outcome is not None and "validation" in block, block

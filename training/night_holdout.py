@@ -1,0 +1,47 @@
+"""The night's holdout, split once and shared by the promotion gate and the blend learning.
+
+Both judge on the last ``gate_days`` of the events and learn from the events before them. Each used to split the
+events itself (a copy of the training events each) and the blend rebuilt the matrices of the gate's ALS fit: on a
+10-million-event shop those copies made the gate and the blend learning the job's peak. Here the split is made on
+first use, the gate leaves its ALS fit on the training events for the blend, and :meth:`NightHoldout.release`
+drops both as soon as the blend step is done.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recommender.evaluation.split import Split, time_split
+from recommender.models.als_recommender import AlsFit
+from recommender.models.weighting import latest_timestamp
+
+
+class NightHoldout:
+    """The last ``days`` of ``events`` as a :class:`Split` (made on first use) and the gate's ALS fit on its
+    training events (None until the gate leaves one, or when it fits on Spark)."""
+
+    def __init__(self, events: pa.Table, days: int) -> None:
+        self.events: pa.Table | None = events
+        self.days = days
+        self.fit: AlsFit | None = None
+        self._split: Split | None = None
+        self._span_days = (latest_timestamp(events) - pc.min(events["timestamp"]).as_py()).days
+
+    @property
+    def too_short(self) -> bool:
+        """Less than two holdouts of history: nothing to learn from before the holdout."""
+        return self._span_days < 2 * self.days
+
+    def split(self) -> Split:
+        """The events before the holdout and the holdout itself (``time_split``'s default cutoff)."""
+        if self._split is None:
+            if self.events is None:
+                raise RuntimeError("the night's holdout was released")
+            self._split = time_split(self.events, test_days=self.days)
+        return self._split
+
+    def release(self) -> None:
+        """Drop the split and the fit (the job goes on with its own copy of the events and its own fit)."""
+        self.events, self._split, self.fit = None, None, None
+        pa.default_memory_pool().release_unused()
