@@ -80,19 +80,26 @@ def build_interactions(
 
 def pair_matrix(events: pa.Table, inter: Interactions, types: tuple[str, ...]) -> sp.csr_matrix:
     """Binary matrix (same shape and maps as ``inter``) of the user-item pairs with an event of one of ``types``;
-    users and items ``inter`` does not know are left out."""
-    rows = events.filter(pc.is_in(events["event_type"], value_set=pa.array(list(types), pa.string())))
-    con = duckdb.connect()
-    con.register("b", rows.select(["user_id", "item_id"]))
-    pairs = con.sql("SELECT DISTINCT user_id, item_id FROM b").fetchnumpy()
-    users = np.fromiter(
-        (inter.user_index.get(u, -1) for u in pairs["user_id"]), dtype=np.int64, count=len(pairs["user_id"])
+    users and items ``inter`` does not know are left out.
+
+    Ids are matched to rows and columns in Arrow (``index_in``), never as Python strings: on a shop with millions of
+    events, the distinct pairs as Python objects cost several times the events' own memory."""
+    chosen = pc.is_in(events["event_type"], value_set=pa.array(list(types), pa.string()))
+    users = _positions(events["user_id"], inter.user_ids)
+    items = _positions(events["item_id"], inter.item_ids)
+    keep = pc.fill_null(chosen, False).to_numpy(zero_copy_only=False) & (users >= 0) & (items >= 0)
+    matrix = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (users[keep], items[keep])), shape=inter.matrix.shape
     )
-    items = np.fromiter(
-        (inter.item_index.get(i, -1) for i in pairs["item_id"]), dtype=np.int64, count=len(pairs["item_id"])
-    )
-    keep = (users >= 0) & (items >= 0)
-    return sp.csr_matrix((np.ones(keep.sum(), dtype=np.float32), (users[keep], items[keep])), shape=inter.matrix.shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0  # several events of one pair: still one pair
+    return matrix
+
+
+def _positions(ids: pa.ChunkedArray, known: np.ndarray) -> np.ndarray:
+    """Each id's position in ``known`` (-1 for an id it does not hold), as int32."""
+    found = pc.index_in(ids, value_set=pa.array(known, pa.string()))
+    return pc.fill_null(found, -1).to_numpy().astype(np.int32, copy=False)
 
 
 def purchase_matrix(events: pa.Table, inter: Interactions) -> sp.csr_matrix:

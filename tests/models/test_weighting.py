@@ -3,7 +3,7 @@
 import pytest
 from factories import NOW, WEIGHTS, ev, events
 
-from recommender.models.weighting import build_interactions, purchase_matrix
+from recommender.models.weighting import build_interactions, interaction_matrix, purchase_matrix
 
 
 def test_weights_and_half_life_decay_by_hand():
@@ -47,3 +47,20 @@ def test_purchase_matrix_marks_only_purchases():
     table = events([ev("u1", "i1", "purchase", 1), ev("u1", "i2", "view", 1), ev("u2", "i2", "purchase", 2)])
     inter = build_interactions(table, WEIGHTS, 30, NOW)
     assert purchase_matrix(table, inter).toarray().tolist() == [[1, 0], [0, 1]]
+
+
+def test_pair_matrices_count_a_pair_once_and_leave_out_ids_the_fit_does_not_know():
+    fitted = events([ev("u1", "i1", "view", 5), ev("u2", "i2", "purchase", 5)])
+    inter = build_interactions(fitted, WEIGHTS, 30, NOW)
+    later = events(
+        [
+            ev("u1", "i2", "purchase", 1),
+            ev("u1", "i2", "purchase", 2),  # the same pair again: still 1
+            ev("u1", "i1", "cart", 3),
+            ev("u2", "i9", "purchase", 1),  # an item the fit does not know
+            ev("u9", "i1", "purchase", 1),  # a customer it does not know
+            ev("u2", "i1", "return", 1),  # not an interaction
+        ]
+    )
+    assert purchase_matrix(later, inter).toarray().tolist() == [[0, 1], [0, 0]]
+    assert interaction_matrix(later, inter).toarray().tolist() == [[1, 1], [0, 0]]
