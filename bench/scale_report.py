@@ -48,15 +48,15 @@ def gate_table() -> str:
     if not r:
         return "(no gate_warm_cj.json yet: run bench/gate_warm.py)"
     out = [
-        f"complete-journey, two nights {r['gap_days']} day apart, the gate's sample of at most 20,000 customers, tuned "
+        f"complete-journey, two nights {r['gap_days']} day apart, the gate's sample of at most "
+        f"{r.get('gate_users', 20_000):,} customers, tuned "
         f"settings ({r['als']['factors']} factors, {r['als']['iterations']} iterations for a full fit):\n",
         "| gate fit | gate seconds | ndcg@10 (production, warm, purchases) | relative to the full fit |",
         "|---|---:|---:|---:|",
     ]
     for row in r["rows"]:
-        out.append(
-            f"| {row['gate fit']} | {row['seconds']:.1f} | {row['ndcg@10']:.4f} | {row['relative to full fit']:+.2%} |"
-        )
+        seconds = "" if row["seconds"] is None else f"{row['seconds']:.1f}"  # night 1's rows are not timed
+        out.append(f"| {row['gate fit']} | {seconds} | {row['ndcg@10']:.4f} | {row['relative to full fit']:+.2%} |")
     return "\n".join(out)
 
 
