@@ -57,3 +57,20 @@ def isolated_settings(handle: RedisHandle, tag: str = "t", **more: Any) -> Setti
 
 
 SECTION_FIELDS = {name: set(info.annotation.model_fields) for name, info in Settings.model_fields.items()}
+
+
+def train_variants(handle: RedisHandle, shop_dir: Path, seed: int, variants: dict[str, Any]) -> dict[str, tuple]:
+    """A generated demo shop (300 customers, 120 items) trained once per ``variants`` entry (name -> the
+    ``ListParams`` it trains with), each in Redis keys of its own: ``{name: (settings, JobResult)}``."""
+    from recommender.data.demo import generate_shop
+    from training.job import JobConfig, run_job
+
+    shop = generate_shop(n_users=300, n_items=120, n_categories=6, days=120, seed=seed)
+    events, items = shop.write(shop_dir)
+    out = {}
+    for name, lists in variants.items():
+        settings = isolated_settings(handle, name)
+        settings_used = settings.replace(model={"lists": lists})
+        cfg = JobConfig(events=events, items=items, settings=settings_used, show_progress=False)
+        out[name] = (settings, run_job(cfg, handle.client))
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from factories import isolated_settings
+from factories import train_variants
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -19,24 +19,15 @@ from cache.keys import Keys
 from cache.on_request import customer_lists
 from cache.reader import read_value
 from recommender.config import ListParams
-from recommender.data.demo import generate_shop
 from training.cli import app as cli
-from training.job import JobConfig, run_job
 
 
 @pytest.fixture(scope="module")
 def runs(redis_handle, tmp_path_factory):
-    shop = generate_shop(n_users=300, n_items=120, n_categories=6, days=120, seed=11)
-    events, items = shop.write(tmp_path_factory.mktemp("shop"))
-    out = {}
-    for name, days in (("all", 0), ("lazy", 1)):
-        settings = isolated_settings(redis_handle, name)
-        lists = ListParams(list_size=40, active_days=days, blend=False)  # on request: the policy, as precomputed
-        cfg = JobConfig(
-            events=events, items=items, settings=settings.replace(model={"lists": lists}), show_progress=False
-        )
-        out[name] = (settings, run_job(cfg, redis_handle.client))
-    return out
+    variants = {  # on request: the policy, as precomputed
+        name: ListParams(list_size=40, active_days=days, blend=False) for name, days in (("all", 0), ("lazy", 1))
+    }
+    return train_variants(redis_handle, tmp_path_factory.mktemp("shop"), 11, variants)
 
 
 def stored(redis_handle, run, kind: str, user: str):

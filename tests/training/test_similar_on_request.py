@@ -8,7 +8,7 @@ computing an item's list on request gives the stored list of an item the job did
 from __future__ import annotations
 
 import pytest
-from factories import isolated_settings
+from factories import train_variants
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -17,23 +17,12 @@ from cache.keys import Keys
 from cache.on_request import similar_list
 from cache.reader import read_value
 from recommender.config import ListParams
-from recommender.data.demo import generate_shop
-from training.job import JobConfig, run_job
 
 
 @pytest.fixture(scope="module")
 def runs(redis_handle, tmp_path_factory):
-    shop = generate_shop(n_users=300, n_items=120, n_categories=6, days=120, seed=5)
-    events, items = shop.write(tmp_path_factory.mktemp("shop"))
-    out = {}
-    for name, days in (("all", 0), ("lazy", 1)):
-        settings = isolated_settings(redis_handle, name)
-        lists = ListParams(similar_active_days=days, blend=False)
-        cfg = JobConfig(
-            events=events, items=items, settings=settings.replace(model={"lists": lists}), show_progress=False
-        )
-        out[name] = (settings, run_job(cfg, redis_handle.client))
-    return out
+    variants = {name: ListParams(similar_active_days=days, blend=False) for name, days in (("all", 0), ("lazy", 1))}
+    return train_variants(redis_handle, tmp_path_factory.mktemp("shop"), 5, variants)
 
 
 def stored_similar(redis_handle, run, item: str):
