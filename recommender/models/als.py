@@ -14,6 +14,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from recommender.config import AlsParams
+from recommender.models.exact_topk import ExactTopK
 
 T = TypeVar("T")
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -22,7 +23,8 @@ WORKERS = max(1, min(4, os.cpu_count() or 1))
 def in_parallel(fn: Callable[[int], T], starts: range, workers: int = WORKERS) -> Iterator[T]:
     """``fn(start)`` for every start, on ``workers`` threads, yielded in order with at most ``workers + 1`` results
     pending. implicit's top-k search releases the GIL but uses one core per call; running batches side by side
-    uses the others, and the bound keeps memory flat however many users there are."""
+    uses the others (numpy's matrix products do the same under a one-thread BLAS), and the bound keeps memory flat
+    however many users there are."""
     if workers <= 1:
         yield from map(fn, starts)
         return
@@ -34,32 +36,6 @@ def in_parallel(fn: Callable[[int], T], starts: range, workers: int = WORKERS) -
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-
-
-class _Row:
-    __slots__ = ("indices",)
-
-    def __init__(self, indices: np.ndarray) -> None:
-        self.indices = indices
-
-
-class RowFilter(sp.csr_matrix):
-    """A CSR matrix whose single-row lookups are cheap.
-
-    implicit's top-k search masks each user's filtered items with ``filter[row].indices``, one scipy row slice per
-    user while holding the GIL (about 20 us each, a large share of the search). Here an integer index answers with
-    a view of the row's column indices; any other indexing is the ordinary CSR one.
-    """
-
-    def __getitem__(self, key):  # type: ignore[override]
-        if isinstance(key, (int, np.integer)) and 0 <= key < self.shape[0]:
-            return _Row(self.indices[self.indptr[key] : self.indptr[key + 1]])
-        return super().__getitem__(key)
-
-
-def row_filter(matrix: sp.csr_matrix) -> RowFilter:
-    """``matrix`` (CSR, sorted indices not required) as a :class:`RowFilter`, sharing its arrays."""
-    return RowFilter((matrix.data, matrix.indices, matrix.indptr), shape=matrix.shape, copy=False)
 
 
 def fit_als(matrix: sp.csr_matrix, params: AlsParams, show_progress: bool = False) -> AlternatingLeastSquares:
@@ -91,24 +67,20 @@ def recommend_batches(
     """Yield (user rows, item indices (b x n), scores (b x n)) for every user (or the rows ``users``), batch by batch.
 
     ``filter_matrix`` rows are the items to leave out per user (None: leave nothing out); ``hidden_items`` are left
-    out for everyone. Entries past the available items carry index -1.
+    out for everyone. Entries past the available items carry index -1. The search is exact and scores only the
+    items that can still make a list (:class:`recommender.models.exact_topk.ExactTopK`).
     """
     chosen = np.arange(model.user_factors.shape[0]) if users is None else np.asarray(users)
     n = min(n, model.item_factors.shape[0])
-    hidden = hidden_items if hidden_items is not None and len(hidden_items) else None
+    search = ExactTopK(model.item_factors, hidden_items)
 
     def batch(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = chosen[start : start + batch_size]
+        chosen_filter = None
         if filter_matrix is not None:  # a slice is much cheaper than fancy indexing when every user is asked for
             chosen_filter = filter_matrix[start : start + batch_size] if users is None else filter_matrix[rows]
-        ids, scores = model.recommend(
-            rows,
-            row_filter(chosen_filter) if filter_matrix is not None else None,
-            N=n,
-            filter_already_liked_items=filter_matrix is not None,
-            filter_items=hidden,
-        )
-        return rows, np.atleast_2d(ids), np.atleast_2d(scores)
+        ids, scores = search.search(model.user_factors[rows], n, chosen_filter)
+        return rows, ids, scores
 
     with threadpool_limits(1, "blas"):
         yield from in_parallel(batch, range(0, len(chosen), batch_size))

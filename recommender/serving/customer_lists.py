@@ -4,8 +4,9 @@ The job precomputes them for customers active lately; for everyone else the API 
 published version (the customer's ALS factors, bought items and items due again, plus the item factors). Both use
 the functions here, so both give the same lists:
 
-* :func:`top_n`: ALS top-n through implicit's own top-k (what ``AlternatingLeastSquares.recommend`` runs), leaving out
-  each customer's bought items when the job excludes them and unavailable items for everyone;
+* :class:`recommender.models.exact_topk.ExactTopK`: the exact ALS top-n the job's batches use
+  (:func:`recommender.models.als.recommend_batches`), leaving out each customer's bought items when the job excludes
+  them and unavailable items for everyone;
 * :func:`recommender.serving.policy.purchaser_lists` (the serving policy): items due again blended with those
   picks, as the personal list and the next-purchase list;
 * :class:`DueList`: the due items kept for one customer, standing in for the whole repeat model.
@@ -19,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from implicit.cpu.topk import topk
 
 from recommender.config import ListParams
 from recommender.models import repeat
-from recommender.models.als import row_filter
+from recommender.models.exact_topk import ExactTopK
 from recommender.serving.lists import Ranked, ranked_rows
 from recommender.serving.policy import purchaser_lists
 
@@ -53,27 +53,6 @@ def kept_due_items(
     return out
 
 
-def top_n(
-    item_factors: np.ndarray,
-    user_factors: np.ndarray,
-    n: int,
-    exclude: sp.csr_matrix | None,
-    hidden: np.ndarray | None,
-    num_threads: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(item indices, scores), one row per user: the ALS top-n without each row of ``exclude`` and ``hidden``."""
-    n = min(n, item_factors.shape[0])
-    ids, scores = topk(
-        item_factors,
-        np.atleast_2d(user_factors),
-        n,
-        filter_query_items=row_filter(exclude) if exclude is not None else None,
-        filter_items=hidden if hidden is not None and len(hidden) else None,
-        num_threads=num_threads,
-    )
-    return np.atleast_2d(ids), np.atleast_2d(scores)
-
-
 @dataclass(frozen=True)
 class CustomerRow:
     """What a published version keeps for a customer whose lists are computed on request."""
@@ -93,6 +72,7 @@ class OnRequest:
         self.item_ids = np.array(catalogue[: len(item_factors)], dtype=object)
         index = {item: j for j, item in enumerate(self.item_ids.tolist())}
         self.hidden = np.array(sorted(index[i] for i in hidden if i in index), dtype=np.int32)
+        self.search = ExactTopK(self.item_factors, self.hidden)
         self.unavailable = frozenset(hidden)
         self.params = params
 
@@ -110,7 +90,7 @@ class OnRequest:
                 (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(rows), n_items)
             )
         factors = np.vstack([r.factor for r in rows]).astype(np.float32)
-        ids, scores = top_n(self.item_factors, factors, p.list_size, exclude, self.hidden, num_threads=1)
+        ids, scores = self.search.search(factors, min(p.list_size, len(self.item_ids)), exclude)
         out: list[tuple[Ranked, list[dict[str, Any]] | None]] = []
         for row, ranked in zip(rows, ranked_rows(ids, scores, self.item_ids)):
             if not row.purchaser:
