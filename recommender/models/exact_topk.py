@@ -177,9 +177,7 @@ def _mask(block: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: np.ndarr
     block[r[sel], cols[sel] - lo] = -np.inf
 
 
-def _merge(
-    block: np.ndarray, start: int, chunk: np.ndarray, best: np.ndarray, best_scores: np.ndarray, k: int
-) -> None:
+def _merge(block: np.ndarray, start: int, chunk: np.ndarray, best: np.ndarray, best_scores: np.ndarray, k: int) -> None:
     """Fold the scores of items ``start + column`` for the customers ``chunk`` into their ``k`` best (in place):
     only the entries above a customer's current k-th best are candidates, usually a handful."""
     kth = best_scores[chunk].min(axis=1)
