@@ -44,6 +44,7 @@ from recommender.evaluation.protocol import (
 )
 from recommender.evaluation.split import Split
 from recommender.models.als_recommender import AlsFit, AlsRecommender
+from recommender.models.repeat import repeat_candidates
 from recommender.models.weighting import Interactions
 
 DEFAULT_MARGIN: float = JobSettings.model_fields["gate_margin"].default
@@ -158,13 +159,15 @@ def score_holdout(
     production list is scored on the same customers and purchases: ``current`` (``nan`` without)."""
     als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
     als.fit(ctx.split.train, items=ctx.items, fit_model=fit)
+    # The repeat model depends on the events alone: one for the candidate's production list and the serving one's.
+    repeats = repeat_candidates(ctx.split.train, als.fitted.as_of, params.lists.next_purchase_horizon_days)
     models = GATE_MODELS if reference else tuple(m for m in GATE_MODELS if m != "tifu_knn")
-    result = evaluate_context(ctx, params, models, als=als)
+    result = evaluate_context(ctx, params, models, als=als, repeats=repeats)
     target = result.main_target()
     current = math.nan
     if earlier is not None:
         serving = als.with_model(earlier(als.fitted.inter))
-        current = evaluate_context(ctx, params, (MAIN_MODEL,), als=serving).main(MAIN_MODEL)
+        current = evaluate_context(ctx, params, (MAIN_MODEL,), als=serving, repeats=repeats).main(MAIN_MODEL)
     figures = {
         "metric": MAIN_METRIC,
         "target": target,

@@ -84,6 +84,7 @@ from recommender.evaluation.split import Split, time_split
 from recommender.evaluation.split import targets as target_sets
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.base import Recommender
+from recommender.models.repeat import RepeatIndex
 from recommender.models.weighting import Interactions
 
 FitModel = Callable[[Interactions], Any]
@@ -318,9 +319,10 @@ def fit_models(
     models: Sequence[str],
     als: AlsRecommender | None = None,
     fit_model: FitModel | None = None,
+    repeats: RepeatIndex | None = None,
 ) -> tuple[dict[str, Recommender], dict[str, float]]:
     """Every model fitted on the context's training events (ALS once, shared, by ``fit_model`` when given), with the
-    seconds each fit took."""
+    seconds each fit took; ``repeats`` (the repeat model of the same events) is reused by the models that have one."""
     seconds: dict[str, float] = {}
     if als is None and any(REGISTRY[m].uses_als for m in models):
         started = time.perf_counter()
@@ -330,7 +332,7 @@ def fit_models(
     fitted: dict[str, Recommender] = {}
     for name in models:
         started = time.perf_counter()
-        fitted[name] = make_model(name, params).fit(ctx.split.train, items=ctx.items, als=als)
+        fitted[name] = make_model(name, params).fit(ctx.split.train, items=ctx.items, als=als, repeats=repeats)
         seconds[name] = round(time.perf_counter() - started, 3)
     return fitted, seconds
 
@@ -343,14 +345,15 @@ def evaluate_context(
     als: AlsRecommender | None = None,
     fit_model: FitModel | None = None,
     progress: bool = False,
+    repeats: RepeatIndex | None = None,
 ) -> Evaluation:
     """Fit what is needed on the context's training events and score every model on every target and group
-    (``fit_model``: see :data:`FitModel`)."""
+    (``fit_model``: see :data:`FitModel`; ``repeats``: see :func:`fit_models`)."""
     unknown = set(models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; expected some of {MODELS}")
     jobs = [(t, m) for t in ctx.targets for m in models_for(t, models)]
-    fitted, seconds = fit_models(ctx, params, list(dict.fromkeys(m for _, m in jobs)), als, fit_model)
+    fitted, seconds = fit_models(ctx, params, list(dict.fromkeys(m for _, m in jobs)), als, fit_model, repeats)
     figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
     cache: dict[tuple[str, bool, str], dict[str, Lists]] = {}
     # On purchase-only logs both histories are the same: compute the "new" lists once.

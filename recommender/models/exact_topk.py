@@ -26,7 +26,7 @@ PREFIX = 1024
 """Items (longest factors first) every customer is scored against before the bound decides what else to score."""
 
 CHUNK = 1024
-"""Customers scored together beyond the prefix (and re-scored together in float64)."""
+"""Customers searched together (bounds the work arrays: CHUNK x PREFIX scores, CHUNK x STEP_MAX beyond it)."""
 
 STEP_MAX = 8192
 """The widest step of items scored at once beyond the prefix (bounds a step's memory: CHUNK x STEP_MAX scores)."""
@@ -68,16 +68,22 @@ class ExactTopK:
         if b == 0 or n <= 0 or available == 0:
             return ids, scores
         k = min(n + MARGIN, available)
-        rows, cols = self._excluded(exclude, b)
-        prefix = min(available, max(PREFIX, 4 * k))
-        block = users @ self.factors[:prefix].T
-        _mask(block, rows, cols, np.arange(b), 0, prefix)
-        best = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        best_scores = np.take_along_axis(block, best, axis=1)
-        if prefix < available:
-            self._beyond_prefix(users, best, best_scores, rows, cols, prefix, k)
-        self._zero_users(users, best, best_scores, rows, cols)
-        return self._ranked(users, best, best_scores, n, ids, scores)
+        exclude = sp.csr_matrix(exclude) if exclude is not None else None
+        for start in range(0, b, CHUNK):  # a chunk at a time: the work arrays stay small however many customers
+            part = slice(start, start + CHUNK)
+            chunk = users[part]
+            rows, cols = self._excluded(exclude[part] if exclude is not None else None, len(chunk))
+            prefix = min(available, max(PREFIX, 4 * k))
+            block = chunk @ self.factors[:prefix].T
+            _mask(block, rows, cols, np.arange(len(chunk)), 0, prefix)
+            best = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            best_scores = np.take_along_axis(block, best, axis=1)
+            del block
+            if prefix < available:
+                self._beyond_prefix(chunk, best, best_scores, rows, cols, prefix, k)
+            self._zero_users(chunk, best, best_scores, rows, cols)
+            self._ranked(chunk, best, best_scores, n, ids[part], scores[part])
+        return ids, scores
 
     def _excluded(self, exclude: sp.csr_matrix | None, b: int) -> tuple[np.ndarray, np.ndarray]:
         """(customer row, sorted position) of every excluded available item."""
@@ -147,21 +153,18 @@ class ExactTopK:
         n: int,
         ids: np.ndarray,
         scores: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The candidates re-scored in float64 pair by pair, best first (ties by item index), cut to ``n``."""
-        users64 = users.astype(np.float64)
-        for start in range(0, len(users), CHUNK):
-            part = slice(start, start + CHUNK)
-            exact = np.einsum("bf,bkf->bk", users64[part], self.factors64[best[part]], optimize=False)
-            exact[~np.isfinite(best_scores[part])] = -np.inf  # excluded or padding
-            item = self.items[best[part]]
-            order = np.lexsort((item, -exact), axis=1)[:, :n]
-            m = order.shape[1]
-            picked = np.take_along_axis(exact, order, axis=1)
-            valid = np.isfinite(picked)
-            ids[part, :m] = np.where(valid, np.take_along_axis(item, order, axis=1), -1)
-            scores[part, :m] = np.where(valid, picked, -np.inf).astype(np.float32)
-        return ids, scores
+    ) -> None:
+        """The candidates re-scored in float64 pair by pair, best first (ties by item index), cut to ``n``, written
+        into ``ids`` and ``scores``."""
+        exact = np.einsum("bf,bkf->bk", users.astype(np.float64), self.factors64[best], optimize=False)
+        exact[~np.isfinite(best_scores)] = -np.inf  # excluded or padding
+        item = self.items[best]
+        order = np.lexsort((item, -exact), axis=1)[:, :n]
+        m = order.shape[1]
+        picked = np.take_along_axis(exact, order, axis=1)
+        valid = np.isfinite(picked)
+        ids[:, :m] = np.where(valid, np.take_along_axis(item, order, axis=1), -1)
+        scores[:, :m] = np.where(valid, picked, -np.inf).astype(np.float32)
 
 
 def _mask(block: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: np.ndarray, lo: int, hi: int) -> None:

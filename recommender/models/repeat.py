@@ -70,13 +70,15 @@ class NextPick:
         return self.item_id, self.score
 
 
+# ``days`` and ``pair`` are read by several parts of the query: MATERIALIZED computes each once (DuckDB would
+# otherwise inline them into every reader).
 _PAIRS_SQL = """
-WITH days AS (
+WITH days AS MATERIALIZED (
   SELECT DISTINCT user_id, item_id, CAST(timestamp AS DATE) AS d FROM p WHERE timestamp <= CAST($as_of AS TIMESTAMP)),
 gaps AS (
   SELECT user_id, item_id, d, date_diff('day', lag(d) OVER (PARTITION BY user_id, item_id ORDER BY d), d) AS gap
   FROM days),
-pair AS (
+pair AS MATERIALIZED (
   SELECT user_id, item_id, count(*) AS n, max(d) AS last, avg(gap) AS own_gap, stddev_pop(gap) AS own_sd,
          sum(pow(0.5, date_diff('day', d, CAST($as_of AS DATE)) / $half_life)) AS decayed
   FROM gaps GROUP BY user_id, item_id),

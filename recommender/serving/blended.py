@@ -38,7 +38,7 @@ class BlendModel(ProductionModel):
         self._blend_users: frozenset[str] = frozenset()
 
     def fit(self, train: pa.Table, *, items: pa.Table, als: AlsRecommender | None = None, **kw: Any) -> BlendModel:
-        super().fit(train, items=items, als=als)
+        super().fit(train, items=items, als=als, repeats=kw.get("repeats"))
         s = self.settings
         span = pc.max(train["timestamp"]).as_py() - pc.min(train["timestamp"]).as_py()
         if span.days < 2 * self.window_days:  # as the job: no window to learn on, the policy serves
