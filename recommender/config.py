@@ -250,7 +250,10 @@ class JobSettings(BaseSettings):
     gate_margin: float = Field(0.02, ge=0, le=1, description="relative drop of ndcg@10 the promotion gate tolerates")
     gate_days: int = Field(30, ge=1, description="days of the promotion gate's holdout")
     gate_users: int = Field(
-        20_000, ge=0, description="warm customers the gate scores at most (a fixed random sample; 0: all)"
+        5_000,
+        ge=0,
+        description="warm customers the gate scores at most (a fixed random sample; four times as many when the "
+        "serving version's fit is not at hand to score on the same customers; 0: all)",
     )
     gate_warm_iterations: int = Field(
         3, ge=0, description="iterations of the gate's fit from the previous run's factors (0: always a full fit)"

@@ -80,7 +80,11 @@ GateMargin = Annotated[
 GateDays = Annotated[int | None, Opt(min=1, help="Days of the gate's holdout [default: 30].")]
 GateUsers = Annotated[
     int | None,
-    Opt(min=0, help="Warm customers the gate scores at most (a fixed random sample; 0 = all) [default: 20000]."),
+    Opt(
+        min=0,
+        help="Warm customers the gate scores at most (a fixed random sample, on which the serving version's fit is "
+        "scored too; four times as many when that fit is not at hand; 0 = all) [default: 5000].",
+    ),
 ]
 ForcePublish = Annotated[bool, Opt("--force-publish", help="Publish even when the gate refuses.")]
 SelfTune = Annotated[

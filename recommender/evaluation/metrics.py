@@ -106,7 +106,7 @@ def evaluate(
         _check_k(k)
     evaluated = _evaluated_users(truth, users)
     depth = max(ks)
-    hits = _hit_matrix(recommendations, truth, evaluated, depth)
+    hits, seen, lengths = _marked(recommendations, truth, evaluated, depth, history)
     n_truth = np.array([len(truth[u]) for u in evaluated], dtype=np.int64)
     out: dict[str, float] = {"users": float(len(evaluated))}
     for k in ks:
@@ -115,7 +115,7 @@ def evaluate(
         if catalogue_size is not None:
             out[f"coverage@{k}"] = coverage_at_k(recommendations, catalogue_size, k, evaluated)
         if history is not None:
-            out[f"seen_share@{k}"] = _mean(_seen_shares(recommendations, history, evaluated, k))
+            out[f"seen_share@{k}"] = _mean(_shares(seen, lengths, k))
     return out
 
 
@@ -182,6 +182,9 @@ def _evaluated_users(truth: Truth, users: Iterable[str] | None) -> list[str]:
 
 def _top(items: Sequence[str], k: int) -> list[str]:
     """First k distinct items, in order."""
+    head = list(items[:k])
+    if len(set(head)) == len(head) and (len(head) == k or len(items) <= k):  # no repeats: the usual list
+        return head
     out: list[str] = []
     seen: set[str] = set()
     for item in items:
@@ -194,22 +197,39 @@ def _top(items: Sequence[str], k: int) -> list[str]:
 
 
 def _hit_matrix(recommendations: Recommendations, truth: Truth, users: list[str], depth: int) -> np.ndarray:
+    return _marked(recommendations, truth, users, depth)[0]
+
+
+def _marked(
+    recommendations: Recommendations, truth: Truth, users: list[str], depth: int, history: Truth | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hits, seen, lengths): per user and rank of their first ``depth`` distinct items, whether it is in their
+    truth and whether in their ``history`` (all False without), and how many items they got; one pass for all."""
     hits = np.zeros((len(users), depth), dtype=bool)
+    seen = np.zeros((len(users), depth), dtype=bool)
+    lengths = np.zeros(len(users), dtype=np.int64)
+    empty: frozenset[str] = frozenset()
     for row, user in enumerate(users):
-        relevant = truth[user]
         top = _top(recommendations.get(user, ()), depth)
+        if not top:
+            continue
+        lengths[row] = len(top)
+        relevant = truth.get(user, empty)
         hits[row, : len(top)] = [item in relevant for item in top]
-    return hits
+        if history is not None:
+            mine = history.get(user, empty)
+            seen[row, : len(top)] = [item in mine for item in top]
+    return hits, seen, lengths
+
+
+def _shares(seen: np.ndarray, lengths: np.ndarray, k: int) -> np.ndarray:
+    """Share of each user's first ``k`` items marked in ``seen`` (0 for an empty list)."""
+    return seen[:, :k].sum(axis=1) / np.maximum(np.minimum(lengths, k), 1)
 
 
 def _seen_shares(recommendations: Recommendations, history: Truth, users: list[str], k: int) -> np.ndarray:
-    shares = np.zeros(len(users))
-    for row, user in enumerate(users):
-        top = _top(recommendations.get(user, ()), k)
-        if top:
-            seen = history.get(user, set())
-            shares[row] = sum(item in seen for item in top) / len(top)
-    return shares
+    _, seen, lengths = _marked(recommendations, {}, users, k, history)
+    return _shares(seen, lengths, k)
 
 
 def _mean_metric(fn: MetricFn, recommendations: Recommendations, truth: Truth, k: int, users: Users) -> float:

@@ -158,3 +158,30 @@ def test_a_drift_free_shop_is_promoted_on_its_second_night(redis_handle, shop):
     assert "scored on tonight's holdout" in second["decision"]
     # the serving version's figure is tonight's measurement, not the one from its own night
     assert second["current"] != first["candidate"] and abs(second["candidate"] / second["current"] - 1) < 0.02
+
+
+def test_without_the_serving_fit_the_gate_scores_four_times_the_customers(redis_handle, shop):
+    """The paired comparison needs few customers; held against a stored figure of another sample, each customer's
+    own spread counts, so the gate scores four times ``gate_users`` (without warm starts no gate fit is kept)."""
+    settings = isolated_settings(redis_handle, "gu")
+    als = AlsParams(factors=16, iterations=10)
+    settings = settings.replace(model={"als": als}, job={"gate_users": 20, "gate_warm_iterations": 0})
+    events, items = shop.paths
+    latest = max(shop.events["timestamp"].to_pylist())
+    keys = Keys(settings.redis.key_prefix)
+    figures = []
+    for as_of in (latest - timedelta(days=1), None):
+        cfg = JobConfig(
+            events=events,
+            items=items,
+            settings=settings,
+            gate=True,
+            show_progress=False,
+            as_of=as_of,
+            force_publish=True,
+        )
+        result = run_job(cfg, redis_handle.client)
+        figures.append(manifest(redis_handle.client, keys, result.version)["evaluation"])
+    first, second = figures
+    assert first["users"] == 20  # a first night: nothing to compare with but recent popularity
+    assert second["users"] == 80 and "scored on tonight's holdout" not in second["decision"]
