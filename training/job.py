@@ -44,6 +44,7 @@ from recommender.serving import customer_lists, lists
 from recommender.serving.experiment import variant_of
 from recommender.serving.policy import purchaser_picks
 from training import blend_step
+from training.memory import give_back
 from training.night_holdout import NightHoldout
 from training.self_tune import self_tune
 
@@ -103,6 +104,7 @@ class _Timer:
         try:
             yield
         finally:
+            give_back()  # what the stage freed, for the next stage and for Redis (training/memory.py)
             self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
@@ -182,7 +184,6 @@ def _run_locked(
             data = spark.load(cfg.events, cfg.items, cfg.fmt, cfg.settings.job.max_bad_share)
         inputs = _load_inputs(cfg, client, keys, window, data)
         data = None  # the job goes on with inputs' copy only
-        pa.default_memory_pool().release_unused()  # what loading left in Arrow's allocator, for numpy's use
     with timer.stage("tune"):
         cfg, tuned = self_tune(cfg, client, keys, inputs.events, inputs.items)
     gate = None
@@ -339,7 +340,7 @@ class EventFigures:
     new_arrivals: lists.Ranked
     rfm: pa.Table
     kpis: dict[str, pa.Table]
-    history_rows: list[tuple[Any, ...]]
+    history_rows: pa.Table
     item_stat_rows: list[tuple[Any, ...]]
     experiment: dict[str, Any]
 

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from recommender.evaluation.split import Split, time_split
 from recommender.models.als_recommender import AlsFit
 from recommender.models.weighting import latest_timestamp
+from training.memory import give_back
 
 
 class NightHoldout:
@@ -44,4 +45,4 @@ class NightHoldout:
     def release(self) -> None:
         """Drop the split and the fit (the job goes on with its own copy of the events and its own fit)."""
         self.events, self._split, self.fit = None, None, None
-        pa.default_memory_pool().release_unused()
+        give_back()
