@@ -7,10 +7,11 @@ search learns from everything before that (the split of :mod:`recommender.evalua
 
 **Successive halving.** ``candidates`` settings (the last night's best first as a warm start, then the defaults,
 then a seeded random sample of :data:`SELF_TUNE_SPACE`) are fitted with a third
-(``1 / eta``) of their ALS iterations and scored; the best third is fitted again with all of them. The ALS objective
-is that of ``reco tune`` (ALS ndcg@10 on items new to the customer); the repeat share is then chosen on the
-production list's ndcg@10 with the winner's fit, without fitting again. With the defaults (9 candidates, eta 3)
-the search costs about 3 + 3 ALS fits on the shorter validation log plus their scoring; ``budget_seconds`` stops it
+(``1 / eta``) of their ALS iterations and scored; the best third carry on from there to all of them (the same fit
+as one from scratch: ALS from iteration k's factors is the rest of that fit). The ALS objective is that of
+``reco tune`` (ALS ndcg@10 on items new to the customer); the repeat share is then chosen on the production list's
+ndcg@10 with the winner's fit, without fitting again. With the defaults (9 candidates, eta 3) the search costs
+about 3 + 2 ALS fits on the shorter validation log plus their scoring; ``budget_seconds`` stops it
 starting new fits once spent (the best fully fitted candidate so far wins; if none was, the best of the first rung).
 
 The result (:func:`search`) is the ``tuned`` block of the version manifest: ``{"settings": {als, weights,
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from recommender.config import ModelSettings
@@ -115,13 +117,16 @@ def search(
     best_run: tuple[float, ModelSettings, AlsRecommender] | None = None
     stopped = False
     bar = tqdm(desc="self-tune", unit="fit", disable=not progress)
+    earlier: dict[int, AlsRecommender] = {}  # the last rung's fit of each candidate still in the race
     for share in (1 / eta, 1.0) if len(pool) > 1 else (1.0,):
         scored: list[tuple[float, ModelSettings, AlsRecommender]] = []
         for params in pool:
             if budget_seconds is not None and time.perf_counter() - started > budget_seconds and (scored or rungs):
                 stopped = True
                 break
-            run = fitter.fit(_shortened(params, share))
+            shortened = _shortened(params, share)
+            before = earlier.get(id(params))
+            run = fitter.fit(shortened) if before is None else fitter.resume(before, shortened)
             als_score, _, _ = score_fit(ctx, params, run, target, ())
             scored.append((_key(als_score), params, run))
             bar.update()
@@ -131,7 +136,9 @@ def search(
             best_run = scored[0]
         if stopped:
             break
-        pool = [p for _, p, _ in scored[: max(1, math.ceil(len(scored) / eta))]]
+        survivors = scored[: max(1, math.ceil(len(scored) / eta))]
+        pool = [p for _, p, _ in survivors]
+        earlier = {id(p): r for _, p, r in survivors}
     bar.close()
     assert best_run is not None
     _, best, run = best_run
@@ -182,6 +189,19 @@ class _Fitter:
         self.matrices[key] = out.fitted
         self.base = self.base or out.fitted
         return out
+
+    def resume(self, run: AlsRecommender, params: ModelSettings) -> AlsRecommender:
+        """``run`` (an earlier rung's fit of the same candidate) carried on to ``params``' iterations: ALS from
+        the factors of iteration k is exactly the fit of k more, so a survivor of a rung pays only for the iterations
+        it has not run yet."""
+        model = run.fitted.model
+        more = params.als.iterations - model.iterations
+        if more > 0:
+            with threadpool_limits(1, "blas"):
+                model.iterations = more
+                model.fit(run.fitted.inter.matrix, show_progress=False)
+                model.iterations = params.als.iterations
+        return run
 
 
 def _validation(ctx: EvalContext, judged_from: datetime, test_days: int) -> dict[str, Any]:

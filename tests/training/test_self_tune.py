@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 from factories import isolated_settings
 from typer.testing import CliRunner
@@ -13,7 +14,8 @@ from cache.keys import Keys
 from cache.publisher import manifest
 from recommender.config import AlsParams, ModelSettings
 from recommender.data.demo import generate_shop
-from recommender.evaluation.self_tuning import is_fresh, search
+from recommender.evaluation.self_tuning import _Fitter, _shortened, is_fresh, search
+from recommender.evaluation.tuning import validation_setup
 from training.cli import app
 from training.job import JobConfig, run_job
 
@@ -101,3 +103,15 @@ def test_train_tunes_itself_without_a_settings_file_and_status_shows_it(shop, re
     settings_file.write_text('{"settings": {"als": {"factors": 12}}}')
     pinned = runner.invoke(app, [*args, "--settings", str(settings_file), "--force-publish"], env=env)
     assert pinned.exit_code == 0 and "using tuned settings" in pinned.output and "searched in" not in pinned.output
+
+
+def test_a_survivor_carried_on_is_the_fit_from_scratch(shop) -> None:
+    """The second rung carries the first rung's fits on instead of fitting again: the same factors."""
+    ctx = validation_setup(shop.events, shop.items, 21).ctx
+    params = ModelSettings(als=AlsParams(factors=8, iterations=9))
+    fitter = _Fitter(ctx)
+    carried = fitter.resume(fitter.fit(_shortened(params, 1 / 3)), params).fitted.model
+    scratch = fitter.fit(params).fitted.model
+    assert carried.iterations == scratch.iterations == 9
+    assert np.allclose(carried.user_factors, scratch.user_factors, atol=1e-5)
+    assert np.allclose(carried.item_factors, scratch.item_factors, atol=1e-5)
