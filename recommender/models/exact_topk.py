@@ -4,8 +4,8 @@ ALS scores a customer ``u`` and an item ``v`` by ``u . v``, which is at most ``|
 sorted by the length of their factors, the search scores a prefix of that order (the longest factors: the items
 most customers' lists are made of), takes each customer's n-th best score ``t`` there, and then scores only the
 items with ``|v| >= t / |u|``: no other item can beat ``t``. On the ALS factors of the shops we measured, a list of
-100 needs 4-12% of a catalogue of 65,000-100,000 items scored (docs/PERFORMANCE.md); the answer is exactly the
-brute-force one, only found with a fraction of the multiply-adds. This is the length bound of LEMP (Teflioudi et
+100 needs 4% (a generated shop of 100,000 items) to 10% (complete-journey, 65,000 items) of the catalogue scored
+(docs/PERFORMANCE.md); the answer is exactly the brute-force one, only found with a fraction of the multiply-adds. This is the length bound of LEMP (Teflioudi et
 al., SIGMOD 2015) in its simplest form; no maintained Python package offers an exact inner-product search with
 exclusion lists (faiss's exact index scores every item, its pruned ones are approximate), hence this module.
 
