@@ -5,9 +5,10 @@ sorted by the length of their factors, the search scores a prefix of that order 
 most customers' lists are made of), takes each customer's n-th best score ``t`` there, and then scores only the
 items with ``|v| >= t / |u|``: no other item can beat ``t``. On the ALS factors of the shops we measured, a list of
 100 needs 4% (a generated shop of 100,000 items) to 10% (complete-journey, 65,000 items) of the catalogue scored
-(docs/PERFORMANCE.md); the answer is exactly the brute-force one, only found with a fraction of the multiply-adds. This is the length bound of LEMP (Teflioudi et
-al., SIGMOD 2015) in its simplest form; no maintained Python package offers an exact inner-product search with
-exclusion lists (faiss's exact index scores every item, its pruned ones are approximate), hence this module.
+(docs/PERFORMANCE.md); the answer is exactly the brute-force one, only found with a fraction of the
+multiply-adds. This is the length bound of LEMP (Teflioudi et al., SIGMOD 2015) in its simplest form; no maintained
+Python package offers an exact inner-product search with exclusion lists (faiss's exact index scores every item,
+its pruned ones are approximate), hence this module.
 
 The n + ``MARGIN`` best candidates found in float32 are re-scored in float64 one pair at a time and ranked by that
 score, ties by item index, so a list does not depend on how many customers were searched together (the job's
