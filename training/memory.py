@@ -15,10 +15,8 @@ import ctypes.util
 
 import pyarrow as pa
 
-_libc = None
 try:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _trim = _libc.malloc_trim
+    _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     _trim.argtypes = [ctypes.c_size_t]
 except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
     _trim = None

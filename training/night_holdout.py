@@ -15,7 +15,6 @@ import pyarrow.compute as pc
 from recommender.evaluation.split import Split, time_split
 from recommender.models.als_recommender import AlsFit
 from recommender.models.weighting import latest_timestamp
-from training.memory import give_back
 
 
 class NightHoldout:
@@ -43,6 +42,6 @@ class NightHoldout:
         return self._split
 
     def release(self) -> None:
-        """Drop the split and the fit (the job goes on with its own copy of the events and its own fit)."""
+        """Drop the split and the fit (the job goes on with its own copy of the events and its own fit); the stage
+        this runs in hands their memory back when it ends (:mod:`training.memory`)."""
         self.events, self._split, self.fit = None, None, None
-        give_back()

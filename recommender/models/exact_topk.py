@@ -70,11 +70,11 @@ class ExactTopK:
             return ids, scores
         k = min(n + MARGIN, available)
         exclude = sp.csr_matrix(exclude) if exclude is not None else None
+        prefix = min(available, max(PREFIX, 4 * k))
         for start in range(0, b, CHUNK):  # a chunk at a time: the work arrays stay small however many customers
             part = slice(start, start + CHUNK)
             chunk = users[part]
             rows, cols = self._excluded(exclude[part] if exclude is not None else None, len(chunk))
-            prefix = min(available, max(PREFIX, 4 * k))
             block = chunk @ self.factors[:prefix].T
             _mask(block, rows, cols, np.arange(len(chunk)), 0, prefix)
             best = np.argpartition(-block, k - 1, axis=1)[:, :k]
@@ -90,7 +90,6 @@ class ExactTopK:
         """(customer row, sorted position) of every excluded available item."""
         if exclude is None:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        exclude = sp.csr_matrix(exclude)
         rows = np.repeat(np.arange(b), np.diff(exclude.indptr[: b + 1]))
         cols = self.position[exclude.indices[: exclude.indptr[b]]]
         keep = cols >= 0
@@ -107,7 +106,8 @@ class ExactTopK:
         k: int,
     ) -> None:
         """Merge into ``best`` the items past the prefix that each customer's bound leaves in (in place), in steps
-        of doubling width: after each step the n-th best scores rise and the bound leaves fewer items in."""
+        of doubling width: after each step the n-th best scores rise and the bound leaves fewer items in. ``users``
+        is one chunk of a search (at most CHUNK customers)."""
         lengths = np.linalg.norm(users.astype(np.float64), axis=1)
         start, available = prefix, len(self.items)
         while start < available:
@@ -115,11 +115,9 @@ class ExactTopK:
             if not len(todo):
                 return
             end = min(available, start + min(start, STEP_MAX))
-            for part in range(0, len(todo), CHUNK):
-                chunk = todo[part : part + CHUNK]
-                block = users[chunk] @ self.factors[start:end].T
-                _mask(block, rows, cols, chunk, start, end)
-                _merge(block, start, chunk, best, best_scores, k)
+            block = users[todo] @ self.factors[start:end].T
+            _mask(block, rows, cols, todo, start, end)
+            _merge(block, start, todo, best, best_scores, k)
             start = end
 
     def _reach(self, kth: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -137,9 +135,12 @@ class ExactTopK:
     ) -> None:
         """A customer whose factors are all zero scores every item 0: their candidates become the first items by
         index (not excluded), so which of the tied items they get does not depend on the search (in place)."""
+        zero = np.flatnonzero(~users.any(axis=1))
+        if not len(zero):
+            return
         k = best.shape[1]
         by_index = np.argsort(self.items)
-        for r in np.flatnonzero(~users.any(axis=1)).tolist():
+        for r in zero.tolist():
             skip = set(cols[rows == r].tolist())
             chosen = [int(j) for j in by_index[: k + len(skip)] if int(j) not in skip][:k]
             best[r, : len(chosen)] = chosen
