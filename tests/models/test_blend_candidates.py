@@ -50,16 +50,18 @@ def shop():
 
 
 def _dense_tifu(train: pa.Table, item_ids: np.ndarray, users: list[str]) -> np.ndarray:
-    """TIFU-KNN scores of ``users`` in its own item columns, moved to ``item_ids`` one item id at a time."""
+    """TIFU-KNN scores of ``users`` in its own item columns, moved to ``item_ids`` one item id at a time (the dense
+    scores: the sparse ones to float32 rounding, tests/models/test_tifu_knn.py; a ranker's split may fall on a value,
+    so the reference adds the neighbours up in the same order as the candidates do)."""
     tifu = TifuKnn(PUBLISHED["tafeng"]).fit(train)
     column = {item: c for c, item in enumerate(item_ids.tolist())}
     out = np.zeros((len(users), len(item_ids)), dtype=np.float32)
     row = {u: k for k, u in enumerate(users)}
-    for known, scores in tifu.score_batches(users):
-        coo = scores.tocoo()
-        for r, c, v in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist()):
-            if tifu.item_ids[c] in column:
-                out[row[known[r]], column[tifu.item_ids[c]]] = v
+    known, dense = tifu.dense_scores(users)
+    coo = sp.coo_matrix(dense)
+    for r, c, v in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist()):
+        if tifu.item_ids[c] in column:
+            out[row[known[r]], column[tifu.item_ids[c]]] = v
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from factories import ev, events
 
 from recommender.config import ModelSettings
@@ -13,7 +14,16 @@ from recommender.evaluation.baselines import PersonalTopFrequency, TifuKNN
 from recommender.evaluation.protocol import build_context, evaluate_context
 from recommender.evaluation.split import targets, time_split
 from recommender.evaluation.tifu_tuning import tune_tifu
-from recommender.models.tifu_knn import PUBLISHED, NeighbourIndex, TifuKnn, TifuParams, TifuVectors, basket_weights
+from recommender.models import tifu_knn
+from recommender.models.tifu_knn import (
+    PUBLISHED,
+    NeighbourIndex,
+    TifuKnn,
+    TifuParams,
+    TifuVectors,
+    basket_weights,
+    neighbour_means,
+)
 
 
 def _orders(user: str, baskets: list[list[str]], start_days_ago: float = 50) -> list[dict]:
@@ -154,7 +164,9 @@ def _own_row(tifu: TifuKnn, user: str) -> dict[str, float]:
     return dict(zip(tifu.item_ids.tolist(), scores.toarray().ravel().tolist()))
 
 
-def test_dense_scores_are_the_sparse_scores_bit_for_bit(shop) -> None:
+@pytest.mark.parametrize("factor", [0.0, np.inf], ids=["sparse product", "dense product"])
+def test_dense_scores_are_the_sparse_scores(shop, monkeypatch, factor) -> None:
+    monkeypatch.setattr(tifu_knn, "DENSE_PRODUCT_FACTOR", factor)
     train = time_split(shop.events, test_days=14).train
     tifu = TifuKnn(PUBLISHED["dunnhumby"]).fit(train)
     users = ["nobody", *tifu.vectors.user_ids[::3].tolist()]
@@ -162,5 +174,18 @@ def test_dense_scores_are_the_sparse_scores_bit_for_bit(shop) -> None:
     out = np.full((len(known), len(tifu.item_ids)), 7.0, dtype=np.float32)  # a used buffer: overwritten entirely
     dense_known, dense = tifu.dense_scores(users, out=out)
     assert dense_known == known and dense is out and "nobody" not in known
-    np.testing.assert_array_equal(dense.view(np.uint32), sparse.toarray().view(np.uint32))
+    expected = sparse.toarray()
+    if factor == 0.0:  # the same sparse product, scaled and summed alike: bit for bit
+        np.testing.assert_array_equal(dense.view(np.uint32), expected.view(np.uint32))
+    else:  # the neighbours summed in another order: float32 rounding apart
+        np.testing.assert_allclose(dense, expected, rtol=1e-5, atol=1e-7)
     assert sparse.nnz == np.count_nonzero(dense)  # nothing stored where the dense scores are zero
+
+
+def test_neighbour_means_take_the_cheaper_product_with_the_same_means() -> None:
+    rng = np.random.default_rng(3)
+    matrix = sp.random(40, 30, density=0.2, format="csr", dtype=np.float32, random_state=rng)
+    neighbours = np.array([rng.choice(40, 5, replace=False) for _ in range(12)])
+    expected = np.stack([matrix[row].toarray().mean(axis=0) for row in neighbours])
+    for factor in (0.0, 1.0, np.inf):
+        np.testing.assert_allclose(neighbour_means(matrix, neighbours, factor=factor), expected, rtol=1e-5, atol=1e-7)
