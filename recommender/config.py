@@ -259,6 +259,12 @@ class JobSettings(BaseSettings):
         3, ge=0, description="iterations of the gate's fit from the previous run's factors (0: always a full fit)"
     )
     gate_warm_max_days: int = Field(7, ge=0, description="oldest previous gate fit (days) a warm start may use")
+    fit_warm_iterations: int = Field(
+        3,
+        ge=0,
+        description="iterations of the nightly fit from the serving version's factors (0: always a full fit)",
+    )
+    fit_warm_max_days: int = Field(7, ge=0, description="oldest serving version's fit (days) a warm start may use")
 
 
 class Settings(BaseModel):

@@ -306,6 +306,8 @@ def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
 
                 out.print(f"  settings: {describe(info.get('tuned'))}", highlight=False)
                 out.print(f"  learned blend: {describe_blend(info.get('blend'))}", highlight=False)
+                if info.get("fit"):
+                    out.print(f"  ALS fit: {info['fit']}", highlight=False)
     finally:
         handle.close()
 

@@ -46,6 +46,7 @@ from recommender.serving.policy import purchaser_picks
 from training import blend_step
 from training.memory import give_back
 from training.night_holdout import NightHoldout
+from training.nightly_fit import NightlyFit
 from training.self_tune import self_tune
 
 
@@ -92,6 +93,7 @@ class JobResult:
     gate: dict[str, Any] | None = None
     tuned: dict[str, Any] | None = None
     blend: dict[str, Any] | None = None
+    fit: str | None = None  # how the nightly fit ran (warm start or full fit)
 
 
 class _Timer:
@@ -203,7 +205,8 @@ def _run_locked(
             night = blend_step.NightBlend(None, {"skipped": "not on the Spark engine"})
         outcome, blend = night.outcome, night.block
         holdout.release()  # the split and the gate's fit are not needed past the blend
-    fitted = _fit(cfg, inputs, timer, spark)
+    nightly = NightlyFit(cfg.settings, keys.prefix, inputs.as_of) if spark is None else None
+    fitted = _fit(cfg, inputs, timer, spark, nightly)
     grace = cfg.settings.redis.pointer_ttl_ms / 1000 + cfg.settings.redis.version_grace_seconds
     publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock, grace_seconds=grace)
     try:
@@ -215,7 +218,10 @@ def _run_locked(
             if night.stored is not None:  # the following nights reuse it while fresh (training/blend_step.py)
                 publisher.put_raw(Keys.BLEND_RANKER, night.stored)
             manifest = _manifest(cfg, inputs, fitted, gate, counts, examples, timer) | {"tuned": tuned, "blend": blend}
+            manifest["fit"] = nightly.how if nightly is not None else "full fit on Spark"
             replaced = publisher.commit(manifest, stored_keys(counts))
+            if nightly is not None:
+                nightly.keep()  # the next night starts from the published version's factors
         live.trim_taken(client, keys, inputs.live_upto)
         if replaced:  # the replaced version is kept for rollback: keep the visitors with events it has not seen
             live.trim_index(client, keys, (manifest_of(client, keys, replaced) or {}).get("live_taken_ms"))
@@ -227,7 +233,7 @@ def _run_locked(
         publisher.abort()
         raise
     result = JobResult(publisher.version, replaced, inputs.reports, counts, timer.seconds, inputs.as_of, gate, tuned)
-    result.blend = blend
+    result.blend, result.fit = blend, manifest.get("fit")
     return result
 
 
@@ -252,9 +258,11 @@ def _load_inputs(cfg: JobConfig, client: Any, keys: Keys, window: TimeWindow, da
     return _Inputs(events, items, as_of, reports, live_events.num_rows, live_upto, live_taken_ms, feedback)
 
 
-def _fit(cfg: JobConfig, inputs: _Inputs, timer: _Timer, spark: Any = None) -> _Fitted:
-    """Weighting and the ALS fit: here, or on Spark (where live events, which only the driver has, are weighted on the
-    driver and the matrix sent to Spark)."""
+def _fit(
+    cfg: JobConfig, inputs: _Inputs, timer: _Timer, spark: Any = None, nightly: NightlyFit | None = None
+) -> _Fitted:
+    """Weighting and the ALS fit: here (warm-started by ``nightly`` when it can be), or on Spark (where live events,
+    which only the driver has, are weighted on the driver and the matrix sent to Spark)."""
     m = cfg.settings.model
     on_spark = spark is not None and not inputs.live_events
     with timer.stage("weight"):
@@ -266,7 +274,8 @@ def _fit(cfg: JobConfig, inputs: _Inputs, timer: _Timer, spark: Any = None) -> _
         hidden = lists.hidden_item_indices(inputs.items, inter)
     with timer.stage("fit"):
         if spark is None:
-            model = fit_als(inter.matrix, m.als, show_progress=cfg.show_progress)
+            full = lambda: fit_als(inter.matrix, m.als, show_progress=cfg.show_progress)
+            model = nightly.fit(inter, full) if nightly is not None else full()
         else:
             model = spark.fit(m.als) if on_spark else spark.fit_matrix(inter, m.als)
     picks = spark.pick_batches if spark is not None else lists.personal_pick_batches

@@ -312,6 +312,8 @@ def _print_summary(result: Any) -> None:
         from training.blend_step import describe as describe_blend
 
         table.add_row("learned blend", describe_blend(result.blend))
+    if result.fit:
+        table.add_row("ALS fit", result.fit)
     table.add_row("as of", str(result.as_of))
     table.add_row("published version", str(result.version))
     table.add_row("previous version", str(result.replaced))

@@ -37,7 +37,9 @@ class Nights:
     def __init__(self, shop, redis_handle) -> None:
         self.events, self.items = shop
         self.client = redis_handle.client
-        self.settings = isolated_settings(redis_handle, "reuse", gate_days=21)
+        # full fits every night: two nights on the same events then serve the same lists (a warm start would move
+        # the factors a little, tests/training/test_nightly_fit.py)
+        self.settings = isolated_settings(redis_handle, "reuse", gate_days=21, fit_warm_iterations=0)
         self.keys = Keys(self.settings.redis.key_prefix)
 
     def run(self, lists: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:

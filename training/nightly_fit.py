@@ -1,0 +1,66 @@
+"""The nightly ALS fit, started from the serving version's factors when it can be.
+
+From one night to the next a shop's log grows by a day, so the serving version's factors are an excellent start:
+``fit_warm_iterations`` iterations from them land where a full fit from random factors lands (docs/PERFORMANCE.md,
+"The nightly fit: warm start"), as they do for the promotion gate's fit (training/job.py: ``GateWarmStart``), which
+judges tonight's candidate fitted the same way. The start is used only with the same settings (ALS but iterations,
+weights, half-life), an earlier ``as_of`` and at most ``fit_warm_max_days`` old; anything else (the first night, a
+re-tune, a settings change, a run by hand with an earlier ``--as-of``) fits from scratch. The published version's
+factors are kept in ``<data dir>/fit/<key prefix>.npz`` for the next night; a refused or failed night leaves them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from recommender.config import Settings
+from recommender.models import warm_start
+from recommender.models.weighting import Interactions
+
+log = logging.getLogger(__name__)
+
+
+class NightlyFit:
+    """Tonight's fit (warm or full) and how it ran; :meth:`keep` stores it once its version is published."""
+
+    def __init__(self, settings: Settings, key_prefix: str, as_of: datetime) -> None:
+        self.model, self.as_of = settings.model, as_of
+        self.iterations = settings.job.fit_warm_iterations
+        self.path = settings.redis.data_dir / "fit" / f"{key_prefix}.npz"
+        als = self.model.als.model_dump(exclude={"iterations"})
+        self.settings = warm_start.fingerprint(
+            als=als, weights=self.model.weights.as_dict(), half_life=self.model.half_life_days
+        )
+        start = warm_start.GateFactors.load(self.path) if self.iterations else None
+        usable = start is not None and start.usable(as_of, self.settings, settings.job.fit_warm_max_days)
+        self.start = start if usable else None
+        self.how = (
+            f"warm start from the factors as of {self.start.cutoff.isoformat()}, {self.iterations} iterations"
+            if self.start
+            else f"full fit, {self.model.als.iterations} iterations"
+        )
+        self.fitted: tuple[Interactions, Any] | None = None
+
+    def fit(self, inter: Interactions, full: Callable[[], Any]) -> Any:
+        """Tonight's model: ``fit_warm_iterations`` from the start when there is one, else ``full()``."""
+        model = warm_start.fit_from(inter, self.model.als, self.start, self.iterations) if self.start else full()
+        self.start = None  # the start's factors are not needed past the fit
+        self.fitted = (inter, model)
+        return model
+
+    def keep(self) -> None:
+        """Store tonight's factors for the next night's start (a failure to write only costs that night a full
+        fit)."""
+        if self.fitted is None or not self.iterations:
+            return
+        inter, model = self.fitted
+        factors = warm_start.GateFactors(
+            inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, self.as_of, self.settings
+        )
+        try:
+            factors.save(self.path)
+        except OSError as exc:
+            log.warning("could not keep the fit's factors for the next night's warm start (%s): %s", self.path, exc)
