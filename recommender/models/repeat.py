@@ -131,13 +131,16 @@ def repeat_candidates(
     """
     if horizon_days <= 0 or half_life_days <= 0:
         raise ValueError("horizon_days and half_life_days must be positive")
-    purchases = events.filter(pc.equal(events["event_type"], "purchase")).select(["user_id", "item_id", "timestamp"])
+    purchases = events.filter(pc.equal(events["event_type"], "purchase"))
+    users, user_ids = _sorted_codes(purchases["user_id"])
+    items, item_ids = _sorted_codes(purchases["item_id"])
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    con.register("p", purchases)
+    con.register("p", pa.table({"user_id": users, "item_id": items, "timestamp": purchases["timestamp"]}))
     cols = con.execute(
         _PAIRS_SQL, {"as_of": as_of, "half_life": float(half_life_days), "trend_days": float(trend_days)}
     ).fetchnumpy()
+    cols["user_id"], cols["item_id"] = user_ids[cols["user_id"]], item_ids[cols["item_id"]]
     if len(cols["n"]) == 0:
         empty = np.array([], dtype=object)
         return RepeatIndex(empty, empty, np.array([], dtype=float), np.array([], dtype="datetime64[D]"))
@@ -184,6 +187,15 @@ def repeat_candidates(
     due = cols["last"].astype("datetime64[D]") + np.round(gap).astype("timedelta64[D]")
     due = np.maximum(due, np.datetime64(as_of.date()))  # overdue: expected from today on
     return RepeatIndex(np.asarray(cols["user_id"], dtype=object), np.asarray(cols["item_id"], dtype=object), score, due)
+
+
+def _sorted_codes(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Each value's position among the column's distinct values sorted (int32), and those values (object array):
+    the query groups, windows and sorts by integers instead of strings (a third faster on complete-journey), in
+    the same order."""
+    distinct = pc.unique(column)
+    distinct = distinct.take(pc.sort_indices(distinct))
+    return pc.index_in(column, value_set=distinct).cast(pa.int32()), np.asarray(distinct.to_pylist(), dtype=object)
 
 
 class RepeatIndex:
