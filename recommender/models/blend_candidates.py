@@ -30,6 +30,7 @@ from recommender.data.schema import PURCHASE
 from recommender.models.als_recommender import AlsFit
 from recommender.models.repeat import RepeatIndex
 from recommender.models.tifu_knn import PUBLISHED, TifuKnn, top_n_sparse
+from recommender.models.weighting import positions
 
 FEATURES: tuple[str, ...] = (
     "repeat_score",  # probability of buying it again within the horizon (repeat model; 0 when no row)
@@ -106,10 +107,12 @@ class CandidateSources:
                 pc.less_equal(events["timestamp"], pa.scalar(fit.as_of, pa.timestamp("us"))),
             )
         )
-        self.days, self.since = _pair_stats(purchases, inter.user_ids, inter.item_ids, fit.as_of, shape)
+        coded = _coded(purchases, inter.user_ids, inter.item_ids)
+        self.days, self.since = _pair_stats(coded, fit.as_of, shape)
         self.repeat, self.due = _repeat_matrices(repeats, inter.user_ids, inter.item_ids, fit.as_of, shape)
-        self.customer_days = _customer_days(purchases, inter.user_ids)
-        self.item = _item_stats(events, purchases, inter.item_ids, self.days, fit.as_of, p.recent_days)
+        self.customer_days = _customer_days(coded, len(inter.user_ids))
+        self.item = _item_stats(events, coded, inter.item_ids, self.days, fit.as_of, p.recent_days)
+        del coded
         self.category, names = _categories(items, inter.item_ids)
         self.affinity = _category_affinity(self.days, self.category, len(names))
         self.trending = _trending(self.category, len(names), self.item, fit.hidden, p.trending)
@@ -207,18 +210,28 @@ class CandidateSources:
         return pos[keep], cols[keep]
 
 
-def _pair_stats(
-    purchases: pa.Table, user_ids: np.ndarray, item_ids: np.ndarray, as_of: datetime, shape: tuple[int, int]
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def _coded(purchases: pa.Table, user_ids: np.ndarray, item_ids: np.ndarray) -> pa.Table:
+    """The purchases by the fit's row ``r`` and column ``c`` (-1: a customer or item it does not know), a code ``u``
+    of every customer (known or not) and the time: the queries below group and count integers, not id strings."""
+    users = purchases["user_id"]
+    return pa.table(
+        {
+            "r": positions(users, user_ids),
+            "c": positions(purchases["item_id"], item_ids),
+            "u": pc.index_in(users, value_set=pc.unique(users)),
+            "timestamp": purchases["timestamp"],
+        }
+    )
+
+
+def _pair_stats(coded: pa.Table, as_of: datetime, shape: tuple[int, int]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(distinct purchase days, days since the last one + 1) per customer and item, as matrices of the fit's maps."""
     con = duckdb.connect()
-    con.register("p", purchases.select(["user_id", "item_id", "timestamp"]))
-    con.register("u", pa.table({"user_id": user_ids.tolist(), "r": np.arange(len(user_ids))}))
-    con.register("i", pa.table({"item_id": item_ids.tolist(), "c": np.arange(len(item_ids))}))
+    con.register("p", coded)
     cols = con.execute(
         "SELECT r, c, count(DISTINCT CAST(timestamp AS DATE)) AS n, "
         "date_diff('day', max(CAST(timestamp AS DATE)), CAST($as_of AS DATE)) + 1 AS since "
-        "FROM p JOIN u USING (user_id) JOIN i USING (item_id) GROUP BY r, c",
+        "FROM p WHERE r >= 0 AND c >= 0 GROUP BY r, c",
         {"as_of": as_of},
     ).fetchnumpy()
     r, c = np.asarray(cols["r"], np.int64), np.asarray(cols["c"], np.int64)
@@ -232,7 +245,8 @@ def _repeat_matrices(
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(repeat probability, days until due + 1) per customer and item of the repeat model (pairs of customers or
     items the fit does not know are left out)."""
-    rows, cols = _positions(repeats.user_ids, user_ids), _positions(repeats.item_ids, item_ids)
+    rows = positions(pa.array(repeats.user_ids, pa.string()), user_ids).astype(np.int64)
+    cols = positions(pa.array(repeats.item_ids, pa.string()), item_ids).astype(np.int64)
     idx = np.flatnonzero((rows >= 0) & (cols >= 0))
     rows, cols = rows[idx], cols[idx]
     score = np.asarray(repeats.scores, dtype=np.float32)[idx] if len(idx) else np.array([], np.float32)
@@ -244,43 +258,34 @@ def _repeat_matrices(
     )
 
 
-def _positions(ids: np.ndarray, universe: np.ndarray) -> np.ndarray:
-    """Position of each of ``ids`` in ``universe`` (-1 when it is not there): one hashed look-up in Arrow."""
-    if not len(ids):
-        return np.zeros(0, dtype=np.int64)
-    found = pc.index_in(pa.array(ids, type=pa.string()), value_set=pa.array(universe, type=pa.string()))
-    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _customer_days(purchases: pa.Table, user_ids: np.ndarray) -> np.ndarray:
+def _customer_days(coded: pa.Table, n_users: int) -> np.ndarray:
     con = duckdb.connect()
-    con.register("p", purchases.select(["user_id", "timestamp"]))
-    con.register("u", pa.table({"user_id": user_ids.tolist(), "r": np.arange(len(user_ids))}))
+    con.register("p", coded)
     cols = con.execute(
-        "SELECT r, count(DISTINCT CAST(timestamp AS DATE)) AS n FROM p JOIN u USING (user_id) GROUP BY r"
+        "SELECT r, count(DISTINCT CAST(timestamp AS DATE)) AS n FROM p WHERE r >= 0 GROUP BY r"
     ).fetchnumpy()
-    out = np.zeros(len(user_ids), dtype=np.float32)
+    out = np.zeros(n_users, dtype=np.float32)
     out[np.asarray(cols["r"], np.int64)] = np.asarray(cols["n"], np.float32)
     return out
 
 
 def _item_stats(
-    events: pa.Table, purchases: pa.Table, item_ids: np.ndarray, days: sp.csr_matrix, as_of: datetime, recent: int
+    events: pa.Table, coded: pa.Table, item_ids: np.ndarray, days: sp.csr_matrix, as_of: datetime, recent: int
 ) -> np.ndarray:
-    """Per item column: repeat propensity, recent buyers, trend, age in days."""
+    """Per item column: repeat propensity, recent buyers, trend, age in days (``coded``: the purchases, see
+    :func:`_coded`)."""
     con = duckdb.connect()
-    con.register("e", events.select(["item_id", "timestamp"]))
-    con.register("p", purchases.select(["user_id", "item_id", "timestamp"]))
-    con.register("i", pa.table({"item_id": item_ids.tolist(), "c": np.arange(len(item_ids))}))
+    con.register("e", pa.table({"c": positions(events["item_id"], item_ids), "timestamp": events["timestamp"]}))
+    con.register("p", coded)
     since = as_of - timedelta(days=recent)
     buyers = con.execute(
-        "SELECT c, count(DISTINCT user_id) FILTER (WHERE timestamp > $since) AS recent, "
-        "count(DISTINCT user_id) AS buyers FROM p JOIN i USING (item_id) GROUP BY c",
+        "SELECT c, count(DISTINCT u) FILTER (WHERE timestamp > $since) AS recent, "
+        "count(DISTINCT u) AS buyers FROM p WHERE c >= 0 GROUP BY c",
         {"since": since},
     ).fetchnumpy()
     first = con.execute(
         "SELECT c, date_diff('day', min(timestamp), CAST($as_of AS TIMESTAMP)) AS age "
-        "FROM e JOIN i USING (item_id) WHERE timestamp <= $as_of GROUP BY c",
+        "FROM e WHERE c >= 0 AND timestamp <= $as_of GROUP BY c",
         {"as_of": as_of},
     ).fetchnumpy()
     span = con.execute("SELECT date_diff('day', min(timestamp), CAST($as_of AS TIMESTAMP)) FROM p", {"as_of": as_of})

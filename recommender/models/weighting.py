@@ -85,8 +85,8 @@ def pair_matrix(events: pa.Table, inter: Interactions, types: tuple[str, ...]) -
     Ids are matched to rows and columns in Arrow (``index_in``), never as Python strings: on a shop with millions of
     events, the distinct pairs as Python objects cost several times the events' own memory."""
     chosen = pc.is_in(events["event_type"], value_set=pa.array(list(types), pa.string()))
-    users = _positions(events["user_id"], inter.user_ids)
-    items = _positions(events["item_id"], inter.item_ids)
+    users = positions(events["user_id"], inter.user_ids)
+    items = positions(events["item_id"], inter.item_ids)
     keep = pc.fill_null(chosen, False).to_numpy(zero_copy_only=False) & (users >= 0) & (items >= 0)
     matrix = sp.csr_matrix(
         (np.ones(int(keep.sum()), dtype=np.float32), (users[keep], items[keep])), shape=inter.matrix.shape
@@ -96,7 +96,7 @@ def pair_matrix(events: pa.Table, inter: Interactions, types: tuple[str, ...]) -
     return matrix
 
 
-def _positions(ids: pa.ChunkedArray, known: np.ndarray) -> np.ndarray:
+def positions(ids: pa.ChunkedArray, known: np.ndarray) -> np.ndarray:
     """Each id's position in ``known`` (-1 for an id it does not hold), as int32."""
     found = pc.index_in(ids, value_set=pa.array(known, pa.string()))
     return pc.fill_null(found, -1).to_numpy().astype(np.int32, copy=False)
