@@ -416,6 +416,14 @@ def replace(doc: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), doc)
 
 
+def _full_fit_note(d: dict) -> str:
+    """The machine check when night 2's fit was a warm start: a full fit of the same run against the fit alone."""
+    full = d.get("ratio_full_fit_stage_to_fit_alone")
+    if full is None or full == d["ratio_fit_stage_to_fit_alone"]:
+        return ""
+    return f"; night 1's full fit / fit alone: {full:.2f}x"
+
+
 def main() -> None:
     global RESULTS
     if "--results" in sys.argv:
@@ -445,11 +453,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _full_fit_note(d: dict) -> str:
-    """The machine check when night 2's fit was a warm start: a full fit of the same run against the fit alone."""
-    full = d.get("ratio_full_fit_stage_to_fit_alone")
-    if full is None or full == d["ratio_fit_stage_to_fit_alone"]:
-        return ""
-    return f"; night 1's full fit / fit alone: {full:.2f}x"
