@@ -59,7 +59,7 @@ def recent_event_rows(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> pa.T
     con = duckdb.connect()
     try:
         con.register("t", events.select(["user_id", "item_id", "event_type", "timestamp", "quantity", "price"]))
-        rows = con.execute(
+        rows = con.sql(  # a relation's Arrow table: execute() would copy the rows once more
             f"""
             WITH buyers AS (SELECT DISTINCT user_id FROM t WHERE event_type = '{PURCHASE}'),
             ranked AS (
@@ -71,7 +71,7 @@ def recent_event_rows(events: pa.Table, per_kind: int = RECENT_PER_KIND) -> pa.T
             SELECT user_id, item_id, event_type, CAST(epoch(timestamp) AS BIGINT), quantity, price
             FROM ranked WHERE k <= ? ORDER BY user_id, timestamp DESC, item_id
             """,
-            [per_kind],
+            params=[per_kind],
         ).to_arrow_table()
     finally:
         con.close()
@@ -118,7 +118,7 @@ def item_repeat_rows(events: pa.Table, top: int = TOP_REPEAT_BUYERS) -> list[tup
     con = duckdb.connect()
     try:
         con.register("t", events.select(["user_id", "item_id", "event_type", "timestamp", "quantity"]))
-        rows = con.execute(
+        rows = con.sql(  # a relation's Arrow table: execute() would copy the rows once more
             f"""
             WITH per AS (
                 SELECT item_id, user_id, count(DISTINCT CAST(timestamp AS DATE)) AS days,
