@@ -633,7 +633,11 @@ def _recent_positions(events: pa.Table, column: str, index: dict[str, int], as_o
 class GateWarmStart:
     """The gate's ALS fit, started from the previous run's gate fit when it can be (same settings, an earlier cutoff
     at most ``gate_warm_max_days`` before): ``gate_warm_iterations`` iterations instead of a full fit. The new fit's
-    factors are kept in ``<data dir>/gate/<key prefix>.npz`` for the next run."""
+    factors are kept in ``<data dir>/gate/<key prefix>.npz`` for the next run.
+
+    The stored factors are let go of after their last use (a million customers' factors and ids are over 300 MB):
+    when the serving version's model is built from them (:meth:`serving`) the candidate starts in that model's
+    arrays once it has been scored (:func:`recommender.models.warm_start.fit_on`)."""
 
     def __init__(self, cfg: JobConfig, keys: Keys, cutoff: datetime) -> None:
         self.cfg, self.cutoff = cfg, cutoff
@@ -646,13 +650,27 @@ class GateWarmStart:
         self.earlier = warm_start.GateFactors.load(self.path)
         """The last gate fit kept on disk: the serving version's, unless that run failed after its gate."""
         max_days = cfg.settings.job.gate_warm_max_days
-        usable = self.iterations and self.earlier and self.earlier.usable(cutoff, self.settings, max_days)
-        self.start = self.earlier if usable else None
-        self.how = f"warm start, {self.iterations} iterations" if self.start else "full fit"
+        self.warm = bool(self.iterations and self.earlier and self.earlier.usable(cutoff, self.settings, max_days))
+        """Whether the candidate starts from :attr:`earlier`."""
+        self.how = f"warm start, {self.iterations} iterations" if self.warm else "full fit"
         self.fitted: tuple[Interactions, Any] | None = None
+        self._carried: warm_start.CarriedOver | None = None
+
+    def serving(self, inter: Interactions) -> Any:
+        """The serving version's model of ``inter``'s ids, from :attr:`earlier` (see :func:`serving_fit`)."""
+        if self.earlier is None:
+            raise RuntimeError("the stored gate factors were already used")
+        carried = warm_start.carry_over(inter, self.model.als, self.earlier)
+        self._carried, self.earlier = (carried if self.warm else None), None
+        return carried.model
 
     def fit(self, inter: Interactions) -> Any:
-        model = warm_start.fit_from(inter, self.model.als, self.start, self.iterations)
+        """The candidate's fit: warm-started from the stored factors (or from :meth:`serving`'s arrays) or full."""
+        if self._carried is not None:
+            model = warm_start.fit_on(self._carried, inter, self.model.als, self.iterations)
+        else:
+            model = warm_start.fit_from(inter, self.model.als, self.earlier if self.warm else None, self.iterations)
+        self._carried, self.earlier = None, None
         self.fitted = (inter, model)
         return model
 
@@ -708,9 +726,7 @@ def promotion_gate(
     # TIFU-KNN is a reference beside the decision (it never refuses) and costs about two ALS fits: it is scored on
     # the nights whose gate fits from scratch (the first, and after a settings change or a re-tune), not on the
     # nights that warm-start, which would otherwise cost several times the fit they save.
-    measured, holdout.fit = score_holdout(
-        ctx, cfg.settings.model, fit=fit, reference=warm.start is None, earlier=earlier
-    )
+    measured, holdout.fit = score_holdout(ctx, cfg.settings.model, fit=fit, reference=not warm.warm, earlier=earlier)
     del ctx
     if spark is not None:
         warm.how, holdout.fit = "full fit on Spark", None
@@ -743,15 +759,15 @@ def promotion_gate(
 
 
 def serving_fit(warm: GateWarmStart, previous: dict[str, Any] | None) -> Callable[[Interactions], Any] | None:
-    """The serving version's gate fit as a model of tonight's ids, when the factors kept on disk are that fit (its
-    cutoff is the one the serving version's figure was measured at, its settings tonight's) and saw nothing of
-    tonight's holdout; None otherwise."""
+    """The serving version's gate fit as a model of tonight's ids (:meth:`GateWarmStart.serving`), when the factors
+    kept on disk are that fit (its cutoff is the one the serving version's figure was measured at, its settings
+    tonight's) and saw nothing of tonight's holdout; None otherwise."""
     earlier = warm.earlier
     if earlier is None or not previous or previous.get("cutoff") != earlier.cutoff.isoformat():
         return None
     if earlier.settings != warm.settings or earlier.cutoff > warm.cutoff:
         return None
-    return lambda inter: warm_start.earlier_model(inter, warm.model.als, earlier)
+    return warm.serving
 
 
 def compared_with(measured: dict[str, Any], previous: dict[str, Any] | None) -> tuple[float | None, str]:

@@ -155,19 +155,21 @@ def score_holdout(
 ) -> tuple[dict[str, Any], AlsFit]:
     """Fit the candidate settings on the holdout's training events and score them on it: :func:`holdout_metrics`'s
     figures, and the ALS fit (for the blend learning, which learns on the same events). With ``earlier`` (the
-    serving version's model of the fit's ids, see :func:`recommender.models.warm_start.earlier_model`) its
-    production list is scored on the same customers and purchases: ``current`` (``nan`` without)."""
+    serving version's model of the fit's ids, see :func:`recommender.models.warm_start.carry_over`) its
+    production list is scored on the same customers and purchases: ``current`` (``nan`` without). The serving
+    version is scored first and its model dropped before the candidate's fit, which may start in its arrays
+    (:func:`recommender.models.warm_start.fit_on`): one set of customer factors at a time."""
     als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
-    als.fit(ctx.split.train, items=ctx.items, fit_model=fit)
+    current = math.nan
+    als.fit(ctx.split.train, items=ctx.items, fit_model=earlier or fit)
     # The repeat model depends on the events alone: one for the candidate's production list and the serving one's.
     repeats = repeat_candidates(ctx.split.train, als.fitted.as_of, params.lists.next_purchase_horizon_days)
+    if earlier is not None:
+        current = evaluate_context(ctx, params, (MAIN_MODEL,), als=als, repeats=repeats).main(MAIN_MODEL)
+        als.refit(fit)
     models = GATE_MODELS if reference else tuple(m for m in GATE_MODELS if m != "tifu_knn")
     result = evaluate_context(ctx, params, models, als=als, repeats=repeats)
     target = result.main_target()
-    current = math.nan
-    if earlier is not None:
-        serving = als.with_model(earlier(als.fitted.inter))
-        current = evaluate_context(ctx, params, (MAIN_MODEL,), als=serving, repeats=repeats).main(MAIN_MODEL)
     figures = {
         "metric": MAIN_METRIC,
         "target": target,

@@ -87,6 +87,18 @@ class AlsRecommender(Recommender):
         self._fit = AlsFit(inter, model, purchase_matrix(train, inter), interaction_matrix(train, inter), hidden, as_of)
         return self
 
+    def refit(self, fit_model: Callable[[Interactions], AlternatingLeastSquares] | None = None) -> AlsRecommender:
+        """The same matrices and filters with a new fit (``fit_model``, as for :meth:`fit`), this one's model let go
+        of first: its factors may be the new fit's start (:func:`recommender.models.warm_start.fit_on`), never
+        held twice."""
+        f = self.fitted
+        self._fit = None
+        inter, bought, seen, hidden, as_of = f.inter, f.bought, f.seen, f.hidden, f.as_of
+        del f
+        model = fit_model(inter) if fit_model else fit_als(inter.matrix, self.als)
+        self._fit = AlsFit(inter, model, bought, seen, hidden, as_of)
+        return self
+
     def with_model(self, model: AlternatingLeastSquares) -> AlsRecommender:
         """The same fit (matrix, filters) with another model of the same ids, e.g. an earlier fit's factors."""
         other = AlsRecommender(self.als, self.weights, self.half_life_days, filter_purchased=self.filter_purchased)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
@@ -80,11 +82,9 @@ class GateFactors:
 def _start(ids: np.ndarray, prev_ids: np.ndarray, prev: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Factors for ``ids``: the earlier fit's row for a known id, implicit's random start (uniform * 0.01) otherwise."""
     out = rng.random((len(ids), prev.shape[1]), dtype=np.float32) * 0.01
-    index = {v: j for j, v in enumerate(prev_ids.tolist())}
-    pairs = [(k, index[v]) for k, v in enumerate(ids.tolist()) if v in index]
-    if pairs:
-        mine, theirs = np.array(pairs).T
-        out[mine] = prev[theirs]
+    rows = _rows(ids, prev_ids)
+    known = rows >= 0
+    out[known] = prev[rows[known]]
     return out
 
 
@@ -108,7 +108,17 @@ def fit_from(
     return model
 
 
-def earlier_model(inter: Interactions, params: AlsParams, earlier: GateFactors) -> AlternatingLeastSquares:
+@dataclass
+class CarriedOver:
+    """An earlier fit carried over to tonight's ids (:func:`carry_over`): the model, and which of its customers and
+    items the earlier fit knew (the others were folded in, or are zero)."""
+
+    model: AlternatingLeastSquares
+    known_users: np.ndarray
+    known_items: np.ndarray
+
+
+def carry_over(inter: Interactions, params: AlsParams, earlier: GateFactors) -> CarriedOver:
     """The earlier fit as a model of ``inter``'s ids, not trained any further: its factors for the customers and
     items it knew; items new since get zero factors (it could not recommend them); customers new since are folded
     in from their rows of ``inter`` (one least-squares step against its item factors, as serving does for visitors
@@ -123,19 +133,68 @@ def earlier_model(inter: Interactions, params: AlsParams, earlier: GateFactors) 
             random_state=params.random_state,
         )
         users, known_users = _known(inter.user_ids, earlier.user_ids, earlier.users)
-        model.item_factors = _known(inter.item_ids, earlier.item_ids, earlier.items)[0]
+        model.item_factors, known_items = _known(inter.item_ids, earlier.item_ids, earlier.items)
         new = np.flatnonzero(~known_users)
         if len(new):
             users[new] = model.recalculate_user(new, inter.matrix[new])
         model.user_factors = users
+    return CarriedOver(model, known_users, known_items)
+
+
+def earlier_model(inter: Interactions, params: AlsParams, earlier: GateFactors) -> AlternatingLeastSquares:
+    """The model of :func:`carry_over`."""
+    return carry_over(inter, params, earlier).model
+
+
+def fit_on(carried: CarriedOver, inter: Interactions, params: AlsParams, iterations: int) -> AlternatingLeastSquares:
+    """The fit of :func:`fit_from` from the earlier fit ``carried`` came from, started in ``carried``'s own arrays
+    instead of a second set: rows the earlier fit did not know get the same random start :func:`fit_from` gives
+    them (drawn in the same order, a block of rows at a time), the others already hold its rows. The arrays are
+    trained in place: ``carried.model`` is this fit afterwards. At a million customers x 64 factors a set of
+    customer factors is 256 MB; the gate used to hold three at once (the stored start, the candidate's, the
+    serving version's)."""
+    if carried.known_users.shape[0] != inter.matrix.shape[0] or carried.known_items.shape[0] != inter.matrix.shape[1]:
+        raise ValueError("the carried-over fit is of other ids than the matrix")
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=params.alpha,
+            iterations=iterations,
+            random_state=params.random_state,
+        )
+        rng = np.random.default_rng(params.random_state)
+        model.user_factors = _restart_unknown(carried.model.user_factors, carried.known_users, rng)
+        model.item_factors = _restart_unknown(carried.model.item_factors, carried.known_items, rng)
+        carried.model = model
+        model.fit(inter.matrix, show_progress=False)
     return model
+
+
+_BLOCK = 65_536
+
+
+def _restart_unknown(factors: np.ndarray, known: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``factors`` with the rows not ``known`` set to implicit's random start, the values :func:`_start` draws
+    for them (the generator's stream is the same drawn in blocks of rows; one block at a time, not a whole set)."""
+    for lo in range(0, len(factors), _BLOCK):
+        block = rng.random((min(_BLOCK, len(factors) - lo), factors.shape[1]), dtype=np.float32) * 0.01
+        new = ~known[lo : lo + len(block)]
+        factors[lo : lo + len(block)][new] = block[new]
+    return factors
+
+
+def _rows(ids: np.ndarray, prev_ids: np.ndarray) -> np.ndarray:
+    """Each id's row in ``prev_ids`` (-1 for an id it does not hold), matched in Arrow: a Python dict of a million
+    customer ids costs more than the factors' own memory and time."""
+    found = pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(prev_ids, pa.string()))
+    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
 
 
 def _known(ids: np.ndarray, prev_ids: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Factors for ``ids`` (the earlier fit's row for a known id, zeros otherwise) and which ids it knew."""
     out = np.zeros((len(ids), prev.shape[1]), dtype=np.float32)
-    index = {v: j for j, v in enumerate(prev_ids.tolist())}
-    rows = np.array([index.get(v, -1) for v in ids.tolist()], dtype=np.int64)
+    rows = _rows(ids, prev_ids)
     known = rows >= 0
     out[known] = prev[rows[known]]
     return out, known

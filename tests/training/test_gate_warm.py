@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -13,12 +14,14 @@ from factories import isolated_settings
 
 from cache.keys import Keys
 from cache.publisher import manifest
-from recommender.config import AlsParams, ModelSettings
+from recommender.config import AlsParams, ModelSettings, Settings
 from recommender.data.demo import generate_shop
-from recommender.evaluation.gate import holdout_metrics
-from recommender.models.warm_start import GateFactors, earlier_model, fit_from
+from recommender.evaluation.gate import holdout_context, holdout_metrics, score_holdout
+from recommender.models import warm_start
+from recommender.models.als_recommender import AlsRecommender
+from recommender.models.warm_start import GateFactors, carry_over, earlier_model, fit_from, fit_on
 from recommender.models.weighting import Interactions
-from training.job import JobConfig, run_job
+from training.job import GateWarmStart, JobConfig, run_job
 
 CUT = datetime(2026, 6, 1)
 
@@ -185,3 +188,82 @@ def test_without_the_serving_fit_the_gate_scores_four_times_the_customers(redis_
     first, second = figures
     assert first["users"] == 20  # a first night: nothing to compare with but recent popularity
     assert second["users"] == 80 and "scored on tonight's holdout" not in second["decision"]
+
+
+def stored_fit(shop, als: AlsParams) -> tuple[GateFactors, datetime]:
+    """Night 1's gate fit (a day earlier) as the factors kept on disk, and its cutoff."""
+    latest = max(shop.events["timestamp"].to_pylist())
+    night1 = shop.events.filter(pc.less_equal(shop.events["timestamp"], pa.scalar(latest - timedelta(days=1))))
+    kept = {}
+
+    def fit(inter):
+        model = fit_from(inter, als, None, als.iterations)
+        kept["f"] = GateFactors(inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, CUT, "s")
+        return model
+
+    cutoff = datetime.fromisoformat(holdout_metrics(night1, shop.items, ModelSettings(als=als), fit=fit)["cutoff"])
+    kept["f"].cutoff = cutoff
+    return kept["f"], cutoff
+
+
+def test_the_candidate_starts_in_the_serving_models_arrays_and_is_judged_as_from_the_stored_factors(shop, monkeypatch):
+    """The serving version is scored first and the candidate's warm fit starts in its model's arrays (one set of
+    customer factors at a time): the same start, fit and figures as a fit from the factors kept on disk."""
+    monkeypatch.setattr(warm_start, "_BLOCK", 7)  # the random starts drawn over many blocks
+    als = AlsParams(factors=16, iterations=10)
+    params = ModelSettings(als=als)
+    stored, _ = stored_fit(shop, als)
+    ctx = holdout_context(shop.events, shop.items, max_users=None)
+    # As it was: the stored factors held throughout, the serving model built from them beside the candidate.
+    apart, apart_fit = score_holdout(
+        ctx,
+        params,
+        fit=lambda inter: fit_from(inter, als, stored, 3),
+        earlier=lambda inter: earlier_model(inter, als, stored),
+        reference=False,
+    )
+    carried, arrays = {}, {}
+
+    def serving(inter):
+        carried["c"] = carry_over(inter, als, stored)
+        arrays["users"] = carried["c"].model.user_factors
+        return carried["c"].model
+
+    handed, handed_fit = score_holdout(
+        ctx, params, fit=lambda inter: fit_on(carried["c"], inter, als, 3), earlier=serving, reference=False
+    )
+    unpaired = score_holdout(ctx, params, fit=lambda inter: fit_from(inter, als, stored, 3), reference=False)[0]
+    new_users = int((~carried["c"].known_users).sum())
+    assert new_users > 0 and carried["c"].known_users.sum() > 100  # new customers, and known ones
+    assert np.shares_memory(handed_fit.model.user_factors, arrays["users"])  # no second set of customer factors
+    assert np.array_equal(handed_fit.model.user_factors, apart_fit.model.user_factors)
+    assert np.array_equal(handed_fit.model.item_factors, apart_fit.model.item_factors)
+    for key in ("candidate", "current", "recent_popularity", "users", "figures"):
+        assert handed[key] == apart[key], key
+    assert handed["candidate"] == unpaired["candidate"] and handed["figures"] == unpaired["figures"]
+    assert handed["current"] != handed["candidate"] and not math.isnan(handed["current"])
+
+
+def test_the_gate_lets_go_of_the_stored_factors_after_their_last_use(shop, tmp_path):
+    als = AlsParams(factors=16, iterations=10)
+    stored, cutoff = stored_fit(shop, als)
+    settings = Settings().replace(redis={"data_dir": tmp_path}, model={"als": als})
+    cfg = JobConfig(events=tmp_path / "none", settings=settings)
+    keys = Keys("gl")
+    ctx = holdout_context(shop.events, shop.items, max_users=None)
+    inter = AlsRecommender(als).fit(ctx.split.train).fitted.inter
+    expected = fit_from(inter, als, stored, settings.job.gate_warm_iterations)
+    for paired in (True, False):
+        warm = GateWarmStart(cfg, keys, ctx.split.cutoff)
+        stored.settings = warm.settings
+        stored.save(warm.path)
+        warm = GateWarmStart(cfg, keys, ctx.split.cutoff)
+        assert warm.warm and warm.earlier is not None and warm.how == "warm start, 3 iterations"
+        if paired:
+            serving = warm.serving(inter)
+            assert warm.earlier is None  # dropped as soon as the serving model is built
+            assert np.array_equal(serving.item_factors, earlier_model(inter, als, stored).item_factors)
+        model = warm.fit(inter)
+        assert warm.earlier is None and warm._carried is None
+        assert np.array_equal(model.user_factors, expected.user_factors)
+        assert np.array_equal(model.item_factors, expected.item_factors)
