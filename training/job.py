@@ -635,9 +635,10 @@ class GateWarmStart:
     at most ``gate_warm_max_days`` before): ``gate_warm_iterations`` iterations instead of a full fit. The new fit's
     factors are kept in ``<data dir>/gate/<key prefix>.npz`` for the next run.
 
-    The stored factors are let go of after their last use (a million customers' factors and ids are over 300 MB):
-    when the serving version's model is built from them (:meth:`serving`) the candidate starts in that model's
-    arrays once it has been scored (:func:`recommender.models.warm_start.fit_on`)."""
+    The stored factors (a million customers' factors and ids are over 300 MB) are read when first needed, after the
+    gate's matrix is built, and let go of after their last use: when the serving version's model is built from them
+    (:meth:`serving`), the candidate starts in that model's arrays once it has been scored
+    (:func:`recommender.models.warm_start.fit_on`)."""
 
     def __init__(self, cfg: JobConfig, keys: Keys, cutoff: datetime) -> None:
         self.cfg, self.cutoff = cfg, cutoff
@@ -647,30 +648,39 @@ class GateWarmStart:
         self.settings = warm_start.fingerprint(
             als=als, weights=self.model.weights.as_dict(), half_life=self.model.half_life_days
         )
-        self.earlier = warm_start.GateFactors.load(self.path)
-        """The last gate fit kept on disk: the serving version's, unless that run failed after its gate."""
+        self.earlier = warm_start.Stamp.read(self.path)
+        """The stamp of the last gate fit kept on disk: the serving version's, unless that run failed after its
+        gate."""
         max_days = cfg.settings.job.gate_warm_max_days
         self.warm = bool(self.iterations and self.earlier and self.earlier.usable(cutoff, self.settings, max_days))
-        """Whether the candidate starts from :attr:`earlier`."""
+        """Whether the candidate starts from the stored factors."""
         self.how = f"warm start, {self.iterations} iterations" if self.warm else "full fit"
         self.fitted: tuple[Interactions, Any] | None = None
         self._carried: warm_start.CarriedOver | None = None
+        self._used = False
+
+    def _stored(self) -> warm_start.GateFactors:
+        """The stored factors, read once (None after: every use is over)."""
+        stored = None if self._used else warm_start.GateFactors.load(self.path)
+        if stored is None or stored.stamp != self.earlier:
+            raise RuntimeError(f"the gate factors in {self.path} were used already or have changed")
+        self._used = True
+        return stored
 
     def serving(self, inter: Interactions) -> Any:
-        """The serving version's model of ``inter``'s ids, from :attr:`earlier` (see :func:`serving_fit`)."""
-        if self.earlier is None:
-            raise RuntimeError("the stored gate factors were already used")
-        carried = warm_start.carry_over(inter, self.model.als, self.earlier)
-        self._carried, self.earlier = (carried if self.warm else None), None
+        """The serving version's model of ``inter``'s ids, from the stored factors (see :func:`serving_fit`)."""
+        carried = warm_start.carry_over(inter, self.model.als, self._stored())
+        self._carried = carried if self.warm else None
         return carried.model
 
     def fit(self, inter: Interactions) -> Any:
-        """The candidate's fit: warm-started from the stored factors (or from :meth:`serving`'s arrays) or full."""
+        """The candidate's fit: warm-started from the stored factors (or from :meth:`serving`'s arrays), or full."""
         if self._carried is not None:
             model = warm_start.fit_on(self._carried, inter, self.model.als, self.iterations)
         else:
-            model = warm_start.fit_from(inter, self.model.als, self.earlier if self.warm else None, self.iterations)
-        self._carried, self.earlier = None, None
+            start = self._stored() if self.warm else None
+            model = warm_start.fit_from(inter, self.model.als, start, self.iterations)
+        self._carried = None
         self.fitted = (inter, model)
         return model
 

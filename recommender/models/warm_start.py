@@ -31,6 +31,33 @@ def fingerprint(**settings: Any) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """The cutoff of the events a gate fit saw and the fingerprint of its settings: what decides whether the fit may
+    start (:meth:`usable`) or stand for the serving version tonight, read without its factors (:meth:`read`)."""
+
+    cutoff: datetime
+    settings: str
+
+    def usable(self, cutoff: datetime, settings: str, max_age_days: int) -> bool:
+        """Same settings, and fitted on events up to a cutoff no later than ``cutoff`` and not too long before it."""
+        age = (cutoff - self.cutoff).total_seconds() / 86400
+        return self.settings == settings and 0 <= age <= max_age_days
+
+    @classmethod
+    def read(cls, path: Path) -> Stamp | None:
+        """The stamp of the factors kept at ``path`` (an npz member is read on its own: the factors stay on disk);
+        None when there are none or they are unreadable."""
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as f:
+                meta = json.loads(str(f["meta"]))
+            return cls(datetime.fromisoformat(meta["cutoff"]), meta["settings"])
+        except (OSError, ValueError, KeyError):  # unreadable or from another layout: start cold
+            return None
+
+
 @dataclass
 class GateFactors:
     """A fit's factors by id, the cutoff of the events it saw, and the fingerprint of its settings."""
@@ -57,26 +84,24 @@ class GateFactors:
 
     @classmethod
     def load(cls, path: Path) -> GateFactors | None:
-        if not path.exists():
+        """The factors kept at ``path`` (ids as NumPy strings: a million Python strings would cost more than the
+        factors); None when there are none or they are unreadable."""
+        stamp = Stamp.read(path)
+        if stamp is None:
             return None
         try:
             with np.load(path) as f:
-                meta = json.loads(str(f["meta"]))
-                return cls(
-                    f["user_ids"].astype(object),
-                    f["item_ids"].astype(object),
-                    f["users"],
-                    f["items"],
-                    datetime.fromisoformat(meta["cutoff"]),
-                    meta["settings"],
-                )
-        except (OSError, ValueError, KeyError):  # unreadable or from another layout: start cold
+                return cls(f["user_ids"], f["item_ids"], f["users"], f["items"], stamp.cutoff, stamp.settings)
+        except (OSError, ValueError, KeyError):
             return None
 
+    @property
+    def stamp(self) -> Stamp:
+        return Stamp(self.cutoff, self.settings)
+
     def usable(self, cutoff: datetime, settings: str, max_age_days: int) -> bool:
-        """Same settings, and fitted on events up to a cutoff no later than ``cutoff`` and not too long before it."""
-        age = (cutoff - self.cutoff).total_seconds() / 86400
-        return self.settings == settings and 0 <= age <= max_age_days
+        """See :meth:`Stamp.usable`."""
+        return self.stamp.usable(cutoff, settings, max_age_days)
 
 
 def _start(ids: np.ndarray, prev_ids: np.ndarray, prev: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -244,26 +246,40 @@ def test_the_candidate_starts_in_the_serving_models_arrays_and_is_judged_as_from
     assert handed["current"] != handed["candidate"] and not math.isnan(handed["current"])
 
 
-def test_the_gate_lets_go_of_the_stored_factors_after_their_last_use(shop, tmp_path):
+def test_the_gate_reads_the_stored_factors_when_needed_and_lets_go_of_them_after_their_last_use(
+    shop, tmp_path, monkeypatch
+):
     als = AlsParams(factors=16, iterations=10)
-    stored, cutoff = stored_fit(shop, als)
+    stored, _ = stored_fit(shop, als)
     settings = Settings().replace(redis={"data_dir": tmp_path}, model={"als": als})
     cfg = JobConfig(events=tmp_path / "none", settings=settings)
     keys = Keys("gl")
     ctx = holdout_context(shop.events, shop.items, max_users=None)
     inter = AlsRecommender(als).fit(ctx.split.train).fitted.inter
     expected = fit_from(inter, als, stored, settings.job.gate_warm_iterations)
+    loaded = []
+    load = GateFactors.load
+
+    def watched(path):
+        factors = load(path)
+        loaded.append(weakref.ref(factors))
+        return factors
+
+    monkeypatch.setattr(GateFactors, "load", watched)
     for paired in (True, False):
+        stored.settings = GateWarmStart(cfg, keys, ctx.split.cutoff).settings
+        stored.save(settings.redis.data_dir / "gate" / "gl.npz")
+        loaded.clear()
         warm = GateWarmStart(cfg, keys, ctx.split.cutoff)
-        stored.settings = warm.settings
-        stored.save(warm.path)
-        warm = GateWarmStart(cfg, keys, ctx.split.cutoff)
-        assert warm.warm and warm.earlier is not None and warm.how == "warm start, 3 iterations"
+        assert warm.warm and warm.how == "warm start, 3 iterations" and warm.earlier == stored.stamp
+        assert not loaded  # the stamp only: the factors stay on disk until a fit needs them
         if paired:
             serving = warm.serving(inter)
-            assert warm.earlier is None  # dropped as soon as the serving model is built
+            gc.collect()
+            assert len(loaded) == 1 and loaded[0]() is None  # let go of as soon as the serving model is built
             assert np.array_equal(serving.item_factors, earlier_model(inter, als, stored).item_factors)
         model = warm.fit(inter)
-        assert warm.earlier is None and warm._carried is None
+        gc.collect()
+        assert len(loaded) == 1 and loaded[0]() is None
         assert np.array_equal(model.user_factors, expected.user_factors)
         assert np.array_equal(model.item_factors, expected.item_factors)
