@@ -180,11 +180,15 @@ class _Fitted:
     hidden: np.ndarray
     model: Any
     pick_batches: Any = lists.personal_pick_batches  # the personal top-k: here, or on Spark
+    nightly: NightlyFit | None = None  # how the fit ran, and its factors for the next night's start
 
     def let_go_of_customers(self) -> None:
         """Drop the customers' side of the fit once their lists are published: their factors, purchases, matrix rows
-        and id map (about 500 MB at a million customers; the version keeps item factors only). The stages after
-        write to a Redis that still holds the serving version: what the job holds then is the night's peak."""
+        and id map (about 500 MB at a million customers; the version keeps item factors only, the next night's start
+        is written first). The stages after write to a Redis that still holds the serving version: what the job
+        holds then is the night's peak."""
+        if self.nightly is not None:
+            self.nightly.write()
         self.model.user_factors = None
         self.bought = None  # type: ignore[assignment]
         self.inter.matrix, self.inter.user_ids, self.inter.user_index = None, None, {}  # type: ignore[assignment]
@@ -292,7 +296,7 @@ def _fit(
         else:
             model = spark.fit(m.als) if on_spark else spark.fit_matrix(inter, m.als)
     picks = spark.pick_batches if spark is not None else lists.personal_pick_batches
-    return _Fitted(inter, bought, hidden, model, picks)
+    return _Fitted(inter, bought, hidden, model, picks, nightly)
 
 
 def _publish_lists(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from recommender.config import Settings
@@ -43,6 +44,7 @@ class NightlyFit:
             else f"full fit, {self.model.als.iterations} iterations"
         )
         self.fitted: tuple[Interactions, Any] | None = None
+        self._written = False  # tonight's factors are at :attr:`written` (a failed night's there are never kept)
 
     def fit(self, inter: Interactions, full: Callable[[], Any]) -> Any:
         """Tonight's model: ``fit_warm_iterations`` from the start when there is one, else ``full()``."""
@@ -51,16 +53,35 @@ class NightlyFit:
         self.fitted = (inter, model)
         return model
 
-    def keep(self) -> None:
-        """Store tonight's factors for the next night's start (a failure to write only costs that night a full
-        fit)."""
+    @property
+    def written(self) -> Path:
+        """Where :meth:`write` puts tonight's factors until :meth:`keep`."""
+        return self.path.with_suffix(".new.npz")
+
+    def write(self) -> None:
+        """Write tonight's factors beside the kept ones (:attr:`written`) and let go of them: the job drops the
+        customers' side of its fit once their lists are published, before the version is (a failure to write only
+        costs the next night a full fit)."""
         if self.fitted is None or not self.iterations:
             return
         inter, model = self.fitted
+        self.fitted = None
         factors = warm_start.GateFactors(
             inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, self.as_of, self.settings
         )
         try:
-            factors.save(self.path)
+            factors.save(self.written)
+            self._written = True
+        except OSError as exc:
+            log.warning("could not keep the fit's factors for the next night's warm start (%s): %s", self.path, exc)
+
+    def keep(self) -> None:
+        """Put tonight's factors (:meth:`write`, done now if not yet) in place for the next night's start, once its
+        version is published."""
+        self.write()
+        try:
+            if self._written:
+                self.written.replace(self.path)
+                self._written = False
         except OSError as exc:
             log.warning("could not keep the fit's factors for the next night's warm start (%s): %s", self.path, exc)

@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from recommender.config import AlsParams
-from recommender.models.weighting import Interactions
+from recommender.models.weighting import Interactions, positions
 
 
 def fingerprint(**settings: Any) -> str:
@@ -212,8 +211,7 @@ def _restart_unknown(factors: np.ndarray, known: np.ndarray, rng: np.random.Gene
 def _rows(ids: np.ndarray, prev_ids: np.ndarray) -> np.ndarray:
     """Each id's row in ``prev_ids`` (-1 for an id it does not hold), matched in Arrow: a Python dict of a million
     customer ids costs more than the factors' own memory and time."""
-    found = pc.index_in(pa.array(ids, pa.string()), value_set=pa.array(prev_ids, pa.string()))
-    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+    return positions(pa.chunked_array([pa.array(ids, pa.string())]), prev_ids)
 
 
 def _known(ids: np.ndarray, prev_ids: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
