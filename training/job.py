@@ -682,7 +682,7 @@ class GateWarmStart:
         self._used = False
 
     def _stored(self) -> warm_start.GateFactors:
-        """The stored factors, read once (None after: every use is over)."""
+        """The stored factors, read once: every use comes after the matrix is built, and a second read is a bug."""
         stored = None if self._used else warm_start.GateFactors.load(self.path)
         if stored is None or stored.stamp != self.earlier:
             raise RuntimeError(f"the gate factors in {self.path} were used already or have changed")
