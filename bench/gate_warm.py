@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from recommender.config import AlsParams, ModelSettings, dataset_name, load_tuned, settings_path
 from recommender.data.dataset import load_dataset
 from recommender.evaluation.gate import holdout_context, holdout_metrics, score_holdout
-from recommender.models.warm_start import GateFactors, earlier_model, fit_from
+from recommender.models.warm_start import StoredFactors, earlier_model, fit_from
 from recommender.models.weighting import latest_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,8 @@ def main() -> None:
 
     def keep(inter):
         model = fit_from(inter, als, None, als.iterations)
-        kept["start"] = GateFactors(inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, latest, "")
+        factors = (model.user_factors, model.item_factors)
+        kept["start"] = StoredFactors(inter.user_ids, inter.item_ids, *factors, latest, "")
         return model
 
     users = args.gate_users or None

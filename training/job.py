@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,13 +37,14 @@ from recommender.data.schema import split_feedback
 from recommender.evaluation.gate import GateDecision, decide, holdout_context, score_holdout
 from recommender.marketing import activity, kpis, rfm
 from recommender.marketing.experiment_report import experiment_report
-from recommender.models import repeat, warm_start
+from recommender.models import repeat
 from recommender.models.als import fit_als
 from recommender.models.weighting import Interactions, build_interactions, latest_timestamp, purchase_matrix
 from recommender.serving import customer_lists, lists
 from recommender.serving.experiment import variant_of
 from recommender.serving.policy import purchaser_picks
 from training import blend_step
+from training.gate_fit import GateWarmStart, serving_fit
 from training.memory import give_back
 from training.night_holdout import NightHoldout
 from training.nightly_fit import NightlyFit
@@ -652,70 +653,6 @@ def _recent_positions(events: pa.Table, column: str, index: dict[str, int], as_o
     return np.array(sorted(index[k] for k in recent if k in index), dtype=np.int64)
 
 
-class GateWarmStart:
-    """The gate's ALS fit, started from the previous run's gate fit when it can be (same settings, an earlier cutoff
-    at most ``gate_warm_max_days`` before): ``gate_warm_iterations`` iterations instead of a full fit. The new fit's
-    factors are kept in ``<data dir>/gate/<key prefix>.npz`` for the next run.
-
-    The stored factors (a million customers' factors and ids are over 300 MB) are read when first needed, after the
-    gate's matrix is built, and let go of after their last use: when the serving version's model is built from them
-    (:meth:`serving`), the candidate starts in that model's arrays once it has been scored
-    (:func:`recommender.models.warm_start.fit_on`)."""
-
-    def __init__(self, cfg: JobConfig, keys: Keys, cutoff: datetime) -> None:
-        self.cfg, self.cutoff = cfg, cutoff
-        self.model, self.iterations = cfg.settings.model, cfg.settings.job.gate_warm_iterations
-        self.path = cfg.settings.redis.data_dir / "gate" / f"{keys.prefix}.npz"
-        als = self.model.als.model_dump(exclude={"iterations"})
-        self.settings = warm_start.fingerprint(
-            als=als, weights=self.model.weights.as_dict(), half_life=self.model.half_life_days
-        )
-        self.earlier = warm_start.Stamp.read(self.path)
-        """The stamp of the last gate fit kept on disk: the serving version's, unless that run failed after its
-        gate."""
-        max_days = cfg.settings.job.gate_warm_max_days
-        self.warm = bool(self.iterations and self.earlier and self.earlier.usable(cutoff, self.settings, max_days))
-        """Whether the candidate starts from the stored factors."""
-        self.how = f"warm start, {self.iterations} iterations" if self.warm else "full fit"
-        self.fitted: tuple[Interactions, Any] | None = None
-        self._carried: warm_start.CarriedOver | None = None
-        self._used = False
-
-    def _stored(self) -> warm_start.GateFactors:
-        """The stored factors, read once: every use comes after the matrix is built, and a second read is a bug."""
-        stored = None if self._used else warm_start.GateFactors.load(self.path)
-        if stored is None or stored.stamp != self.earlier:
-            raise RuntimeError(f"the gate factors in {self.path} were used already or have changed")
-        self._used = True
-        return stored
-
-    def serving(self, inter: Interactions) -> Any:
-        """The serving version's model of ``inter``'s ids, from the stored factors (see :func:`serving_fit`)."""
-        carried = warm_start.carry_over(inter, self.model.als, self._stored())
-        self._carried = carried if self.warm else None
-        return carried.model
-
-    def fit(self, inter: Interactions) -> Any:
-        """The candidate's fit: warm-started from the stored factors (or from :meth:`serving`'s arrays), or full."""
-        if self._carried is not None:
-            model = warm_start.fit_on(self._carried, inter, self.model.als, self.iterations)
-        else:
-            start = self._stored() if self.warm else None
-            model = warm_start.fit_from(inter, self.model.als, start, self.iterations)
-        self._carried = None
-        self.fitted = (inter, model)
-        return model
-
-    def save(self) -> None:
-        if self.fitted is None or not self.iterations:
-            return
-        inter, model = self.fitted
-        factors = warm_start.GateFactors(
-            inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, self.cutoff, self.settings
-        )
-        factors.save(self.path)
-
-
 UNPAIRED_USERS = 4
 """How many times ``gate_users`` the gate scores when it can only compare with the serving version's stored figure
 (another sample): on the generated 3M-event shop a customer's ndcg@10 spreads by 0.26, the difference between two
@@ -743,7 +680,7 @@ def promotion_gate(
     if holdout.too_short:
         return {"skipped": f"less than {2 * job.gate_days} days of history for a {job.gate_days}-day holdout"}
     split = holdout.split()
-    warm = GateWarmStart(cfg, keys, split.cutoff)
+    warm = GateWarmStart(cfg.settings, keys.prefix, split.cutoff)
     fit = warm.fit if spark is None else (lambda inter: spark.fit_matrix(inter, cfg.settings.model.als))
     current_version = current(client, keys)[0]
     serving = (manifest(client, keys, current_version) or {}) if current_version else {}
@@ -788,18 +725,6 @@ def promotion_gate(
         "figures": figures,
         "fit": warm.how,
     }
-
-
-def serving_fit(warm: GateWarmStart, previous: dict[str, Any] | None) -> Callable[[Interactions], Any] | None:
-    """The serving version's gate fit as a model of tonight's ids (:meth:`GateWarmStart.serving`), when the factors
-    kept on disk are that fit (its cutoff is the one the serving version's figure was measured at, its settings
-    tonight's) and saw nothing of tonight's holdout; None otherwise."""
-    earlier = warm.earlier
-    if earlier is None or not previous or previous.get("cutoff") != earlier.cutoff.isoformat():
-        return None
-    if earlier.settings != warm.settings or earlier.cutoff > warm.cutoff:
-        return None
-    return warm.serving
 
 
 def compared_with(measured: dict[str, Any], previous: dict[str, Any] | None) -> tuple[float | None, str]:

@@ -2,7 +2,7 @@
 
 From one night to the next a shop's log grows by a day, so the serving version's factors are an excellent start:
 ``fit_warm_iterations`` iterations from them land where a full fit from random factors lands (docs/PERFORMANCE.md,
-"The nightly fit: warm start"), as they do for the promotion gate's fit (training/job.py: ``GateWarmStart``), which
+"The nightly fit: warm start"), as they do for the promotion gate's fit (training/gate_fit.py: ``GateWarmStart``), which
 judges tonight's candidate fitted the same way. The start is used only with the same settings (ALS but iterations,
 weights, half-life), an earlier ``as_of`` and at most ``fit_warm_max_days`` old; anything else (the first night, a
 re-tune, a settings change, a run by hand with an earlier ``--as-of``) fits from scratch. The published version's
@@ -31,13 +31,12 @@ class NightlyFit:
         self.model, self.as_of = settings.model, as_of
         self.iterations = settings.job.fit_warm_iterations
         self.path = settings.redis.data_dir / "fit" / f"{key_prefix}.npz"
-        als = self.model.als.model_dump(exclude={"iterations"})
-        self.settings = warm_start.fingerprint(
-            als=als, weights=self.model.weights.as_dict(), half_life=self.model.half_life_days
-        )
-        start = warm_start.GateFactors.load(self.path) if self.iterations else None
-        usable = start is not None and start.usable(as_of, self.settings, settings.job.fit_warm_max_days)
-        self.start = start if usable else None
+        self.settings = warm_start.settings_fingerprint(self.model)
+        # Only the stamp now: the factors (over 300 MB at a million customers) are read by :meth:`fit`, after the
+        # weight stage and the gate have let go of theirs.
+        stamp = warm_start.Stamp.read(self.path) if self.iterations else None
+        usable = stamp is not None and stamp.usable(as_of, self.settings, settings.job.fit_warm_max_days)
+        self.start = stamp if usable else None
         self.how = (
             f"warm start from the factors as of {self.start.cutoff.isoformat()}, {self.iterations} iterations"
             if self.start
@@ -48,8 +47,12 @@ class NightlyFit:
 
     def fit(self, inter: Interactions, full: Callable[[], Any]) -> Any:
         """Tonight's model: ``fit_warm_iterations`` from the start when there is one, else ``full()``."""
-        model = warm_start.fit_from(inter, self.model.als, self.start, self.iterations) if self.start else full()
-        self.start = None  # the start's factors are not needed past the fit
+        start = warm_start.StoredFactors.load(self.path) if self.start else None
+        if self.start and (start is None or start.stamp != self.start):  # replaced or removed since the stamp
+            self.how = f"full fit, {self.model.als.iterations} iterations (the stored start changed during the run)"
+            start = None
+        model = warm_start.fit_from(inter, self.model.als, start, self.iterations) if start else full()
+        del start  # the start's factors are not needed past the fit
         self.fitted = (inter, model)
         return model
 
@@ -66,14 +69,14 @@ class NightlyFit:
             return
         inter, model = self.fitted
         self.fitted = None
-        factors = warm_start.GateFactors(
+        factors = warm_start.StoredFactors(
             inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, self.as_of, self.settings
         )
         try:
             factors.save(self.written)
             self._written = True
         except OSError as exc:
-            log.warning("could not keep the fit's factors for the next night's warm start (%s): %s", self.path, exc)
+            self._not_kept(exc)
 
     def keep(self) -> None:
         """Put tonight's factors (:meth:`write`, done now if not yet) in place for the next night's start, once its
@@ -84,4 +87,8 @@ class NightlyFit:
                 self.written.replace(self.path)
                 self._written = False
         except OSError as exc:
-            log.warning("could not keep the fit's factors for the next night's warm start (%s): %s", self.path, exc)
+            self._not_kept(exc)
+
+    def _not_kept(self, exc: OSError) -> None:
+        """A failure to keep tonight's factors only costs the next night a full fit: a warning, not a failed run."""
+        log.warning("could not keep the fit's factors for the next night's warm start (%s): %s", self.path, exc)

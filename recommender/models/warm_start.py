@@ -4,7 +4,7 @@ The promotion gate fits the candidate settings on the events before its holdout 
 one day from one night to the next, so last night's gate fit is an excellent starting point: a few iterations from it
 land where a full fit from random factors lands (measured in docs/PERFORMANCE.md), at a fraction of the cost. The
 start must come from a fit that saw nothing after the new cutoff (else holdout purchases leak into the model it
-judges), with the same settings; :meth:`GateFactors.usable` checks both.
+judges), with the same settings; :meth:`StoredFactors.usable` checks both.
 """
 
 from __future__ import annotations
@@ -21,13 +21,20 @@ import pyarrow as pa
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from recommender.config import AlsParams
+from recommender.config import AlsParams, ModelSettings
 from recommender.models.weighting import Interactions, positions
 
 
 def fingerprint(**settings: Any) -> str:
-    """A short hash of everything that shapes the factors (ALS settings but iterations, weights, half-life)."""
+    """A short hash of ``settings`` (JSON with sorted keys)."""
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def settings_fingerprint(model: ModelSettings) -> str:
+    """The fingerprint of everything that shapes a fit's factors: the ALS settings but iterations, the weights and
+    the half-life. Stored factors start a fit only under the same fingerprint (:meth:`Stamp.usable`)."""
+    als = model.als.model_dump(exclude={"iterations"})
+    return fingerprint(als=als, weights=model.weights.as_dict(), half_life=model.half_life_days)
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,9 @@ class Stamp:
 
 
 @dataclass
-class GateFactors:
-    """A fit's factors by id, the cutoff of the events it saw, and the fingerprint of its settings."""
+class StoredFactors:
+    """A fit's factors by id, the cutoff of the events it saw, and the fingerprint of its settings, as kept on disk
+    between nights (the gate's in ``<data dir>/gate/``, the nightly fit's in ``<data dir>/fit/``)."""
 
     user_ids: np.ndarray
     item_ids: np.ndarray
@@ -82,7 +90,7 @@ class GateFactors:
         tmp.replace(path)  # a killed run never leaves a half-written start behind
 
     @classmethod
-    def load(cls, path: Path) -> GateFactors | None:
+    def load(cls, path: Path) -> StoredFactors | None:
         """The factors kept at ``path`` (ids as NumPy strings: a million Python strings would cost more than the
         factors); None when there are none or they are unreadable."""
         stamp = Stamp.read(path)
@@ -113,7 +121,7 @@ def _start(ids: np.ndarray, prev_ids: np.ndarray, prev: np.ndarray, rng: np.rand
 
 
 def fit_from(
-    inter: Interactions, params: AlsParams, start: GateFactors | None, iterations: int
+    inter: Interactions, params: AlsParams, start: StoredFactors | None, iterations: int
 ) -> AlternatingLeastSquares:
     """ALS on ``inter`` starting from ``start``'s factors (``iterations`` iterations), or a full fit without one."""
     with threadpool_limits(1, "blas"):
@@ -142,7 +150,7 @@ class CarriedOver:
     known_items: np.ndarray
 
 
-def carry_over(inter: Interactions, params: AlsParams, earlier: GateFactors) -> CarriedOver:
+def carry_over(inter: Interactions, params: AlsParams, earlier: StoredFactors) -> CarriedOver:
     """The earlier fit as a model of ``inter``'s ids, not trained any further: its factors for the customers and
     items it knew; items new since get zero factors (it could not recommend them); customers new since are folded
     in from their rows of ``inter`` (one least-squares step against its item factors, as serving does for visitors
@@ -165,7 +173,7 @@ def carry_over(inter: Interactions, params: AlsParams, earlier: GateFactors) -> 
     return CarriedOver(model, known_users, known_items)
 
 
-def earlier_model(inter: Interactions, params: AlsParams, earlier: GateFactors) -> AlternatingLeastSquares:
+def earlier_model(inter: Interactions, params: AlsParams, earlier: StoredFactors) -> AlternatingLeastSquares:
     """The model of :func:`carry_over`."""
     return carry_over(inter, params, earlier).model
 

@@ -21,16 +21,17 @@ from recommender.data.demo import generate_shop
 from recommender.evaluation.gate import holdout_context, holdout_metrics, score_holdout
 from recommender.models import warm_start
 from recommender.models.als_recommender import AlsRecommender
-from recommender.models.warm_start import GateFactors, carry_over, earlier_model, fit_from, fit_on
+from recommender.models.warm_start import StoredFactors, carry_over, earlier_model, fit_from, fit_on
 from recommender.models.weighting import Interactions
-from training.job import GateWarmStart, JobConfig, run_job
+from training.gate_fit import GateWarmStart
+from training.job import JobConfig, run_job
 
 CUT = datetime(2026, 6, 1)
 
 
-def factors(cutoff: datetime, settings: str = "s") -> GateFactors:
+def factors(cutoff: datetime, settings: str = "s") -> StoredFactors:
     ids = np.array(["a", "b"], dtype=object)
-    return GateFactors(ids, ids, np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), cutoff, settings)
+    return StoredFactors(ids, ids, np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), cutoff, settings)
 
 
 def test_a_start_is_used_only_from_an_earlier_cutoff_with_the_same_settings():
@@ -44,16 +45,16 @@ def test_a_start_is_used_only_from_an_earlier_cutoff_with_the_same_settings():
 def test_save_and_load_round_trip(tmp_path):
     f = factors(CUT)
     f.save(tmp_path / "g.npz")
-    back = GateFactors.load(tmp_path / "g.npz")
+    back = StoredFactors.load(tmp_path / "g.npz")
     assert back is not None and back.cutoff == CUT and back.settings == "s"
     assert back.user_ids.tolist() == ["a", "b"] and np.array_equal(back.items, f.items)
     (tmp_path / "bad.npz").write_bytes(b"not a file")
-    assert GateFactors.load(tmp_path / "bad.npz") is None and GateFactors.load(tmp_path / "none.npz") is None
+    assert StoredFactors.load(tmp_path / "bad.npz") is None and StoredFactors.load(tmp_path / "none.npz") is None
 
 
 def test_the_earlier_model_keeps_its_factors_and_folds_in_new_customers():
     als = AlsParams(factors=3, regularization=0.1)
-    earlier = GateFactors(
+    earlier = StoredFactors(
         np.array(["a", "b"], dtype=object),
         np.array(["x", "y"], dtype=object),
         np.array([[1, 0, 0], [0, 1, 0]], np.float32),
@@ -91,7 +92,7 @@ def test_a_warm_start_judges_like_a_full_fit(shop):
             model = models[name] = fit_from(
                 inter, als.model_copy(update={"iterations": iterations}), with_start, iterations
             )
-            kept[name] = GateFactors(inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, CUT, "")
+            kept[name] = StoredFactors(inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, CUT, "")
             return model
 
         return fit
@@ -192,7 +193,7 @@ def test_without_the_serving_fit_the_gate_scores_four_times_the_customers(redis_
     assert second["users"] == 80 and "scored on tonight's holdout" not in second["decision"]
 
 
-def stored_fit(shop, als: AlsParams) -> tuple[GateFactors, datetime]:
+def stored_fit(shop, als: AlsParams) -> tuple[StoredFactors, datetime]:
     """Night 1's gate fit (a day earlier) as the factors kept on disk, and its cutoff."""
     latest = max(shop.events["timestamp"].to_pylist())
     night1 = shop.events.filter(pc.less_equal(shop.events["timestamp"], pa.scalar(latest - timedelta(days=1))))
@@ -200,7 +201,7 @@ def stored_fit(shop, als: AlsParams) -> tuple[GateFactors, datetime]:
 
     def fit(inter):
         model = fit_from(inter, als, None, als.iterations)
-        kept["f"] = GateFactors(inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, CUT, "s")
+        kept["f"] = StoredFactors(inter.user_ids, inter.item_ids, model.user_factors, model.item_factors, CUT, "s")
         return model
 
     cutoff = datetime.fromisoformat(holdout_metrics(night1, shop.items, ModelSettings(als=als), fit=fit)["cutoff"])
@@ -258,19 +259,19 @@ def test_the_gate_reads_the_stored_factors_when_needed_and_lets_go_of_them_after
     inter = AlsRecommender(als).fit(ctx.split.train).fitted.inter
     expected = fit_from(inter, als, stored, settings.job.gate_warm_iterations)
     loaded = []
-    load = GateFactors.load
+    load = StoredFactors.load
 
     def watched(path):
         factors = load(path)
         loaded.append(weakref.ref(factors))
         return factors
 
-    monkeypatch.setattr(GateFactors, "load", watched)
+    monkeypatch.setattr(StoredFactors, "load", watched)
     for paired in (True, False):
-        stored.settings = GateWarmStart(cfg, keys, ctx.split.cutoff).settings
+        stored.settings = GateWarmStart(cfg.settings, keys.prefix, ctx.split.cutoff).settings
         stored.save(settings.redis.data_dir / "gate" / "gl.npz")
         loaded.clear()
-        warm = GateWarmStart(cfg, keys, ctx.split.cutoff)
+        warm = GateWarmStart(cfg.settings, keys.prefix, ctx.split.cutoff)
         assert warm.warm and warm.how == "warm start, 3 iterations" and warm.earlier == stored.stamp
         assert not loaded  # the stamp only: the factors stay on disk until a fit needs them
         if paired:

@@ -16,7 +16,7 @@ from cache.publisher import manifest
 from recommender.config import AlsParams
 from recommender.data.demo import generate_shop
 from recommender.models.als import fit_als
-from recommender.models.warm_start import GateFactors
+from recommender.models.warm_start import StoredFactors
 from recommender.models.weighting import build_interactions
 from training.job import JobConfig, run_job
 from training.nightly_fit import NightlyFit
@@ -44,11 +44,11 @@ def test_the_second_night_starts_from_the_first_nights_factors(redis_handle, sho
     kept = settings.redis.data_dir / "fit" / f"{settings.redis.key_prefix}.npz"
     first = _night(redis_handle, settings, shop, as_of=shop.latest - timedelta(days=1))
     assert first["fit"] == "full fit, 15 iterations"
-    stored = GateFactors.load(kept)
+    stored = StoredFactors.load(kept)
     assert stored is not None and stored.cutoff.isoformat() == first["as_of"] and stored.users.shape[1] == 16
     second = _night(redis_handle, settings, shop)
     assert second["fit"] == f"warm start from the factors as of {first['as_of']}, 3 iterations"
-    assert GateFactors.load(kept).cutoff.isoformat() == second["as_of"]  # the next night starts from this one
+    assert StoredFactors.load(kept).cutoff.isoformat() == second["as_of"]  # the next night starts from this one
     # an earlier --as-of than the kept factors' (they saw later events), or other settings: from scratch
     assert _night(redis_handle, settings, shop, as_of=shop.latest - timedelta(days=2))["fit"].startswith("full fit")
     other = settings.replace(model={"als": ALS.model_copy(update={"regularization": 0.5})})
@@ -81,3 +81,23 @@ def test_a_warm_night_lands_as_near_the_full_fit_as_another_full_fit(tmp_path, r
     scores = {name: model.user_factors @ model.item_factors.T for name, model in models.items()}
     off = {name: np.linalg.norm(scores[name] - scores["full"]) for name in ("warm", "seed7", "cold")}
     assert off["warm"] <= 1.05 * off["seed7"] < off["cold"], off
+
+
+def test_the_start_is_read_at_the_fit_and_a_changed_one_is_not_used(tmp_path, redis_handle, shop):
+    """The stored factors stay on disk until the fit (only their stamp is read when the night begins); if they are
+    replaced in between (another run kept its own), the fit runs from scratch and says why."""
+    settings = isolated_settings(redis_handle, "nl").replace(model={"als": ALS}, redis={"data_dir": tmp_path})
+    m = settings.model
+    inter = build_interactions(shop.events, m.weights.as_dict(), m.half_life_days, shop.latest)
+    yesterday = shop.latest - timedelta(days=1)
+    first = NightlyFit(settings, "p", yesterday)
+    first.fit(inter, lambda: fit_als(inter.matrix, ALS))
+    first.keep()
+    night = NightlyFit(settings, "p", shop.latest)
+    assert not isinstance(night.start, StoredFactors) and night.start.cutoff == yesterday  # a stamp, not factors
+    replaced = StoredFactors.load(night.path)
+    replaced.cutoff = yesterday - timedelta(hours=1)
+    replaced.save(night.path)
+    fulls = []
+    night.fit(inter, lambda: fulls.append(1) or fit_als(inter.matrix, ALS))
+    assert fulls == [1] and night.how.startswith("full fit") and "changed" in night.how
