@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
-from implicit.nearest_neighbours import CosineRecommender
+from implicit.nearest_neighbours import ItemItemRecommender
 
 from recommender.data.schema import PURCHASE
 from recommender.models.als_recommender import AlsFit
@@ -348,8 +348,15 @@ def _trending(
 
 
 def _copurchase(bought: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Item-item cosine neighbours (``k`` per item) of the binary bought matrix (implicit's CosineRecommender)."""
-    model = CosineRecommender(K=k)
+    """Item-item cosine neighbours (``k`` per item) of the binary bought matrix: implicit's item-item neighbours of
+    the matrix with each item's column scaled to unit length, as its CosineRecommender computes them (same values,
+    in float64), but scaled in CSR: CosineRecommender hands a COO matrix on, which implicit then converts with a
+    warning."""
+    bought = sp.csr_matrix(bought, dtype=np.float64)
+    bought.sort_indices()
+    norms = np.sqrt(np.bincount(bought.indices, bought.data**2, minlength=bought.shape[1]))
+    bought.data /= norms[bought.indices]
+    model = ItemItemRecommender(K=k)
     model.fit(bought, show_progress=False)
     return model.similarity.tocsr().astype(np.float32)
 
