@@ -32,7 +32,7 @@ from recommender.config import ModelSettings
 from recommender.data.clock import age_days
 from recommender.evaluation.blend_learning import BlendOutcome, blended, learn_blend
 from recommender.models.als_recommender import AlsFit, AlsRecommender
-from recommender.models.blend_candidates import CandidateSources
+from recommender.models.blend_candidates import CandidateSources, Neighbours
 from recommender.models.blend_ranker import BlendRanker
 from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick
 from recommender.models.weighting import Interactions, latest_timestamp
@@ -141,7 +141,7 @@ def stale_because(
 def reused(client: Any, keys: Keys, version: str, previous: dict[str, Any]) -> NightBlend:
     """The serving ``version``'s decision, and its ranker when the blend serves; ValueError saying why when that
     ranker is missing or unreadable. A reused "the policy serves" needs no ranker (and the new version keeps none)."""
-    drop = ("seconds", "learnt_because", "ranker_sha256")
+    drop = ("seconds", "learnt_because", "ranker_sha256", "neighbours")
     block = {k: v for k, v in previous.items() if k not in drop} | {"reused": True, "reused_from": version}
     if not previous["chosen"]:
         return NightBlend(BlendOutcome(None, False, block), block)
@@ -194,13 +194,15 @@ def blend_lists(
     hidden: np.ndarray,
     repeats: RepeatIndex,
     n: int,
+    neighbours: Neighbours | None = None,
 ) -> BlendLists | None:
-    """What builds the served blended lists from the run's own fit, or None when the policy serves."""
+    """What builds the served blended lists from the run's own fit, or None when the policy serves (``neighbours``:
+    the co-purchase neighbours kept with the ranker, :mod:`training.blend_neighbours`; computed without)."""
     if outcome is None or not outcome.chosen or outcome.ranker is None:
         return None
     ranker = outcome.ranker
     fit = AlsFit(inter, model, bought, bought, hidden, latest_timestamp(events))
-    sources = CandidateSources(events, items, fit, repeats)
+    sources = CandidateSources(events, items, fit, repeats, neighbours=neighbours)
     return lambda users, fallback: blended(sources, ranker, users, fallback, n)
 
 

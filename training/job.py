@@ -44,6 +44,7 @@ from recommender.serving import customer_lists, lists
 from recommender.serving.experiment import variant_of
 from recommender.serving.policy import purchaser_picks
 from training import blend_step
+from training.blend_neighbours import KeptNeighbours
 from training.gate_fit import GateWarmStart, serving_fit
 from training.memory import give_back
 from training.night_holdout import NightHoldout
@@ -228,7 +229,10 @@ def _run_locked(
     grace = cfg.settings.redis.pointer_ttl_ms / 1000 + cfg.settings.redis.version_grace_seconds
     publisher = Publisher(client, keys, cfg.settings.job.publish_batch_size, lock, grace_seconds=grace)
     try:
-        counts, examples, report = _publish_lists(cfg, publisher, inputs, fitted, timer, outcome)
+        kept = KeptNeighbours(cfg.settings.redis.data_dir, keys.prefix, blend, inputs.as_of)
+        counts, examples, report = _publish_lists(cfg, publisher, inputs, fitted, timer, outcome, kept)
+        if kept.how is not None:
+            blend = blend | {"neighbours": kept.how}
         with timer.stage("publish"):
             publisher.put_items(item_metadata(inputs.items))
             publisher.put_raw(Keys.FACTORS, fitted.model.item_factors.astype("float32").tobytes())
@@ -240,6 +244,7 @@ def _run_locked(
             replaced = publisher.commit(manifest, stored_keys(counts))
             if nightly is not None:
                 nightly.keep()  # the next night starts from the published version's factors
+            kept.keep()  # the nights that reuse tonight's ranker reuse its co-purchase neighbours
         live.trim_taken(client, keys, inputs.live_upto)
         if replaced:  # the replaced version is kept for rollback: keep the visitors with events it has not seen
             live.trim_index(client, keys, (manifest_of(client, keys, replaced) or {}).get("live_taken_ms"))
@@ -307,6 +312,7 @@ def _publish_lists(
     fitted: _Fitted,
     timer: _Timer,
     blend: blend_step.BlendOutcome | None = None,
+    kept: KeptNeighbours | None = None,
 ) -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
     """Every list of the version, stage by stage; returns the counts and example ids for the manifest, and the
     experiment report. The parts that depend on the events alone (:func:`event_figures`) are computed in a thread of
@@ -317,7 +323,7 @@ def _publish_lists(
     with ThreadPoolExecutor(1, thread_name_prefix="event-figures") as pool:
         later = pool.submit(event_figures, cfg.settings, inputs)
         with timer.stage("personal+next"):
-            cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts, blend)
+            cat, example_user = _publish_customers(cfg, publisher, inputs, fitted, counts, blend, kept)
             n_users = len(inter.user_ids)
             example_user = example_user or (str(inter.user_ids[0]) if n_users else None)
             fitted.let_go_of_customers()
@@ -408,6 +414,7 @@ def _publish_customers(
     fitted: _Fitted,
     counts: dict[str, int],
     outcome: blend_step.BlendOutcome | None = None,
+    kept: KeptNeighbours | None = None,
 ) -> tuple[Catalogue, str | None]:
     """Personal and next-purchase lists of the customers active lately, and what the API needs to compute everyone
     else's on request; returns the version's catalogue and the first customer with purchases."""
@@ -418,7 +425,10 @@ def _publish_customers(
     publisher.put(Keys.CATALOGUE, cat.ids)
     purchasers = set(pc.unique(events.filter(pc.equal(events["event_type"], "purchase"))["user_id"]).to_pylist())
     active = active_rows(events, inter, inputs.as_of, p.active_days)
-    blend = blend_step.blend_lists(outcome, events, inputs.items, inter, model, bought, hidden, repeats, p.list_size)
+    neighbours = kept.neighbours(inter.item_ids) if kept is not None else None
+    blend = blend_step.blend_lists(
+        outcome, events, inputs.items, inter, model, bought, hidden, repeats, p.list_size, neighbours
+    )
     if blend is not None and p.active_days > 0:  # the blend's customers get precomputed lists
         active = np.union1d(active, blend_step.blend_rows(events, inter, p.blend_days))
     n_personal, n_next, example_user = publish_personal_and_next(

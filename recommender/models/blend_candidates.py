@@ -96,7 +96,10 @@ class CandidateSources:
         repeats: RepeatIndex,
         params: BlendParams | None = None,
         tifu: TifuKnn | None = None,
+        neighbours: Neighbours | None = None,
     ) -> None:
+        """``neighbours`` gives the co-purchase neighbours of the bought matrix (in the fit's item columns):
+        :func:`copurchase` computes them, the nightly job may hand kept ones instead (training/blend_neighbours.py)."""
         self.fit, self.params = fit, params or BlendParams()
         inter, p = fit.inter, self.params
         self.as_of = fit.as_of
@@ -117,7 +120,7 @@ class CandidateSources:
         self.affinity = _category_affinity(self.days, self.category, len(names))
         self.trending = _trending(self.category, len(names), self.item, fit.hidden, p.trending)
         bought = (fit.bought > 0).astype(np.float32).tocsr()
-        self.similar = _copurchase(bought, p.copurchase_neighbours)
+        self.similar = (neighbours or copurchase)(bought, p.copurchase_neighbours)
         self.tifu = (tifu or TifuKnn(PUBLISHED["tafeng"]).fit(purchases)).in_columns(inter.item_ids)
         self._bought = bought
         self._work: dict[str, np.ndarray] = {}
@@ -347,7 +350,11 @@ def _trending(
     return out
 
 
-def _copurchase(bought: sp.csr_matrix, k: int) -> sp.csr_matrix:
+Neighbours = Callable[[sp.csr_matrix, int], sp.csr_matrix]
+"""(binary bought matrix, neighbours per item) -> item x item co-purchase neighbours."""
+
+
+def copurchase(bought: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Item-item cosine neighbours (``k`` per item) of the binary bought matrix: implicit's item-item neighbours of
     the matrix with each item's column scaled to unit length, as its CosineRecommender computes them (same values,
     in float64), but scaled in CSR: CosineRecommender hands a COO matrix on, which implicit then converts with a
@@ -358,7 +365,9 @@ def _copurchase(bought: sp.csr_matrix, k: int) -> sp.csr_matrix:
     bought.data /= norms[bought.indices]
     model = ItemItemRecommender(K=k)
     model.fit(bought, show_progress=False)
-    return model.similarity.tocsr().astype(np.float32)
+    similar = model.similarity.tocsr().astype(np.float32)
+    similar.sort_indices()  # one order of the sums built from it, computed here or kept and read back
+    return similar
 
 
 def _ranks(values: np.ndarray, user_pos: np.ndarray) -> np.ndarray:

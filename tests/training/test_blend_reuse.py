@@ -105,6 +105,9 @@ def test_the_next_night_reuses_ranker_and_decision(first_two) -> None:
     # the version keeps the same ranker, and the lists it serves are built with it: the same as the first night's
     assert second_ranker == first_ranker
     assert second["counts"]["blended_lists"] == first["counts"]["blended_lists"]
+    # the co-purchase neighbours the first night computed are reused with its ranker (training/blend_neighbours.py)
+    assert first["blend"]["neighbours"] == "computed tonight"
+    assert second["blend"]["neighbours"] == f"kept from the night of {first['as_of']}"
     assert len(second_lists["next"]) > 300 and second_lists == first_lists
 
 
