@@ -7,7 +7,9 @@ For each dataset, three fresh processes (so memory is isolated):
    defaults) and save the confidence matrix as .npz. Not timed; only the input of (2).
 2. ``fit``: load the .npz, then implicit's ``AlternatingLeastSquares.fit`` alone with the job's ALS parameters for
    the data set (tuned or recommender.config.AlsParams defaults; BLAS pinned to one thread like
-   recommender.models.als.fit_als). Time of fit(); peak RSS during fit.
+   recommender.models.als.fit_als). Time of fit(); peak RSS during fit. Run before the first night and again after
+   each night; the ratios use the run of median time (``runs_s`` keeps them all): on this kind of shared machine
+   one fit can land 20% off another an hour later.
 3. ``job``: the real command line (``reco train ... --no-progress``, invoked in-process through training.cli with a
    fresh embedded Redis in a temporary data dir, i.e. REDIS_URL unset, the README's default). Stage times are the
    job's own summary (JobResult.seconds). Peak memory per stage: a sampler thread reads VmRSS of the job process
@@ -301,11 +303,14 @@ def bench_dataset(
     out, _, _ = _run([py, me, "--worker", "matrix", str(events), str(items or ""), fmt, matrix], log)
     shape = json.loads(out.strip().splitlines()[-1])
     print(f"[job] {name}: fit alone on {shape}", flush=True)
-    out, fit_wall, fit_maxrss = _run([py, me, "--worker", "fit", matrix], log)
-    fit = json.loads(out.strip().splitlines()[-1])
-    fit["process_wall_s"], fit["process_maxrss_mb"] = round(fit_wall, 2), round(fit_maxrss, 1)
-    fit.update(LAST_RUN)
-    os.unlink(matrix)
+
+    def fit_alone() -> dict:
+        out, fit_wall, fit_maxrss = _run([py, me, "--worker", "fit", matrix], log)
+        fit = json.loads(out.strip().splitlines()[-1])
+        fit["process_wall_s"], fit["process_maxrss_mb"] = round(fit_wall, 2), round(fit_maxrss, 1)
+        return fit | LAST_RUN
+
+    fits = [fit_alone()]
     data_dir = Path(tempfile.mkdtemp(prefix=f"reco-{name}-", dir=work))
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("RECO_")}
     env["RECO_DATA_DIR"] = str(data_dir)
@@ -333,8 +338,12 @@ def bench_dataset(
         job["process_wall_s"], job["process_maxrss_mb"] = round(job_wall, 2), round(job_maxrss, 1)
         job.update(LAST_RUN)  # the embedded redis-server is not the worker's child (it daemonizes): "other" load
         done.append(job)
+        print(f"[job] {name}: fit alone again", flush=True)
+        fits.append(fit_alone())
     subprocess.run(["rm", "-rf", str(data_dir)], check=False)
+    os.unlink(matrix)
     job = done[-1]
+    fit = _median_fit(fits)
 
     def fit_stage(night: dict) -> float:
         return next(s["seconds"] for s in night["stages"] if s["stage"] == "fit")
@@ -360,6 +369,17 @@ def bench_dataset(
         "ratio_process_to_fit": round(job["process_wall_s"] / fit["seconds"], 2),
         "ratio_fit_stage_to_fit_alone": round(fit_stage(job) / fit["seconds"], 2),
         "ratio_full_fit_stage_to_fit_alone": round(fit_stage(full) / fit["seconds"], 2) if full else None,
+    }
+
+
+def _median_fit(fits: list[dict]) -> dict:
+    """The fit alone as the ratios use it: the run of median time among those before night 1 and after each night
+    (this machine's speed drifts by up to a fifth within an hour, so one run before the nights can land on a fast or
+    a slow moment); every run's seconds and the most other load seen are kept beside it."""
+    median = sorted(fits, key=lambda f: f["seconds"])[len(fits) // 2]
+    return median | {
+        "runs_s": [f["seconds"] for f in fits],
+        "other_load_cores": max(f.get("other_load_cores", 0.0) for f in fits),
     }
 
 
