@@ -40,8 +40,8 @@ class GateWarmStart:
 
     def _stored(self) -> warm_start.StoredFactors:
         """The stored factors, read once: every use comes after the matrix is built, and a second read is a bug."""
-        stored = None if self._used else warm_start.StoredFactors.load(self.path)
-        if stored is None or stored.stamp != self.earlier:
+        stored = None if self._used or not self.earlier else warm_start.StoredFactors.load(self.path, self.earlier)
+        if stored is None:
             raise RuntimeError(f"the gate factors in {self.path} were used already or have changed")
         self._used = True
         return stored

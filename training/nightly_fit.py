@@ -47,8 +47,8 @@ class NightlyFit:
 
     def fit(self, inter: Interactions, full: Callable[[], Any]) -> Any:
         """Tonight's model: ``fit_warm_iterations`` from the start when there is one, else ``full()``."""
-        start = warm_start.StoredFactors.load(self.path) if self.start else None
-        if self.start and (start is None or start.stamp != self.start):  # replaced or removed since the stamp
+        start = warm_start.StoredFactors.load(self.path, self.start) if self.start else None
+        if self.start and start is None:  # replaced or removed since the stamp was read
             self.how = f"full fit, {self.model.als.iterations} iterations (the stored start changed during the run)"
             start = None
         model = warm_start.fit_from(inter, self.model.als, start, self.iterations) if start else full()

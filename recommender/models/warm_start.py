@@ -90,12 +90,14 @@ class StoredFactors:
         tmp.replace(path)  # a killed run never leaves a half-written start behind
 
     @classmethod
-    def load(cls, path: Path) -> StoredFactors | None:
+    def load(cls, path: Path, stamp: Stamp | None = None) -> StoredFactors | None:
         """The factors kept at ``path`` (ids as NumPy strings: a million Python strings would cost more than the
-        factors); None when there are none or they are unreadable."""
-        stamp = Stamp.read(path)
-        if stamp is None:
+        factors); None when there are none, they are unreadable, or (given ``stamp``, read earlier in the run) they
+        are no longer the factors that stamp described: replaced or removed meanwhile."""
+        found = Stamp.read(path)
+        if found is None or (stamp is not None and found != stamp):
             return None
+        stamp = found
         try:
             with np.load(path) as f:
                 return cls(f["user_ids"], f["item_ids"], f["users"], f["items"], stamp.cutoff, stamp.settings)

@@ -261,8 +261,8 @@ def test_the_gate_reads_the_stored_factors_when_needed_and_lets_go_of_them_after
     loaded = []
     load = StoredFactors.load
 
-    def watched(path):
-        factors = load(path)
+    def watched(path, *stamp):
+        factors = load(path, *stamp)
         loaded.append(weakref.ref(factors))
         return factors
 
