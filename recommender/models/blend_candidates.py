@@ -359,7 +359,7 @@ def copurchase(bought: sp.csr_matrix, k: int) -> sp.csr_matrix:
     the matrix with each item's column scaled to unit length, as its CosineRecommender computes them (same values,
     in float64), but scaled in CSR: CosineRecommender hands a COO matrix on, which implicit then converts with a
     warning."""
-    bought = sp.csr_matrix(bought, dtype=np.float64)
+    bought = sp.csr_matrix(bought, dtype=np.float64, copy=True)  # scaled in place below: never the caller's
     bought.sort_indices()
     norms = np.sqrt(np.bincount(bought.indices, bought.data**2, minlength=bought.shape[1]))
     bought.data /= norms[bought.indices]

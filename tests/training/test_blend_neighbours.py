@@ -81,3 +81,10 @@ def test_only_a_night_with_a_ranker_keeps_them(tmp_path):
     night.neighbours(np.array(["a", "b"], dtype=object))(bought_matrix(n_items=2), 5)
     night.keep()
     assert not (tmp_path / "blend").exists()
+
+
+def test_computing_them_leaves_the_bought_matrix_as_it_was():
+    bought = bought_matrix().astype(np.float64)  # already the dtype the scaling works in: no conversion copy
+    before = bought.copy()
+    copurchase(bought, 5)
+    assert (bought != before).nnz == 0 and np.array_equal(bought.data, before.data)
