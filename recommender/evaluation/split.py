@@ -107,10 +107,11 @@ def first_basket_targets(train: pa.Table, test: pa.Table) -> dict[str, set[str]]
 
 def order_keys(events: pa.Table) -> pa.ChunkedArray:
     """Order/basket id per row: ``order_id`` where present, else ``user_id|timestamp``."""
+    has_orders = "order_id" in events.column_names
+    if has_orders and events["order_id"].null_count == 0:  # every row has one: no fallback to format (a third
+        return events["order_id"]  # of a second on complete-journey's 1.4 million purchases)
     fallback = pc.binary_join_element_wise(events["user_id"], pc.cast(events["timestamp"], pa.string()), "|")
-    if "order_id" in events.column_names:
-        return pc.coalesce(events["order_id"], fallback)
-    return fallback
+    return pc.coalesce(events["order_id"], fallback) if has_orders else fallback
 
 
 def user_item_sets(events: pa.Table, event_types: Iterable[str]) -> dict[str, set[str]]:

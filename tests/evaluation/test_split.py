@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 
 from recommender.data.schema import EVENT_SCHEMA
-from recommender.evaluation.split import first_basket_targets, targets, time_split
+from recommender.evaluation.split import first_basket_targets, order_keys, targets, time_split
 
 T0 = datetime(2024, 3, 1)
 
@@ -142,3 +142,13 @@ def test_first_basket_targets_without_order_id_column():
     )
     split = time_split(log, test_days=5, cutoff=day(10))
     assert first_basket_targets(split.train, split.test) == {"u": {"x"}}
+
+
+def test_order_keys_are_the_order_ids_and_the_customer_and_time_where_there_is_none() -> None:
+    when = [datetime(2024, 1, 1, 9), datetime(2024, 1, 2, 9)]
+    rows = {"user_id": ["a", "b"], "timestamp": pa.array(when, pa.timestamp("us"))}
+    every = pa.table({**rows, "order_id": ["o1", "o2"]})
+    assert order_keys(every).to_pylist() == ["o1", "o2"]
+    some = pa.table({**rows, "order_id": pa.array(["o1", None], pa.string())})
+    assert order_keys(some).to_pylist() == ["o1", "b|2024-01-02 09:00:00.000000"]
+    assert order_keys(pa.table(rows)).to_pylist() == ["a|2024-01-01 09:00:00.000000", "b|2024-01-02 09:00:00.000000"]
