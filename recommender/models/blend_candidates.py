@@ -28,6 +28,7 @@ from implicit.nearest_neighbours import ItemItemRecommender
 
 from recommender.data.schema import PURCHASE
 from recommender.models.als_recommender import AlsFit
+from recommender.models.exact_topk import ExactTopK
 from recommender.models.repeat import RepeatIndex
 from recommender.models.tifu_knn import PUBLISHED, TifuKnn, top_n_sparse
 from recommender.models.weighting import positions
@@ -122,6 +123,7 @@ class CandidateSources:
         bought = (fit.bought > 0).astype(np.float32).tocsr()
         self.similar = (neighbours or copurchase)(bought, p.copurchase_neighbours)
         self.tifu = (tifu or TifuKnn(PUBLISHED["tafeng"]).fit(purchases)).in_columns(inter.item_ids)
+        self._als = ExactTopK(fit.model.item_factors, fit.hidden)
         self._bought = bought
         self._work: dict[str, np.ndarray] = {}
 
@@ -133,17 +135,14 @@ class CandidateSources:
         if not len(rows):
             empty = np.array([], dtype=np.int64)
             return CandidateBatch([], empty, empty, np.zeros((0, len(FEATURES)), np.float32), empty)
-        factors = self.fit.model.user_factors[rows], self.fit.model.item_factors.T
-        als = np.matmul(*factors, out=self._work_array("als", len(rows)))
+        user_factors = self.fit.model.user_factors[rows]
         tifu = self._tifu_scores(users)  # dense: on a shop with few customers its rows are mostly non-zero
         co = ((self.fit.bought[rows] > 0).astype(np.float32) @ self.similar).tocsr()
         blocked, hidden = self._bought[rows], self.fit.hidden
         repeat, days = self.repeat[rows], self.days[rows]
         picks = [
             _flat(_top_own(repeat, days, p.own + len(hidden))),
-            _top_dense(
-                als, blocked, hidden, p.als, self._work_array("masked", len(rows)), self._work_array("sort", len(rows))
-            ),
+            _top_search(self._als, user_factors, blocked, p.als),
             _top_positive(tifu, p.tifu + len(hidden), self._work_array("sort", len(rows))),
             _flat(_top_sparse(_without(co, blocked), p.copurchase + len(hidden))),
             self._top_trending(rows, blocked),
@@ -160,7 +159,7 @@ class CandidateSources:
                 at["days"],
                 np.where(at["since"] > 0, at["since"] - 1, 3650.0),
                 at["days"] / np.maximum(self.customer_days[r], 1),
-                als[user_pos, cols],
+                _dots(user_factors, self.fit.model.item_factors, user_pos, cols),
                 at["tifu"],
                 at["co"],
                 self.item[cols, 0],
@@ -442,20 +441,23 @@ def _top_own(repeat: sp.csr_matrix, days: sp.csr_matrix, n: int) -> list[np.ndar
     return cols
 
 
-def _top_dense(
-    scores: np.ndarray, blocked: sp.csr_matrix, hidden: np.ndarray, n: int, masked: np.ndarray, work: np.ndarray
+def _top_search(
+    search: ExactTopK, user_factors: np.ndarray, blocked: sp.csr_matrix, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the ``n`` best columns of each row of dense ``scores``, ``blocked`` entries and ``hidden``
-    columns left out (``masked`` and ``work``: arrays of its shape to use)."""
-    np.copyto(masked, scores)
-    masked[blocked.nonzero()] = -np.inf
-    masked[:, hidden] = -np.inf
+    """(row, column) of each customer's ``n`` best ALS items, ``blocked`` (bought) and unavailable ones left out: the
+    exact search the personal lists use, which scores the items that can still make the list, not all of them."""
+    ids, _ = search.search(user_factors, n, exclude=blocked)
+    pos = np.repeat(np.arange(len(ids), dtype=np.int64), ids.shape[1])
+    cols = ids.ravel()
+    return pos[cols >= 0], cols[cols >= 0]
 
-    def one_row(values: np.ndarray, n: int) -> np.ndarray:
-        top = np.argpartition(-values, n - 1)[:n]
-        return top[np.isfinite(values[top])]
 
-    return _top_rows(masked, n, -np.inf, one_row, work)
+def _dots(user_factors: np.ndarray, item_factors: np.ndarray, user_pos: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """ALS score of each (batch row, column) candidate, summed in float64 pair by pair: a candidate's feature does
+    not depend on which customers share its batch."""
+    return np.einsum(
+        "nf,nf->n", user_factors[user_pos].astype(np.float64), item_factors[cols].astype(np.float64), optimize=False
+    )
 
 
 def _top_positive(scores: np.ndarray, n: int, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -131,7 +131,9 @@ def _reference_batch(train: pa.Table, fit, sources: CandidateSources, users: lis
     items left out, columns ascending) and their reference features."""
     known = [u for u in users if u in fit.inter.user_index]
     rows = np.array([fit.inter.user_index[u] for u in known])
-    als = np.asarray(fit.model.user_factors[rows] @ fit.model.item_factors.T, dtype=np.float32)
+    # ALS scores in float64: the candidates are the exact top-n of the personal lists' search, the feature is the
+    # pair's score summed in float64 (then stored as float32 like every feature)
+    als = fit.model.user_factors[rows].astype(np.float64) @ fit.model.item_factors.T.astype(np.float64)
     tifu = _dense_tifu(train, fit.inter.item_ids, known)
     hidden = set(fit.hidden.tolist())
     pos, cols, source, X = [], [], [], []
