@@ -78,6 +78,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from recommender.config import ModelSettings
+from recommender.data.schema import PURCHASE
 from recommender.evaluation import metrics
 from recommender.evaluation.registry import ALS_NEW_NAME, MODELS, REGISTRY, make_model
 from recommender.evaluation.split import Split, time_split
@@ -163,7 +164,9 @@ def build_context(
         full = _sample_truth(full, (split.warm_users, split.cold_users), max_users)
         scored = pa.array(sorted({u for per_user in full.values() for u in per_user}), pa.string())
         train = train.filter(pc.is_in(train["user_id"], value_set=scored))
-    history = {kind: target_sets(train, kind) for kind in ("purchase", "interaction")}
+    history = {"purchase": target_sets(train, "purchase")}
+    only_purchases = pc.all(pc.equal(train["event_type"], PURCHASE)).as_py() is not False  # a log without views
+    history["interaction"] = history["purchase"] if only_purchases else target_sets(train, "interaction")
     truth: dict[str, dict[str, set[str]]] = {}
     for target in targets:
         kind = target.removesuffix("_new")
@@ -357,7 +360,9 @@ def evaluate_context(
     figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
     cache: dict[tuple[str, bool, str], dict[str, Lists]] = {}
     # On purchase-only logs both histories are the same: compute the "new" lists once.
-    same_history = ctx.history["purchase"] == ctx.history["interaction"]
+    same_history = ctx.history["purchase"] is ctx.history["interaction"] or (
+        ctx.history["purchase"] == ctx.history["interaction"]
+    )
     bar = tqdm(jobs, desc="evaluate", unit="list", disable=not progress)
     for target, model in bar:
         bar.set_postfix_str(f"{target} {model}")
