@@ -96,6 +96,12 @@ class ListParams(BaseSettings):
         "precomputed by it (the others get the policy's lists on request)",
     )
     blend_customers: int = Field(4000, ge=20, description="customers the blend learns from and is judged on, at most")
+    blend_min_z: float = Field(
+        1.645,
+        ge=0,
+        description="the blend serves only when its ndcg@10 gain over the policy on the held-out customers is at "
+        "least this many standard errors of the per-customer difference (1.645: one-sided 95 %; 0: any gain)",
+    )
     blend_max_age_days: float = Field(
         7.0,
         ge=0,

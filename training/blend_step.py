@@ -178,8 +178,11 @@ def learn(
     block = dict(outcome.report)
     if "skipped" in block:
         return outcome, block
+    z = block.get("gain", {}).get("z", 0.0)
     block["decision"] = (
-        "the blend serves" if outcome.chosen else "the policy serves (the blend did not beat it on validation)"
+        f"the blend serves (its gain z {z:.1f})"
+        if outcome.chosen
+        else f"the policy serves (the blend's gain on validation, z {z:.1f}, is not clearly above noise)"
     )
     return outcome, block
 

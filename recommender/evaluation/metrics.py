@@ -45,6 +45,16 @@ def ndcg_at_k(recommendations: Recommendations, truth: Truth, k: int, users: Use
     return _mean_metric(_ndcg, recommendations, truth, k, users)
 
 
+def per_user(metric: str, recommendations: Recommendations, truth: Truth, k: int, users: Sequence[str]) -> np.ndarray:
+    """``metric`` (``"ndcg"``, ``"recall"``, ...) of each of ``users`` in order, every one with a non-empty truth set:
+    what a paired comparison of two lists for the same customers needs."""
+    _check_k(k)
+    if any(not truth.get(u) for u in users):
+        raise ValueError("every user needs a non-empty truth set")
+    hits = _hit_matrix(recommendations, truth, list(users), k)
+    return _RANKING_METRICS[metric](hits, np.array([len(truth[u]) for u in users], dtype=np.int64), k)
+
+
 def map_at_k(recommendations: Recommendations, truth: Truth, k: int, users: Users = None) -> float:
     """Mean average precision@k, each AP normalised by min(k, |truth|)."""
     return _mean_metric(_average_precision, recommendations, truth, k, users)

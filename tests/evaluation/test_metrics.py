@@ -12,6 +12,7 @@ from recommender.evaluation.metrics import (
     hit_rate_at_k,
     map_at_k,
     ndcg_at_k,
+    per_user,
     precision_at_k,
     recall_at_k,
     seen_share_at_k,
@@ -38,6 +39,17 @@ def test_single_user_at_4():
     # AP: precision at the hits: rank 2 -> 1/2, rank 4 -> 2/4; (0.5 + 0.5) / min(4, 3) = 1/3
     assert map_at_k(REC1, TRUTH1, 4) == pytest.approx(1 / 3)
     assert hit_rate_at_k(REC1, TRUTH1, 4) == 1.0
+
+
+def test_per_user_values_are_each_customers_in_order_and_average_to_the_mean():
+    recs = {"u1": ["a", "b", "c", "d"], "u2": ["x"]}
+    truth = {"u1": {"b", "d", "x"}, "u2": {"x"}, "u3": {"y"}}  # u3 got no list: 0
+    values = per_user("ndcg", recs, truth, 4, ["u2", "u1", "u3"])
+    assert values.tolist() == pytest.approx([1.0, (1 / L3 + 1 / L5) / (1 / L2 + 1 / L3 + 1 / L4), 0.0])
+    assert values.mean() == pytest.approx(ndcg_at_k(recs, truth, 4))
+    assert per_user("recall", recs, truth, 4, ["u1"]).tolist() == pytest.approx([2 / 3])
+    with pytest.raises(ValueError, match="non-empty truth"):
+        per_user("ndcg", recs, {"u1": set()}, 4, ["u1"])
 
 
 def test_single_user_at_2():

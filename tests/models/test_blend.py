@@ -9,7 +9,13 @@ import pytest
 
 from recommender.config import ModelSettings
 from recommender.data.demo import generate_shop
-from recommender.evaluation.blend_learning import batches, blended, learn_blend, ranked_lists
+from recommender.evaluation.blend_learning import (
+    batches,
+    blended,
+    learn_blend,
+    paired_gain,
+    ranked_lists,
+)
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.blend_candidates import FEATURES, CandidateBatch, CandidateSources, _flat, _union
@@ -90,14 +96,35 @@ def test_learning_judges_on_held_out_customers_and_falls_back(shop) -> None:
     outcome = learn_blend(split.train, split.test, data.items, fit, SETTINGS)
     r = outcome.report
     assert r["customers"]["learn"] > 0 and r["customers"]["judge"] > 0
-    assert outcome.chosen == (r["validation"]["blend"]["ndcg@10"] > r["validation"]["policy"]["ndcg@10"])
+    assert outcome.chosen == (r["gain"]["mean"] > 0 and r["gain"]["z"] >= SETTINGS.lists.blend_min_z == 1.645)
+    assert r["gain"]["mean"] == pytest.approx(
+        r["validation"]["blend"]["ndcg@10"] - r["validation"]["policy"]["ndcg@10"], abs=2e-5
+    )
     assert set(r["importance"]) == set(FEATURES)
+    # blend_min_z 0: any gain serves; a bar no gain reaches keeps the policy (same learning, same figures)
+    for min_z, chosen in ((0.0, r["gain"]["mean"] > 0), (1e9, False)):
+        settings = SETTINGS.model_copy(update={"lists": SETTINGS.lists.model_copy(update={"blend_min_z": min_z})})
+        other = learn_blend(split.train, split.test, data.items, fit, settings)
+        assert other.chosen == chosen and other.report["gain"] == r["gain"]
     nobody = split.test.filter(pc.equal(split.test["event_type"], "nothing"))
     empty = learn_blend(split.train, nobody, data.items, fit, SETTINGS)
     assert not empty.chosen and empty.ranker is None and "too few" in empty.report["skipped"]
     # a blend that lost never builds the served lists
     lost = type(outcome)(outcome.ranker, False, {})
     assert blend_lists(lost, split.train, data.items, fit.inter, fit.model, fit.bought, fit.hidden, None, 10) is None
+
+
+def test_the_blend_needs_a_gain_clear_of_the_noise_between_customers() -> None:
+    rng = np.random.default_rng(3)
+    policy = rng.uniform(0, 1, 2000)
+    noisy = policy + rng.normal(0.0, 0.3, 2000)  # no real gain: customers only scatter around the policy
+    clear = policy + 0.05 + rng.normal(0.0, 0.3, 2000)  # 0.05 better on average, 0.3 of scatter: z about 7
+    clear_gain_z = SETTINGS.lists.blend_min_z
+    assert abs(paired_gain(noisy, policy)["z"]) < clear_gain_z
+    gain = paired_gain(clear, policy)
+    assert gain["z"] > clear_gain_z and gain["mean"] == pytest.approx(0.05, abs=0.02)
+    assert paired_gain(policy, policy) == {"mean": 0.0, "stderr": 0.0, "z": 0.0}
+    assert paired_gain(policy[:1] + 1, policy[:1])["z"] == 0.0  # one customer: nothing to judge the noise by
 
 
 def test_the_candidate_union_keeps_each_item_once_with_its_first_source_and_drops_hidden() -> None:
