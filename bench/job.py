@@ -28,7 +28,8 @@ For each dataset, three fresh processes (so memory is isolated):
 
 Usage: python bench/job.py --out bench/results/job.json [--events-large N] [--users-large N] [--items-large N]
        [--skip-large] [--skip-cj] [--work DIR]
-Data: ../shared/data/complete-journey (relative to the repository root) and a generated shop (bench/gen_shop.py).
+Data: ../shared/data/complete-journey (relative to the repository root; twice: as the shop chooses, and with
+RECO_BLEND_MIN_Z=0 so that the learned blend serves) and generated shops (bench/gen_shop.py).
 """
 
 from __future__ import annotations
@@ -294,7 +295,14 @@ def _run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[
 
 
 def bench_dataset(
-    name: str, events: Path, items: Path | None, fmt: str, work: Path, log: Path, nights: int = 2
+    name: str,
+    events: Path,
+    items: Path | None,
+    fmt: str,
+    work: Path,
+    log: Path,
+    nights: int = 2,
+    env_extra: dict[str, str] | None = None,
 ) -> dict:
     py = sys.executable
     me = str(Path(__file__).resolve())
@@ -314,6 +322,7 @@ def bench_dataset(
     data_dir = Path(tempfile.mkdtemp(prefix=f"reco-{name}-", dir=work))
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("RECO_")}
     env["RECO_DATA_DIR"] = str(data_dir)
+    env.update(env_extra or {})
     args = ["--events", str(events), "--format", fmt, "--no-progress"] + (["--items", str(items)] if items else [])
     if fmt == "generic":  # no settings file: no self-tuning search, so both nights and the fit alone share settings
         args.append("--no-self-tune")
@@ -482,18 +491,22 @@ def main() -> None:
 
     if not a.skip_cj:
         cj = SHARED / "complete-journey"
-        results["datasets"].append(
-            bench_dataset(
-                "complete-journey",
-                cj / "transactions.parquet",
-                cj / "products.parquet",
-                "complete-journey",
-                work,
-                log,
-                a.nights,
+        # The shop's own choice (the blend serves only when it clearly beats the policy), then the same shop with
+        # the blend serving whatever its margin: what a night costs when it does.
+        for name, extra in (("complete-journey", {}), ("complete-journey, blend serving", {"RECO_BLEND_MIN_Z": "0"})):
+            results["datasets"].append(
+                bench_dataset(
+                    name,
+                    cj / "transactions.parquet",
+                    cj / "products.parquet",
+                    "complete-journey",
+                    work,
+                    log,
+                    a.nights,
+                    extra,
+                )
             )
-        )
-        save()
+            save()
     sizes = [(int(n), int(n) // 10, a.items_large) for n in a.growth.split(",") if n.strip()]
     if not a.skip_large:
         sizes.append((a.events_large, a.users_large, a.items_large))
