@@ -164,14 +164,17 @@ def repeat_candidates(
     own_cv = np.nan_to_num(arr("own_sd") / np.maximum(own_gap, 1.0), nan=1.0)
     own_weight = np.maximum(n - 2, 0)  # a spread needs two gaps at least
     cv = np.clip((own_weight * own_cv + cv_prior_weight * item_cv) / (own_weight + cv_prior_weight), 0.1, 3.0)
-    shape = 1.0 / cv**2
-    survive_now = gammaincc(shape, shape * since / gap)
-    survive_end = gammaincc(shape, shape * (since + horizon) / gap)
-    due_within = np.where(survive_now > 1e-12, (survive_now - survive_end) / np.maximum(survive_now, 1e-12), 1.0)
-    memoryless = 1.0 - np.exp(-horizon / gap)
     # Only regular buying has a rhythm worth trusting: full weight at cv 0, none from cv >= regular_cv on.
     regularity = np.clip(1.0 - cv / regular_cv, 0.0, 1.0)
-    rhythm = np.clip(due_within / memoryless, 1e-6, None) ** (rhythm_weight * regularity)
+    exponent = rhythm_weight * regularity
+    rhythm = np.ones_like(gap)  # x ** 0 is exactly 1: the gamma tails are computed only where the exponent is not 0
+    timed = np.flatnonzero(exponent != 0)
+    shape, gap_t, since_t = 1.0 / cv[timed] ** 2, gap[timed], since[timed]
+    survive_now = gammaincc(shape, shape * since_t / gap_t)
+    survive_end = gammaincc(shape, shape * (since_t + horizon) / gap_t)
+    due_within = np.where(survive_now > 1e-12, (survive_now - survive_end) / np.maximum(survive_now, 1e-12), 1.0)
+    memoryless = 1.0 - np.exp(-horizon / gap_t)
+    rhythm[timed] = np.clip(due_within / memoryless, 1e-6, None) ** exponent[timed]
     fade = 1.0 if overdue_after is None else np.exp(-np.maximum(since / gap - overdue_after, 0.0) / 2.0)
 
     # In season: items bought by more customers lately than their long-run pace get a boost (and vice versa).
