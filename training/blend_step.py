@@ -178,12 +178,14 @@ def learn(
     block = dict(outcome.report)
     if "skipped" in block:
         return outcome, block
-    z = block.get("gain", {}).get("z", 0.0)
-    block["decision"] = (
-        f"the blend serves (its gain z {z:.1f})"
-        if outcome.chosen
-        else f"the policy serves (the blend's gain on validation, z {z:.1f}, is not clearly above noise)"
-    )
+    gain = block.get("gain", {})
+    z = gain.get("z", 0.0)
+    if outcome.chosen:
+        block["decision"] = f"the blend serves (its gain z {z:.1f})"
+    elif gain.get("mean", 0.0) <= 0:
+        block["decision"] = f"the policy serves (it did as well as the blend or better on validation, z {z:.1f})"
+    else:
+        block["decision"] = f"the policy serves (the blend's gain on validation, z {z:.1f}, is not clearly above noise)"
     return outcome, block
 
 
