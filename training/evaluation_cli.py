@@ -264,6 +264,11 @@ def _print_figures(result: Any, ks: tuple[int, ...], test_days: int) -> None:
         f"main metric: {MAIN_METRIC} of production on warm users' {result.main_target()}s = {_fmt(main)}",
         highlight=False,
     )
+    blend = result.meta.get("blend")
+    if blend:
+        gain, served = blend.get("gain"), "serves" if blend["chosen"] else "does not serve (the policy's list instead)"
+        why = blend.get("skipped") or (f"validation gain {gain['mean']:+.4f}, z {gain['z']:.1f}" if gain else "")
+        out.print(f"blend: {served}; {why}", highlight=False)
 
 
 def _next_basket(

@@ -377,7 +377,12 @@ def evaluate_context(
             figures[target].setdefault(group, {})[model] = values
         seconds[model] = round(seconds.get(model, 0.0) + time.perf_counter() - t0, 3)
     figures = {t: g for t, g in figures.items() if g}
-    return Evaluation(figures, _meta(ctx, params, seconds))
+    meta = _meta(ctx, params, seconds)
+    outcome = getattr(fitted.get("blend"), "outcome", None)
+    if outcome is not None:  # whether the blend served, and the validation figures it was chosen on
+        kept = ("skipped", "validation", "gain", "customers")
+        meta["blend"] = {"chosen": outcome.chosen, **{k: outcome.report[k] for k in kept if k in outcome.report}}
+    return Evaluation(figures, meta)
 
 
 def _meta(ctx: EvalContext, params: ModelSettings, seconds: dict[str, float]) -> dict[str, Any]:

@@ -112,6 +112,7 @@ def test_layout_models_and_groups(tiny) -> None:
         for k in (10, 20):
             assert 0 <= res.figures["purchase"]["warm"]["production"][f"{metric}@{k}"] <= 1
     assert res.main() == res.figures["purchase"]["warm"]["production"]["ndcg@10"]
+    assert res.meta["blend"]["chosen"] is False and "skipped" in res.meta["blend"]  # too short a log to learn on
     json.dumps(res.as_dict())  # JSON-ready
 
 
