@@ -87,7 +87,8 @@ class ListParams(BaseSettings):
     blend: bool = Field(
         True,
         description="learn the blend of every candidate source (again once its ranker is stale) and serve it when it "
-        "beats the items-due-then-ALS policy on the customers held out of its training (see docs/QUALITY.md)",
+        "clearly beats the items-due-then-ALS policy on the customers held out of its training (blend_min_z; see "
+        "docs/QUALITY.md)",
     )
     blend_days: int = Field(
         90,
