@@ -164,17 +164,7 @@ def repeat_candidates(
     own_cv = np.nan_to_num(arr("own_sd") / np.maximum(own_gap, 1.0), nan=1.0)
     own_weight = np.maximum(n - 2, 0)  # a spread needs two gaps at least
     cv = np.clip((own_weight * own_cv + cv_prior_weight * item_cv) / (own_weight + cv_prior_weight), 0.1, 3.0)
-    # Only regular buying has a rhythm worth trusting: full weight at cv 0, none from cv >= regular_cv on.
-    regularity = np.clip(1.0 - cv / regular_cv, 0.0, 1.0)
-    exponent = rhythm_weight * regularity
-    rhythm = np.ones_like(gap)  # x ** 0 is exactly 1: the gamma tails are computed only where the exponent is not 0
-    timed = np.flatnonzero(exponent != 0)
-    shape, gap_t, since_t = 1.0 / cv[timed] ** 2, gap[timed], since[timed]
-    survive_now = gammaincc(shape, shape * since_t / gap_t)
-    survive_end = gammaincc(shape, shape * (since_t + horizon) / gap_t)
-    due_within = np.where(survive_now > 1e-12, (survive_now - survive_end) / np.maximum(survive_now, 1e-12), 1.0)
-    memoryless = 1.0 - np.exp(-horizon / gap_t)
-    rhythm[timed] = np.clip(due_within / memoryless, 1e-6, None) ** exponent[timed]
+    rhythm = _rhythm(cv, gap, since, horizon, rhythm_weight, regular_cv)
     fade = 1.0 if overdue_after is None else np.exp(-np.maximum(since / gap - overdue_after, 0.0) / 2.0)
 
     # In season: items bought by more customers lately than their long-run pace get a boost (and vice versa).
@@ -190,6 +180,26 @@ def repeat_candidates(
     due = cols["last"].astype("datetime64[D]") + np.round(gap).astype("timedelta64[D]")
     due = np.maximum(due, np.datetime64(as_of.date()))  # overdue: expected from today on
     return RepeatIndex(np.asarray(cols["user_id"], dtype=object), np.asarray(cols["item_id"], dtype=object), score, due)
+
+
+def _rhythm(
+    cv: np.ndarray, gap: np.ndarray, since: np.ndarray, horizon: float, rhythm_weight: float, regular_cv: float
+) -> np.ndarray:
+    """The ``rhythm`` factor of each pair (see the module docstring): how much likelier a gamma-distributed gap with
+    mean ``gap`` and coefficient of variation ``cv`` ends within the horizon, ``since`` days after the last purchase,
+    than a memoryless one, raised to ``rhythm_weight * regularity``."""
+    # Only regular buying has a rhythm worth trusting: full weight at cv 0, none from cv >= regular_cv on.
+    regularity = np.clip(1.0 - cv / regular_cv, 0.0, 1.0)
+    exponent = rhythm_weight * regularity
+    rhythm = np.ones_like(gap)  # x ** 0 is exactly 1: the gamma tails are computed only where the exponent is not 0
+    timed = np.flatnonzero(exponent != 0)
+    shape, gap_t, since_t = 1.0 / cv[timed] ** 2, gap[timed], since[timed]
+    survive_now = gammaincc(shape, shape * since_t / gap_t)
+    survive_end = gammaincc(shape, shape * (since_t + horizon) / gap_t)
+    due_within = np.where(survive_now > 1e-12, (survive_now - survive_end) / np.maximum(survive_now, 1e-12), 1.0)
+    memoryless = 1.0 - np.exp(-horizon / gap_t)
+    rhythm[timed] = np.clip(due_within / memoryless, 1e-6, None) ** exponent[timed]
+    return rhythm
 
 
 def _sorted_codes(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
