@@ -149,18 +149,12 @@ def learn_blend(
     judge_batches = batches(sources, judge)
     mixed = ranked_lists(judge_batches, sources, ranker, policy, n)
     judged = {u: truth[u] for u in judge}
-    score = {
-        name: {
-            "ndcg@10": round(metrics.ndcg_at_k(_ids(lists), judged, n), 5),
-            "recall@10": round(metrics.recall_at_k(_ids(lists), judged, n), 5),
-        }
+    per_user = {  # each judged customer's figures: their means are the scores, their differences the gain
+        name: {metric: metrics.per_user(metric, _ids(lists), judged, n, judge) for metric in ("ndcg", "recall")}
         for name, lists in (("blend", mixed), ("policy", policy))
     }
-    per_user = {
-        name: metrics.per_user("ndcg", _ids(lists), judged, n, judge)
-        for name, lists in (("blend", mixed), ("policy", policy))
-    }
-    gain = paired_gain(per_user["blend"], per_user["policy"])
+    score = {name: {f"{m}@{n}": round(float(v.mean()), 5) for m, v in f.items()} for name, f in per_user.items()}
+    gain = paired_gain(per_user["blend"]["ndcg"], per_user["policy"]["ndcg"])
     chosen = gain["mean"] > 0 and gain["z"] >= settings.lists.blend_min_z
     if chosen:  # judged on held-out customers; what serves learns from all of them
         X2, y2, g2, _ = _training_rows(judge_batches, sources, truth)
