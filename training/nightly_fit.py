@@ -50,7 +50,6 @@ class NightlyFit:
         start = warm_start.StoredFactors.load(self.path, self.start) if self.start else None
         if self.start and start is None:  # replaced or removed since the stamp was read
             self.how = f"full fit, {self.model.als.iterations} iterations (the stored start changed during the run)"
-            start = None
         model = warm_start.fit_from(inter, self.model.als, start, self.iterations) if start else full()
         del start  # the start's factors are not needed past the fit
         self.fitted = (inter, model)

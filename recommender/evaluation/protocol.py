@@ -360,9 +360,7 @@ def evaluate_context(
     figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
     cache: dict[tuple[str, bool, str], dict[str, Lists]] = {}
     # On purchase-only logs both histories are the same: compute the "new" lists once.
-    same_history = ctx.history["purchase"] is ctx.history["interaction"] or (
-        ctx.history["purchase"] == ctx.history["interaction"]
-    )
+    same_history = ctx.history["purchase"] == ctx.history["interaction"]
     bar = tqdm(jobs, desc="evaluate", unit="list", disable=not progress)
     for target, model in bar:
         bar.set_postfix_str(f"{target} {model}")
