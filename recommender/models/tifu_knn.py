@@ -292,13 +292,46 @@ class TifuKnn:
         out.vectors = TifuVectors(moved, self.vectors.user_ids, np.asarray(item_ids))
         return out
 
-    def recommend(self, users: Sequence[str], n: int) -> dict[str, list[tuple[str, float]]]:
-        """Top-n (item_id, score) per known user, positive scores only, ties by item id."""
+    def recommend(self, users: Sequence[str], n: int, batch_size: int = 256) -> dict[str, list[tuple[str, float]]]:
+        """Top-n (item_id, score) per known user, positive scores only, ties by item id.
+
+        Scored batch by batch in :meth:`dense_scores`' array (the neighbour means of a few thousand customers who
+        share most of their neighbours cost a sixth of the sparse product's), kept from batch to batch."""
         out: dict[str, list[tuple[str, float]]] = {}
-        for batch_users, scores in self.score_batches(users):
-            for user, top, values in zip(batch_users, *top_n_sparse(scores, n)):
+        known = self.rows(users)[0]
+        work = np.empty((min(batch_size, len(known)), len(self.item_ids)), dtype=np.float32)
+        for start in range(0, len(known), batch_size):
+            batch = known[start : start + batch_size]
+            batch, scores = self.dense_scores(batch, work[: len(batch)])
+            for user, top, values in zip(batch, *top_n_dense(scores, n)):
                 out[user] = list(zip(self.item_ids[top].tolist(), values.tolist()))
         return out
+
+
+def top_n_dense(scores: np.ndarray, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`top_n_sparse` of a dense (rows x columns) array: the ``n`` highest positive entries of each row, best
+    first, ties lower column first (also at the cut: of the entries equal to a row's n-th value, the lowest columns)."""
+    rows, width = scores.shape
+    n = min(n, width)
+    if n <= 0 or rows == 0:
+        return [np.array([], dtype=np.int64)] * rows, [np.array([], dtype=scores.dtype)] * rows
+    part = np.argpartition(scores, width - n, axis=1)[:, width - n :]  # the n largest of each row, unordered
+    taken = np.take_along_axis(scores, part, axis=1)
+    cut = taken.min(axis=1)
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for r in range(rows):
+        c, v = part[r], taken[r]
+        if cut[r] > 0 and np.count_nonzero(scores[r] >= cut[r]) > n:  # a tie at the cut: the lowest columns win
+            above = np.flatnonzero(scores[r] > cut[r])
+            c = np.concatenate([above, np.flatnonzero(scores[r] == cut[r])[: n - len(above)]])
+            v = scores[r, c]
+        positive = v > 0
+        c, v = c[positive], v[positive]
+        order = np.lexsort((c, -v))
+        cols.append(c[order])
+        vals.append(v[order])
+    return cols, vals
 
 
 DENSE_PRODUCT_FACTOR = 16.0

@@ -189,3 +189,15 @@ def test_neighbour_means_take_the_cheaper_product_with_the_same_means() -> None:
     expected = np.stack([matrix[row].toarray().mean(axis=0) for row in neighbours])
     for factor in (0.0, 1.0, np.inf):
         np.testing.assert_allclose(neighbour_means(matrix, neighbours, factor=factor), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_dense_top_n_is_the_best_positive_entries_with_ties_by_lowest_column() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.choice(np.array([0.0, 0.25, 0.5, 0.75, 1.0], dtype=np.float32), size=(40, 30))  # many ties
+    scores[0] = 0  # a row with nothing positive
+    for n in (0, 1, 5, 10, 30, 50):
+        cols, vals = tifu_knn.top_n_dense(scores, n)
+        for r in range(scores.shape[0]):
+            want = sorted((c for c in range(scores.shape[1]) if scores[r, c] > 0), key=lambda c: (-scores[r, c], c))
+            assert cols[r].tolist() == want[:n], (n, r)
+            assert vals[r].tolist() == scores[r, want[:n]].tolist()
