@@ -170,11 +170,12 @@ def learn(
     if holdout.too_short:
         return None, {"skipped": f"less than {2 * holdout.days} days of history to learn the blend on"}
     split = holdout.split()
-    fit = holdout.fit
+    fit, repeats = holdout.fit, holdout.repeats
     if fit is None:  # no gate tonight (or it fitted on Spark): fit on the events before the holdout
         als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
         fit = als.fit(split.train, items=items).fitted
-    outcome = learn_blend(split.train, split.test, items, fit, settings, max_customers=settings.lists.blend_customers)
+    customers = settings.lists.blend_customers
+    outcome = learn_blend(split.train, split.test, items, fit, settings, max_customers=customers, repeats=repeats)
     block = dict(outcome.report)
     if "skipped" in block:
         return outcome, block

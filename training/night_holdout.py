@@ -3,8 +3,9 @@
 Both judge on the last ``gate_days`` of the events and learn from the events before them. Each used to split the
 events itself (a copy of the training events each) and the blend rebuilt the matrices of the gate's ALS fit: on a
 10-million-event shop those copies made the gate and the blend learning the job's peak. Here the split is made on
-first use, the gate leaves its ALS fit on the training events for the blend, and :meth:`NightHoldout.release`
-drops both as soon as the blend step is done. The split keeps only the columns both learn from (:data:`LEARNT_FROM`).
+first use, the gate leaves its ALS fit and the repeat model of the training events for the blend, and
+:meth:`NightHoldout.release` drops them as soon as the blend step is done. The split keeps only the columns both
+learn from (:data:`LEARNT_FROM`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 
 from recommender.evaluation.split import Split, time_split
 from recommender.models.als_recommender import AlsFit
+from recommender.models.repeat import RepeatIndex
 from recommender.models.weighting import latest_timestamp
 
 LEARNT_FROM = ("user_id", "item_id", "event_type", "timestamp", "order_id")
@@ -22,13 +24,14 @@ prices are the marketing figures' (they were 140 MB of the split's copy of 10 mi
 
 
 class NightHoldout:
-    """The last ``days`` of ``events`` as a :class:`Split` (made on first use) and the gate's ALS fit on its
-    training events (None until the gate leaves one, or when it fits on Spark)."""
+    """The last ``days`` of ``events`` as a :class:`Split` (made on first use), and the gate's ALS fit and repeat
+    model on its training events (None until the gate leaves them; no fit when it fits on Spark)."""
 
     def __init__(self, events: pa.Table, days: int) -> None:
         self.events: pa.Table | None = events
         self.days = days
         self.fit: AlsFit | None = None
+        self.repeats: RepeatIndex | None = None
         self._split: Split | None = None
         self._span_days = (latest_timestamp(events) - pc.min(events["timestamp"]).as_py()).days
 
@@ -49,4 +52,4 @@ class NightHoldout:
     def release(self) -> None:
         """Drop the split and the fit (the job goes on with its own copy of the events and its own fit); the stage
         this runs in hands their memory back when it ends (:mod:`training.memory`)."""
-        self.events, self._split, self.fit = None, None, None
+        self.events, self._split, self.fit, self.repeats = None, None, None, None

@@ -119,9 +119,11 @@ def learn_blend(
     max_customers: int = 4000,
     params: BlendParams | None = None,
     seed: int = 0,
+    repeats: RepeatIndex | None = None,
 ) -> BlendOutcome:
     """Train the ranker on half the customers who bought in ``window`` and judge it on the other half against the
-    current policy (see the module docstring). ``fit`` is the ALS fit on ``train``."""
+    current policy (see the module docstring). ``fit`` is the ALS fit on ``train``, ``repeats`` its repeat model
+    when the caller has it."""
     started = time.perf_counter()
     if settings.repeat_share < 1.0:  # a share of slots kept from bought items is a rule the ranker does not follow
         return BlendOutcome(None, False, {"skipped": f"repeat share {settings.repeat_share} < 1: the policy serves"})
@@ -134,7 +136,8 @@ def learn_blend(
     order = np.random.default_rng(seed + 1).permutation(len(users))
     learn = sorted(users[i] for i in order[: len(users) // 2])
     judge = sorted(users[i] for i in order[len(users) // 2 :])
-    repeats = repeat_candidates(train, fit.as_of, settings.lists.next_purchase_horizon_days)
+    if repeats is None:
+        repeats = repeat_candidates(train, fit.as_of, settings.lists.next_purchase_horizon_days)
     sources = CandidateSources(train, items, fit, repeats, params)
     built = time.perf_counter()
     learn_batches = batches(sources, learn)  # each half's candidates are built once and reused below

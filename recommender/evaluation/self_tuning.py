@@ -23,6 +23,7 @@ Following nights read it back (:func:`is_fresh`) and reuse ``settings`` without 
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
@@ -77,7 +78,8 @@ def _candidates(
     rng = random.Random(seed)
     out = [warm] if warm is not None else []
     seen = {repr(tuned_settings(p)) for p in out}
-    for params in [start, *(sample_params(start, rng, SELF_TUNE_SPACE, tune_weights) for _ in range(n * 50))]:
+    drawn = (sample_params(start, rng, SELF_TUNE_SPACE, tune_weights) for _ in range(n * 50))  # drawn while needed
+    for params in itertools.chain([start], drawn):
         if len(out) >= n:
             break
         if repr(tuned_settings(params)) not in seen:

@@ -1,4 +1,4 @@
-"""The night's holdout is split once and shared: the blend learns on the gate's split and ALS fit."""
+"""The night's holdout is split once and shared: the blend learns on the gate's split, ALS fit and repeat model."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 
 from recommender.config import AlsParams, ModelSettings
 from recommender.data.demo import generate_shop
+from recommender.evaluation import blend_learning
+from recommender.models import repeat
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.weighting import latest_timestamp
 from training import blend_step
@@ -47,3 +49,21 @@ def test_the_blend_learns_on_the_gates_fit_without_fitting_again(shop, monkeypat
     monkeypatch.setattr(AlsRecommender, "fit", no_second_fit)
     outcome, block = blend_step.learn(holdout, shop.items, settings)
     assert outcome is not None and "validation" in block, block
+
+
+def test_the_blend_learns_with_the_gates_repeat_model(shop, monkeypatch):
+    settings = ModelSettings(als=AlsParams(factors=8, iterations=5))
+    holdout = NightHoldout(shop.events, 21)
+    train = holdout.split().train
+    holdout.fit = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days).fit(train).fitted
+    learnt, _ = blend_step.learn(holdout, shop.items, settings)  # builds its own repeat model
+    holdout.repeats = repeat.repeat_candidates(train, holdout.fit.as_of, settings.lists.next_purchase_horizon_days)
+
+    def no_second_model(*args, **kwargs):
+        raise AssertionError("the blend built the repeat model again")
+
+    monkeypatch.setattr(blend_learning, "repeat_candidates", no_second_model)
+    shared, block = blend_step.learn(holdout, shop.items, settings)
+    assert "validation" in block and shared.report["validation"] == learnt.report["validation"]
+    holdout.release()
+    assert holdout.repeats is None and holdout.fit is None
