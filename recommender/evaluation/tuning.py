@@ -181,19 +181,20 @@ def score_fit(
     the repeat model, reused when given and returned for the next call)."""
     train, warm, k = ctx.split.train, ctx.users_to_score(), ctx.depth
     fitted = als.fitted
-    if target == "purchase":  # the history is the fit's own purchase matrix: no per-user exclusion to build
-        new_lists = {u: [i for i, _ in r] for u, r in als.ranked(warm, k, fitted.bought).items()}
+    explore = als.ranked(warm, k, fitted.bought)  # ALS without bought items: the production list's picks
+    if target == "purchase":  # the history is the fit's own purchase matrix: the same ranking
+        new_lists = {u: [i for i, _ in r] for u, r in explore.items()}
     else:
         new_lists = als.recommend_excluding(warm, k, ctx.history[target])
     new_truth = ctx.truth[f"{target}_new"]
     als_score = metrics.evaluate(new_lists, new_truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
     truth = ctx.truth[target]
     production = {}
-    for share in shares:
-        model = ProductionModel(params.with_repeat_share(share)).fit(train, items=ctx.items, als=als, repeats=repeats)
+    if shares:
+        model = ProductionModel(params).fit(train, items=ctx.items, als=als, repeats=repeats)
         repeats = model.repeats
-        lists = model.recommend(warm, k)
-        production[share] = metrics.evaluate(lists, truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
+        for share, lists in model.at_shares(warm, k, shares, explore).items():
+            production[share] = metrics.evaluate(lists, truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
     return als_score, production, repeats
 
 

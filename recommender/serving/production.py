@@ -71,9 +71,32 @@ class ProductionModel(Recommender):
         fit = self.als.fitted
         warm = [u for u in user_ids if u in self._known]
         skip = fit.bought if not exclude else ((fit.bought + self.als.exclusion_matrix(exclude)) > 0).tocsr()
-        explore = self.als.ranked(warm, k, skip)
+        return self._lists(user_ids, k, exclude, self.als.ranked(warm, k, skip), self.settings.repeat_share)
+
+    def at_shares(
+        self, user_ids: Sequence[str], k: int, shares: Sequence[float], explore: Mapping[str, Sequence[Any]]
+    ) -> dict[float, dict[str, list[str]]]:
+        """:meth:`recommend` at each repeat share of ``shares``, from one ALS ranking: ``explore``, each known
+        customer's top-``k`` ALS picks without the items they bought (``AlsRecommender.ranked(users, k, bought)``,
+        which tuning scores on its own too)."""
+        if self.als is None or self._repeats is None:
+            raise RuntimeError("ProductionModel is not fitted")
+        users = list(dict.fromkeys(user_ids))
+        return {share: self._lists(users, k, {}, explore, share) for share in shares}
+
+    def _lists(
+        self,
+        user_ids: Sequence[str],
+        k: int,
+        exclude: Mapping[str, Collection[str]],
+        explore: Mapping[str, Sequence[Any]],
+        share: float,
+    ) -> dict[str, list[str]]:
+        """The served lists: known customers' from the serving policy with their ALS picks ``explore``, the
+        bestsellers for the others."""
+        fit = self.als.fitted  # type: ignore[union-attr]
+        warm = [u for u in user_ids if u in self._known]
         gone = frozenset(fit.inter.item_ids[fit.hidden].tolist()) if len(fit.hidden) else frozenset()
-        share = self.settings.repeat_share
         out = {
             u: [
                 pick_id(p)

@@ -22,6 +22,8 @@ from recommender.evaluation.protocol import (
     model_lists,
     narrow,
 )
+from recommender.models.als_recommender import AlsRecommender
+from recommender.serving.production import ProductionModel
 
 P, V = "purchase", "view"
 SMALL = ModelSettings(als=AlsParams(factors=2, iterations=3))
@@ -177,6 +179,21 @@ def test_demo_shop_production_beats_popularity(shop) -> None:
         res.meta["cutoff"] < res.meta["end"]
         and res.meta["train_events"] + res.meta["test_events"] == shop.events.num_rows
     )
+
+
+def test_lists_at_several_repeat_shares_are_the_served_lists_at_each(shop) -> None:
+    ctx = build_context(shop.events, shop.items, test_days=21)
+    warm, k = ctx.users_to_score(), 10
+    als = AlsRecommender(SMALL.als, SMALL.weights.as_dict(), SMALL.half_life_days).fit(
+        ctx.split.train, items=shop.items
+    )
+    model = ProductionModel(SMALL).fit(ctx.split.train, items=shop.items, als=als)
+    shares = (0.5, 0.8, 1.0)
+    lists = model.at_shares(warm + ["nobody"], k, shares, als.ranked(warm, k, als.fitted.bought))
+    for share in shares:
+        alone = ProductionModel(SMALL.with_repeat_share(share)).fit(ctx.split.train, items=shop.items, als=als)
+        assert lists[share] == alone.recommend(warm + ["nobody"], k), share
+    assert lists[0.5] != lists[1.0] and lists[0.5]["nobody"] == model.recommend(["nobody"], k)["nobody"]
 
 
 def test_report_is_self_contained(tiny) -> None:
