@@ -52,17 +52,17 @@ def test_successive_halving_never_sees_the_judged_window(shop) -> None:
     assert 0 <= chosen["repeat_share"] <= 1 and found["warm_start"] and not found["stopped_early"]
 
 
-def test_nine_candidates_race_in_three_rungs_each_carrying_on_the_best_third(shop) -> None:
+def test_nine_candidates_race_a_ninth_then_a_third_of_their_iterations(shop) -> None:
     assert rung_shares(9, 3) == (1 / 9, 1 / 3, 1.0) and rung_shares(8, 3) == (1 / 3, 1.0)
     assert rung_shares(2, 3) == (1.0,) and rung_shares(27, 3)[0] == 1 / 27
     found = search(shop.events, shop.items, test_days=21, candidates=9, eta=3)
     rungs = found["rungs"]
-    assert [len(r["trials"]) for r in rungs] == [9, 3, 1]
-    assert [r["iterations_share"] for r in rungs] == [round(1 / 9, 4), round(1 / 3, 4), 1.0]
+    assert [len(r["trials"]) for r in rungs] == [9, 3]  # the last rung would hold one candidate: not run
+    assert [r["iterations_share"] for r in rungs] == [round(1 / 9, 4), round(1 / 3, 4)]
     for before, after in zip(rungs, rungs[1:]):
         best = sorted(before["trials"], key=lambda t: -t["als_new_ndcg@10"])[: len(after["trials"])]
         assert sorted(str(t["als"]) for t in best) == sorted(str(t["als"]) for t in after["trials"])
-    winner = rungs[-1]["trials"][0]
+    winner = max(rungs[-1]["trials"], key=lambda t: t["als_new_ndcg@10"])
     assert {k: found["settings"]["als"][k] for k in winner["als"]} == winner["als"]
     assert found["best"]["als_new_ndcg@10"] == winner["als_new_ndcg@10"]
 
