@@ -172,8 +172,7 @@ def rung_shares(candidates: int, eta: int) -> tuple[float, ...]:
     """The share of its ALS iterations a candidate has run by the end of each rung: one rung more than the times
     ``eta`` divides into ``candidates`` (eta 3: 9 to 26 candidates 1/9, 1/3, 1; 3 to 8: 1/3, 1; fewer: 1).
     Successive halving in its usual form (Jamieson and Talwalkar, 2016). On both shared logs a first rung of 2 to 4
-    iterations kept the eventual winner among its three survivors, and the best of them at a third of the iterations
-    was the best at all of them."""
+    iterations kept the eventual winner among its three survivors (docs/PERFORMANCE.md, "A night that re-tunes")."""
     rungs = 1
     while eta**rungs <= candidates:
         rungs += 1
