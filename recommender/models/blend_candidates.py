@@ -30,7 +30,7 @@ from recommender.data.schema import PURCHASE
 from recommender.models.als_recommender import AlsFit
 from recommender.models.exact_topk import ExactTopK
 from recommender.models.repeat import RepeatIndex
-from recommender.models.tifu_knn import PUBLISHED, TifuKnn, top_n_sparse
+from recommender.models.tifu_knn import PUBLISHED, TifuKnn, top_n_sparse, top_rows
 from recommender.models.weighting import positions
 
 FEATURES: tuple[str, ...] = (
@@ -463,36 +463,7 @@ def _dots(user_factors: np.ndarray, item_factors: np.ndarray, user_pos: np.ndarr
 def _top_positive(scores: np.ndarray, n: int, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of the ``n`` highest positive entries of each row of dense ``scores``, chosen as
     :func:`top_n_sparse` chooses among a row's non-zero entries (``work``: an array of its shape to use)."""
-    return _top_rows(scores, n, 0.0, lambda values, n: top_n_sparse(sp.csr_matrix(values[None, :]), n)[0][0], work)
-
-
-def _top_rows(
-    scores: np.ndarray, n: int, floor: float, one_row: Callable[[np.ndarray, int], np.ndarray], work: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the ``n`` highest entries above ``floor`` of each row of dense ``scores``, rows ascending
-    (``work``: an array of its shape to use).
-
-    One partial sort over the batch finds each row's n-th highest value; every entry at or above it is taken. Only a
-    row whose n-th value is tied with entries past the cut is chosen by ``one_row(values, n)``, the per-row
-    selection this replaces, so which of the tied entries a list gets is as it was."""
-    rows, width = scores.shape
-    n = min(n, width)
-    if n <= 0 or not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    np.copyto(work, scores)
-    work.partition(width - n, axis=1)
-    kth = work[:, [width - n]].copy()
-    take = (scores >= kth) & (scores > floor)
-    tied = np.flatnonzero((kth[:, 0] > floor) & (take.sum(axis=1) > n))
-    take[tied] = False
-    pos, cols = np.nonzero(take)
-    if not len(tied):
-        return pos.astype(np.int64), cols.astype(np.int64)
-    extra = [one_row(scores[r], n).astype(np.int64) for r in tied.tolist()]
-    pos = np.concatenate([pos, np.repeat(tied, [len(e) for e in extra])]).astype(np.int64)
-    cols = np.concatenate([cols, *extra]).astype(np.int64)
-    order = np.argsort(pos, kind="stable")
-    return pos[order], cols[order]
+    return top_rows(scores, n, 0.0, lambda values, n: top_n_sparse(sp.csr_matrix(values[None, :]), n)[0][0], work)
 
 
 def _top_sparse(scores: sp.csr_matrix, n: int) -> list[np.ndarray]:

@@ -22,7 +22,7 @@ customers in Python) so a shop with tens of thousands of customers scores in sec
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -299,39 +299,68 @@ class TifuKnn:
         share most of their neighbours cost a sixth of the sparse product's), kept from batch to batch."""
         out: dict[str, list[tuple[str, float]]] = {}
         known = self.rows(users)[0]
-        work = np.empty((min(batch_size, len(known)), len(self.item_ids)), dtype=np.float32)
+        shape = (min(batch_size, len(known)), len(self.item_ids))
+        work, sort = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
         for start in range(0, len(known), batch_size):
             batch = known[start : start + batch_size]
             batch, scores = self.dense_scores(batch, work[: len(batch)])
-            for user, top, values in zip(batch, *top_n_dense(scores, n)):
+            for user, top, values in zip(batch, *top_n_dense(scores, n, sort[: len(batch)])):
                 out[user] = list(zip(self.item_ids[top].tolist(), values.tolist()))
         return out
 
 
-def top_n_dense(scores: np.ndarray, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def top_n_dense(
+    scores: np.ndarray, n: int, work: np.ndarray | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """:func:`top_n_sparse` of a dense (rows x columns) array: the ``n`` highest positive entries of each row, best
-    first, ties lower column first (also at the cut: of the entries equal to a row's n-th value, the lowest columns)."""
+    first, ties lower column first (also at the cut: of the entries equal to a row's n-th value, the lowest columns).
+    Chosen by :func:`top_rows` (``work``: an array of the shape of ``scores`` to use)."""
+    rows = scores.shape[0]
+    if not rows:
+        return [], []
+    pos, cols = top_rows(scores, n, 0.0, _lowest_columns_at_cut, np.empty_like(scores) if work is None else work)
+    vals = scores[pos, cols]
+    order = np.lexsort((cols, -vals, pos))
+    bounds = np.searchsorted(pos[order], np.arange(1, rows))
+    return np.split(cols[order], bounds), np.split(vals[order], bounds)
+
+
+def _lowest_columns_at_cut(values: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` highest positive entries of ``values`` when the n-th is tied: those above it, then the lowest
+    columns equal to it."""
+    kth = np.partition(values, len(values) - n)[len(values) - n]
+    above = np.flatnonzero(values > kth)
+    cols = np.concatenate([above, np.flatnonzero(values == kth)[: n - len(above)]])
+    return cols[values[cols] > 0]
+
+
+def top_rows(
+    scores: np.ndarray, n: int, floor: float, one_row: Callable[[np.ndarray, int], np.ndarray], work: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the ``n`` highest entries above ``floor`` of each row of dense ``scores``, rows ascending
+    (``work``: an array of its shape to use).
+
+    One partial sort over the batch finds each row's n-th highest value; every entry at or above it is taken. Only a
+    row whose n-th value is tied with entries past the cut is chosen by ``one_row(values, n)``, the per-row
+    selection this replaces, so which of the tied entries a list gets is as it was."""
     rows, width = scores.shape
     n = min(n, width)
-    if n <= 0 or rows == 0:
-        return [np.array([], dtype=np.int64)] * rows, [np.array([], dtype=scores.dtype)] * rows
-    part = np.argpartition(scores, width - n, axis=1)[:, width - n :]  # the n largest of each row, unordered
-    taken = np.take_along_axis(scores, part, axis=1)
-    cut = taken.min(axis=1)
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
-    for r in range(rows):
-        c, v = part[r], taken[r]
-        if cut[r] > 0 and np.count_nonzero(scores[r] >= cut[r]) > n:  # a tie at the cut: the lowest columns win
-            above = np.flatnonzero(scores[r] > cut[r])
-            c = np.concatenate([above, np.flatnonzero(scores[r] == cut[r])[: n - len(above)]])
-            v = scores[r, c]
-        positive = v > 0
-        c, v = c[positive], v[positive]
-        order = np.lexsort((c, -v))
-        cols.append(c[order])
-        vals.append(v[order])
-    return cols, vals
+    if n <= 0 or not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    np.copyto(work, scores)
+    work.partition(width - n, axis=1)
+    kth = work[:, [width - n]].copy()
+    take = (scores >= kth) & (scores > floor)
+    tied = np.flatnonzero((kth[:, 0] > floor) & (take.sum(axis=1) > n))
+    take[tied] = False
+    pos, cols = np.nonzero(take)
+    if not len(tied):
+        return pos.astype(np.int64), cols.astype(np.int64)
+    extra = [one_row(scores[r], n).astype(np.int64) for r in tied.tolist()]
+    pos = np.concatenate([pos, np.repeat(tied, [len(e) for e in extra])]).astype(np.int64)
+    cols = np.concatenate([cols, *extra]).astype(np.int64)
+    order = np.argsort(pos, kind="stable")
+    return pos[order], cols[order]
 
 
 DENSE_PRODUCT_FACTOR = 16.0

@@ -19,12 +19,11 @@ from recommender.models.blend_candidates import (
     CandidateBatch,
     CandidateSources,
     _top_positive,
-    _top_rows,
     _values_at,
 )
 from recommender.models.blend_ranker import ranked_picks, train_ranker, with_fallback
 from recommender.models.repeat import repeat_candidates
-from recommender.models.tifu_knn import PUBLISHED, TifuKnn, top_n_sparse
+from recommender.models.tifu_knn import PUBLISHED, TifuKnn, top_n_sparse, top_rows
 
 SETTINGS = ModelSettings.from_dict({"als": {"factors": 8, "iterations": 4}})
 _RANKED = ("repeat_score", "als_score", "tifu_score")
@@ -223,10 +222,10 @@ def test_top_rows_leave_a_tie_at_the_cut_to_the_per_row_choice() -> None:
         return np.array([4, 1, 5])  # a choice of its own among the ties
 
     work = np.full_like(scores, 3.0)
-    pos, cols = _top_rows(scores, 3, 0.0, one_row, work)
+    pos, cols = top_rows(scores, 3, 0.0, one_row, work)
     assert asked == [scores[0].tolist()]  # only the row with a tie at the cut
     assert list(zip(pos.tolist(), cols.tolist())) == [(0, 4), (0, 1), (0, 5), (1, 1), (2, 0), (2, 2), (2, 5)]
     pos, cols = _top_positive(scores, 3, work)
     per_row = [set(top_n_sparse(sp.csr_matrix(row[None, :]), 3)[0][0].tolist()) for row in scores]
     assert [set(cols[pos == r].tolist()) for r in range(len(scores))] == per_row
-    assert _top_rows(scores, 0, 0.0, one_row, work)[0].tolist() == []
+    assert top_rows(scores, 0, 0.0, one_row, work)[0].tolist() == []

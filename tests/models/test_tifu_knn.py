@@ -201,3 +201,4 @@ def test_dense_top_n_is_the_best_positive_entries_with_ties_by_lowest_column() -
             want = sorted((c for c in range(scores.shape[1]) if scores[r, c] > 0), key=lambda c: (-scores[r, c], c))
             assert cols[r].tolist() == want[:n], (n, r)
             assert vals[r].tolist() == scores[r, want[:n]].tolist()
+    assert tifu_knn.top_n_dense(scores[:0], 5) == ([], [])
