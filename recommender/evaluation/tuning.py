@@ -181,7 +181,8 @@ def score_fit(
     the repeat model, reused when given and returned for the next call)."""
     train, warm, k = ctx.split.train, ctx.users_to_score(), ctx.depth
     fitted = als.fitted
-    explore = als.ranked(warm, k, fitted.bought)  # ALS without bought items: the production list's picks
+    # ALS without bought items: the production list's picks, and on a purchase target the new-item lists as well
+    explore = als.ranked(warm, k, fitted.bought) if target == "purchase" or shares else {}
     if target == "purchase":  # the history is the fit's own purchase matrix: the same ranking
         new_lists = {u: [i for i, _ in r] for u, r in explore.items()}
     else:
