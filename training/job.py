@@ -705,11 +705,8 @@ def promotion_gate(
     # TIFU-KNN is a reference beside the decision (it never refuses) and costs about two ALS fits: it is scored on
     # the nights whose gate fits from scratch (the first, and after a settings change or a re-tune), not on the
     # nights that warm-start, which would otherwise cost several times the fit they save.
-    model = cfg.settings.model
-    horizon = model.lists.next_purchase_horizon_days
-    holdout.repeats = repeat.repeat_candidates(split.train, latest_timestamp(split.train), horizon)
-    measured, holdout.fit = score_holdout(
-        ctx, model, fit=fit, reference=not warm.warm, earlier=earlier, repeats=holdout.repeats
+    measured, holdout.fit, holdout.repeats = score_holdout(
+        ctx, cfg.settings.model, fit=fit, reference=not warm.warm, earlier=earlier
     )
     del ctx
     if spark is not None:

@@ -152,21 +152,18 @@ def score_holdout(
     fit: Callable[[Interactions], Any] | None = None,
     reference: bool = True,
     earlier: Callable[[Interactions], Any] | None = None,
-    repeats: RepeatIndex | None = None,
-) -> tuple[dict[str, Any], AlsFit]:
+) -> tuple[dict[str, Any], AlsFit, RepeatIndex]:
     """Fit the candidate settings on the holdout's training events and score them on it: :func:`holdout_metrics`'s
-    figures, and the ALS fit (for the blend learning, which learns on the same events). With ``earlier`` (the
-    serving version's model of the fit's ids, see :func:`recommender.models.warm_start.carry_over`) its
-    production list is scored on the same customers and purchases: ``current`` (``nan`` without). The serving
+    figures, and the ALS fit and the repeat model (for the blend learning, which learns on the same events). With
+    ``earlier`` (the serving version's model of the fit's ids, see :func:`recommender.models.warm_start.carry_over`)
+    its production list is scored on the same customers and purchases: ``current`` (``nan`` without). The serving
     version is scored first and its model dropped before the candidate's fit, which may start in its arrays
-    (:func:`recommender.models.warm_start.fit_on`): one set of customer factors at a time. ``repeats``: the repeat
-    model of the holdout's training events, when the caller has it (computed here otherwise)."""
+    (:func:`recommender.models.warm_start.fit_on`): one set of customer factors at a time."""
     als = AlsRecommender(params.als, params.weights.as_dict(), params.half_life_days)
     current = math.nan
     als.fit(ctx.split.train, items=ctx.items, fit_model=earlier or fit)
     # The repeat model depends on the events alone: one for the candidate's production list and the serving one's.
-    if repeats is None:
-        repeats = repeat_candidates(ctx.split.train, als.fitted.as_of, params.lists.next_purchase_horizon_days)
+    repeats = repeat_candidates(ctx.split.train, als.fitted.as_of, params.lists.next_purchase_horizon_days)
     if earlier is not None:
         current = evaluate_context(ctx, params, (MAIN_MODEL,), als=als, repeats=repeats).main(MAIN_MODEL)
         als.refit(fit)
@@ -186,7 +183,7 @@ def score_holdout(
         "test_days": round((ctx.split.end - ctx.split.cutoff).total_seconds() / 86400),
         "figures": result.figures.get(target, {}),
     }
-    return figures, als.fitted
+    return figures, als.fitted, repeats
 
 
 def holdout_metrics(

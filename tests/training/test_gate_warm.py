@@ -218,7 +218,7 @@ def test_the_candidate_starts_in_the_serving_models_arrays_and_is_judged_as_from
     stored, _ = stored_fit(shop, als)
     ctx = holdout_context(shop.events, shop.items, max_users=None)
     # As it was: the stored factors held throughout, the serving model built from them beside the candidate.
-    apart, apart_fit = score_holdout(
+    apart, apart_fit, _ = score_holdout(
         ctx,
         params,
         fit=lambda inter: fit_from(inter, als, stored, 3),
@@ -232,7 +232,7 @@ def test_the_candidate_starts_in_the_serving_models_arrays_and_is_judged_as_from
         arrays["users"] = carried["c"].model.user_factors
         return carried["c"].model
 
-    handed, handed_fit = score_holdout(
+    handed, handed_fit, _ = score_holdout(
         ctx, params, fit=lambda inter: fit_on(carried["c"], inter, als, 3), earlier=serving, reference=False
     )
     unpaired = score_holdout(ctx, params, fit=lambda inter: fit_from(inter, als, stored, 3), reference=False)[0]
