@@ -9,7 +9,8 @@ it; that window lies inside the run's training events (the job uses its promotio
 protocol's metric code. The blend is chosen when its ndcg@10 is clearly higher: a mean per-customer gain of at least
 ``blend_min_z`` standard errors of the paired difference (1.645 by default, one-sided 95 %). It costs about half a
 night's lists, and a gain within noise is no reason to pay for it. Otherwise the current policy keeps serving.
-A repeat share below 1 (slots the policy must give to items not bought) keeps the policy: the ranker has no such rule.
+The policy is judged at its own repeat share (the share of its slots open to items due again, tuned for it); the
+ranker orders bought and new items by itself, as it learnt (docs/QUALITY.md: held to the policy's share, it lost).
 Nothing is tuned to a particular log: the choice is made per shop, per night.
 """
 
@@ -125,8 +126,6 @@ def learn_blend(
     current policy (see the module docstring). ``fit`` is the ALS fit on ``train``, ``repeats`` its repeat model
     when the caller has it."""
     started = time.perf_counter()
-    if settings.repeat_share < 1.0:  # a share of slots kept from bought items is a rule the ranker does not follow
-        return BlendOutcome(None, False, {"skipped": f"repeat share {settings.repeat_share} < 1: the policy serves"})
     truth = {u: t for u, t in targets(window, "purchase").items() if t and u in fit.inter.user_index}
     users = sorted(truth)
     if len(users) < 20:
