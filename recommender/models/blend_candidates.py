@@ -125,6 +125,8 @@ class CandidateSources:
         self.tifu = (tifu or TifuKnn(PUBLISHED["tafeng"]).fit(purchases)).in_columns(inter.item_ids)
         self._als = ExactTopK(fit.model.item_factors, fit.hidden)
         self._bought = bought
+        self._hidden = np.zeros(shape[1], dtype=bool)
+        self._hidden[fit.hidden] = True
         self._work: dict[str, np.ndarray] = {}
 
     def batch(self, users: list[str]) -> CandidateBatch:
@@ -140,11 +142,12 @@ class CandidateSources:
         co = ((self.fit.bought[rows] > 0).astype(np.float32) @ self.similar).tocsr()
         blocked, hidden = self._bought[rows], self.fit.hidden
         repeat, days = self.repeat[rows], self.days[rows]
+        tifu[:, hidden] = 0.0  # unavailable items are left out before each source's top n, not after
         picks = [
-            _flat(_top_own(repeat, days, p.own + len(hidden))),
+            _flat(_top_sparse(_drop_columns(days + repeat * 1000.0, self._hidden), p.own)),  # due again first
             _top_search(self._als, user_factors, blocked, p.als),
-            _top_positive(tifu, p.tifu + len(hidden), self._work_array("sort", len(rows))),
-            _flat(_top_sparse(_without(co, blocked), p.copurchase + len(hidden))),
+            _top_positive(tifu, p.tifu, self._work_array("sort", len(rows))),
+            _flat(_top_sparse(_drop_columns(_without(co, blocked), self._hidden), p.copurchase)),
             self._top_trending(rows, blocked),
         ]
         user_pos, cols, source = _union(picks, hidden)
@@ -434,11 +437,15 @@ def _without(matrix: sp.csr_matrix, blocked: sp.csr_matrix) -> sp.csr_matrix:
     return out.tocsr()
 
 
-def _top_own(repeat: sp.csr_matrix, days: sp.csr_matrix, n: int) -> list[np.ndarray]:
-    """Each customer's bought items, most likely due again first, then the most often bought."""
-    key = (days + repeat * 1000.0).tocsr()
-    cols, _ = top_n_sparse(key, n)
-    return cols
+def _drop_columns(matrix: sp.csr_matrix, hidden: np.ndarray) -> sp.csr_matrix:
+    """``matrix`` (positive where stored) without its entries in the columns ``hidden`` marks (a boolean per column)."""
+    matrix = matrix.tocsr()
+    if not hidden.any():
+        return matrix
+    matrix = matrix.copy()
+    matrix.data[hidden[matrix.indices]] = 0
+    matrix.eliminate_zeros()
+    return matrix
 
 
 def _top_search(

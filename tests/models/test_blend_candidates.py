@@ -84,11 +84,15 @@ def _reference_picks(sources: CandidateSources, r: int, k: int, als: np.ndarray,
     affinity = sources.affinity[r]
     favourite = affinity.indices[np.argsort(-affinity.data, kind="stable")][: p.favourite_categories]
     trending = sorted({c for f in favourite for c in sources.trending[f].tolist() if not bought[c]})
+    shown = np.ones(len(bought), dtype=bool)
+    shown[hidden] = False  # every source's n are items that can be shown
+    co.data[~shown[co.indices]] = 0  # in place: ties at a cut keep the product's order
+    co.eliminate_zeros()
     return [
-        _top(days + repeat * 1000.0, p.own + len(hidden)),
+        _top(np.where(shown, days + repeat * 1000.0, 0.0), p.own),
         top_als[np.isfinite(als_row[top_als])],
-        _top(tifu[k], p.tifu + len(hidden)),
-        top_n_sparse(co, p.copurchase + len(hidden))[0][0],
+        _top(np.where(shown, tifu[k], 0.0), p.tifu),
+        top_n_sparse(co, p.copurchase)[0][0],
         np.array(trending, dtype=np.int64),
     ]
 
@@ -162,6 +166,10 @@ def test_candidates_and_features_equal_a_customer_by_customer_reference(shop) ->
     np.testing.assert_array_equal(batch.source, reference.source)
     np.testing.assert_array_equal(batch.X, reference.X)
     assert set(np.unique(batch.source).tolist()) == {0, 1, 2, 3, 4}  # every source took part
+    p = sources.params  # each source's n are shown items: unavailable ones do not widen anybody's candidates
+    assert (
+        np.bincount(batch.user_pos).max() <= p.own + p.als + p.tifu + p.copurchase + p.trending * p.favourite_categories
+    )
 
 
 def test_ranked_lists_equal_those_of_the_reference_rows(shop) -> None:
