@@ -77,21 +77,23 @@ def night_blend(
     items: pa.Table,
     settings: ModelSettings,
     tuned: dict[str, Any] | None,
+    share_is_rule: bool = True,
 ) -> NightBlend:
     """The serving version's ranker and decision while they are fresh (see the module docstring), else learnt now
-    on the night's holdout (the gate's split, and its ALS fit when it left one)."""
+    on the night's holdout (the gate's split, and its ALS fit when it left one); ``share_is_rule``: see
+    :func:`recommender.evaluation.blend_learning.learn_blend`."""
     if not settings.lists.blend:
         return NightBlend(None, {"skipped": "off (RECO_BLEND=false)"})
     version = current_version(client, keys)[0]
     previous = (manifest(client, keys, version) or {}).get("blend") if version else None
-    depends_on = learnt_with(settings, holdout.days)
+    depends_on = learnt_with(settings, holdout.days) | {"repeat_share_is_rule": share_is_rule}
     why = stale_because(previous, tuned, depends_on, datetime.now(timezone.utc), settings.lists.blend_max_age_days)
     if why is None and previous is not None and version is not None:
         try:
             return reused(client, keys, version, previous)
         except ValueError as exc:  # missing or damaged: learn again, and say so
             why = str(exc)
-    outcome, block = learn(holdout, items, settings)
+    outcome, block = learn(holdout, items, settings, share_is_rule)
     if "skipped" in block:
         return NightBlend(outcome, block)
     stored = outcome.ranker.to_bytes() if outcome is not None and outcome.ranker is not None else None
@@ -164,7 +166,7 @@ def _digest(raw: bytes) -> str:
 
 
 def learn(
-    holdout: NightHoldout, items: pa.Table, settings: ModelSettings
+    holdout: NightHoldout, items: pa.Table, settings: ModelSettings, share_is_rule: bool = True
 ) -> tuple[BlendOutcome | None, dict[str, Any]]:
     """A ranker learnt tonight and the manifest's ``blend`` block (the blend is on)."""
     if holdout.too_short:
@@ -175,7 +177,16 @@ def learn(
         als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
         fit = als.fit(split.train, items=items).fitted
     customers = settings.lists.blend_customers
-    outcome = learn_blend(split.train, split.test, items, fit, settings, max_customers=customers, repeats=repeats)
+    outcome = learn_blend(
+        split.train,
+        split.test,
+        items,
+        fit,
+        settings,
+        max_customers=customers,
+        repeats=repeats,
+        share_is_rule=share_is_rule,
+    )
     block = dict(outcome.report)
     if "skipped" in block:
         return outcome, block

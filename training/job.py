@@ -49,7 +49,7 @@ from training.gate_fit import GateWarmStart, serving_fit
 from training.memory import give_back
 from training.night_holdout import NightHoldout
 from training.nightly_fit import NightlyFit
-from training.self_tune import self_tune
+from training.self_tune import self_tune, share_was_tuned
 
 
 @dataclass
@@ -219,7 +219,8 @@ def _run_locked(
     with timer.stage("blend"):
         if spark is None:
             s = cfg.settings
-            night = blend_step.night_blend(client, keys, holdout, inputs.items, s.model, tuned)
+            rule = not share_was_tuned(cfg, tuned)
+            night = blend_step.night_blend(client, keys, holdout, inputs.items, s.model, tuned, share_is_rule=rule)
         else:
             night = blend_step.NightBlend(None, {"skipped": "not on the Spark engine"})
         outcome, blend = night.outcome, night.block

@@ -80,6 +80,12 @@ def self_tune(
     return apply_settings(cfg, block["settings"]), block
 
 
+def share_was_tuned(cfg: JobConfig, tuned: dict[str, Any] | None) -> bool:
+    """Whether tonight's repeat share is the one self-tuning chose (not pinned by an option, nor a file's or the
+    environment's because self-tuning was off or skipped)."""
+    return bool(tuned) and "settings" in tuned and "repeat_share" not in cfg.pinned  # type: ignore[operator]
+
+
 def describe(tuned: dict[str, Any] | None) -> str:
     """One line for ``reco status`` and the job summary."""
     if not tuned:

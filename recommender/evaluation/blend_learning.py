@@ -9,8 +9,9 @@ it; that window lies inside the run's training events (the job uses its promotio
 protocol's metric code. The blend is chosen when its ndcg@10 is clearly higher: a mean per-customer gain of at least
 ``blend_min_z`` standard errors of the paired difference (1.645 by default, one-sided 95 %). It costs about half a
 night's lists, and a gain within noise is no reason to pay for it. Otherwise the current policy keeps serving.
-The policy is judged at its own repeat share (the share of its slots open to items due again, tuned for it); the
-ranker orders bought and new items by itself, as it learnt (docs/QUALITY.md: held to the policy's share, it lost).
+A repeat share below 1 (slots the policy must give to items not bought) set for the lists is a rule the ranker does
+not follow: the policy serves. One the night's self-tuning chose is the policy's best setting, not a rule: the policy
+is judged at it and the ranker orders bought and new items as it learnt (docs/QUALITY.md: held to the share, it lost).
 Nothing is tuned to a particular log: the choice is made per shop, per night.
 """
 
@@ -121,11 +122,15 @@ def learn_blend(
     params: BlendParams | None = None,
     seed: int = 0,
     repeats: RepeatIndex | None = None,
+    share_is_rule: bool = True,
 ) -> BlendOutcome:
     """Train the ranker on half the customers who bought in ``window`` and judge it on the other half against the
     current policy (see the module docstring). ``fit`` is the ALS fit on ``train``, ``repeats`` its repeat model
-    when the caller has it."""
+    when the caller has it; ``share_is_rule``: False when self-tuning chose the repeat share (see above)."""
     started = time.perf_counter()
+    if share_is_rule and settings.repeat_share < 1.0:
+        why = f"repeat share {settings.repeat_share} < 1 set for the lists, a rule the ranker does not follow"
+        return BlendOutcome(None, False, {"skipped": f"{why}: the policy serves"})
     truth = {u: t for u, t in targets(window, "purchase").items() if t and u in fit.inter.user_index}
     users = sorted(truth)
     if len(users) < 20:

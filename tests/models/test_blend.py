@@ -163,13 +163,16 @@ def test_ranked_picks_take_each_customers_best_n_rows_ties_by_column(shop) -> No
     assert picks["a"][1].reason == GOES_WITH and picks["a"][1].due is None
 
 
-def test_a_repeat_share_below_one_is_learned_and_judged_against_the_policy_at_that_share(shop) -> None:
+def test_a_tuned_repeat_share_below_one_is_judged_in_the_policy_and_one_set_for_the_lists_keeps_it(shop) -> None:
     data, split, fit, _ = shop
-    kept = learn_blend(split.train, split.test, data.items, fit, SETTINGS.with_repeat_share(0.5))
-    assert "skipped" not in kept.report and kept.ranker is not None
-    free = learn_blend(split.train, split.test, data.items, fit, SETTINGS)
-    assert kept.report["validation"]["blend"] == free.report["validation"]["blend"]  # the ranker has no such rule
-    assert kept.report["validation"]["policy"] != free.report["validation"]["policy"]  # the policy keeps its share
+    half = SETTINGS.with_repeat_share(0.5)
+    tuned = learn_blend(split.train, split.test, data.items, fit, half, share_is_rule=False)
+    assert "skipped" not in tuned.report and tuned.ranker is not None
+    free = learn_blend(split.train, split.test, data.items, fit, SETTINGS, share_is_rule=False)
+    assert tuned.report["validation"]["blend"] == free.report["validation"]["blend"]  # the ranker has no such rule
+    assert tuned.report["validation"]["policy"] != free.report["validation"]["policy"]  # the policy keeps its share
+    ruled = learn_blend(split.train, split.test, data.items, fit, half)  # set by the operator: a rule
+    assert not ruled.chosen and ruled.ranker is None and "rule" in ruled.report["skipped"]
 
 
 def test_lists_from_batches_built_once_equal_lists_built_afresh(shop) -> None:

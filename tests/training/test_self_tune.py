@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -18,6 +19,7 @@ from recommender.evaluation.self_tuning import _Fitter, _shortened, is_fresh, ru
 from recommender.evaluation.tuning import validation_setup
 from training.cli import app
 from training.job import JobConfig, run_job
+from training.self_tune import share_was_tuned
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,19 @@ def test_the_job_searches_then_reuses_then_searches_again_when_stale(shop, redis
     seven = settings.replace(model={"als": AlsParams(factors=7)})
     pinned = night(tune_max_age_days=0, settings=seven, pinned=frozenset({"factors"}))
     assert pinned["params"]["als"]["factors"] == 7
+    assert "rule" not in pinned["blend"].get("skipped", "")  # a share self-tuning chose never keeps the policy
+    half = settings.replace(model={"lists": settings.model.lists.model_copy(update={"personal_repeat_share": 0.5})})
+    ruled = night(settings=half, pinned=frozenset({"repeat_share"}))  # the operator's share is a rule
+    assert ruled["params"]["lists"]["personal_repeat_share"] == 0.5 and "rule" in ruled["blend"]["skipped"]
+
+
+def test_only_a_share_self_tuning_chose_counts_as_tuned(shop) -> None:
+    events, items = shop.paths
+    cfg = JobConfig(events=events, items=items, self_tune=True)
+    searched = {"settings": {"repeat_share": 0.8}}
+    assert share_was_tuned(cfg, searched)
+    assert not share_was_tuned(replace(cfg, pinned=frozenset({"repeat_share"})), searched)
+    assert not share_was_tuned(cfg, {"skipped": "short log"}) and not share_was_tuned(cfg, None)
 
 
 def test_train_tunes_itself_without_a_settings_file_and_status_shows_it(shop, redis_handle, tmp_path) -> None:
