@@ -19,7 +19,7 @@ from recommender.evaluation.blend_learning import (
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.blend_candidates import FEATURES, CandidateBatch, CandidateSources, _flat, _union
-from recommender.models.blend_ranker import labels, ranked_picks, train_ranker, with_fallback
+from recommender.models.blend_ranker import RankerParams, labels, ranked_picks, train_ranker, with_fallback
 from recommender.models.repeat import DUE_AGAIN, GOES_WITH, NextPick, repeat_candidates
 from training.blend_step import blend_lists, published_lists
 
@@ -89,6 +89,19 @@ def test_the_ranker_learns_from_labels_and_needs_a_positive(shop) -> None:
         assert len(listed) <= 10 and len({p.item_id for p in listed}) == len(listed)
         for p in listed:
             assert p.reason in (DUE_AGAIN, GOES_WITH) and (p.due is not None) == (p.reason == DUE_AGAIN)
+
+
+def test_the_ranker_learns_alike_on_one_thread_and_on_several(shop) -> None:
+    data, split, fit, repeats = shop
+    sources = CandidateSources(split.train, data.items, fit, repeats)
+    bought = split.test.filter(pc.equal(split.test["event_type"], "purchase"))
+    truth: dict[str, set[str]] = {}
+    for u, i in zip(bought["user_id"].to_pylist(), bought["item_id"].to_pylist()):
+        truth.setdefault(u, set()).add(i)
+    batch = sources.batch(sorted(truth)[:200])
+    y = labels(batch, fit.inter.item_ids, truth)
+    one, several = (train_ranker(batch.X, y, batch.groups(), RankerParams(threads=t)) for t in (1, 3))
+    np.testing.assert_allclose(one.score(batch), several.score(batch), rtol=0, atol=1e-9)
 
 
 def test_learning_judges_on_held_out_customers_and_falls_back(shop) -> None:
