@@ -83,7 +83,7 @@ def self_tune(
 def share_was_tuned(cfg: JobConfig, tuned: dict[str, Any] | None) -> bool:
     """Whether tonight's repeat share is the one self-tuning chose (not pinned by an option, nor a file's or the
     environment's because self-tuning was off or skipped)."""
-    return bool(tuned) and "settings" in tuned and "repeat_share" not in cfg.pinned  # type: ignore[operator]
+    return tuned is not None and "settings" in tuned and "repeat_share" not in cfg.pinned
 
 
 def describe(tuned: dict[str, Any] | None) -> str:
