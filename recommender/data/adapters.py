@@ -34,7 +34,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from recommender.data.errors import DataError
-from recommender.data.loading import connect, require_columns
+from recommender.data.loading import connect, latest, require_columns
 from recommender.data.reading import ROW, bad_rows_of, read_table, with_bad_rows
 
 
@@ -165,7 +165,7 @@ def _online_retail(events_path: Path, items_path: Path | None) -> RawInput:
             AND upper(trim(CAST(StockCode AS VARCHAR))) NOT IN ({codes})
             AND lower(CAST(StockCode AS VARCHAR)) NOT LIKE 'gift%'
           GROUP BY 1, 2),
-        best AS (SELECT item_id, arg_max(title, n) AS title FROM d GROUP BY 1)
+        best AS (SELECT item_id, first(title ORDER BY n DESC, title) AS title FROM d GROUP BY 1)  -- ties: A-Z
         SELECT row_number() OVER (ORDER BY item_id) AS {ROW}, item_id, title,
           coalesce(list_filter(string_split(regexp_replace(upper(title), '[^A-Z ]', ' ', 'g'), ' '),
                                lambda w: list_contains([{cats}], w))[-1], 'OTHER') AS category
@@ -232,8 +232,8 @@ def _rees46(events_path: Path, items_path: Path | None) -> RawInput:
     items = _query(
         f"""
         SELECT row_number() OVER (ORDER BY item_id) AS {ROW}, item_id,
-          NULLIF(concat_ws(' ', arg_max(b, ts), arg_max(split_part(cc, '.', -1), ts)), '') AS title,
-          arg_max(coalesce(cc, cid), ts) AS category
+          NULLIF(concat_ws(' ', {latest("b")}, {latest("split_part(cc, '.', -1)")}), '') AS title,
+          {latest("coalesce(cc, cid)")} AS category
         FROM (SELECT NULLIF(trim(CAST(product_id AS VARCHAR)), '') AS item_id, {brand} AS b, {code} AS cc,
                      {cat_id} AS cid, CAST(event_time AS VARCHAR) AS ts FROM src)
         WHERE item_id IS NOT NULL GROUP BY item_id""",

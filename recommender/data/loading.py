@@ -324,16 +324,22 @@ def validate_items(raw: pa.Table, source: str, window: TimeWindow | None = None)
     return items, report
 
 
+def latest(value: str, at: str = "ts") -> str:
+    """SQL for ``value`` at the newest ``at`` among the rows where both are set, ties by the lowest value: DuckDB's
+    ``arg_max`` skips the same NULLs but picks any of the tied rows, so a derived catalogue changed between runs."""
+    return f"first({value} ORDER BY {at} DESC, {value}) FILTER (WHERE {value} IS NOT NULL AND {at} IS NOT NULL)"
+
+
 def complete_catalogue(events: pa.Table, items: pa.Table) -> pa.Table:
     """Every item of the catalogue or the events, with created_at defaulting to first seen and price to last seen."""
     con = connect()
     con.register("ev", events)
     con.register("cat", items)
     out = con.sql(
-        """
+        f"""
         WITH seen AS (
           SELECT item_id, min(timestamp) AS first_seen,
-                 arg_max(price, timestamp) FILTER (WHERE price IS NOT NULL) AS last_price
+                 {latest("price", "timestamp")} AS last_price
           FROM ev GROUP BY item_id)
         SELECT coalesce(cat.item_id, seen.item_id) AS item_id, cat.title, cat.category,
                coalesce(cat.price, seen.last_price) AS price, coalesce(cat.available, true) AS available,

@@ -194,6 +194,18 @@ def test_online_retail_category_is_the_product_noun(tmp_path, description, categ
     assert raw.items.column("category").to_pylist() == [category]
 
 
+def test_online_retail_tied_descriptions_give_the_same_title_whatever_the_row_order(tmp_path):
+    lines = [
+        ("536365", "10002", "ZINC HEART LANTERN", 1, datetime(2010, 12, 1), 1.0, 12345.0),
+        ("536366", "10002", "CERAMIC HEART BOWL", 1, datetime(2010, 12, 2), 1.0, 12345.0),
+    ]
+    for order in (lines, lines[::-1]):
+        raw = read_input(retail_parquet(tmp_path / "online_retail.parquet", order), fmt="online-retail")
+        assert raw.items.select(["title", "category"]).to_pylist() == [
+            {"title": "CERAMIC HEART BOWL", "category": "BOWL"}
+        ]
+
+
 def test_online_retail_non_numeric_quantity_is_a_bad_row(tmp_path):
     path = tmp_path / "online_retail.csv"
     path.write_text(
