@@ -86,7 +86,7 @@ def night_blend(
         return NightBlend(None, {"skipped": "off (RECO_BLEND=false)"})
     version = current_version(client, keys)[0]
     previous = (manifest(client, keys, version) or {}).get("blend") if version else None
-    depends_on = learnt_with(settings, holdout.days) | {"repeat_share_is_rule": share_is_rule}
+    depends_on = learnt_with(settings, holdout.days, share_is_rule)
     why = stale_because(previous, tuned, depends_on, datetime.now(timezone.utc), settings.lists.blend_max_age_days)
     if why is None and previous is not None and version is not None:
         try:
@@ -108,11 +108,13 @@ def night_blend(
     return NightBlend(outcome, block, stored)
 
 
-def learnt_with(settings: ModelSettings, gate_days: int) -> dict[str, Any]:
-    """The settings a ranker and its decision depend on, as the manifest keeps them (JSON values)."""
+def learnt_with(settings: ModelSettings, gate_days: int, share_is_rule: bool = True) -> dict[str, Any]:
+    """The settings a ranker and its decision depend on, as the manifest keeps them (JSON values): whether the repeat
+    share is a rule too (:func:`recommender.evaluation.blend_learning.learn_blend`)."""
     values = settings.as_dict()
     values["lists"] = {k: v for k, v in values["lists"].items() if k not in NOT_LEARNT_FROM}
-    return orjson.loads(orjson.dumps({**values, "gate_days": gate_days}))
+    depends = {**values, "gate_days": gate_days, "repeat_share_is_rule": share_is_rule}
+    return orjson.loads(orjson.dumps(depends))
 
 
 def stale_because(
@@ -176,16 +178,9 @@ def learn(
     if fit is None:  # no gate tonight (or it fitted on Spark): fit on the events before the holdout
         als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
         fit = als.fit(split.train, items=items).fitted
-    customers = settings.lists.blend_customers
+    customers, rule = settings.lists.blend_customers, share_is_rule
     outcome = learn_blend(
-        split.train,
-        split.test,
-        items,
-        fit,
-        settings,
-        max_customers=customers,
-        repeats=repeats,
-        share_is_rule=share_is_rule,
+        split.train, split.test, items, fit, settings, max_customers=customers, repeats=repeats, share_is_rule=rule
     )
     block = dict(outcome.report)
     if "skipped" in block:
