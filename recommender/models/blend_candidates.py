@@ -150,7 +150,7 @@ class CandidateSources:
             _flat(_top_sparse(_drop_columns(_without(co, blocked), self._hidden), p.copurchase)),
             self._top_trending(rows, blocked),
         ]
-        user_pos, cols, source = _union(picks, hidden)
+        user_pos, cols, source = _union(picks)
         per_pair = {"repeat": repeat, "days": days, "due": self.due[rows], "since": self.since[rows], "co": co}
         at = {name: _values_at(m, user_pos, cols) for name, m in per_pair.items()}  # rows of the batch, in order
         at["tifu"] = tifu[user_pos, cols]
@@ -477,16 +477,14 @@ def _top_sparse(scores: sp.csr_matrix, n: int) -> list[np.ndarray]:
     return top_n_sparse(scores, n)[0]
 
 
-def _union(picks: list[tuple[np.ndarray, np.ndarray]], hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row position, column, source index) of every distinct candidate that is not ``hidden``, from each source's
-    (row position, column) picks; rows in order and columns ascending within a row; a candidate named by several
-    sources keeps the first. Vectorised over the batch: one sort of (row, column, source) keys."""
+def _union(picks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row position, column, source index) of every distinct candidate, from each source's (row position, column)
+    picks (each source has left unavailable items out already); rows in order and columns ascending within a row; a
+    candidate named by several sources keeps the first. Vectorised over the batch: one sort of (row, column, source)
+    keys."""
     user_pos = np.concatenate([pos for pos, _ in picks]).astype(np.int64)
     col = np.concatenate([cols for _, cols in picks]).astype(np.int64)
     source = np.concatenate([np.full(len(pos), s, dtype=np.int64) for s, (pos, _) in enumerate(picks)])
-    if len(hidden):
-        keep = ~np.isin(col, hidden)
-        user_pos, col, source = user_pos[keep], col[keep], source[keep]
     order = np.lexsort((source, col, user_pos))
     user_pos, col, source = user_pos[order], col[order], source[order]
     first = np.r_[True, (np.diff(user_pos) != 0) | (np.diff(col) != 0)] if len(col) else np.zeros(0, bool)
