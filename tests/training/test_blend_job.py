@@ -24,7 +24,10 @@ def trained(redis_handle, tmp_path_factory):
     out = tmp_path_factory.mktemp("grocery")
     generate_shop(n_users=400, n_items=120, n_categories=6, days=120, seed=5, kind="grocery").write(out)
     prefix = f"blend{uuid.uuid4().hex[:8]}"
-    env = {"RECO_KEY_PREFIX": prefix, "RECO_DATA_DIR": str(redis_handle.data_dir or "var")}
+    # Any validation gain serves (RECO_BLEND_MIN_Z=0): these tests are about what a serving blend publishes. Whether
+    # this small shop's gain clears the 1.645 bar moves with the floating point of the machine (z 1.2 on one CPU,
+    # above 1.645 on another); the bar itself is tested in tests/models/test_blend.py.
+    env = {"RECO_KEY_PREFIX": prefix, "RECO_DATA_DIR": str(redis_handle.data_dir or "var"), "RECO_BLEND_MIN_Z": "0"}
     if redis_handle.url:
         env["REDIS_URL"] = redis_handle.url
     args = ["train", "--events", str(out / "events.csv"), "--items", str(out / "items.csv"), "--no-progress"]
@@ -39,7 +42,8 @@ def test_the_night_learns_the_blend_and_says_what_it_chose(trained) -> None:
     output, _, _, m = trained
     blend = m["blend"]
     v = blend["validation"]
-    assert blend["chosen"] == (v["blend"]["ndcg@10"] > v["policy"]["ndcg@10"])
+    assert blend["chosen"] == (blend["gain"]["mean"] > 0)  # the bar is 0 here
+    assert (blend["gain"]["mean"] > 0) == (v["blend"]["ndcg@10"] > v["policy"]["ndcg@10"])
     assert blend["customers"]["learn"] > 50 and blend["customers"]["judge"] > 50
     assert "learned blend" in output
     # on this repeat-heavy shop the blend wins on the held-out customers and serves
