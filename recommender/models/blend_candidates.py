@@ -15,6 +15,7 @@ ranker trained on the features at a cut-off and the purchases after it never see
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -127,7 +128,7 @@ class CandidateSources:
         self._bought = bought
         self._hidden = np.zeros(shape[1], dtype=bool)
         self._hidden[fit.hidden] = True
-        self._work: dict[str, np.ndarray] = {}
+        self._local = threading.local()  # work arrays of each thread that builds batches
 
     def batch(self, users: list[str]) -> CandidateBatch:
         """The candidates and features of ``users`` (customers the fit does not know are left out)."""
@@ -177,11 +178,13 @@ class CandidateSources:
         return CandidateBatch(users, user_pos, cols, X, source)
 
     def _work_array(self, name: str, rows: int) -> np.ndarray:
-        """A (``rows`` x items) float32 work array kept from batch to batch: a fresh array of that size costs its
-        page faults again on every batch, as much as the work done in it."""
-        kept = self._work.get(name)
+        """A (``rows`` x items) float32 work array kept from batch to batch, one per thread (threads may build
+        batches side by side): a fresh array of that size costs its page faults again on every batch, as much as the
+        work done in it."""
+        work: dict[str, np.ndarray] = self._local.__dict__.setdefault("work", {})
+        kept = work.get(name)
         if kept is None or len(kept) < rows:
-            kept = self._work[name] = np.empty((rows, self.fit.inter.matrix.shape[1]), dtype=np.float32)
+            kept = work[name] = np.empty((rows, self.fit.inter.matrix.shape[1]), dtype=np.float32)
         return kept[:rows]
 
     def _tifu_scores(self, users: list[str]) -> np.ndarray:

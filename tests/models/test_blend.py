@@ -9,6 +9,7 @@ import pytest
 
 from recommender.config import ModelSettings
 from recommender.data.demo import generate_shop
+from recommender.evaluation import blend_learning
 from recommender.evaluation.blend_learning import (
     batches,
     blended,
@@ -202,6 +203,24 @@ def test_lists_from_batches_built_once_equal_lists_built_afresh(shop) -> None:
     ranker = train_ranker(X, y, np.concatenate([b.groups() for b in built]))
     fallback = {u: [] for u in users}
     assert ranked_lists(built, sources, ranker, fallback, 10) == blended(sources, ranker, users, fallback, 10)
+
+
+def test_builders_side_by_side_give_the_lists_of_one(shop, monkeypatch) -> None:
+    data, split, fit, repeats = shop
+    users = sorted(pc.unique(split.test["user_id"]).to_pylist())[:150]
+    built = batches(CandidateSources(split.train, data.items, fit, repeats), users)
+    truth = {u: {str(fit.inter.item_ids[0])} for u in users}
+    y = np.concatenate([labels(b, fit.inter.item_ids, truth) for b in built])
+    y[:: max(len(y) // 50, 1)] = 1
+    ranker = train_ranker(np.concatenate([b.X for b in built]), y, np.concatenate([b.groups() for b in built]))
+    fallback = {u: [] for u in users}
+    monkeypatch.setattr(blend_learning, "BATCH", 7)  # many batches of uneven size, the last one shorter
+    lists = {}
+    for builders in (1, 3):
+        monkeypatch.setattr(blend_learning, "BUILDERS", builders)
+        sources = CandidateSources(split.train, data.items, fit, repeats)  # fresh work arrays
+        lists[builders] = blended(sources, ranker, users, fallback, 20)
+    assert len(lists[1]) > 100 and lists[3] == lists[1]  # customers the fit knows
 
 
 def test_published_lists_ask_for_the_policy_only_where_a_blended_list_is_short() -> None:
