@@ -34,12 +34,12 @@ from recommender.evaluation.blend_learning import BlendOutcome, blended, learn_b
 from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.blend_candidates import CandidateSources, Neighbours
 from recommender.models.blend_ranker import BlendRanker
-from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick
+from recommender.models.repeat import NextPick, Pick, RepeatIndex
 from recommender.models.weighting import Interactions, latest_timestamp
 from recommender.serving.blended import recent_buyers
 from training.night_holdout import NightHoldout
 
-BlendLists = Callable[[list[str], Mapping[str, Iterable[NextPick]]], dict[str, list[NextPick]]]
+BlendLists = Callable[[list[str], Mapping[str, Iterable[Pick]]], dict[str, list[NextPick]]]
 """(customers, their policy lists) -> their blended lists."""
 PolicyPicks = tuple[list[Pick], list[Pick]]
 """A customer's (personal, next-purchase) picks, as the job publishes them."""
@@ -226,9 +226,10 @@ def published_lists(blend: BlendLists, policy: Mapping[str, Callable[[], PolicyP
     return {u: (list(mixed[u]), list(mixed[u])) for u in policy}
 
 
-def _next_picks(picks_of: Callable[[], PolicyPicks]) -> Iterator[NextPick]:
-    """The policy's next-purchase picks, computed when first asked for."""
-    yield from (as_next_pick(x) for x in picks_of()[1])
+def _next_picks(picks_of: Callable[[], PolicyPicks]) -> Iterator[Pick]:
+    """The policy's next-purchase picks, computed when first asked for (as the policy gives them: the top-up wraps
+    the few it takes)."""
+    yield from picks_of()[1]
 
 
 def blend_rows(events: pa.Table, inter: Interactions, days: int) -> np.ndarray:

@@ -34,7 +34,7 @@ from recommender.evaluation.split import targets
 from recommender.models.als_recommender import AlsFit
 from recommender.models.blend_candidates import BlendParams, CandidateBatch, CandidateSources
 from recommender.models.blend_ranker import BlendRanker, labels, ranked_picks, train_ranker, with_fallback
-from recommender.models.repeat import NextPick, RepeatIndex, as_next_pick, repeat_candidates
+from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick, repeat_candidates
 from recommender.serving.lists import personal_picks_of
 from recommender.serving.policy import production_picks
 
@@ -84,7 +84,7 @@ def blended(
     sources: CandidateSources,
     ranker: BlendRanker,
     users: list[str],
-    fallback: Mapping[str, Iterable[NextPick]],
+    fallback: Mapping[str, Iterable[Pick]],
     n: int,
 ) -> dict[str, list[NextPick]]:
     """The blended lists of ``users``, each topped up with its ``fallback`` list.
@@ -108,7 +108,7 @@ def ranked_lists(
     built: list[CandidateBatch],
     sources: CandidateSources,
     ranker: BlendRanker,
-    fallback: Mapping[str, Iterable[NextPick]],
+    fallback: Mapping[str, Iterable[Pick]],
     n: int,
 ) -> dict[str, list[NextPick]]:
     """The blended lists of the customers of batches already ``built`` from ``sources``, topped up with ``fallback``."""

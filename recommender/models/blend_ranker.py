@@ -17,7 +17,7 @@ import lightgbm as lgb
 import numpy as np
 
 from recommender.models.blend_candidates import FEATURES, CandidateBatch
-from recommender.models.repeat import DUE_AGAIN, GOES_WITH, NextPick
+from recommender.models.repeat import DUE_AGAIN, GOES_WITH, NextPick, Pick, as_next_pick, pick_id
 
 _REPEAT, _DUE, _BOUGHT = FEATURES.index("repeat_score"), FEATURES.index("due_in_days"), FEATURES.index("bought_days")
 
@@ -128,25 +128,25 @@ def ranked_picks(
     starts = np.r_[0, np.flatnonzero(np.diff(grouped)) + 1]
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     top = order[rank < n]  # only each customer's first n rows become picks
-    squashed = (1.0 / (1.0 + np.exp(-scores[top]))).tolist()
-    names = item_ids[batch.cols[top]].tolist()
+    squashed = np.round(1.0 / (1.0 + np.exp(-scores[top])), 5).tolist()
+    names = item_ids[batch.cols[top]].astype(str).tolist()
     due_again = ((batch.X[top, _BOUGHT] > 0) & (batch.X[top, _REPEAT] > 0)).tolist()
     due_in = batch.X[top, _DUE].astype(np.int64).tolist()  # whole days, truncated as int() does
     today = as_of.date()
     dates = {d: (today + timedelta(days=d)).isoformat() for d in set(due_in)}
-    owners = [batch.users[p] for p in batch.user_pos[top].tolist()]
-    for owner, item, value, again, days in zip(owners, names, squashed, due_again, due_in):
-        if again:
-            pick = NextPick(str(item), round(value, 5), DUE_AGAIN, dates[days])
-        else:
-            pick = NextPick(str(item), round(value, 5), GOES_WITH)
-        out[owner].append(pick)
+    reasons = [DUE_AGAIN if again else GOES_WITH for again in due_again]
+    due = [dates[days] if again else None for again, days in zip(due_again, due_in)]
+    picks = list(map(NextPick, names, squashed, reasons, due))  # in customer order: each one's rows are adjacent
+    ends = np.cumsum(np.bincount(batch.user_pos[top], minlength=len(batch.users))).tolist()
+    for user, start, end in zip(batch.users, [0, *ends], ends):
+        out[user] = picks[start:end]
     return out
 
 
-def with_fallback(picks: Sequence[NextPick], fallback: Iterable[NextPick], n: int) -> list[NextPick]:
-    """``picks`` topped up to ``n`` with ``fallback`` picks not already in them (``fallback`` is not iterated when
-    ``picks`` fill the list: it may compute its picks when first asked)."""
+def with_fallback(picks: Sequence[NextPick], fallback: Iterable[Pick], n: int) -> list[NextPick]:
+    """``picks`` topped up to ``n`` with ``fallback`` picks not already in them, discovery pairs as "goes with your
+    purchases" picks (``fallback`` is not iterated when ``picks`` fill the list: it may compute its picks when first
+    asked; only the picks taken are wrapped, most of a policy list's head is in ``picks`` already)."""
     out = list(picks[:n])
     if len(out) >= n:
         return out
@@ -154,7 +154,8 @@ def with_fallback(picks: Sequence[NextPick], fallback: Iterable[NextPick], n: in
     for p in fallback:
         if len(out) >= n:
             break
-        if p.item_id not in taken:
-            out.append(p)
-            taken.add(p.item_id)
+        item = pick_id(p)
+        if item not in taken:
+            out.append(as_next_pick(p))
+            taken.add(item)
     return out

@@ -54,7 +54,7 @@ from scipy.special import gammaincc
 DUE_AGAIN, GOES_WITH = "due_again", "goes_with_your_purchases"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NextPick:
     """One next-purchase pick with the reason an e-mail can show."""
 
