@@ -45,10 +45,11 @@ LEARN_BATCH = 64
 transient arrays grow with the catalogue, not the shop (256 customers of 100,000 items: about 550 MB at once, 64:
 about 200 MB), and smaller batches cost no time there (measured on a generated 3M-event shop)."""
 BUILDERS = 2 if (os.cpu_count() or 1) > 1 else 1
-"""Threads that build the blended lists' candidate batches side by side (2 cores: a generated shop of 32,000
-customers and 24,000 items, its 31,000 blended lists in 38 s instead of 48 s, medians of four nights; online-retail's
-in 4.8 s against 4.5 s, within its spread). Smaller batches on more threads gained less, the building's Python parts
-holding the interpreter."""
+"""Threads that build the blended lists' candidate batches side by side, half a :data:`BATCH` each. On 2 cores, a
+generated shop of 32,000 customers and 24,000 items: its 31,000 blended lists took 45-51 s with one builder, 37-47 s
+with two (four nights each); online-retail's 4.5-4.6 s and 4.7-4.8 s, complete-journey's 12.7 s either way (within
+their spread). Half a batch each was as fast as a whole one (33-36 s against 34-36 s, two nights each) and keeps the
+job's peak memory where one builder had it (complete-journey 1.96 GB; two whole batches: 2.13 GB)."""
 JUDGED_AT = 10
 
 
@@ -91,9 +92,11 @@ def blended(
 
     The next batches' candidates are built on :data:`BUILDERS` threads while this one ranks and picks the last:
     building is numpy's and scipy's work on whole arrays (it lets go of the interpreter), the picks are Python's.
-    Each builder keeps work arrays of its own (BATCH x items floats, twice)."""
+    Each builder works on ``BATCH // BUILDERS`` customers with work arrays of its own, so the transient memory is
+    that of one builder of :data:`BATCH`."""
     out: dict[str, list[NextPick]] = {}
-    parts = [users[start : start + BATCH] for start in range(0, len(users), BATCH)]
+    size = max(1, BATCH // BUILDERS)  # BATCH customers in the making at once, whatever the number of builders
+    parts = [users[start : start + size] for start in range(0, len(users), size)]
     with ThreadPoolExecutor(max_workers=BUILDERS) as builders:
         ahead = deque(builders.submit(sources.batch, part) for part in parts[:BUILDERS])
         for k in range(len(parts)):
