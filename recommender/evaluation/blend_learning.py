@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from recommender.config import ModelSettings
 from recommender.evaluation import metrics
+from recommender.evaluation.metrics import paired_gain
 from recommender.evaluation.split import targets
 from recommender.models.als_recommender import AlsFit
 from recommender.models.blend_candidates import BlendParams, CandidateBatch, CandidateSources
@@ -216,16 +217,6 @@ def _training_rows(
     X = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
     y = np.concatenate(ys) if ys else np.zeros(0, np.int32)
     return X, y, np.concatenate(gs) if gs else np.zeros(0, np.int64), hits / max(total, 1)
-
-
-def paired_gain(blend: np.ndarray, policy: np.ndarray) -> dict[str, float]:
-    """Mean per-customer gain of the blend over the policy (the same customers, in order), its standard error and
-    their ratio ``z`` (0 without a difference or with fewer than two customers; at most 1e6 in size)."""
-    diff = np.asarray(blend, dtype=np.float64) - np.asarray(policy, dtype=np.float64)
-    mean = float(diff.mean()) if len(diff) else 0.0
-    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) >= 2 else 0.0
-    z = 0.0 if len(diff) < 2 or mean == 0 else float(np.clip(mean / max(stderr, 1e-12), -1e6, 1e6))
-    return {"mean": round(mean, 5), "stderr": round(stderr, 5), "z": round(z, 2)}
 
 
 def _ids(lists: dict[str, list[NextPick]]) -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ from cache.keys import Keys
 from cache.publisher import manifest
 from recommender.config import AlsParams, ModelSettings
 from recommender.data.demo import generate_shop
-from recommender.evaluation.self_tuning import _Fitter, _shortened, is_fresh, rung_shares, search
+from recommender.evaluation.self_tuning import MIN_GAIN_Z, _Fitter, _shortened, is_fresh, rung_shares, search
 from recommender.evaluation.tuning import validation_setup
 from training.cli import app
 from training.job import JobConfig, run_job
@@ -50,8 +50,27 @@ def test_successive_halving_never_sees_the_judged_window(shop) -> None:
     assert sorted(str(t["als"]) for t in best_first) == sorted(str(t["als"]) for t in second["trials"])
     chosen = found["settings"]
     top = max(second["trials"], key=lambda t: t["als_new_ndcg@10"])
-    assert {k: chosen["als"][k] for k in top["als"]} == top["als"]
+    incumbent = found["incumbent"]  # the warm start: the race's winner replaces it only when clearly better
+    if incumbent is None:  # the warm start won the race
+        assert top["als"]["factors"] == 8 and top["als"]["regularization"] == 0.5
+    else:
+        assert incumbent["settings"]["als"]["factors"] == 8 and incumbent["settings"]["als"]["regularization"] == 0.5
+        gain = incumbent["winner_gain"]
+        assert incumbent["kept"] == (not (gain["mean"] > 0 and gain["z"] >= MIN_GAIN_Z))
+        top = incumbent["settings"] if incumbent["kept"] else top
+    assert {k: chosen["als"][k] for k in top["als"] if k != "random_state"} == {
+        k: v for k, v in top["als"].items() if k != "random_state"
+    }
     assert 0 <= chosen["repeat_share"] <= 1 and found["warm_start"] and not found["stopped_early"]
+
+
+def test_a_clearly_better_winner_replaces_a_poor_incumbent(shop) -> None:
+    poor = ModelSettings(als=AlsParams(factors=2, regularization=1000.0, alpha=0.01, iterations=1))
+    found = search(shop.events, shop.items, warm=poor, test_days=21, candidates=6, eta=3)
+    incumbent = found["incumbent"]
+    assert incumbent is not None and incumbent["settings"]["als"]["factors"] == 2
+    assert incumbent["winner_gain"]["z"] >= MIN_GAIN_Z and not incumbent["kept"]
+    assert found["settings"]["als"]["factors"] != 2
 
 
 def test_nine_candidates_race_a_ninth_then_a_third_of_their_iterations(shop) -> None:
