@@ -103,4 +103,9 @@ def describe(tuned: dict[str, Any] | None) -> str:
         "half_life_days": s.get("half_life_days"),
         "repeat_share": s.get("repeat_share"),
     }
-    return f"tuned {tuned.get('tuned_at')} ({how}): " + " ".join(f"{k}={v}" for k, v in values.items())
+    line = f"tuned {tuned.get('tuned_at')} ({how}): " + " ".join(f"{k}={v}" for k, v in values.items())
+    incumbent = tuned.get("incumbent")
+    if isinstance(incumbent, dict) and incumbent.get("kept"):
+        z = incumbent.get("winner_gain", {}).get("z")
+        line += f" (kept: the search's winner was not clearly better, z {z})"
+    return line

@@ -19,7 +19,7 @@ from recommender.evaluation.self_tuning import MIN_GAIN_Z, _Fitter, _shortened, 
 from recommender.evaluation.tuning import validation_setup
 from training.cli import app
 from training.job import JobConfig, run_job
-from training.self_tune import share_was_tuned
+from training.self_tune import describe, share_was_tuned
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,15 @@ def test_a_survivor_carried_on_is_the_fit_from_scratch(shop) -> None:
     assert carried.iterations == scratch.iterations == 9
     assert np.allclose(carried.user_factors, scratch.user_factors, atol=1e-5)
     assert np.allclose(carried.item_factors, scratch.item_factors, atol=1e-5)
+
+
+def test_status_says_when_the_search_kept_its_incumbent() -> None:
+    block = {
+        "tuned_at": "2026-12-01T00:00:00+00:00",
+        "seconds": 3.0,
+        "settings": {"als": {"factors": 64, "regularization": 0.05, "alpha": 1.0, "iterations": 15}},
+        "incumbent": {"settings": {}, "winner_gain": {"mean": 0.01, "stderr": 0.007, "z": 1.5}, "kept": True},
+    }
+    assert describe(block).endswith("(kept: the search's winner was not clearly better, z 1.5)")
+    block["incumbent"]["kept"] = False
+    assert "kept" not in describe(block) and "factors=64" in describe(block)
