@@ -48,7 +48,14 @@ from recommender.data.clock import age_days
 from recommender.evaluation import metrics
 from recommender.evaluation.metrics import paired_gain
 from recommender.evaluation.protocol import MAIN_METRIC, EvalContext
-from recommender.evaluation.tuning import REPEAT_SHARES, SEARCH_SPACE, sample_params, score_fit, validation_setup
+from recommender.evaluation.tuning import (
+    REPEAT_SHARES,
+    SEARCH_SPACE,
+    new_item_lists,
+    sample_params,
+    score_fit,
+    validation_setup,
+)
 from recommender.models.als import fit_als
 from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.weighting import build_interactions
@@ -216,13 +223,9 @@ def _unless_clearly_better(
 def _new_item_ndcg(ctx: EvalContext, als: AlsRecommender, target: str) -> np.ndarray:
     """ALS ndcg@10 on items new to the customer of each warm customer who bought one, in order (the search's
     objective, per customer)."""
-    warm, k = ctx.users_to_score(), ctx.depth
-    if target == "purchase":
-        lists = {u: [i for i, _ in r] for u, r in als.ranked(warm, k, als.fitted.bought).items()}
-    else:
-        lists = als.recommend_excluding(warm, k, ctx.history[target])
     truth = ctx.truth[f"{target}_new"]
-    return metrics.per_user("ndcg", lists, truth, 10, [u for u in warm if truth.get(u)])  # MAIN_METRIC
+    users = [u for u in ctx.users_to_score() if truth.get(u)]
+    return metrics.per_user("ndcg", new_item_lists(ctx, als, target), truth, 10, users)  # MAIN_METRIC
 
 
 def rung_shares(candidates: int, eta: int) -> tuple[float, ...]:

@@ -40,6 +40,7 @@ from recommender.evaluation.protocol import MAIN_METRIC, EvalContext, build_cont
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.repeat import RepeatIndex
+from recommender.serving.lists import Ranked
 from recommender.serving.production import ProductionModel
 
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
@@ -180,13 +181,9 @@ def score_fit(
     """ALS ndcg@10 on items new to the customer, and production ndcg@10 per repeat share, of one fitted ALS (with
     the repeat model, reused when given and returned for the next call)."""
     train, warm, k = ctx.split.train, ctx.users_to_score(), ctx.depth
-    fitted = als.fitted
     # ALS without bought items: the production list's picks, and on a purchase target the new-item lists as well
-    explore = als.ranked(warm, k, fitted.bought) if target == "purchase" or shares else {}
-    if target == "purchase":  # the history is the fit's own purchase matrix: the same ranking
-        new_lists = {u: [i for i, _ in r] for u, r in explore.items()}
-    else:
-        new_lists = als.recommend_excluding(warm, k, ctx.history[target])
+    explore = als.ranked(warm, k, als.fitted.bought) if target == "purchase" or shares else {}
+    new_lists = new_item_lists(ctx, als, target, explore)
     new_truth = ctx.truth[f"{target}_new"]
     als_score = metrics.evaluate(new_lists, new_truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
     truth = ctx.truth[target]
@@ -197,6 +194,18 @@ def score_fit(
         for share, lists in model.at_shares(warm, k, shares, explore).items():
             production[share] = metrics.evaluate(lists, truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
     return als_score, production, repeats
+
+
+def new_item_lists(
+    ctx: EvalContext, als: AlsRecommender, target: str, explore: dict[str, Ranked] | None = None
+) -> dict[str, list[str]]:
+    """ALS's top ``ctx.depth`` items new to each warm customer (the search's objective is scored on them); on a
+    purchase target the ranking without bought items, ``explore`` when the caller has it already."""
+    warm, k = ctx.users_to_score(), ctx.depth
+    if target == "purchase":  # the history is the fit's own purchase matrix: the same ranking
+        ranked = explore if explore is not None else als.ranked(warm, k, als.fitted.bought)
+        return {u: [i for i, _ in r] for u, r in ranked.items()}
+    return als.recommend_excluding(warm, k, ctx.history[target])
 
 
 def tune(
