@@ -11,8 +11,9 @@ fitted with ``eta ** -(rungs - 1)`` of its ALS iterations and scored, the best `
 ``eta`` times as many, and so on until the last survivors run all of them (the same fit as one from scratch: ALS
 from iteration k's factors is the rest of that fit). The ALS objective is that of ``reco tune`` (ALS ndcg@10 on
 items new to the customer); the repeat share is then chosen on the production list's ndcg@10 with the winner's
-fit, without fitting again. A last rung left with one candidate is not run (it would decide nothing; the night
-fits the winner anyway): with the defaults (9 candidates, eta 3) nine candidates run a ninth of their iterations and
+fit, without fitting again (another share than the incumbent's only when clearly better, as the settings). A last
+rung left with one candidate is not run (it would decide nothing; the night fits the winner anyway): with the
+defaults (9 candidates, eta 3) nine candidates run a ninth of their iterations and
 three of them a third, about 1 + 2/3 ALS fits on the shorter validation log plus 12 scorings, and the winner is
 the best of the three. The winner replaces the incumbent (the last search's best, else the night's settings) only
 when it is clearly better on validation (:data:`MIN_GAIN_Z`; the incumbent is fitted to the winner's iterations
@@ -22,8 +23,9 @@ rung run in full wins; when that rung was cut short, the best of the rung before
 
 The result (:func:`search`) is the ``tuned`` block of the version manifest: ``{"settings": {als, weights,
 half_life_days, repeat_share}, "tuned_at", "seconds", "validation", "start", "best", "incumbent", "rungs",
-"stopped_early"}`` (``incumbent``: what the winner was compared with, its gain and whether the incumbent was kept;
-None when the incumbent won the race or the budget cut it short).
+"repeat_share_choice", "stopped_early"}`` (``incumbent``: what the winner was compared with, its gain and whether
+the incumbent was kept; None when the incumbent won the race or the budget cut it short; ``repeat_share_choice``:
+the incumbent's share, the best one, and when they differ the gain and whether the incumbent's was kept).
 Following nights read it back (:func:`is_fresh`) and reuse ``settings`` without searching.
 """
 
@@ -52,6 +54,7 @@ from recommender.evaluation.tuning import (
     REPEAT_SHARES,
     SEARCH_SPACE,
     new_item_lists,
+    production_lists,
     sample_params,
     score_fit,
     validation_setup,
@@ -176,8 +179,7 @@ def search(
     if best is not incumbent and not stopped:
         best, run, kept = _unless_clearly_better(ctx, target, fitter, best, run, incumbent, scored)
         best_als = kept.pop("score")
-    _, production, _ = score_fit(ctx, best, run, target, sorted(set(REPEAT_SHARES) | {start.repeat_share}))
-    repeat_share = max(production, key=lambda s: (_key(production[s]), s))
+    repeat_share, share_report = _repeat_share(ctx, target, best, run, start, incumbent)
     best = best.with_repeat_share(repeat_share)
     return {
         "settings": tuned_settings(best),
@@ -188,9 +190,10 @@ def search(
             "als": f"{MAIN_METRIC} of ALS on {target}_new, warm customers (validation)",
             "repeat_share": f"{MAIN_METRIC} of production on {target}, warm customers (validation)",
         },
-        "best": {"als_new_ndcg@10": best_als, "production_ndcg@10": production[repeat_share]},
+        "best": {"als_new_ndcg@10": best_als, "production_ndcg@10": share_report.pop("score")},
         "warm_start": warm is not None,
         "incumbent": kept,
+        "repeat_share_choice": share_report,
         "rungs": rungs,
         "stopped_early": stopped,
     }
@@ -218,6 +221,37 @@ def _unless_clearly_better(
     report = {"settings": tuned_settings(incumbent), "winner_gain": gain, "kept": not clear}
     report["score"] = float((mine if clear else other).mean()) if len(mine) else float("nan")
     return (best, run, report) if clear else (incumbent, theirs, report)
+
+
+def _repeat_share(
+    ctx: EvalContext,
+    target: str,
+    params: ModelSettings,
+    run: AlsRecommender,
+    start: ModelSettings,
+    incumbent: ModelSettings,
+) -> tuple[float, dict[str, Any]]:
+    """The repeat share with the best production ndcg@10 on validation, from the chosen fit's one ALS ranking; the
+    incumbent's share stays unless another is clearly better (:data:`MIN_GAIN_Z`, as for the ALS settings). Returns
+    it and a report (``score``: its ndcg@10; ``gain`` and ``kept`` when another share led)."""
+    warm, truth = ctx.users_to_score(), ctx.truth[target]
+    held = incumbent.repeat_share
+    shares = sorted(set(REPEAT_SHARES) | {start.repeat_share, held})
+    explore = run.ranked(warm, ctx.depth, run.fitted.bought)
+    by_share, _ = production_lists(ctx, params, run, shares, explore)
+    score = {
+        s: metrics.evaluate(by_share[s], truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan")) for s in shares
+    }
+    best = max(score, key=lambda s: (_key(score[s]), s))
+    report: dict[str, Any] = {"incumbent": held, "best": best}
+    if best != held:
+        judged = [u for u in warm if truth.get(u)]
+        gain = paired_gain(*(metrics.per_user("ndcg", by_share[s], truth, 10, judged) for s in (best, held)))
+        clear = gain["mean"] > 0 and gain["z"] >= MIN_GAIN_Z
+        report |= {"gain": gain, "kept": not clear}
+        best = best if clear else held
+    report["score"] = score[best]
+    return best, report
 
 
 def _new_item_ndcg(ctx: EvalContext, als: AlsRecommender, target: str) -> np.ndarray:

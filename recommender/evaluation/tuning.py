@@ -180,7 +180,7 @@ def score_fit(
 ) -> tuple[float, dict[float, float], RepeatIndex | None]:
     """ALS ndcg@10 on items new to the customer, and production ndcg@10 per repeat share, of one fitted ALS (with
     the repeat model, reused when given and returned for the next call)."""
-    train, warm, k = ctx.split.train, ctx.users_to_score(), ctx.depth
+    warm, k = ctx.users_to_score(), ctx.depth
     # ALS without bought items: the production list's picks, and on a purchase target the new-item lists as well
     explore = als.ranked(warm, k, als.fitted.bought) if target == "purchase" or shares else {}
     new_lists = new_item_lists(ctx, als, target, explore)
@@ -189,11 +189,24 @@ def score_fit(
     truth = ctx.truth[target]
     production = {}
     if shares:
-        model = ProductionModel(params).fit(train, items=ctx.items, als=als, repeats=repeats)
-        repeats = model.repeats
-        for share, lists in model.at_shares(warm, k, shares, explore).items():
+        by_share, repeats = production_lists(ctx, params, als, shares, explore, repeats)
+        for share, lists in by_share.items():
             production[share] = metrics.evaluate(lists, truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan"))
     return als_score, production, repeats
+
+
+def production_lists(
+    ctx: EvalContext,
+    params: ModelSettings,
+    als: AlsRecommender,
+    shares: Sequence[float],
+    explore: dict[str, Ranked],
+    repeats: RepeatIndex | None = None,
+) -> tuple[dict[float, dict[str, list[str]]], RepeatIndex | None]:
+    """The production lists of the warm customers at each repeat share (from ``explore``, their ALS ranking without
+    bought items), and the repeat model they were built with (``repeats`` when given)."""
+    model = ProductionModel(params).fit(ctx.split.train, items=ctx.items, als=als, repeats=repeats)
+    return model.at_shares(ctx.users_to_score(), ctx.depth, shares, explore), model.repeats
 
 
 def new_item_lists(

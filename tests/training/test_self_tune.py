@@ -62,6 +62,14 @@ def test_successive_halving_never_sees_the_judged_window(shop) -> None:
         k: v for k, v in top["als"].items() if k != "random_state"
     }
     assert 0 <= chosen["repeat_share"] <= 1 and found["warm_start"] and not found["stopped_early"]
+    share = found["repeat_share_choice"]  # another share than the incumbent's only when clearly better
+    assert share["incumbent"] == warm.repeat_share
+    if share["best"] == share["incumbent"]:
+        assert chosen["repeat_share"] == share["incumbent"] and "gain" not in share
+    else:
+        clear = share["gain"]["mean"] > 0 and share["gain"]["z"] >= MIN_GAIN_Z
+        assert share["kept"] == (not clear)
+        assert chosen["repeat_share"] == (share["incumbent"] if share["kept"] else share["best"])
 
 
 def test_a_clearly_better_winner_replaces_a_poor_incumbent(shop) -> None:
@@ -71,6 +79,15 @@ def test_a_clearly_better_winner_replaces_a_poor_incumbent(shop) -> None:
     assert incumbent is not None and incumbent["settings"]["als"]["factors"] == 2
     assert incumbent["winner_gain"]["z"] >= MIN_GAIN_Z and not incumbent["kept"]
     assert found["settings"]["als"]["factors"] != 2
+
+
+def test_a_clearly_better_repeat_share_replaces_the_incumbents(shop) -> None:
+    never_again = ModelSettings().with_repeat_share(0.0)  # no slot for an item bought before: poor on a repeat shop
+    found = search(shop.events, shop.items, warm=never_again, test_days=21, candidates=3, eta=3)
+    share = found["repeat_share_choice"]
+    assert share["incumbent"] == 0.0 and share["best"] > 0.0
+    assert share["gain"]["z"] >= MIN_GAIN_Z and not share["kept"]
+    assert found["settings"]["repeat_share"] == share["best"]
 
 
 def test_nine_candidates_race_a_ninth_then_a_third_of_their_iterations(shop) -> None:
