@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from recommender.config import ModelSettings
 from recommender.evaluation import metrics
-from recommender.evaluation.metrics import paired_gain
+from recommender.evaluation.metrics import clearly_better, paired_gain
 from recommender.evaluation.split import targets
 from recommender.models.als_recommender import AlsFit
 from recommender.models.blend_candidates import BlendParams, CandidateBatch, CandidateSources
@@ -175,7 +175,7 @@ def learn_blend(
     }
     score = {name: {f"{m}@{n}": round(float(v.mean()), 5) for m, v in f.items()} for name, f in per_user.items()}
     gain = paired_gain(per_user["blend"]["ndcg"], per_user["policy"]["ndcg"])
-    chosen = gain["mean"] > 0 and gain["z"] >= settings.lists.blend_min_z
+    chosen = clearly_better(gain, settings.lists.blend_min_z)
     if chosen:  # judged on held-out customers; what serves learns from all of them
         X2, y2, g2, _ = _training_rows(judge_batches, sources, truth)
         ranker = train_ranker(np.concatenate([X, X2]), np.concatenate([y, y2]), np.concatenate([groups, g2]))

@@ -268,3 +268,8 @@ def paired_gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
     stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) >= 2 else 0.0
     z = 0.0 if len(diff) < 2 or mean == 0 else float(np.clip(mean / max(stderr, 1e-12), -1e6, 1e6))
     return {"mean": round(mean, 5), "stderr": round(stderr, 5), "z": round(z, 2)}
+
+
+def clearly_better(gain: dict[str, float], min_z: float) -> bool:
+    """Whether a :func:`paired_gain` is a gain clearly above noise: positive and at least ``min_z`` standard errors."""
+    return gain["mean"] > 0 and gain["z"] >= min_z

@@ -48,7 +48,7 @@ from tqdm import tqdm
 from recommender.config import ModelSettings
 from recommender.data.clock import age_days
 from recommender.evaluation import metrics
-from recommender.evaluation.metrics import paired_gain
+from recommender.evaluation.metrics import clearly_better, paired_gain
 from recommender.evaluation.protocol import MAIN_METRIC, EvalContext
 from recommender.evaluation.tuning import (
     REPEAT_SHARES,
@@ -217,7 +217,7 @@ def _unless_clearly_better(
         theirs = fitter.fit(_shortened(incumbent, share))
     mine, other = _new_item_ndcg(ctx, run, target), _new_item_ndcg(ctx, theirs, target)
     gain = paired_gain(mine, other)
-    clear = gain["mean"] > 0 and gain["z"] >= MIN_GAIN_Z
+    clear = clearly_better(gain, MIN_GAIN_Z)
     report = {"settings": tuned_settings(incumbent), "winner_gain": gain, "kept": not clear}
     report["score"] = float((mine if clear else other).mean()) if len(mine) else float("nan")
     return (best, run, report) if clear else (incumbent, theirs, report)
@@ -247,7 +247,7 @@ def _repeat_share(
     if best != held:
         judged = [u for u in warm if truth.get(u)]
         gain = paired_gain(*(metrics.per_user("ndcg", by_share[s], truth, 10, judged) for s in (best, held)))
-        clear = gain["mean"] > 0 and gain["z"] >= MIN_GAIN_Z
+        clear = clearly_better(gain, MIN_GAIN_Z)
         report |= {"gain": gain, "kept": not clear}
         best = best if clear else held
     report["score"] = score[best]
