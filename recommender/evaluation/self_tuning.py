@@ -177,9 +177,8 @@ def search(
     best_als = best_run[0]
     kept = None
     if best is not incumbent and not stopped:
-        best, run, kept = _unless_clearly_better(ctx, target, fitter, best, run, incumbent, scored)
-        best_als = kept.pop("score")
-    repeat_share, share_report = _repeat_share(ctx, target, best, run, start, incumbent)
+        best, run, best_als, kept = _unless_clearly_better(ctx, target, fitter, best, run, incumbent, scored)
+    repeat_share, production, share_report = _repeat_share(ctx, target, best, run, start, incumbent)
     best = best.with_repeat_share(repeat_share)
     return {
         "settings": tuned_settings(best),
@@ -190,7 +189,7 @@ def search(
             "als": f"{MAIN_METRIC} of ALS on {target}_new, warm customers (validation)",
             "repeat_share": f"{MAIN_METRIC} of production on {target}, warm customers (validation)",
         },
-        "best": {"als_new_ndcg@10": best_als, "production_ndcg@10": share_report.pop("score")},
+        "best": {"als_new_ndcg@10": best_als, "production_ndcg@10": production},
         "warm_start": warm is not None,
         "incumbent": kept,
         "repeat_share_choice": share_report,
@@ -207,10 +206,10 @@ def _unless_clearly_better(
     run: AlsRecommender,
     incumbent: ModelSettings,
     last_rung: list[tuple[float, ModelSettings, AlsRecommender]],
-) -> tuple[ModelSettings, AlsRecommender, dict[str, Any]]:
-    """The race's winner, or the incumbent when the winner's lead is within noise (see :data:`MIN_GAIN_Z`); and what
-    was compared. Both are scored per customer at the iterations the race decided at (the incumbent fitted to them
-    when it left the race earlier)."""
+) -> tuple[ModelSettings, AlsRecommender, float, dict[str, Any]]:
+    """The race's winner, or the incumbent when the winner's lead is within noise (see :data:`MIN_GAIN_Z`): its
+    settings, fit and ALS ndcg@10 on new items, and what was compared. Both are scored per customer at the iterations
+    the race decided at (the incumbent fitted to them when it left the race earlier)."""
     share = run.fitted.model.iterations / max(best.als.iterations, 1)
     theirs = next((r for _, p, r in last_rung if p is incumbent), None)
     if theirs is None:
@@ -219,8 +218,8 @@ def _unless_clearly_better(
     gain = paired_gain(mine, other)
     clear = clearly_better(gain, MIN_GAIN_Z)
     report = {"settings": tuned_settings(incumbent), "winner_gain": gain, "kept": not clear}
-    report["score"] = float((mine if clear else other).mean()) if len(mine) else float("nan")
-    return (best, run, report) if clear else (incumbent, theirs, report)
+    score = float((mine if clear else other).mean()) if len(mine) else float("nan")
+    return (best, run, score, report) if clear else (incumbent, theirs, score, report)
 
 
 def _repeat_share(
@@ -230,10 +229,10 @@ def _repeat_share(
     run: AlsRecommender,
     start: ModelSettings,
     incumbent: ModelSettings,
-) -> tuple[float, dict[str, Any]]:
+) -> tuple[float, float, dict[str, Any]]:
     """The repeat share with the best production ndcg@10 on validation, from the chosen fit's one ALS ranking; the
     incumbent's share stays unless another is clearly better (:data:`MIN_GAIN_Z`, as for the ALS settings). Returns
-    it and a report (``score``: its ndcg@10; ``gain`` and ``kept`` when another share led)."""
+    the share, its production ndcg@10 and a report (``gain`` and ``kept`` when another share led)."""
     warm, truth = ctx.users_to_score(), ctx.truth[target]
     held = incumbent.repeat_share
     shares = sorted(set(REPEAT_SHARES) | {start.repeat_share, held})
@@ -250,8 +249,7 @@ def _repeat_share(
         clear = clearly_better(gain, MIN_GAIN_Z)
         report |= {"gain": gain, "kept": not clear}
         best = best if clear else held
-    report["score"] = score[best]
-    return best, report
+    return best, score[best], report
 
 
 def _new_item_ndcg(ctx: EvalContext, als: AlsRecommender, target: str) -> np.ndarray:
