@@ -23,7 +23,6 @@ from recommender.evaluation.blend_learning import BlendOutcome, blended, learn_b
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.blend_candidates import CandidateSources
-from recommender.models.repeat import as_next_pick
 from recommender.serving.production import ProductionModel
 
 
@@ -62,7 +61,7 @@ class BlendModel(ProductionModel):
         users = [u for u in user_ids if u in self._blend_users]
         if self.outcome is None or self.outcome.ranker is None or self._sources is None or not users:
             return {u: r[:k] for u, r in out.items()}
-        fallback = {u: [as_next_pick((i, 0.0)) for i in out.get(u, [])] for u in users}
+        fallback = {u: [(i, 0.0) for i in out.get(u, [])] for u in users}  # with_fallback wraps the ones it takes
         lists = blended(
             self._sources, self.outcome.ranker, users, fallback, k + max(map(len, exclude.values()), default=0)
         )
