@@ -3,11 +3,13 @@
 :func:`learn_blend` gets the events before a cut-off (the model fitted on them) and the purchases of the window after
 it; that window lies inside the run's training events (the job uses its promotion gate's holdout: the last
 ``gate_days``), never a window the served lists are judged on later. The customers who bought in the window (at most
-``max_customers``, a seeded sample) are split in two halves: the ranker learns from the first
-(:func:`recommender.models.blend_ranker.train_ranker`), and both the blended list and the current policy's list
-(:func:`recommender.serving.policy.production_picks`: items due again, then ALS) are scored on the second with the
-protocol's metric code. The blend is chosen when its ndcg@10 is clearly higher: a mean per-customer gain of at least
-``blend_min_z`` standard errors of the paired difference (1.645 by default, one-sided 95 %). It costs about half a
+``max_customers``, a seeded sample) are split in two halves, and each half is judged by a ranker learnt from the
+other (:func:`recommender.models.blend_ranker.train_ranker`; two-fold cross-fitting): the blended list and the
+current policy's list (:func:`recommender.serving.policy.production_picks`: items due again, then ALS) are scored
+with the protocol's metric code on customers the ranker never saw, and every customer counts once, so a small shop's
+choice rests on all its customers instead of half of them. The blend is chosen when its ndcg@10 is clearly higher:
+a mean per-customer gain of at least ``blend_min_z`` standard errors of the paired difference (1.645 by default,
+one-sided 95 %); the ranker that serves then learns from both halves. It costs about half a
 night's lists, and a gain within noise is no reason to pay for it. Otherwise the current policy keeps serving.
 A repeat share below 1 (slots the policy must give to items not bought) set for the lists is a rule the ranker does
 not follow: the policy serves. One the night's self-tuning chose is the policy's best setting, not a rule: the policy
@@ -137,7 +139,7 @@ def learn_blend(
     repeats: RepeatIndex | None = None,
     share_is_rule: bool = True,
 ) -> BlendOutcome:
-    """Train the ranker on half the customers who bought in ``window`` and judge it on the other half against the
+    """Judge a ranker learnt on each half of the customers who bought in ``window`` on the other half against the
     current policy (see the module docstring). ``fit`` is the ALS fit on ``train``, ``repeats`` its repeat model
     when the caller has it; ``share_is_rule``: False when self-tuning chose the repeat share (see above)."""
     started = time.perf_counter()
@@ -148,42 +150,40 @@ def learn_blend(
     users = sorted(truth)
     if len(users) < 20:
         return BlendOutcome(None, False, {"skipped": f"{len(users)} customers bought in the window: too few to learn"})
-    if len(users) > max_customers:
-        users = sorted(np.random.default_rng(seed).choice(np.array(users, dtype=object), max_customers, False))
-    order = np.random.default_rng(seed + 1).permutation(len(users))
-    learn = sorted(users[i] for i in order[: len(users) // 2])
-    judge = sorted(users[i] for i in order[len(users) // 2 :])
+    learn, judge = halves = split_halves(users, max_customers, seed)
     if repeats is None:
         repeats = repeat_candidates(train, fit.as_of, settings.lists.next_purchase_horizon_days)
     sources = CandidateSources(train, items, fit, repeats, params)
     built = time.perf_counter()
-    learn_batches = batches(sources, learn)  # each half's candidates are built once and reused below
-    X, y, groups, found = _training_rows(learn_batches, sources, truth)
+    half_batches = [batches(sources, half) for half in halves]  # each half's candidates are built once, used twice
+    rows = [_training_rows(b, sources, truth) for b in half_batches]
     try:
-        ranker = train_ranker(X, y, groups)
+        rankers = [train_ranker(*rows[k][:3]) for k in (0, 1)]
     except ValueError as exc:
         return BlendOutcome(None, False, {"skipped": str(exc)})
     trained = time.perf_counter()
     n = JUDGED_AT
-    policy = policy_lists(fit, repeats, judge, settings.lists.list_size, settings.repeat_share)
-    judge_batches = batches(sources, judge)
-    mixed = ranked_lists(judge_batches, sources, ranker, policy, n)
-    judged = {u: truth[u] for u in judge}
-    per_user = {  # each judged customer's figures: their means are the scores, their differences the gain
-        name: {metric: metrics.per_user(metric, _ids(lists), judged, n, judge) for metric in ("ndcg", "recall")}
-        for name, lists in (("blend", mixed), ("policy", policy))
-    }
-    score = {name: {f"{m}@{n}": round(float(v.mean()), 5) for m, v in f.items()} for name, f in per_user.items()}
-    gain = paired_gain(per_user["blend"]["ndcg"], per_user["policy"]["ndcg"])
+    per_user: dict[str, dict[str, list[np.ndarray]]] = {"blend": {}, "policy": {}}
+    for k in (0, 1):  # each half is judged by the ranker the other half trained: every customer counts once
+        held_out, ranker = halves[1 - k], rankers[k]
+        policy = policy_lists(fit, repeats, held_out, settings.lists.list_size, settings.repeat_share)
+        mixed = ranked_lists(half_batches[1 - k], sources, ranker, policy, n)
+        judged = {u: truth[u] for u in held_out}
+        for name, lists in (("blend", mixed), ("policy", policy)):
+            for metric in ("ndcg", "recall"):
+                per_user[name].setdefault(metric, []).append(metrics.per_user(metric, _ids(lists), judged, n, held_out))
+    figures = {name: {m: np.concatenate(v) for m, v in f.items()} for name, f in per_user.items()}
+    score = {name: {f"{m}@{n}": round(float(v.mean()), 5) for m, v in f.items()} for name, f in figures.items()}
+    gain = paired_gain(figures["blend"]["ndcg"], figures["policy"]["ndcg"])
     chosen = clearly_better(gain, settings.lists.blend_min_z)
-    if chosen:  # judged on held-out customers; what serves learns from all of them
-        X2, y2, g2, _ = _training_rows(judge_batches, sources, truth)
-        ranker = train_ranker(np.concatenate([X, X2]), np.concatenate([y, y2]), np.concatenate([groups, g2]))
+    X, y, groups = (np.concatenate([rows[0][i], rows[1][i]]) for i in range(3))
+    found = (rows[0][3] + rows[1][3]) / 2
+    ranker = train_ranker(X, y, groups) if chosen else rankers[0]  # what serves learns from every customer
     report = {
         "chosen": chosen,
         "validation": score,
         "gain": gain,
-        "customers": {"learn": len(learn), "judge": len(judge)},
+        "customers": {"learn": len(learn), "judge": len(judge), "judged": len(learn) + len(judge)},
         "candidate_recall": round(found, 4),
         "rows": int(len(y)),
         "importance": ranker.importance,
@@ -194,6 +194,14 @@ def learn_blend(
         },
     }
     return BlendOutcome(ranker, chosen, report)
+
+
+def split_halves(users: list[str], max_customers: int, seed: int) -> tuple[list[str], list[str]]:
+    """Two halves of ``users`` (a seeded sample of ``max_customers`` at most), each sorted."""
+    if len(users) > max_customers:
+        users = sorted(np.random.default_rng(seed).choice(np.array(users, dtype=object), max_customers, False))
+    order = np.random.default_rng(seed + 1).permutation(len(users))
+    return sorted(users[i] for i in order[: len(users) // 2]), sorted(users[i] for i in order[len(users) // 2 :])
 
 
 def _training_rows(

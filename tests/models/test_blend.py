@@ -9,15 +9,17 @@ import pytest
 
 from recommender.config import ModelSettings
 from recommender.data.demo import generate_shop
-from recommender.evaluation import blend_learning
+from recommender.evaluation import blend_learning, metrics
 from recommender.evaluation.blend_learning import (
     batches,
     blended,
     learn_blend,
     paired_gain,
+    policy_lists,
     ranked_lists,
+    split_halves,
 )
-from recommender.evaluation.split import time_split
+from recommender.evaluation.split import targets, time_split
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.blend_candidates import FEATURES, CandidateBatch, CandidateSources, _flat, _union
 from recommender.models.blend_ranker import RankerParams, labels, ranked_picks, train_ranker, with_fallback
@@ -128,6 +130,33 @@ def test_learning_judges_on_held_out_customers_and_falls_back(shop) -> None:
     # a blend that lost never builds the served lists
     lost = type(outcome)(outcome.ranker, False, {})
     assert blend_lists(lost, split.train, data.items, fit.inter, fit.model, fit.bought, fit.hidden, None, 10) is None
+
+
+def test_each_half_is_judged_by_a_ranker_learnt_on_the_other_and_every_customer_counts_once(shop) -> None:
+    data, split, fit, repeats = shop
+    r = learn_blend(split.train, split.test, data.items, fit, SETTINGS, repeats=repeats).report
+    truth = {u: t for u, t in targets(split.test, "purchase").items() if t and u in fit.inter.user_index}
+    halves = split_halves(sorted(truth), 4000, 0)
+    assert r["customers"]["judged"] == len(truth) == sum(map(len, halves)) and min(map(len, halves)) > 50
+    sources = CandidateSources(split.train, data.items, fit, repeats)
+    built = [batches(sources, half) for half in halves]
+    rankers = [train_ranker(*blend_learning._training_rows(b, sources, truth)[:3]) for b in built]
+    ndcg: dict[str, list[np.ndarray]] = {"blend": [], "policy": [], "in-sample": []}
+    for k in (0, 1):
+        other = halves[1 - k]
+        policy = policy_lists(fit, repeats, other, SETTINGS.lists.list_size, SETTINGS.repeat_share)
+        lists = {
+            "blend": ranked_lists(built[1 - k], sources, rankers[k], policy, 10),
+            "policy": policy,
+            "in-sample": ranked_lists(built[1 - k], sources, rankers[1 - k], policy, 10),  # what it must not do
+        }
+        for name, found in lists.items():
+            ids = {u: [p.item_id for p in picks] for u, picks in found.items()}
+            ndcg[name].append(metrics.per_user("ndcg", ids, {u: truth[u] for u in other}, 10, other))
+    mean = {name: float(np.concatenate(v).mean()) for name, v in ndcg.items()}
+    assert r["validation"]["blend"]["ndcg@10"] == pytest.approx(mean["blend"], abs=1e-5)
+    assert r["validation"]["policy"]["ndcg@10"] == pytest.approx(mean["policy"], abs=1e-5)
+    assert abs(mean["in-sample"] - mean["blend"]) > 1e-3  # a ranker judged on its own customers would read apart
 
 
 def test_the_blend_needs_a_gain_clear_of_the_noise_between_customers() -> None:
