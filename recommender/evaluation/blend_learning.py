@@ -157,10 +157,10 @@ def learn_blend(
     built = time.perf_counter()
     half_batches = [batches(sources, half) for half in halves]  # each half's candidates are built once, used twice
     rows = [_training_rows(b, sources, truth) for b in half_batches]
-    try:
-        rankers = [train_ranker(*rows[k][:3]) for k in (0, 1)]
-    except ValueError as exc:
-        return BlendOutcome(None, False, {"skipped": str(exc)})
+    if not all(r[1].any() for r in rows):
+        why = "no candidate was bought in the label window by the customers of one half: too little to learn from"
+        return BlendOutcome(None, False, {"skipped": why})
+    rankers = [train_ranker(*rows[k][:3]) for k in (0, 1)]
     trained = time.perf_counter()
     n = JUDGED_AT
     per_user: dict[str, dict[str, list[np.ndarray]]] = {"blend": {}, "policy": {}}

@@ -127,6 +127,13 @@ def test_learning_judges_on_held_out_customers_and_falls_back(shop) -> None:
     nobody = split.test.filter(pc.equal(split.test["event_type"], "nothing"))
     empty = learn_blend(split.train, nobody, data.items, fit, SETTINGS)
     assert not empty.chosen and empty.ranker is None and "too few" in empty.report["skipped"]
+    # customers enough, but what they bought in the window is no candidate of theirs: nothing to learn or judge
+    bought = split.test.filter(pc.equal(split.test["event_type"], "purchase"))
+    elsewhere = bought.set_column(
+        bought.schema.get_field_index("item_id"), "item_id", pa.array(["not-in-the-catalogue"] * bought.num_rows)
+    )
+    missed = learn_blend(split.train, elsewhere, data.items, fit, SETTINGS)
+    assert not missed.chosen and missed.ranker is None and "no candidate was bought" in missed.report["skipped"]
     # a blend that lost never builds the served lists
     lost = type(outcome)(outcome.ranker, False, {})
     assert blend_lists(lost, split.train, data.items, fit.inter, fit.model, fit.bought, fit.hidden, None, 10) is None
