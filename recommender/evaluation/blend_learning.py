@@ -163,21 +163,22 @@ def learn_blend(
     rankers = [train_ranker(*rows[k][:3]) for k in (0, 1)]
     trained = time.perf_counter()
     n = JUDGED_AT
-    per_user: dict[str, dict[str, list[np.ndarray]]] = {"blend": {}, "policy": {}}
+    policy: dict[str, list[NextPick]] = {}
+    mixed: dict[str, list[NextPick]] = {}
     for k in (0, 1):  # each half is judged by the ranker the other half trained: every customer counts once
-        held_out, ranker = halves[1 - k], rankers[k]
-        policy = policy_lists(fit, repeats, held_out, settings.lists.list_size, settings.repeat_share)
-        mixed = ranked_lists(half_batches[1 - k], sources, ranker, policy, n)
-        judged = {u: truth[u] for u in held_out}
-        for name, lists in (("blend", mixed), ("policy", policy)):
-            for metric in ("ndcg", "recall"):
-                per_user[name].setdefault(metric, []).append(metrics.per_user(metric, _ids(lists), judged, n, held_out))
-    figures = {name: {m: np.concatenate(v) for m, v in f.items()} for name, f in per_user.items()}
-    score = {name: {f"{m}@{n}": round(float(v.mean()), 5) for m, v in f.items()} for name, f in figures.items()}
-    gain = paired_gain(figures["blend"]["ndcg"], figures["policy"]["ndcg"])
+        held_out = policy_lists(fit, repeats, halves[1 - k], settings.lists.list_size, settings.repeat_share)
+        policy.update(held_out)
+        mixed.update(ranked_lists(half_batches[1 - k], sources, rankers[k], held_out, n))
+    judged = [*learn, *judge]
+    per_user = {  # each judged customer's figures: their means are the scores, their differences the gain
+        name: {metric: metrics.per_user(metric, _ids(lists), truth, n, judged) for metric in ("ndcg", "recall")}
+        for name, lists in (("blend", mixed), ("policy", policy))
+    }
+    score = {name: {f"{m}@{n}": round(float(v.mean()), 5) for m, v in f.items()} for name, f in per_user.items()}
+    gain = paired_gain(per_user["blend"]["ndcg"], per_user["policy"]["ndcg"])
     chosen = clearly_better(gain, settings.lists.blend_min_z)
     X, y, groups = (np.concatenate([rows[0][i], rows[1][i]]) for i in range(3))
-    found = (rows[0][3] + rows[1][3]) / 2
+    found = float(y.sum()) / max(rows[0][3] + rows[1][3], 1)  # the rows left out hold no bought candidate
     ranker = train_ranker(X, y, groups) if chosen else rankers[0]  # what serves learns from every customer
     report = {
         "chosen": chosen,
@@ -206,16 +207,15 @@ def split_halves(users: list[str], max_customers: int, seed: int) -> tuple[list[
 
 def _training_rows(
     built: list[CandidateBatch], sources: CandidateSources, truth: dict[str, set[str]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Features, labels and query groups of the customers of ``built`` batches (customers none of whose candidates
-    were bought are left out: they carry no ranking signal), and the share of bought items the candidates hold."""
+    were bought are left out: they carry no ranking signal), and how many items all the batches' customers bought."""
     xs, ys, gs = [], [], []
-    hits = total = 0
+    total = 0
     item_ids = sources.fit.inter.item_ids
     for batch in built:
         y = labels(batch, item_ids, truth)
         per_user = np.bincount(batch.user_pos, weights=y, minlength=len(batch.users))
-        hits += int(y.sum())
         total += sum(len(truth[u]) for u in batch.users)
         keep = per_user[batch.user_pos] > 0
         xs.append(batch.X[keep])
@@ -224,7 +224,7 @@ def _training_rows(
         gs.append(groups[(per_user > 0) & (groups > 0)])
     X = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
     y = np.concatenate(ys) if ys else np.zeros(0, np.int32)
-    return X, y, np.concatenate(gs) if gs else np.zeros(0, np.int64), hits / max(total, 1)
+    return X, y, np.concatenate(gs) if gs else np.zeros(0, np.int64), total
 
 
 def _ids(lists: dict[str, list[NextPick]]) -> dict[str, list[str]]:
