@@ -117,6 +117,22 @@ Engine = Annotated[
 SparkMaster = Annotated[
     str, typer.Option(envvar="RECO_SPARK_MASTER", help="Spark master URL for --engine spark (local[*], spark://...).")
 ]
+SelfTune = Annotated[
+    bool,
+    typer.Option(
+        "--self-tune",
+        help="Evaluate the settings `reco train` would choose itself without a settings file: its search on the "
+        "training events, the last --gate-days of them as validation (the test window is never seen).",
+    ),
+]
+LastDays = Annotated[
+    int | None,
+    typer.Option(
+        "--last-days",
+        min=1,
+        help="Keep only the last N days of events (a shop with a shorter history); the test window is their end.",
+    ),
+]
 NextBasket = Annotated[
     bool, typer.Option(help="Also score the next-purchase list on each customer's first order after the cut-off.")
 ]
@@ -141,9 +157,12 @@ def evaluate(
     data_dir: DataDir = None,
     engine: Engine = "implicit",
     spark_master: SparkMaster = "local[*]",
+    self_tune: SelfTune = False,
+    last_days: LastDays = None,
 ) -> None:
     """Offline evaluation on a time split: the production list and ALS against every baseline, warm and cold users,
-    and the next-purchase list on the next real order (next-basket protocol)."""
+    the served list paired with each of them, and the next-purchase list on the next real order (next-basket
+    protocol)."""
     if html_out:
         require_charts("reco evaluate --html")
     from recommender.evaluation.protocol import MODELS, TARGETS
@@ -157,17 +176,28 @@ def evaluate(
         if m not in MODELS:
             fail(f"--model must be one of {', '.join(MODELS)}, not '{m}'.")
     ks = tuple(sorted(set(k or (10, 20))))
+    if self_tune and settings:
+        fail("--self-tune chooses the settings itself: leave out --settings.")
     params = _params(settings)
     fitter = AlsEngine(engine, spark_master, params)  # before loading: Spark's JVM starts by fork, best done early
     try:
         data = _load(events, items, fmt, max_bad_share)
+        if last_days:
+            data = _last_days(data, last_days)
+        tuned = None
+        if self_tune:
+            params, tuned = _self_tuned(data, params, test_days, progress)
+            fitter.params = params
         result = _evaluate(data, params, fitter, test_days, ks, targets, models, progress)
         result.meta["source"] = {
             "events": events.name,
             "items": items.name if items else None,
             "format": fmt,
             "settings": settings.name if settings else None,
+            "last_days": last_days,
         }
+        if tuned is not None:
+            result.meta["self_tuned"] = tuned
         result.meta["engine"] = engine
         doc = result.as_dict()
         _print_figures(result, ks, test_days)
@@ -198,18 +228,57 @@ class AlsEngine:
             fail(f"--engine must be implicit or spark, not '{engine}'.")
         self.spark: Any = None
         self.fit_model: Any = None
+        self.params = params
         if engine == "spark":
             from training.spark_engine import SparkEngine, missing_pyspark_message
 
             if problem := missing_pyspark_message():
                 fail(f"{problem}.")
             self.spark = SparkEngine(master)
-            self.fit_model = lambda inter: self.spark.fit_matrix(inter, params.als)
+            self.fit_model = lambda inter: self.spark.fit_matrix(inter, self.params.als)
 
     def close(self) -> None:
         if self.spark is not None:
             self.spark.close()
             self.spark = None
+
+
+def _last_days(data: Any, days: int) -> Any:
+    """``data`` with the events of its last ``days`` days only (the catalogue stays whole)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from recommender.models.weighting import latest_timestamp
+
+    since = pa.scalar(latest_timestamp(data.events) - timedelta(days=days), data.events["timestamp"].type)
+    kept = data.events.filter(pc.greater(data.events["timestamp"], since))
+    out.print(f"last {days} days: {kept.num_rows:,} of {data.events.num_rows:,} events", highlight=False)
+    return replace(data, events=kept)
+
+
+def _self_tuned(data: Any, params: Any, test_days: int, progress: bool) -> tuple[Any, dict[str, Any]]:
+    """The settings ``reco train`` would choose itself on the training events of this evaluation (the same search,
+    the same validation window: the last ``gate_days`` before its holdout), and the search's report."""
+    from recommender.config import load_settings
+    from recommender.evaluation.self_tuning import search, too_short, with_settings
+    from recommender.evaluation.split import time_split
+    from training.self_tune import describe
+
+    train = time_split(data.events, test_days=test_days).train
+    gate_days = load_settings().job.gate_days
+    if reason := too_short(train, gate_days):
+        block: dict[str, Any] = {"skipped": reason}
+    else:
+        try:
+            block = search(train, data.items, start=params, test_days=gate_days, progress=progress)
+        except ValueError as exc:
+            fail(str(exc))
+        params = with_settings(params, block["settings"])
+    out.print(f"self-tuning: {describe(block)}", highlight=False)
+    return params, block
 
 
 def _evaluate(
@@ -269,6 +338,28 @@ def _print_figures(result: Any, ks: tuple[int, ...], test_days: int) -> None:
         gain, served = blend.get("gain"), "serves" if blend["chosen"] else "does not serve (the policy's list instead)"
         why = blend.get("skipped") or (f"validation gain {gain['mean']:+.4f}, z {gain['z']:.1f}" if gain else "")
         out.print(f"blend: {served}; {why}", highlight=False)
+    for t, served in result.meta.get("served", {}).items():
+        if served["against"]:
+            out.print(_served_table(t, served))
+
+
+def _served_table(target: str, served: dict[str, Any]) -> Table:
+    """The served list's gain over each other model, paired per warm customer, with its standard error."""
+    title = f"{target} · the served list ({served['model']}) against each, paired over {served['users']:,} warm users"
+    table = Table(title=title, title_justify="left")
+    table.add_column("against", no_wrap=True)
+    columns = list(next(iter(served["against"].values())))
+    for c in columns:
+        table.add_column(f"{c} gain ± s.e. (z)", justify="right", no_wrap=True)
+    for name, gains in served["against"].items():
+        table.add_row(name, *(_gain(gains[c]) for c in columns))
+    return table
+
+
+def _gain(g: dict[str, float]) -> str:
+    if math.isnan(g["gain"]):
+        return "–"
+    return f"{100 * g['gain']:+.1f} % ± {100 * g['stderr']:.1f} ({g['z']:.1f})"
 
 
 def _next_basket(

@@ -13,36 +13,19 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from cache.keys import Keys
 from cache.publisher import current_version, manifest
 from recommender.config import ModelSettings
-from recommender.evaluation.self_tuning import is_fresh, search
-from recommender.models.weighting import latest_timestamp
+from recommender.evaluation.self_tuning import is_fresh, search, too_short, with_settings
 
 if TYPE_CHECKING:
     from training.job import JobConfig
 
-ALS_KEYS = ("factors", "regularization", "alpha", "iterations")
-WEIGHT_KEYS = ("view", "cart", "purchase")
-PINNABLE = (*ALS_KEYS, *WEIGHT_KEYS, "half_life_days", "repeat_share")
-"""Settings an operator can pin with a command-line option; self-tuning leaves those alone."""
-
 
 def apply_settings(cfg: JobConfig, settings: dict[str, Any]) -> JobConfig:
     """``cfg`` with tuned ``settings`` (layout of a tuned-settings file) except what ``cfg.pinned`` holds."""
-    tuned = ModelSettings.from_dict(settings)
-    current = cfg.settings.model
-    keep = set(cfg.pinned)
-    als = current.als.model_copy(update={k: getattr(tuned.als, k) for k in ALS_KEYS if k not in keep})
-    weights = current.weights.model_copy(update={k: getattr(tuned.weights, k) for k in WEIGHT_KEYS if k not in keep})
-    update: dict[str, Any] = {"als": als, "weights": weights}
-    if "half_life_days" not in keep:
-        update["half_life_days"] = tuned.half_life_days
-    model = current.model_copy(update=update)
-    if "repeat_share" not in keep:
-        model = model.with_repeat_share(tuned.repeat_share)
+    model = with_settings(cfg.settings.model, settings, keep=set(cfg.pinned))
     return replace(cfg, settings=cfg.settings.model_copy(update={"model": model}))
 
 
@@ -58,11 +41,9 @@ def self_tune(
     if is_fresh(previous, now, cfg.tune_max_age_days):
         block = {**previous, "reused": True, "reused_from": version}  # type: ignore[arg-type]
         return apply_settings(cfg, block["settings"]), block
-    span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
     gate_days = cfg.settings.job.gate_days
-    needed = 2 * gate_days + 14
-    if span.days < needed:
-        return cfg, {"skipped": f"less than {needed} days of history for a validation window before the holdout"}
+    if reason := too_short(events, gate_days):
+        return cfg, {"skipped": reason}
     warm = None
     if previous and isinstance(previous.get("settings"), dict):
         warm = ModelSettings.from_dict(previous["settings"])

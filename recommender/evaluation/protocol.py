@@ -61,6 +61,12 @@ the number of users scored (users of the group with a non-empty truth). :meth:`E
 
 The main metric (gate and tuning objective) is :data:`MAIN_METRIC` of ``production`` on warm users' purchases
 (interactions when the holdout has no purchases).
+
+The served list against the others (``meta["served"]``, :func:`served_against`): the list the shop would serve
+(``blend`` when it was evaluated and chose to serve, else ``production``; on the ``*_new`` targets the blend's new
+items or ALS's) paired per warm customer with every other model's, at the smallest k: the relative gain in recall
+and NDCG, its standard error and z (:func:`recommender.evaluation.metrics.paired_gain`), so a lead can be told from
+the noise of one test window.
 """
 
 from __future__ import annotations
@@ -359,6 +365,7 @@ def evaluate_context(
     fitted, seconds = fit_models(ctx, params, list(dict.fromkeys(m for _, m in jobs)), als, fit_model, repeats)
     figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
     cache: dict[tuple[str, bool, str], dict[str, Lists]] = {}
+    lists_of: dict[tuple[str, str], dict[str, Lists]] = {}
     # On purchase-only logs both histories are the same: compute the "new" lists once.
     same_history = ctx.history["purchase"] == ctx.history["interaction"]
     bar = tqdm(jobs, desc="evaluate", unit="list", disable=not progress)
@@ -371,6 +378,7 @@ def evaluate_context(
         key = (model, new, ("purchase" if same_history else kind) if new else "")
         if key not in cache:
             cache[key] = model_lists(ctx, fitted[model], new=new, kind=key[2] or kind)
+        lists_of[(target, model)] = cache[key]
         for group, values in score(ctx, cache[key], target, model).items():
             figures[target].setdefault(group, {})[model] = values
         seconds[model] = round(seconds.get(model, 0.0) + time.perf_counter() - t0, 3)
@@ -380,7 +388,49 @@ def evaluate_context(
     if outcome is not None:  # whether the blend served, and the validation figures it was chosen on
         kept = ("skipped", "validation", "gain", "customers")
         meta["blend"] = {"chosen": outcome.chosen, **{k: outcome.report[k] for k in kept if k in outcome.report}}
+    meta["served"] = served_against(ctx, lists_of, blend_serves=outcome is not None and outcome.chosen)
     return Evaluation(figures, meta)
+
+
+def served_against(
+    ctx: EvalContext, lists_of: Mapping[tuple[str, str], Mapping[str, Lists]], *, blend_serves: bool
+) -> dict[str, dict[str, Any]]:
+    """Per target, the served list (see the module docstring) paired per warm customer with every other model's
+    lists ``lists_of[(target, model)]``: ``{"model", "k", "users", "against": {model: {"recall@k": {"gain",
+    "stderr", "z"}, "ndcg@k": ...}}}``, gains and standard errors relative to the other model's mean."""
+    k = min(ctx.ks)
+    out: dict[str, dict[str, Any]] = {}
+    for target in ctx.targets:
+        models = [m for t, m in lists_of if t == target]
+        served = "blend" if blend_serves else (ALS_NEW_NAME if target.endswith("_new") else MAIN_MODEL)
+        truth = ctx.truth[target]
+        users = [u for u in ctx.groups.get(MAIN_GROUP, []) if truth.get(u)]
+        if served not in models or len(users) < 2:
+            continue
+        others = [m for m in models if m != served and not (m == "blend" and not blend_serves)]
+        mine = {
+            metric: metrics.per_user(metric, lists_of[(target, served)][MAIN_GROUP], truth, k, users)
+            for metric in ("recall", "ndcg")
+        }
+        against: dict[str, dict[str, dict[str, float]]] = {}
+        for other in others:
+            against[other] = {}
+            for metric, values in mine.items():
+                theirs = metrics.per_user(metric, lists_of[(target, other)][MAIN_GROUP], truth, k, users)
+                against[other][f"{metric}@{k}"] = _relative_gain(values, theirs)
+        out[target] = {"model": served, "k": k, "users": len(users), "against": against}
+    return out
+
+
+def _relative_gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
+    """:func:`recommender.evaluation.metrics.paired_gain` with the mean gain and its standard error relative to
+    ``old``'s mean (nan when that is 0)."""
+    diff, base = new - old, float(old.mean())
+    z = metrics.paired_gain(new, old)["z"]
+    if base <= 0:
+        return {"gain": float("nan"), "stderr": float("nan"), "z": z}
+    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    return {"gain": round(float(diff.mean()) / base, 4), "stderr": round(stderr / base, 4), "z": z}
 
 
 def _meta(ctx: EvalContext, params: ModelSettings, seconds: dict[str, float]) -> dict[str, Any]:

@@ -35,13 +35,14 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -61,7 +62,7 @@ from recommender.evaluation.tuning import (
 )
 from recommender.models.als import fit_als
 from recommender.models.als_recommender import AlsFit, AlsRecommender
-from recommender.models.weighting import build_interactions
+from recommender.models.weighting import build_interactions, latest_timestamp
 
 DEFAULT_MAX_AGE_DAYS = 7.0
 DEFAULT_CANDIDATES = 9
@@ -84,6 +85,35 @@ def is_fresh(tuned: Mapping[str, Any] | None, now: datetime, max_age_days: float
         return False
     age = age_days(tuned["tuned_at"], now)
     return age is not None and age < max_age_days
+
+
+ALS_KEYS = ("factors", "regularization", "alpha", "iterations")
+WEIGHT_KEYS = ("view", "cart", "purchase")
+SEARCHED = (*ALS_KEYS, *WEIGHT_KEYS, "half_life_days", "repeat_share")
+"""What a search chooses: the keys :func:`with_settings` takes from its result."""
+
+
+def too_short(events: pa.Table, holdout_days: int) -> str | None:
+    """Why ``events`` hold too little history for a search before a holdout of ``holdout_days`` (a validation
+    window as long, and two weeks to learn from before it), else None."""
+    span = latest_timestamp(events) - pc.min(events["timestamp"]).as_py()
+    needed = 2 * holdout_days + 14
+    if span.days < needed:
+        return f"less than {needed} days of history for a validation window before the holdout"
+    return None
+
+
+def with_settings(current: ModelSettings, settings: Mapping[str, Any], keep: Collection[str] = ()) -> ModelSettings:
+    """``current`` with the searched settings of ``settings`` (a tuned-settings file's layout, :func:`tuned_settings`)
+    except the keys of :data:`SEARCHED` named in ``keep``."""
+    tuned = ModelSettings.from_dict(settings)
+    als = current.als.model_copy(update={k: getattr(tuned.als, k) for k in ALS_KEYS if k not in keep})
+    weights = current.weights.model_copy(update={k: getattr(tuned.weights, k) for k in WEIGHT_KEYS if k not in keep})
+    update: dict[str, Any] = {"als": als, "weights": weights}
+    if "half_life_days" not in keep:
+        update["half_life_days"] = tuned.half_life_days
+    model = current.model_copy(update=update)
+    return model if "repeat_share" in keep else model.with_repeat_share(tuned.repeat_share)
 
 
 def tuned_settings(params: ModelSettings) -> dict[str, Any]:
@@ -238,14 +268,13 @@ def _repeat_share(
     shares = sorted(set(REPEAT_SHARES) | {start.repeat_share, held})
     explore = run.ranked(warm, ctx.depth, run.fitted.bought)
     by_share, _ = production_lists(ctx, params, run, shares, explore)
-    score = {
-        s: metrics.evaluate(by_share[s], truth, ks=(10,), users=warm).get(MAIN_METRIC, float("nan")) for s in shares
-    }
+    judged = [u for u in warm if truth.get(u)]
+    per_user = {s: metrics.per_user("ndcg", by_share[s], truth, 10, judged) for s in shares}  # MAIN_METRIC
+    score = {s: float(v.mean()) if len(v) else float("nan") for s, v in per_user.items()}
     best = max(score, key=lambda s: (_key(score[s]), s))
     report: dict[str, Any] = {"incumbent": held, "best": best}
     if best != held:
-        judged = [u for u in warm if truth.get(u)]
-        gain = paired_gain(*(metrics.per_user("ndcg", by_share[s], truth, 10, judged) for s in (best, held)))
+        gain = paired_gain(per_user[best], per_user[held])
         clear = clearly_better(gain, MIN_GAIN_Z)
         report |= {"gain": gain, "kept": not clear}
         best = best if clear else held

@@ -267,3 +267,57 @@ def test_cli_evaluate_and_tune(shop, tmp_path) -> None:
     assert (tmp_path / "e.html").read_text().startswith("<!doctype html>")
     bad = runner.invoke(app, ["evaluate", "--events", ev_file, "--model", "nope"])
     assert bad.exit_code == 2 and "--model" in bad.output
+
+
+def test_served_list_is_paired_with_every_other_model(shop) -> None:
+    """meta["served"]: the served list's relative gain over each other model is the difference of their figures
+    (the same warm users), with a standard error; on the new-item target the served list is ALS's."""
+    res = evaluate_events(
+        shop.events,
+        shop.items,
+        SMALL,
+        test_days=21,
+        ks=(10,),
+        targets=("purchase", "purchase_new"),
+        models=("production", "personal_top_frequency", "recent_popularity"),
+    )
+    served = res.meta["served"]
+    assert served["purchase"]["model"] == "production" and served["purchase_new"]["model"] == "als"
+    warm = res.figures["purchase"]["warm"]
+    assert served["purchase"]["users"] == warm["production"]["users"]
+    assert set(served["purchase"]["against"]) == {"personal_top_frequency", "recent_popularity"}
+    for other, gains in served["purchase"]["against"].items():
+        for metric in ("recall@10", "ndcg@10"):
+            expected = warm["production"][metric] / warm[other][metric] - 1
+            assert gains[metric]["gain"] == pytest.approx(expected, abs=1e-4)
+            assert gains[metric]["stderr"] > 0 and gains[metric]["z"] == pytest.approx(
+                gains[metric]["gain"] / gains[metric]["stderr"], rel=0.02
+            )
+    assert set(served["purchase_new"]["against"]) == {"recent_popularity"}
+
+
+def test_cli_evaluate_as_the_job_would_tune_itself_on_a_shorter_history(shop, tmp_path) -> None:
+    """--last-days keeps the log's last days only; --self-tune evaluates the settings the job's own search picks on
+    the training events (and says so), and refuses a settings file beside it."""
+    from training.cli import app
+
+    shop.write(tmp_path / "shop")
+    ev_file, it_file = str(tmp_path / "shop" / "events.csv"), str(tmp_path / "shop" / "items.csv")
+    args = ["evaluate", "--events", ev_file, "--items", it_file, "--test-days", "14", "--k", "10", "--no-progress"]
+    args += ["--model", "production", "--model", "recent_popularity", "--target", "purchase", "--no-next-basket"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*args, "--self-tune", "--last-days", "100", "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "e.json").read_text())
+    newest = max(shop.events["timestamp"].to_pylist())
+    kept = sum(t > newest - timedelta(days=100) for t in shop.events["timestamp"].to_pylist())
+    assert doc["meta"]["train_events"] + doc["meta"]["test_events"] == kept < shop.events.num_rows
+    tuned = doc["meta"]["self_tuned"]
+    assert tuned["settings"]["als"]["factors"] == doc["meta"]["params"]["als"]["factors"]
+    assert tuned["settings"]["repeat_share"] == doc["meta"]["params"]["repeat_share"]
+    assert tuned["validation"]["end"] <= doc["meta"]["cutoff"]
+    assert "self-tuning: tuned" in result.output and "the served list (production)" in result.output
+    short = runner.invoke(app, [*args, "--self-tune", "--last-days", "40"])
+    assert short.exit_code == 0 and "not self-tuned: less than 74 days of history" in short.output
+    both = runner.invoke(app, [*args, "--self-tune", "--settings", str(tmp_path / "any.json")])
+    assert both.exit_code == 2 and "--settings" in both.output
