@@ -195,6 +195,8 @@ def test_reco_evaluate_publish_records_every_baseline_for_the_quality_page(
     warm = offline["figures"]["purchase"]["warm"]
     assert set(warm) == {"production", "global_popularity"} and warm["production"]["users"] > 0
     assert offline["serving_version"] is None and offline["meta"]["source"]["events"] == events_path.name
+    served = offline["meta"]["served"]["purchase"]
+    assert served["model"] == "production" and set(served["against"]) == {"global_popularity"}
 
 
 def test_before_the_first_run_the_overview_says_so_and_data_pages_answer_503(redis_handle):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -105,13 +106,13 @@ def shop_data(redis_handle, tmp_path_factory):
     doc = result.as_dict()
     doc["meta"]["source"] = {"events": events_path.name}
     record_evaluation(redis_handle.client, Keys(settings.redis.key_prefix), {"serving_version": second.version, **doc})
-    return shop, settings, first, second
+    return shop, settings, first, second, doc["meta"]["served"]
 
 
 @pytest.fixture(scope="module")
 def server(redis_handle, shop_data, tmp_path_factory) -> Iterator[str]:
     """uvicorn serving the app on a free loopback port (the settings travel in the environment, as with reco serve)."""
-    _, settings, _, _ = shop_data
+    _, settings, _, _, _ = shop_data
     port = free_port()
     env = {
         **os.environ,
@@ -264,7 +265,7 @@ def test_page_loads_without_errors_or_outside_requests_on_laptop_and_phone(name,
 
 
 def test_overview_shows_the_serving_and_previous_versions(server, shop_data, watched):
-    _, _, first, second = shop_data
+    _, _, first, second, _ = shop_data
     w = watched()
     w.open(f"{server}/dashboard")
     serving = get_json(server, "/readyz")["version"]
@@ -282,6 +283,14 @@ def test_quality_shows_the_gate_figures_and_every_baseline(server, shop_data, wa
     assert f"Gate model: {second.gate['fit']}." in w.page.text_content("main")
     offline = w.page.text_content("#offline-figures")
     assert "Recent popularity" in offline and "Item kNN (BM25)" in offline
+    served = shop_data[4]["purchase"]
+    row = w.page.locator("#offline-figures tbody tr", has_text="Recent popularity")
+    lead = served["against"]["recent_popularity"]["ndcg@10"]
+    shown = re.fullmatch(r"([+-]\d+\.\d)% ± (\d+\.\d)%", row.locator("td").last.text_content())
+    assert shown, row.locator("td").last.text_content()
+    assert float(shown[1]) == pytest.approx(100 * lead["gain"], abs=0.051)
+    assert float(shown[2]) == pytest.approx(100 * lead["stderr"], abs=0.051)
+    assert w.page.locator("#offline-figures tbody tr .badge", has_text="served").count() == 1
     assert w.page.locator("#quality-log tbody tr").count() >= 2
 
 

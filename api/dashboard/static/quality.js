@@ -55,9 +55,9 @@ async function qualityPage() {
   } else historyBox.remove();
 }
 
-const MODEL_NAMES = { production: "Production list (served)", als: "ALS", als_new: "ALS, new items only", item_knn_cosine: "Item kNN (cosine)", item_knn_bm25: "Item kNN (BM25)" };
+const MODEL_NAMES = { production: "Production list (policy)", blend: "Learned blend", als: "ALS", als_new: "ALS, new items only", item_knn_cosine: "Item kNN (cosine)", item_knn_bm25: "Item kNN (BM25)", tifu_knn: "TIFU-KNN (Ta-Feng settings)", tifu_knn_dunnhumby: "TIFU-KNN (Dunnhumby settings)", tifu_knn_tuned: "TIFU-KNN (tuned)" };
 const modelName = (name) => MODEL_NAMES[name] || label(name);
-const SHORT_NAMES = { production: "Production", als: "ALS", als_new: "ALS new", global_popularity: "Popularity", recent_popularity: "Recent pop.", item_knn_cosine: "kNN cosine", item_knn_bm25: "kNN BM25", personal_top_frequency: "Own top items" };
+const SHORT_NAMES = { production: "Production", als: "ALS", als_new: "ALS new", global_popularity: "Popularity", recent_popularity: "Recent pop.", item_knn_cosine: "kNN cosine", item_knn_bm25: "kNN BM25", personal_top_frequency: "Own top items", tifu_knn: "TIFU-KNN", tifu_knn_dunnhumby: "TIFU Dunnh.", tifu_knn_tuned: "TIFU tuned" };
 
 function e0(log) { return (log[0] && log[0].metric) || "ndcg@10"; }
 
@@ -71,14 +71,27 @@ function offlineCard(offline) {
   const models = target ? offline.figures[target].warm : {};
   const barBox = chartBox();
   const names = Object.keys(models);
+  const served = ((offline.meta || {}).served || {})[target];
+  const servedName = served ? served.model : "production";
+  const lead = served ? `ndcg@${served.k}` : null;
   const body = card("Every baseline (offline evaluation)", {
-    sub: `reco evaluate on ${(offline.meta.source || {}).events || "the data"}, recorded ${fmt.time(offline.recorded_at)} while ${offline.serving_version || "no version"} served; ${target}s of warm customers, test from ${fmt.date(offline.meta.cutoff)}.`,
+    sub: `reco evaluate on ${(offline.meta.source || {}).events || "the data"}, recorded ${fmt.time(offline.recorded_at)} while ${offline.serving_version || "no version"} served; ${target}s of warm customers, test from ${fmt.date(offline.meta.cutoff)}.` +
+      (served ? ` The served list (${modelName(servedName)}) is paired with each other list customer by customer: its lead and the lead's standard error.` : ""),
     wide: true,
   }, barBox, table([
-    { label: "Model", value: (r) => h("span", { class: r.name === "production" ? "strong" : null }, modelName(r.name)) },
+    { label: "Model", value: (r) => h("span", { class: r.name === servedName ? "strong" : null }, modelName(r.name)) },
     ...METRICS.slice(0, 6).map((m) => ({ label: m, num: true, value: (r) => fmt.metric(r.v[m]) })),
     { label: "Customers", num: true, value: (r) => fmt.int(r.v.users) },
+    ...(served ? [{ label: `Served list's lead, ${lead}`, num: true, value: (r) => leadCell(r.name === servedName ? "served" : ((served.against[r.name] || {})[lead])) }] : []),
   ], names.map((name) => ({ name, v: models[name] })), { id: "offline-figures" }));
   setTimeout(() => Charts.bars(barBox, { labels: names.map((n) => SHORT_NAMES[n] || label(n)), values: names.map((n) => models[n]["ndcg@10"] || 0), format: (v) => v.toFixed(3), name: "ndcg@10", height: 180 }), 0);
   return body;
+}
+
+/* The served list's paired lead over one other list: "+6.3% ± 0.6", green when clear of twice its standard error. */
+function leadCell(g) {
+  if (g === "served") return badge("served", "good");
+  if (!g || !Number.isFinite(g.gain)) return "–";
+  const clear = Math.abs(g.gain) >= 2 * g.stderr;
+  return h("span", { class: clear ? (g.gain > 0 ? "up" : "down") : null, title: `z ${g.z}` }, `${g.gain >= 0 ? "+" : ""}${fmt.pct(g.gain)} ± ${fmt.pct(g.stderr)}`);
 }
