@@ -188,7 +188,8 @@ def evaluate(
         if self_tune:
             params, tuned = _self_tuned(data, params, test_days, progress)
             fitter.params = params
-        result = _evaluate(data, params, fitter, test_days, ks, targets, models, progress)
+        share_is_rule = not (tuned and "settings" in tuned)  # as the job: a self-tuned share is no rule
+        result = _evaluate(data, params, fitter, test_days, ks, targets, models, progress, share_is_rule)
         result.meta["source"] = {
             "events": events.name,
             "items": items.name if items else None,
@@ -290,6 +291,7 @@ def _evaluate(
     targets: tuple[str, ...],
     models: tuple[str, ...],
     progress: bool,
+    share_is_rule: bool = True,
 ) -> Any:
     from recommender.evaluation.protocol import evaluate_events
 
@@ -304,6 +306,7 @@ def _evaluate(
             models=models,
             fit_model=fitter.fit_model,
             progress=progress,
+            fit_options={"share_is_rule": share_is_rule},
         )
     except ValueError as exc:
         fail(str(exc))

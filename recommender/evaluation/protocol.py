@@ -329,9 +329,11 @@ def fit_models(
     als: AlsRecommender | None = None,
     fit_model: FitModel | None = None,
     repeats: RepeatIndex | None = None,
+    fit_options: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Recommender], dict[str, float]]:
     """Every model fitted on the context's training events (ALS once, shared, by ``fit_model`` when given), with the
-    seconds each fit took; ``repeats`` (the repeat model of the same events) is reused by the models that have one."""
+    seconds each fit took; ``repeats`` (the repeat model of the same events) is reused by the models that have one;
+    ``fit_options`` go to every model's ``fit`` (e.g. ``share_is_rule`` for the blend)."""
     seconds: dict[str, float] = {}
     if als is None and any(REGISTRY[m].uses_als for m in models):
         started = time.perf_counter()
@@ -341,7 +343,9 @@ def fit_models(
     fitted: dict[str, Recommender] = {}
     for name in models:
         started = time.perf_counter()
-        fitted[name] = make_model(name, params).fit(ctx.split.train, items=ctx.items, als=als, repeats=repeats)
+        fitted[name] = make_model(name, params).fit(
+            ctx.split.train, items=ctx.items, als=als, repeats=repeats, **(fit_options or {})
+        )
         seconds[name] = round(time.perf_counter() - started, 3)
     return fitted, seconds
 
@@ -355,14 +359,16 @@ def evaluate_context(
     fit_model: FitModel | None = None,
     progress: bool = False,
     repeats: RepeatIndex | None = None,
+    fit_options: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Fit what is needed on the context's training events and score every model on every target and group
-    (``fit_model``: see :data:`FitModel`; ``repeats``: see :func:`fit_models`)."""
+    (``fit_model``: see :data:`FitModel`; ``repeats`` and ``fit_options``: see :func:`fit_models`)."""
     unknown = set(models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; expected some of {MODELS}")
     jobs = [(t, m) for t in ctx.targets for m in models_for(t, models)]
-    fitted, seconds = fit_models(ctx, params, list(dict.fromkeys(m for _, m in jobs)), als, fit_model, repeats)
+    names = list(dict.fromkeys(m for _, m in jobs))
+    fitted, seconds = fit_models(ctx, params, names, als, fit_model, repeats, fit_options)
     figures: dict[str, dict[str, dict[str, dict[str, float]]]] = {t: {} for t in ctx.targets}
     cache: dict[tuple[str, bool, str], dict[str, Lists]] = {}
     lists_of: dict[tuple[str, str], dict[str, Lists]] = {}
@@ -463,8 +469,9 @@ def evaluate_events(
     cutoff: datetime | None = None,
     fit_model: FitModel | None = None,
     progress: bool = False,
+    fit_options: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Split, fit every model on the training part and score it on the test window (the whole protocol)."""
     params = params or ModelSettings()
     ctx = build_context(events, items, test_days=test_days, ks=ks, targets=targets, cutoff=cutoff)
-    return evaluate_context(ctx, params, models, fit_model=fit_model, progress=progress)
+    return evaluate_context(ctx, params, models, fit_model=fit_model, progress=progress, fit_options=fit_options)

@@ -37,6 +37,8 @@ class BlendModel(ProductionModel):
         self._blend_users: frozenset[str] = frozenset()
 
     def fit(self, train: pa.Table, *, items: pa.Table, als: AlsRecommender | None = None, **kw: Any) -> BlendModel:
+        """As the job: ``share_is_rule`` False when self-tuning chose the repeat share (the ranker may then order
+        bought and new items its own way; see :func:`recommender.evaluation.blend_learning.learn_blend`)."""
         super().fit(train, items=items, als=als, repeats=kw.get("repeats"))
         s = self.settings
         span = pc.max(train["timestamp"]).as_py() - pc.min(train["timestamp"]).as_py()
@@ -46,7 +48,13 @@ class BlendModel(ProductionModel):
         inner = time_split(train, test_days=self.window_days)
         inner_als = AlsRecommender(s.als, s.weights.as_dict(), s.half_life_days).fit(inner.train, items=items)
         self.outcome = learn_blend(
-            inner.train, inner.test, items, inner_als.fitted, s, max_customers=s.lists.blend_customers
+            inner.train,
+            inner.test,
+            items,
+            inner_als.fitted,
+            s,
+            max_customers=s.lists.blend_customers,
+            share_is_rule=kw.get("share_is_rule", True),
         )
         if self.outcome.chosen:
             fit = self.als.fitted  # type: ignore[union-attr]
@@ -67,7 +75,7 @@ class BlendModel(ProductionModel):
         )
         for u in users:
             drop = exclude.get(u, ())
-            out[u] = [p.item_id for p in lists[u] if p.item_id not in drop]
+            out[u] = self.topped_up([p.item_id for p in lists[u] if p.item_id not in drop], k, drop)
         return {u: r[:k] for u, r in out.items()}
 
 

@@ -93,7 +93,8 @@ class ProductionModel(Recommender):
         share: float,
     ) -> dict[str, list[str]]:
         """The served lists: known customers' from the serving policy with their ALS picks ``explore``, the
-        bestsellers for the others."""
+        bestsellers for the others; a list shorter than ``k`` is topped up with the bestsellers, as the API does
+        (a known customer can have no picks at all: one whose only events are returns)."""
         fit = self.als.fitted  # type: ignore[union-attr]
         warm = [u for u in user_ids if u in self._known]
         gone = frozenset(fit.inter.item_ids[fit.hidden].tolist()) if len(fit.hidden) else frozenset()
@@ -108,9 +109,20 @@ class ProductionModel(Recommender):
         }
         for u in user_ids:
             if u not in self._known:
-                drop = exclude.get(u, ())
-                out[u] = [i for i in self._bestsellers(k + len(drop)) if i not in drop][:k]
+                out[u] = []
+        for u in user_ids:
+            if len(out[u]) < k:
+                out[u] = self.topped_up(out[u], k, exclude.get(u, ()))
         return out
+
+    def topped_up(self, picks: list[str], k: int, drop: Collection[str] = ()) -> list[str]:
+        """``picks`` followed by the bestsellers not among them nor in ``drop``, ``k`` items at most (the API's
+        top-up of a short list; the whole list of a customer the model does not know)."""
+        if len(picks) >= k:
+            return picks[:k]
+        taken = set(picks) | set(drop)
+        more = [i for i in self._bestsellers(k + len(taken)) if i not in taken]
+        return (picks + more)[:k]
 
     def _bestsellers(self, k: int) -> list[str]:
         """The overall bestsellers at the newest training event, ``k`` of them (the cold-start answer)."""

@@ -321,3 +321,32 @@ def test_cli_evaluate_as_the_job_would_tune_itself_on_a_shorter_history(shop, tm
     assert short.exit_code == 0 and "not self-tuned: less than 74 days of history" in short.output
     both = runner.invoke(app, [*args, "--self-tune", "--settings", str(tmp_path / "any.json")])
     assert both.exit_code == 2 and "--settings" in both.output
+
+
+def test_short_served_lists_are_topped_up_with_bestsellers_as_the_api_does() -> None:
+    """A customer whose only event before the cut-off is a return is warm but has no picks: the API answers with the
+    bestsellers, and so does the evaluated list; a customer with fewer picks than asked gets the bestsellers after
+    them, never an item twice nor one the new-item target leaves out (before the fix: an empty list, and a list of
+    two)."""
+    log = events(
+        [
+            *(ev(f"b{n}", "a", P, 20 + n % 3) for n in range(6)),
+            *(ev(f"b{n}", "b", P, 21) for n in range(4)),
+            *(ev(f"b{n}", "c", P, 22) for n in range(2)),
+            ev("r", "a", "return", 15),
+            ev("one", "c", P, 18),
+            ev("r", "b", P, 2),
+            ev("one", "a", P, 1),
+        ]
+    )
+    items = catalogue([{"item_id": i} for i in "abc"])
+    ctx = build_context(log, items, test_days=10, targets=("purchase", "purchase_new"), ks=(3,))
+    assert {"r", "one"} <= set(ctx.split.warm_users)
+    model = fit_models(ctx, SMALL, ["production"])[0]["production"]
+    best = model.recommend(["nobody"], 3)["nobody"]
+    assert best == ["a", "b", "c"]
+    lists = model.recommend(["r", "one"], 3)
+    assert lists["r"] == best
+    assert sorted(lists["one"]) == ["a", "b", "c"]
+    assert sorted(model.recommend_excluding(["one", "r"], 3, {"one": {"c"}, "r": {"a"}})["one"]) == ["a", "b"]
+    assert model.recommend_excluding(["r"], 3, {"r": {"a"}})["r"] == ["b", "c"]

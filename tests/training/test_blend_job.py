@@ -64,3 +64,31 @@ def test_the_api_serves_the_blended_lists_with_reasons(trained, redis_handle) ->
     assert {p["reason"] for p in picks} <= {"due_again", "goes_with_your_purchases"}
     assert all((p["due"] is not None) == (p["reason"] == "due_again") for p in picks)
     assert any(p["reason"] == "due_again" for p in picks)
+
+
+def test_the_api_serves_every_customer_the_list_reco_evaluate_scores(trained, redis_handle, tmp_path) -> None:
+    """`reco evaluate`'s served list (model ``blend``, fitted as the job fits on the same events and settings) is
+    what /recommend answers, customer by customer: the evaluation measures what the shop serves."""
+    import pyarrow.compute as pc
+
+    from recommender.config import ListParams, ModelSettings
+    from recommender.data.dataset import load_dataset
+    from recommender.serving.blended import BlendModel
+
+    _, keys, _, m = trained
+    out = tmp_path / "grocery"
+    generate_shop(n_users=400, n_items=120, n_categories=6, days=120, seed=5, kind="grocery").write(out)
+    data = load_dataset(out / "events.csv", out / "items.csv")
+    model = BlendModel(ModelSettings(lists=ListParams(blend_min_z=0.0)), window_days=21)
+    model.fit(data.events, items=data.items)
+    assert model.outcome is not None and model.outcome.chosen and m["blend"]["chosen"]
+    assert model.outcome.report["validation"] == m["blend"]["validation"]
+    users = sorted(pc.unique(data.events["user_id"]).to_pylist())
+    expected = model.recommend([*users, "nobody"], 10)
+    settings = isolated_settings(redis_handle, "x").replace(redis={"key_prefix": keys.prefix})
+    with TestClient(create_app(settings)) as client:
+        answers = {u: client.get(f"/recommend?user_id={u}&n=10").json() for u in expected}
+    served = {u: [e["item_id"] for e in a["items"]] for u, a in answers.items()}
+    assert answers["nobody"]["source"] == "bestsellers" and answers[users[0]]["source"] == "personal"
+    assert len(users) > 350 and len(model._blend_users) > 300
+    assert served == expected
