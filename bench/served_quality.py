@@ -1,0 +1,190 @@
+"""What a new shop gets out of the box: `reco train` with its defaults, then /recommend asked for every warm customer.
+
+The protocol of the out-of-the-box goal (docs/QUALITY.md): the events before the cut-off (newest event - test days)
+are written to a fresh folder without a settings file, `reco train` runs there on an embedded Redis (so it tunes
+itself and decides on its blend as a new shop's first night does), `reco serve` answers, and the served
+`/recommend?n=10` of every warm customer who bought in the test window is scored on what they bought: recall@10 and
+NDCG@10, paired per customer with personal top frequency and TIFU-KNN (the paper's Ta-Feng and Dunnhumby settings)
+fitted on the same events. The goal: at least 5 % above the better of them on both.
+
+Usage: python bench/served_quality.py --events E [--items I] [--format F] [--test-days 28] [--last-days N]
+       [--workdir DIR] [--out bench/results/served_quality.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recommender.config import ModelSettings
+from recommender.data.dataset import load_dataset
+from recommender.evaluation import metrics
+from recommender.evaluation.protocol import build_context, fit_models, model_lists
+from recommender.models.weighting import latest_timestamp
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINES = ("personal_top_frequency", "tifu_knn", "tifu_knn_dunnhumby")
+K = 10
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=Path, required=True)
+    ap.add_argument("--items", type=Path)
+    ap.add_argument("--format", default="generic")
+    ap.add_argument("--test-days", type=int, default=28)
+    ap.add_argument("--last-days", type=int, help="keep only the log's last N days (a shorter history)")
+    ap.add_argument("--workdir", type=Path, help="the shop's folder (default: a temporary one)")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    data = load_dataset(args.events, args.items, args.format, 0.05)
+    events = data.events
+    if args.last_days:
+        since = latest_timestamp(events) - timedelta(days=args.last_days)
+        events = events.filter(pc.greater(events["timestamp"], pa.scalar(since, events["timestamp"].type)))
+    ctx = build_context(events, data.items, test_days=args.test_days, targets=("purchase",), ks=(K,))
+    truth = ctx.truth["purchase"]
+    users = [u for u in ctx.users_to_score() if truth.get(u)]
+    folder = args.workdir or Path(tempfile.mkdtemp(prefix="served-quality-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    night = _train(folder, ctx.split.train, data.items)
+    trained = time.perf_counter() - started
+    served, sources = _ask(folder, users)
+    fitted, _ = fit_models(ctx, ModelSettings(), list(BASELINES))
+    lists = {"served": served, **{b: model_lists(ctx, fitted[b])["warm"] for b in BASELINES}}
+    scores = {name: _per_user(got, truth, users) for name, got in lists.items()}
+    report: dict[str, Any] = {
+        "source": {"events": args.events.name, "format": args.format, "last_days": args.last_days},
+        "cutoff": ctx.split.cutoff.isoformat(),
+        "test_days": args.test_days,
+        "customers": len(users),
+        "sources": sources,
+        "train_seconds": round(trained, 1),
+        "night": night,
+        "figures": {n: {f"{m}@{K}": round(float(v.mean()), 4) for m, v in s.items()} for n, s in scores.items()},
+        "served_against": {
+            b: {f"{m}@{K}": _gain(scores["served"][m], scores[b][m]) for m in ("recall", "ndcg")} for b in BASELINES
+        },
+    }
+    _print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _train(folder: Path, train: pa.Table, items: pa.Table) -> dict[str, str]:
+    """`reco train` on ``train`` in ``folder`` (no settings file there), its own embedded Redis under it."""
+    pq.write_table(train, folder / "events.parquet")
+    pq.write_table(items, folder / "items.parquet")
+    args = ["train", "--events", "events.parquet", "--items", "items.parquet", "--no-progress"]
+    done = subprocess.run(_reco(args), cwd=folder, env=_env(folder), capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"reco train failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    wanted = ("settings", "learned blend", "promotion gate", "time: total")
+    out: dict[str, str] = {}
+    key = ""
+    for line in done.stdout.splitlines():  # the run summary's two-column table; a long value wraps onto more rows
+        cells = line.strip().strip("│").split("│")
+        if len(cells) != 2:
+            continue
+        key = cells[0].strip() or key
+        if key in wanted:
+            out[key] = f"{out.get(key, '')} {cells[1].strip()}".strip()
+    return out
+
+
+def _ask(folder: Path, users: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """`reco serve` on the folder's Redis; /recommend?n=10 of every customer in ``users``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        _reco(["serve", "--port", str(port)]),
+        cwd=folder,
+        env=_env(folder),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, server)
+        lists: dict[str, list[str]] = {}
+        sources: dict[str, int] = {}
+        for u in users:
+            with urllib.request.urlopen(f"{base}/recommend?user_id={urllib.parse.quote(u)}&n={K}") as resp:
+                body = json.load(resp)
+            lists[u] = [e["item_id"] for e in body["items"]]
+            sources[body["source"]] = sources.get(body["source"], 0) + 1
+        return lists, sources
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"reco serve exited with {server.returncode}")
+        try:
+            urllib.request.urlopen(f"{base}/readyz", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    sys.exit("reco serve did not get ready")
+
+
+def _reco(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "training.cli", *args]
+
+
+def _env(folder: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECO_") and k != "REDIS_URL"}
+    env["RECO_DATA_DIR"] = str(folder / "data")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _per_user(lists: dict[str, list[str]], truth: dict[str, set[str]], users: list[str]) -> dict[str, np.ndarray]:
+    return {m: metrics.per_user(m, lists, truth, K, users) for m in ("recall", "ndcg")}
+
+
+def _gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
+    """The relative mean gain of ``new`` over ``old`` per customer, with its standard error."""
+    base = float(old.mean())
+    diff = new - old
+    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    return {"gain": round(float(diff.mean()) / base, 4), "stderr": round(stderr / base, 4)}
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(f"cut-off {report['cutoff']}, {report['test_days']} test days, {report['customers']:,} warm customers")
+    for key, value in report["night"].items():
+        print(f"  {key}: {value}")
+    print(f"  /recommend sources: {report['sources']}; reco train {report['train_seconds']} s")
+    for name, figures in report["figures"].items():
+        print(f"{name:24s} recall@{K} {figures[f'recall@{K}']:.4f}  ndcg@{K} {figures[f'ndcg@{K}']:.4f}")
+    for name, gains in report["served_against"].items():
+        shown = "  ".join(f"{m} {100 * g['gain']:+.1f} % ± {100 * g['stderr']:.1f}" for m, g in gains.items())
+        print(f"served vs {name:24s} {shown}")
+
+
+if __name__ == "__main__":
+    main()
