@@ -36,7 +36,7 @@ import math
 import random
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -57,7 +57,6 @@ from recommender.evaluation.tuning import (
     new_item_lists,
     production_lists,
     sample_params,
-    score_fit,
     validation_setup,
 )
 from recommender.models.als import fit_als
@@ -174,14 +173,15 @@ def search(
     incumbent = pool[0]  # the last search's best, else the settings the night would run with
     fitter = _Fitter(ctx)
     rungs: list[dict[str, Any]] = []
-    best_run: tuple[float, ModelSettings, AlsRecommender] | None = None
+    best_run: _Run | None = None
     stopped = False
     bar = tqdm(desc="self-tune", unit="fit", disable=not progress)
     earlier: dict[int, AlsRecommender] = {}  # the last rung's fit of each candidate still in the race
+    scored: list[_Run] = []
     for share in rung_shares(len(pool), eta):
         if rungs and len(pool) == 1:  # a rung of one decides nothing: the night fits the winner anyway
             break
-        scored: list[tuple[float, ModelSettings, AlsRecommender]] = []
+        scored = []
         for params in pool:
             if budget_seconds is not None and time.perf_counter() - started > budget_seconds and (scored or rungs):
                 stopped = True
@@ -189,26 +189,24 @@ def search(
             shortened = _shortened(params, share)
             before = earlier.get(id(params))
             run = fitter.fit(shortened) if before is None else fitter.resume(before, shortened)
-            als_score, _, _ = score_fit(ctx, params, run, target, ())
-            scored.append((_key(als_score), params, run))
+            scored.append(_judge(ctx, params, run, target))
             bar.update()
-        scored.sort(key=lambda t: t[0], reverse=True)
-        rungs.append({"iterations_share": round(share, 4), "trials": [_summary(p, v) for v, p, _ in scored]})
+        scored.sort(key=lambda r: _key(r.score), reverse=True)
+        rungs.append({"iterations_share": round(share, 4), "trials": [_summary(r.params, r.score) for r in scored]})
         if scored and (share == 1.0 or not stopped or best_run is None):
             best_run = scored[0]
         if stopped:
             break
         survivors = scored[: max(1, math.ceil(len(scored) / eta))]
-        pool = [p for _, p, _ in survivors]
-        earlier = {id(p): r for _, p, r in survivors}
+        pool = [r.params for r in survivors]
+        earlier = {id(r.params): r.run for r in survivors}
     bar.close()
     assert best_run is not None
-    _, best, run = best_run
-    best_als = best_run[0]
-    kept = None
-    if best is not incumbent and not stopped:
-        best, run, best_als, kept = _unless_clearly_better(ctx, target, fitter, best, run, incumbent, scored)
-    repeat_share, production, share_report = _repeat_share(ctx, target, best, run, start, incumbent)
+    chosen, kept = best_run, None
+    if chosen.params is not incumbent and not stopped:
+        chosen, kept = _unless_clearly_better(ctx, target, fitter, chosen, incumbent, scored)
+    repeat_share, production, share_report = _repeat_share(ctx, target, chosen, start, incumbent)
+    best, best_als = chosen.params, chosen.score
     best = best.with_repeat_share(repeat_share)
     return {
         "settings": tuned_settings(best),
@@ -228,35 +226,60 @@ def search(
     }
 
 
+@dataclass
+class _Run:
+    """A candidate's fit as the race judged it: its per-customer ALS ndcg@10 on items new to the customer (the race's
+    score is their mean) and, on a purchase target, the ALS ranking without bought items those lists came from, which
+    the production lists at each repeat share reuse (kept with the iterations it was ranked at: a survivor's fit
+    carries on in place in the next rung)."""
+
+    params: ModelSettings
+    run: AlsRecommender
+    ndcg: np.ndarray
+    explore: dict[str, Any] | None
+    iterations: int
+
+    @property
+    def score(self) -> float:
+        return float(self.ndcg.mean()) if len(self.ndcg) else float("nan")
+
+    def ranking(self, ctx: EvalContext) -> dict[str, Any]:
+        """Each warm customer's top ALS picks without the items they bought, at the fit's current iterations."""
+        if self.explore is not None and self.iterations == self.run.fitted.model.iterations:
+            return self.explore
+        return self.run.ranked(ctx.users_to_score(), ctx.depth, self.run.fitted.bought)
+
+
+def _judge(ctx: EvalContext, params: ModelSettings, run: AlsRecommender, target: str) -> _Run:
+    """``run`` scored on the search's objective, per warm customer who bought an item new to them, in order."""
+    truth = ctx.truth[f"{target}_new"]
+    warm = ctx.users_to_score()
+    explore = run.ranked(warm, ctx.depth, run.fitted.bought) if target == "purchase" else None
+    users = [u for u in warm if truth.get(u)]
+    ndcg = metrics.per_user("ndcg", new_item_lists(ctx, run, target, explore), truth, 10, users)  # MAIN_METRIC
+    return _Run(params, run, ndcg, explore, run.fitted.model.iterations)
+
+
 def _unless_clearly_better(
-    ctx: EvalContext,
-    target: str,
-    fitter: _Fitter,
-    best: ModelSettings,
-    run: AlsRecommender,
-    incumbent: ModelSettings,
-    last_rung: list[tuple[float, ModelSettings, AlsRecommender]],
-) -> tuple[ModelSettings, AlsRecommender, float, dict[str, Any]]:
-    """The race's winner, or the incumbent when the winner's lead is within noise (see :data:`MIN_GAIN_Z`): its
-    settings, fit and ALS ndcg@10 on new items, and what was compared. Both are scored per customer at the iterations
-    the race decided at (the incumbent fitted to them when it left the race earlier)."""
-    share = run.fitted.model.iterations / max(best.als.iterations, 1)
-    theirs = next((r for _, p, r in last_rung if p is incumbent), None)
+    ctx: EvalContext, target: str, fitter: _Fitter, winner: _Run, incumbent: ModelSettings, last_rung: list[_Run]
+) -> tuple[_Run, dict[str, Any]]:
+    """The race's winner, or the incumbent when the winner's lead is within noise (see :data:`MIN_GAIN_Z`), and what
+    was compared. Both are scored per customer at the iterations the race decided at (the incumbent fitted to them
+    when it left the race earlier)."""
+    theirs = next((r for r in last_rung if r.params is incumbent), None)
     if theirs is None:
-        theirs = fitter.fit(_shortened(incumbent, share))
-    mine, other = _new_item_ndcg(ctx, run, target), _new_item_ndcg(ctx, theirs, target)
-    gain = paired_gain(mine, other)
+        share = winner.run.fitted.model.iterations / max(winner.params.als.iterations, 1)
+        theirs = _judge(ctx, incumbent, fitter.fit(_shortened(incumbent, share)), target)
+    gain = paired_gain(winner.ndcg, theirs.ndcg)
     clear = clearly_better(gain, MIN_GAIN_Z)
     report = {"settings": tuned_settings(incumbent), "winner_gain": gain, "kept": not clear}
-    score = float((mine if clear else other).mean()) if len(mine) else float("nan")
-    return (best, run, score, report) if clear else (incumbent, theirs, score, report)
+    return (winner if clear else theirs), report
 
 
 def _repeat_share(
     ctx: EvalContext,
     target: str,
-    params: ModelSettings,
-    run: AlsRecommender,
+    chosen: _Run,
     start: ModelSettings,
     incumbent: ModelSettings,
 ) -> tuple[float, float, dict[str, Any]]:
@@ -266,8 +289,7 @@ def _repeat_share(
     warm, truth = ctx.users_to_score(), ctx.truth[target]
     held = incumbent.repeat_share
     shares = sorted(set(REPEAT_SHARES) | {start.repeat_share, held})
-    explore = run.ranked(warm, ctx.depth, run.fitted.bought)
-    by_share, _ = production_lists(ctx, params, run, shares, explore)
+    by_share, _ = production_lists(ctx, chosen.params, chosen.run, shares, chosen.ranking(ctx))
     judged = [u for u in warm if truth.get(u)]
     per_user = {s: metrics.per_user("ndcg", by_share[s], truth, 10, judged) for s in shares}  # MAIN_METRIC
     score = {s: float(v.mean()) if len(v) else float("nan") for s, v in per_user.items()}
@@ -279,14 +301,6 @@ def _repeat_share(
         report |= {"gain": gain, "kept": not clear}
         best = best if clear else held
     return best, score[best], report
-
-
-def _new_item_ndcg(ctx: EvalContext, als: AlsRecommender, target: str) -> np.ndarray:
-    """ALS ndcg@10 on items new to the customer of each warm customer who bought one, in order (the search's
-    objective, per customer)."""
-    truth = ctx.truth[f"{target}_new"]
-    users = [u for u in ctx.users_to_score() if truth.get(u)]
-    return metrics.per_user("ndcg", new_item_lists(ctx, als, target), truth, 10, users)  # MAIN_METRIC
 
 
 def rung_shares(candidates: int, eta: int) -> tuple[float, ...]:
