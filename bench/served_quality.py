@@ -79,9 +79,7 @@ def main() -> None:
         "train_seconds": round(trained, 1),
         "night": night,
         "figures": {n: {f"{m}@{K}": round(float(v.mean()), 4) for m, v in s.items()} for n, s in scores.items()},
-        "served_against": {
-            b: {f"{m}@{K}": _gain(scores["served"][m], scores[b][m]) for m in ("recall", "ndcg")} for b in BASELINES
-        },
+        "served_against": {b: _against(scores["served"], scores[b]) for b in BASELINES},
     }
     _print(report)
     if args.out:
@@ -166,12 +164,8 @@ def _per_user(lists: dict[str, list[str]], truth: dict[str, set[str]], users: li
     return {m: metrics.per_user(m, lists, truth, K, users) for m in ("recall", "ndcg")}
 
 
-def _gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
-    """The relative mean gain of ``new`` over ``old`` per customer, with its standard error."""
-    base = float(old.mean())
-    diff = new - old
-    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-    return {"gain": round(float(diff.mean()) / base, 4), "stderr": round(stderr / base, 4)}
+def _against(served: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    return {f"{m}@{K}": metrics.relative_gain(served[m], other[m]) for m in ("recall", "ndcg")}
 
 
 def _print(report: dict[str, Any]) -> None:

@@ -270,6 +270,18 @@ def paired_gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
     return {"mean": round(mean, 5), "stderr": round(stderr, 5), "z": round(z, 2)}
 
 
+def relative_gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
+    """:func:`paired_gain` with the mean gain and its standard error relative to ``old``'s mean (nan when that is 0):
+    how a served list's lead over a baseline reads in per cent."""
+    z = paired_gain(new, old)["z"]
+    base = float(np.mean(old)) if len(old) else 0.0
+    if base <= 0 or len(new) < 2:
+        return {"gain": float("nan"), "stderr": float("nan"), "z": z}
+    diff = np.asarray(new, dtype=np.float64) - np.asarray(old, dtype=np.float64)
+    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    return {"gain": round(float(diff.mean()) / base, 4), "stderr": round(stderr / base, 4), "z": z}
+
+
 def clearly_better(gain: dict[str, float], min_z: float) -> bool:
     """Whether a :func:`paired_gain` is a gain clearly above noise: positive and at least ``min_z`` standard errors."""
     return gain["mean"] > 0 and gain["z"] >= min_z

@@ -65,7 +65,7 @@ The main metric (gate and tuning objective) is :data:`MAIN_METRIC` of ``producti
 The served list against the others (``meta["served"]``, :func:`served_against`): the list the shop would serve
 (``blend`` when it was evaluated and chose to serve, else ``production``; on the ``*_new`` targets the blend's new
 items or ALS's) paired per warm customer with every other model's, at the smallest k: the relative gain in recall
-and NDCG, its standard error and z (:func:`recommender.evaluation.metrics.paired_gain`), so a lead can be told from
+and NDCG, its standard error and z (:func:`recommender.evaluation.metrics.relative_gain`), so a lead can be told from
 the noise of one test window.
 """
 
@@ -423,20 +423,9 @@ def served_against(
             against[other] = {}
             for metric, values in mine.items():
                 theirs = metrics.per_user(metric, lists_of[(target, other)][MAIN_GROUP], truth, k, users)
-                against[other][f"{metric}@{k}"] = _relative_gain(values, theirs)
+                against[other][f"{metric}@{k}"] = metrics.relative_gain(values, theirs)
         out[target] = {"model": served, "k": k, "users": len(users), "against": against}
     return out
-
-
-def _relative_gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
-    """:func:`recommender.evaluation.metrics.paired_gain` with the mean gain and its standard error relative to
-    ``old``'s mean (nan when that is 0)."""
-    diff, base = new - old, float(old.mean())
-    z = metrics.paired_gain(new, old)["z"]
-    if base <= 0:
-        return {"gain": float("nan"), "stderr": float("nan"), "z": z}
-    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff)))
-    return {"gain": round(float(diff.mean()) / base, 4), "stderr": round(stderr / base, 4), "z": z}
 
 
 def _meta(ctx: EvalContext, params: ModelSettings, seconds: dict[str, float]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from recommender.evaluation.metrics import (
@@ -161,3 +162,11 @@ def test_split_repeat_new():
     repeat, new = split_repeat_new(truth, history)
     assert repeat == {"u1": {"a"}, "u3": {"e"}}
     assert new == {"u1": {"b", "c"}, "u2": {"d"}}
+
+
+def test_relative_gain_is_the_paired_gain_over_the_baseline_mean() -> None:
+    from recommender.evaluation.metrics import relative_gain
+
+    g = relative_gain(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0]))
+    assert g["gain"] == 1.0 and g["stderr"] == round(1 / np.sqrt(3), 4) and g["z"] == round(np.sqrt(3), 2)
+    assert np.isnan(relative_gain(np.array([1.0, 2.0]), np.array([0.0, 0.0]))["gain"])
