@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--format", default="generic")
     ap.add_argument("--test-days", type=int, default=28)
     ap.add_argument("--last-days", type=int, help="keep only the log's last N days (a shorter history)")
-    ap.add_argument("--workdir", type=Path, help="the shop's folder (default: a temporary one)")
+    ap.add_argument("--workdir", type=Path, help="the shop's folder, new or empty (default: a temporary one)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     data = load_dataset(args.events, args.items, args.format, 0.05)
@@ -62,6 +62,8 @@ def main() -> None:
     truth = ctx.truth["purchase"]
     users = [u for u in ctx.users_to_score() if truth.get(u)]
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="served-quality-"))
+    if folder.exists() and any(folder.iterdir()):
+        sys.exit(f"{folder} is not empty: the protocol is a new shop's first night, in a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     night = _train(folder, ctx.split.train, data.items)
