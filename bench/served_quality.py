@@ -23,20 +23,18 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recommender.config import ModelSettings
 from recommender.data.dataset import load_dataset
 from recommender.evaluation import metrics
 from recommender.evaluation.protocol import build_context, fit_models, model_lists
-from recommender.models.weighting import latest_timestamp
+from recommender.evaluation.split import last_days
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ("personal_top_frequency", "tifu_knn", "tifu_knn_dunnhumby")
@@ -56,8 +54,7 @@ def main() -> None:
     data = load_dataset(args.events, args.items, args.format, 0.05)
     events = data.events
     if args.last_days:
-        since = latest_timestamp(events) - timedelta(days=args.last_days)
-        events = events.filter(pc.greater(events["timestamp"], pa.scalar(since, events["timestamp"].type)))
+        events = last_days(events, args.last_days)
     ctx = build_context(events, data.items, test_days=args.test_days, targets=("purchase",), ks=(K,))
     truth = ctx.truth["purchase"]
     users = [u for u in ctx.users_to_score() if truth.get(u)]

@@ -247,15 +247,10 @@ class AlsEngine:
 def _last_days(data: Any, days: int) -> Any:
     """``data`` with the events of its last ``days`` days only (the catalogue stays whole)."""
     from dataclasses import replace
-    from datetime import timedelta
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from recommender.evaluation.split import last_days
 
-    from recommender.models.weighting import latest_timestamp
-
-    since = pa.scalar(latest_timestamp(data.events) - timedelta(days=days), data.events["timestamp"].type)
-    kept = data.events.filter(pc.greater(data.events["timestamp"], since))
+    kept = last_days(data.events, days)
     out.print(f"last {days} days: {kept.num_rows:,} of {data.events.num_rows:,} events", highlight=False)
     return replace(data, events=kept)
 

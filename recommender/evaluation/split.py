@@ -68,6 +68,12 @@ def time_split(events: pa.Table, *, test_days: int, cutoff: datetime | None = No
     return Split(train=train, test=test, cutoff=cutoff, warm_users=warm, cold_users=cold, end=end)
 
 
+def last_days(events: pa.Table, days: int) -> pa.Table:
+    """The events of the ``days`` days up to the newest one (a shop with a shorter history)."""
+    ts = events["timestamp"]
+    return events.filter(pc.greater(ts, pa.scalar(pc.max(ts).as_py() - timedelta(days=days), ts.type)))
+
+
 def targets(test: pa.Table, kind: str) -> dict[str, set[str]]:
     """Ground truth per user: items purchased (``kind="purchase"``) or interacted with
     (``kind="interaction"``: view, cart or purchase) in ``test``.
