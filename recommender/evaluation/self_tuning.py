@@ -88,8 +88,6 @@ def is_fresh(tuned: Mapping[str, Any] | None, now: datetime, max_age_days: float
 
 ALS_KEYS = ("factors", "regularization", "alpha", "iterations")
 WEIGHT_KEYS = ("view", "cart", "purchase")
-SEARCHED = (*ALS_KEYS, *WEIGHT_KEYS, "half_life_days", "repeat_share")
-"""What a search chooses: the keys :func:`with_settings` takes from its result."""
 
 
 def too_short(events: pa.Table, holdout_days: int) -> str | None:
@@ -104,7 +102,8 @@ def too_short(events: pa.Table, holdout_days: int) -> str | None:
 
 def with_settings(current: ModelSettings, settings: Mapping[str, Any], keep: Collection[str] = ()) -> ModelSettings:
     """``current`` with the searched settings of ``settings`` (a tuned-settings file's layout, :func:`tuned_settings`)
-    except the keys of :data:`SEARCHED` named in ``keep``."""
+    except the ones named in ``keep`` (of :data:`ALS_KEYS`, :data:`WEIGHT_KEYS`, ``half_life_days`` and
+    ``repeat_share``)."""
     tuned = ModelSettings.from_dict(settings)
     als = current.als.model_copy(update={k: getattr(tuned.als, k) for k in ALS_KEYS if k not in keep})
     weights = current.weights.model_copy(update={k: getattr(tuned.weights, k) for k in WEIGHT_KEYS if k not in keep})
