@@ -108,11 +108,7 @@ class ProductionModel(Recommender):
             for u in warm
         }
         for u in user_ids:
-            if u not in self._known:
-                out[u] = []
-        for u in user_ids:
-            if len(out[u]) < k:
-                out[u] = self.topped_up(out[u], k, exclude.get(u, ()))
+            out[u] = self.topped_up(out.get(u, []), k, exclude.get(u, ()))
         return out
 
     def topped_up(self, picks: list[str], k: int, drop: Collection[str] = ()) -> list[str]:
