@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from recommender.config import ModelSettings
 from recommender.data.dataset import load_dataset
+from recommender.data.errors import DataError
 from recommender.evaluation import metrics
 from recommender.evaluation.protocol import build_context, fit_models, model_lists
 from recommender.evaluation.split import last_days
@@ -51,7 +52,10 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="the shop's folder, new or empty (default: a temporary one)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    data = load_dataset(args.events, args.items, args.format, 0.05)
+    try:
+        data = load_dataset(args.events, args.items, args.format, 0.05)
+    except DataError as exc:
+        sys.exit(str(exc))
     events = data.events
     if args.last_days:
         events = last_days(events, args.last_days)
@@ -86,25 +90,34 @@ def main() -> None:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
 
 
-def _train(folder: Path, train: pa.Table, items: pa.Table) -> dict[str, str]:
-    """`reco train` on ``train`` in ``folder`` (no settings file there), its own embedded Redis under it."""
+def _train(folder: Path, train: pa.Table, items: pa.Table) -> dict[str, Any]:
+    """`reco train` on ``train`` in ``folder`` (no settings file there), its own embedded Redis under it; what the
+    published version's manifest (`reco status --json`) says of its settings, blend, gate and stage times."""
+    from training.blend_step import describe as describe_blend
+    from training.self_tune import describe
+
     pq.write_table(train, folder / "events.parquet")
     pq.write_table(items, folder / "items.parquet")
-    args = ["train", "--events", "events.parquet", "--items", "items.parquet", "--no-progress"]
+    _run(folder, ["train", "--events", "events.parquet", "--items", "items.parquet", "--no-progress"])
+    published = json.loads(_run(folder, ["status", "--json"]))["current"]
+    if not published:
+        sys.exit("reco train published no version")
+    gate = published.get("evaluation") or {}
+    return {
+        "version": published["version"],
+        "settings": describe(published.get("tuned")),
+        "learned blend": describe_blend(published.get("blend")),
+        "promotion gate": str(gate.get("decision") or gate.get("skipped")),
+        "seconds": {stage: round(s, 2) for stage, s in published.get("seconds", {}).items()},
+    }
+
+
+def _run(folder: Path, args: list[str]) -> str:
+    """A `reco` command in the shop's folder; its standard output, or the bench stops with what it printed."""
     done = subprocess.run(_reco(args), cwd=folder, env=_env(folder), capture_output=True, text=True)
     if done.returncode != 0:
-        sys.exit(f"reco train failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    wanted = ("settings", "learned blend", "promotion gate", "time: total")
-    out: dict[str, str] = {}
-    key = ""
-    for line in done.stdout.splitlines():  # the run summary's two-column table; a long value wraps onto more rows
-        cells = line.strip().strip("│").split("│")
-        if len(cells) != 2:
-            continue
-        key = cells[0].strip() or key
-        if key in wanted:
-            out[key] = f"{out.get(key, '')} {cells[1].strip()}".strip()
-    return out
+        sys.exit(f"reco {args[0]} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
 def _ask(folder: Path, users: list[str]) -> tuple[dict[str, list[str]], dict[str, int]]:

@@ -282,7 +282,14 @@ def examples(
 
 
 @app.command()
-def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
+def status(
+    redis_url: RedisUrl = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print both versions' whole manifests as one JSON object (for scripts)."),
+    ] = False,
+) -> None:
     """Show the current and previous published versions."""
     from cache.keys import Keys
     from cache.publisher import current_version, manifest
@@ -292,7 +299,14 @@ def status(redis_url: RedisUrl = None, data_dir: DataDir = None) -> None:
     keys = Keys(settings.redis.key_prefix)
     handle = connect(settings.redis.url, settings.redis.data_dir, settings.redis.cluster)
     try:
-        for label, version in zip(("current", "previous"), current_version(handle.client, keys)):
+        versions = dict(zip(("current", "previous"), current_version(handle.client, keys)))
+        if as_json:
+            import orjson
+
+            found = {label: manifest(handle.client, keys, v) if v else None for label, v in versions.items()}
+            sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return
+        for label, version in versions.items():
             info = manifest(handle.client, keys, version) if version else None
             counts = info.get("counts", {}) if info else {}
             out.print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -167,6 +168,11 @@ def test_train_tunes_itself_without_a_settings_file_and_status_shows_it(shop, re
     assert "searched in" in result.output
     status = runner.invoke(app, ["status"], env=env)
     assert status.exit_code == 0 and "settings: tuned" in status.output, status.output
+    listed = runner.invoke(app, ["status", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    manifests = json.loads(listed.output)
+    assert manifests["previous"] is None and manifests["current"]["tuned"]["settings"]["als"]["factors"] > 0
+    assert manifests["current"]["version"] in status.output
     again = runner.invoke(app, args, env=env)
     assert again.exit_code == 0 and "(reused)" in again.output, again.output
     settings_file = tmp_path / "s.json"
