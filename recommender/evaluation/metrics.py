@@ -259,27 +259,31 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be positive, got {k}")
 
 
-def paired_gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
-    """Mean per-customer gain of ``new`` over ``old`` (one figure per customer, the same customers in order), its
-    standard error and their ratio ``z`` (0 without a difference or with fewer than two customers; at most 1e6 in
-    size): how the nightly choices (the learned blend, the self-tuned settings) tell a gain from noise."""
+def _difference(new: np.ndarray, old: np.ndarray) -> tuple[float, float, float]:
+    """Mean of the per-customer differences, its standard error and their ratio (unrounded; see paired_gain)."""
     diff = np.asarray(new, dtype=np.float64) - np.asarray(old, dtype=np.float64)
     mean = float(diff.mean()) if len(diff) else 0.0
     stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) >= 2 else 0.0
     z = 0.0 if len(diff) < 2 or mean == 0 else float(np.clip(mean / max(stderr, 1e-12), -1e6, 1e6))
+    return mean, stderr, z
+
+
+def paired_gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
+    """Mean per-customer gain of ``new`` over ``old`` (one figure per customer, the same customers in order), its
+    standard error and their ratio ``z`` (0 without a difference or with fewer than two customers; at most 1e6 in
+    size): how the nightly choices (the learned blend, the self-tuned settings) tell a gain from noise."""
+    mean, stderr, z = _difference(new, old)
     return {"mean": round(mean, 5), "stderr": round(stderr, 5), "z": round(z, 2)}
 
 
 def relative_gain(new: np.ndarray, old: np.ndarray) -> dict[str, float]:
     """:func:`paired_gain` with the mean gain and its standard error relative to ``old``'s mean (nan when that is 0):
     how a served list's lead over a baseline reads in per cent."""
-    z = paired_gain(new, old)["z"]
+    mean, stderr, z = _difference(new, old)
     base = float(np.mean(old)) if len(old) else 0.0
     if base <= 0 or len(new) < 2:
-        return {"gain": float("nan"), "stderr": float("nan"), "z": z}
-    diff = np.asarray(new, dtype=np.float64) - np.asarray(old, dtype=np.float64)
-    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff)))
-    return {"gain": round(float(diff.mean()) / base, 4), "stderr": round(stderr / base, 4), "z": z}
+        return {"gain": float("nan"), "stderr": float("nan"), "z": round(z, 2)}
+    return {"gain": round(mean / base, 4), "stderr": round(stderr / base, 4), "z": round(z, 2)}
 
 
 def clearly_better(gain: dict[str, float], min_z: float) -> bool:
