@@ -97,6 +97,13 @@ class ListParams(BaseSettings):
         "precomputed by it (the others get the policy's lists on request)",
     )
     blend_customers: int = Field(4000, ge=20, description="customers the blend learns from and is judged on, at most")
+    blend_windows: int = Field(
+        2,
+        ge=1,
+        le=2,
+        description="label windows the blend's ranker learns from: 2 adds the window before the one it is judged on "
+        "(its own ALS fit, at most blend_customers more customers; only the later window judges); 1: that one only",
+    )
     blend_min_z: float = Field(
         1.645,
         ge=0,

@@ -2,9 +2,11 @@
 build the blended lists when it serves.
 
 The ranker learns from the events before the promotion gate's holdout (the last ``gate_days``) and the purchases in
-it, reusing the gate's ALS fit on exactly those events (so a night pays no extra ALS fit); without a gate fit it fits
-one itself. :func:`recommender.evaluation.blend_learning.learn_blend` decides, on customers held out of its training,
-whether the blend beats the current policy; the manifest's ``blend`` block says what it measured and chose.
+it, reusing the gate's ALS fit on exactly those events; without a gate fit it fits one itself. With ``blend_windows``
+2 (the default) it also learns from the ``gate_days`` before the holdout, with an ALS fit of its own on the events
+before them (judged on the holdout only). :func:`recommender.evaluation.blend_learning.learn_blend` decides, on
+customers held out of its training, whether the blend beats the current policy; the manifest's ``blend`` block says
+what it measured and chose.
 
 Learning is the costly part of the step, so it is kept like self-tuning's settings (:mod:`training.self_tune`): the
 version stores the ranker (:data:`cache.keys.Keys.BLEND_RANKER`, its checksum in the block) and the following nights
@@ -16,6 +18,7 @@ which. A reused "the policy serves" builds no candidates at all.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,7 +33,7 @@ from cache.keys import Keys
 from cache.publisher import current_version, manifest
 from recommender.config import ModelSettings
 from recommender.data.clock import age_days
-from recommender.evaluation.blend_learning import BlendOutcome, blended, learn_blend
+from recommender.evaluation.blend_learning import BlendOutcome, blended, earlier_window, learn_blend
 from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.blend_candidates import CandidateSources, Neighbours
 from recommender.models.blend_ranker import BlendRanker
@@ -179,12 +182,25 @@ def learn(
         als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
         fit = als.fit(split.train, items=items).fitted
     customers, rule = settings.lists.blend_customers, share_is_rule
+    fitted_earlier = time.perf_counter()
+    earlier = earlier_window(split.train, holdout.days, items, settings) if settings.lists.blend_windows > 1 else None
+    fitted_earlier = time.perf_counter() - fitted_earlier
     outcome = learn_blend(
-        split.train, split.test, items, fit, settings, max_customers=customers, repeats=repeats, share_is_rule=rule
+        split.train,
+        split.test,
+        items,
+        fit,
+        settings,
+        max_customers=customers,
+        repeats=repeats,
+        share_is_rule=rule,
+        earlier=earlier,
     )
     block = dict(outcome.report)
     if "skipped" in block:
         return outcome, block
+    if earlier is not None:  # its ALS fit, before learn_blend's own stages
+        block["seconds"] = {"earlier_fit": round(fitted_earlier, 2), **block.get("seconds", {})}
     gain = block.get("gain", {})
     z = gain.get("z", 0.0)
     if outcome.chosen:

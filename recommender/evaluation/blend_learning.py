@@ -7,10 +7,13 @@ it; that window lies inside the run's training events (the job uses its promotio
 other (:func:`recommender.models.blend_ranker.train_ranker`; two-fold cross-fitting): the blended list and the
 current policy's list (:func:`recommender.serving.policy.production_picks`: items due again, then ALS) are scored
 with the protocol's metric code on customers the ranker never saw, and every customer counts once, so a small shop's
-choice rests on all its customers instead of half of them. The blend is chosen when its ndcg@10 is clearly higher:
-a mean per-customer gain of at least ``blend_min_z`` standard errors of the paired difference (1.645 by default,
-one-sided 95 %); the ranker that serves then learns from both halves. It costs about half a
-night's lists, and a gain within noise is no reason to pay for it. Otherwise the current policy keeps serving.
+choice rests on all its customers instead of half of them. With ``earlier`` (:func:`earlier_window`: the same
+length of window just before, its own ALS fit on the events before it) the rankers also learn from that window's
+buyers (each with the ranker of their half of the judged customers, if one), never judged there: twice the
+outcomes, from two months rather than one (docs/QUALITY.md, "Two label windows"). The blend is chosen when its
+ndcg@10 is clearly higher: a mean per-customer gain of at least ``blend_min_z`` standard errors of the paired
+difference (1.645 by default, one-sided 95 %); the ranker that serves then learns from every row. It costs about
+half a night's lists, and a gain within noise is no reason to pay for it. Otherwise the current policy keeps serving.
 A repeat share below 1 (slots the policy must give to items not bought) set for the lists is a rule the ranker does
 not follow: the policy serves. One the night's self-tuning chose is the policy's best setting, not a rule: the policy
 is judged at it and the ranker orders bought and new items as it learnt (docs/QUALITY.md: held to the share, it lost).
@@ -29,12 +32,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from recommender.config import ModelSettings
 from recommender.evaluation import metrics
 from recommender.evaluation.metrics import clearly_better, paired_gain
-from recommender.evaluation.split import targets
-from recommender.models.als_recommender import AlsFit
+from recommender.evaluation.split import targets, time_split
+from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.blend_candidates import BlendParams, CandidateBatch, CandidateSources
 from recommender.models.blend_ranker import BlendRanker, labels, ranked_picks, train_ranker, with_fallback
 from recommender.models.repeat import NextPick, Pick, RepeatIndex, as_next_pick, repeat_candidates
@@ -54,6 +58,26 @@ with two (four nights each); online-retail's 4.5-4.6 s and 4.7-4.8 s, complete-j
 their spread). Half a batch each was as fast as a whole one (33-36 s against 34-36 s, two nights each) and keeps the
 job's peak memory where one builder had it (complete-journey 1.96 GB; two whole batches: 2.13 GB)."""
 JUDGED_AT = 10
+
+
+@dataclass(frozen=True)
+class LabelWindow:
+    """A window of purchases to learn from: the events before it, the ALS fit on them, and the window's events."""
+
+    train: pa.Table
+    window: pa.Table
+    fit: AlsFit
+
+
+def earlier_window(train: pa.Table, days: int, items: pa.Table, settings: ModelSettings) -> LabelWindow | None:
+    """The last ``days`` of ``train`` (the events before the judged window) as a second window to learn from, with an
+    ALS fit of ``settings`` on the events before it; None when that leaves less than ``days`` of history."""
+    span = pc.max(train["timestamp"]).as_py() - pc.min(train["timestamp"]).as_py()
+    if span.days < 2 * days:
+        return None
+    inner = time_split(train, test_days=days)
+    als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
+    return LabelWindow(inner.train, inner.test, als.fit(inner.train, items=items).fitted)
 
 
 @dataclass
@@ -138,10 +162,12 @@ def learn_blend(
     seed: int = 0,
     repeats: RepeatIndex | None = None,
     share_is_rule: bool = True,
+    earlier: LabelWindow | None = None,
 ) -> BlendOutcome:
     """Judge a ranker learnt on each half of the customers who bought in ``window`` on the other half against the
     current policy (see the module docstring). ``fit`` is the ALS fit on ``train``, ``repeats`` its repeat model
-    when the caller has it; ``share_is_rule``: False when self-tuning chose the repeat share (see above)."""
+    when the caller has it; ``share_is_rule``: False when self-tuning chose the repeat share (see above);
+    ``earlier``: a window before, whose buyers every ranker also learns from."""
     started = time.perf_counter()
     if share_is_rule and settings.repeat_share < 1.0:
         why = f"repeat share {settings.repeat_share} < 1 set for the lists, a rule the ranker does not follow"
@@ -160,7 +186,9 @@ def learn_blend(
     if not all(r[1].any() for r in rows):
         why = "no candidate was bought in the label window by the customers of one half: too little to learn from"
         return BlendOutcome(None, False, {"skipped": why})
-    rankers = [train_ranker(*rows[k][:3]) for k in (0, 1)]
+    extra, earlier_customers = _earlier_rows(earlier, items, settings, halves, max_customers, params, seed)
+    built_earlier = time.perf_counter()
+    rankers = [train_ranker(*_joined([rows[k], extra[k]])) for k in (0, 1)]
     trained = time.perf_counter()
     n = JUDGED_AT
     policy: dict[str, list[NextPick]] = {}
@@ -177,20 +205,27 @@ def learn_blend(
     score = {name: {f"{m}@{n}": round(float(v.mean()), 5) for m, v in f.items()} for name, f in per_user.items()}
     gain = paired_gain(per_user["blend"]["ndcg"], per_user["policy"]["ndcg"])
     chosen = clearly_better(gain, settings.lists.blend_min_z)
-    X, y, groups = (np.concatenate([rows[0][i], rows[1][i]]) for i in range(3))
-    found = float(y.sum()) / max(rows[0][3] + rows[1][3], 1)  # the rows left out hold no bought candidate
-    ranker = train_ranker(X, y, groups) if chosen else rankers[0]  # what serves learns from every customer
+    # the judged window's bought items among the candidates (the rows left out hold no bought candidate)
+    found = float(rows[0][1].sum() + rows[1][1].sum()) / max(rows[0][3] + rows[1][3], 1)
+    ranker = train_ranker(*_joined([*rows, *extra])) if chosen else rankers[0]  # what serves learns from everyone
+    learnt_rows = sum(len(r[1]) for r in (*rows, *extra) if r is not None)
     report = {
         "chosen": chosen,
         "validation": score,
         "gain": gain,
-        "customers": {"learn": len(learn), "judge": len(judge), "judged": len(learn) + len(judge)},
+        "customers": {
+            "learn": len(learn),
+            "judge": len(judge),
+            "judged": len(learn) + len(judge),
+            "earlier_window": earlier_customers,
+        },
         "candidate_recall": round(found, 4),
-        "rows": int(len(y)),
+        "rows": int(learnt_rows),
         "importance": ranker.importance,
         "seconds": {
             "sources": round(built - started, 2),
-            "train": round(trained - built, 2),
+            "earlier_window": round(built_earlier - built, 2),
+            "train": round(trained - built_earlier, 2),
             "judge": round(time.perf_counter() - trained, 2),
         },
     }
@@ -205,9 +240,47 @@ def split_halves(users: list[str], max_customers: int, seed: int) -> tuple[list[
     return sorted(users[i] for i in order[: len(users) // 2]), sorted(users[i] for i in order[len(users) // 2 :])
 
 
-def _training_rows(
-    built: list[CandidateBatch], sources: CandidateSources, truth: dict[str, set[str]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray, int]
+"""Features, labels, query groups, and how many items the customers bought (see :func:`_training_rows`)."""
+
+
+def _earlier_rows(
+    earlier: LabelWindow | None,
+    items: pa.Table,
+    settings: ModelSettings,
+    halves: tuple[list[str], list[str]],
+    max_customers: int,
+    params: BlendParams | None,
+    seed: int,
+) -> tuple[list[Rows | None], int]:
+    """The training rows of the buyers of the ``earlier`` window (a seeded sample of ``max_customers`` at most) in
+    two parts, one per half of the judged customers: a customer of a judged half learns with that half's ranker only,
+    so no customer is judged by a ranker that learnt from them in either window (the others are dealt to the
+    halves at random). ([None, None], 0) without such a window."""
+    if earlier is None:
+        return [None, None], 0
+    fit = earlier.fit
+    truth = {u: t for u, t in targets(earlier.window, "purchase").items() if t and u in fit.inter.user_index}
+    users = sorted(truth)
+    if len(users) > max_customers:
+        users = sorted(np.random.default_rng(seed + 2).choice(np.array(users, dtype=object), max_customers, False))
+    side = {u: k for k in (0, 1) for u in halves[k]}
+    dealt = np.random.default_rng(seed + 3).integers(0, 2, len(users))
+    parts = [[u for u, d in zip(users, dealt) if side.get(u, d) == k] for k in (0, 1)]
+    repeats = repeat_candidates(earlier.train, fit.as_of, settings.lists.next_purchase_horizon_days)
+    sources = CandidateSources(earlier.train, items, fit, repeats, params)
+    rows = [_training_rows(batches(sources, part), sources, truth) if part else None for part in parts]
+    return [r if r is not None and r[1].any() else None for r in rows], len(users)
+
+
+def _joined(parts: Iterable[tuple[np.ndarray, ...] | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, labels and query groups of several row sets, one after the other (None: none)."""
+    present = [p for p in parts if p is not None]
+    X, y, groups = (np.concatenate([p[i] for p in present]) for i in range(3))
+    return X, y, groups
+
+
+def _training_rows(built: list[CandidateBatch], sources: CandidateSources, truth: dict[str, set[str]]) -> Rows:
     """Features, labels and query groups of the customers of ``built`` batches (customers none of whose candidates
     were bought are left out: they carry no ranking signal), and how many items all the batches' customers bought."""
     xs, ys, gs = [], [], []

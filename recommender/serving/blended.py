@@ -2,7 +2,8 @@
 ``reco evaluate``).
 
 It does what ``reco train`` does: learn the ranker on the last ``window_days`` of the training events
-(:func:`recommender.evaluation.blend_learning.learn_blend`, the window inside the training period), and when it beats
+(:func:`recommender.evaluation.blend_learning.learn_blend`, the window inside the training period; with
+``blend_windows`` 2 also on the window before it), and when it beats
 the current policy there, rank every source's candidates at the end of the training events for the customers who
 bought within ``blend_days`` of it (the job precomputes theirs); everyone else, and every customer when the blend
 lost, gets the current policy's list (:class:`recommender.serving.production.ProductionModel`).
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 from recommender.config import ModelSettings
 from recommender.data.schema import PURCHASE
-from recommender.evaluation.blend_learning import BlendOutcome, blended, learn_blend
+from recommender.evaluation.blend_learning import BlendOutcome, blended, earlier_window, learn_blend
 from recommender.evaluation.split import time_split
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.blend_candidates import CandidateSources
@@ -47,6 +48,7 @@ class BlendModel(ProductionModel):
             return self
         inner = time_split(train, test_days=self.window_days)
         inner_als = AlsRecommender(s.als, s.weights.as_dict(), s.half_life_days).fit(inner.train, items=items)
+        earlier = earlier_window(inner.train, self.window_days, items, s) if s.lists.blend_windows > 1 else None
         self.outcome = learn_blend(
             inner.train,
             inner.test,
@@ -55,6 +57,7 @@ class BlendModel(ProductionModel):
             s,
             max_customers=s.lists.blend_customers,
             share_is_rule=kw.get("share_is_rule", True),
+            earlier=earlier,
         )
         if self.outcome.chosen:
             fit = self.als.fitted  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ from recommender.evaluation import blend_learning, metrics
 from recommender.evaluation.blend_learning import (
     batches,
     blended,
+    earlier_window,
     learn_blend,
     paired_gain,
     policy_lists,
@@ -164,6 +165,43 @@ def test_each_half_is_judged_by_a_ranker_learnt_on_the_other_and_every_customer_
     assert r["validation"]["blend"]["ndcg@10"] == pytest.approx(mean["blend"], abs=1e-5)
     assert r["validation"]["policy"]["ndcg@10"] == pytest.approx(mean["policy"], abs=1e-5)
     assert abs(mean["in-sample"] - mean["blend"]) > 1e-3  # a ranker judged on its own customers would read apart
+
+
+def test_an_earlier_window_teaches_every_ranker_and_judges_nobody(shop) -> None:
+    """The window before the judged one: its buyers' rows join the halves' rankers (and the one that serves), the
+    customers judged and the policy's figures stay those of the judged window."""
+    data, split, fit, repeats = shop
+    earlier = earlier_window(split.train, 21, data.items, SETTINGS)
+    assert earlier is not None
+    assert pc.max(earlier.window["timestamp"]).as_py() == pc.max(split.train["timestamp"]).as_py()
+    assert pc.max(earlier.train["timestamp"]).as_py() < pc.min(earlier.window["timestamp"]).as_py()
+    assert earlier.fit.as_of <= pc.min(earlier.window["timestamp"]).as_py()
+    one = learn_blend(split.train, split.test, data.items, fit, SETTINGS, repeats=repeats).report
+    two = learn_blend(split.train, split.test, data.items, fit, SETTINGS, repeats=repeats, earlier=earlier).report
+    buyers = {u for u, t in targets(earlier.window, "purchase").items() if t and u in earlier.fit.inter.user_index}
+    assert one["customers"]["earlier_window"] == 0 and two["customers"]["earlier_window"] == len(buyers) > 50
+    assert two["customers"]["judged"] == one["customers"]["judged"]
+    assert two["validation"]["policy"] == one["validation"]["policy"]
+    assert two["validation"]["blend"] != one["validation"]["blend"]  # its rankers learnt from more rows
+    assert two["rows"] > one["rows"]
+    assert earlier_window(split.train, 60, data.items, SETTINGS) is None  # 99 days: no 60 days before 60 days
+
+
+def test_a_customer_of_both_windows_learns_only_with_the_half_that_does_not_judge_them(shop, monkeypatch) -> None:
+    data, split, fit, repeats = shop
+    earlier = earlier_window(split.train, 21, data.items, SETTINGS)
+    built: list[list[str]] = []
+    real = blend_learning.batches
+    monkeypatch.setattr(
+        blend_learning, "batches", lambda sources, users: built.append(list(users)) or real(sources, users)
+    )
+    learn_blend(split.train, split.test, data.items, fit, SETTINGS, repeats=repeats, earlier=earlier)
+    halves, parts = built[:2], built[2:]  # the judged window's halves first, then the earlier window's two parts
+    buyers = {u for u, t in targets(earlier.window, "purchase").items() if t and u in earlier.fit.inter.user_index}
+    assert set(parts[0]) | set(parts[1]) == buyers and not set(parts[0]) & set(parts[1])
+    for k in (0, 1):  # half k's ranker learns from part k and judges half 1 - k
+        assert set(halves[k]) & buyers <= set(parts[k]) and not set(parts[k]) & set(halves[1 - k])
+    assert min(len(set(p) - set(halves[0]) - set(halves[1])) for p in parts) > 0  # the others dealt to both
 
 
 def test_the_blend_needs_a_gain_clear_of_the_noise_between_customers() -> None:

@@ -45,6 +45,8 @@ def test_the_night_learns_the_blend_and_says_what_it_chose(trained) -> None:
     assert blend["chosen"] == (blend["gain"]["mean"] > 0)  # the bar is 0 here
     assert (blend["gain"]["mean"] > 0) == (v["blend"]["ndcg@10"] > v["policy"]["ndcg@10"])
     assert blend["customers"]["learn"] > 50 and blend["customers"]["judge"] > 50
+    # 99 days before the holdout: the 21 before it are a second window to learn from, with an ALS fit of its own
+    assert blend["customers"]["earlier_window"] > 50 and blend["seconds"]["earlier_fit"] > 0
     assert "learned blend" in output
     # on this repeat-heavy shop the blend wins on the held-out customers and serves
     assert blend["chosen"] and m["counts"]["blended_lists"] > 300
@@ -92,3 +94,17 @@ def test_the_api_serves_every_customer_the_list_reco_evaluate_scores(trained, re
     assert answers["nobody"]["source"] == "bestsellers" and answers[users[0]]["source"] == "personal"
     assert len(users) > 350 and len(model._blend_users) > 300
     assert served == expected
+
+
+def test_one_window_learns_from_the_judged_window_alone(tmp_path) -> None:
+    from recommender.config import ListParams, ModelSettings
+    from recommender.data.dataset import load_dataset
+    from training.blend_step import learn
+    from training.night_holdout import NightHoldout
+
+    generate_shop(n_users=300, n_items=100, n_categories=5, days=120, seed=3, kind="grocery").write(tmp_path)
+    data = load_dataset(tmp_path / "events.csv", tmp_path / "items.csv")
+    settings = ModelSettings(lists=ListParams(blend_windows=1))
+    outcome, block = learn(NightHoldout(data.events, 21), data.items, settings)
+    assert outcome is not None and block["customers"]["earlier_window"] == 0 and "earlier_fit" not in block["seconds"]
+    assert block["customers"]["judged"] > 50
