@@ -43,12 +43,18 @@ def test_the_blend_learns_on_the_gates_fit_without_fitting_again(shop, monkeypat
     als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
     holdout.fit = als.fit(holdout.split().train, items=shop.items).fitted  # what the gate leaves
 
-    def no_second_fit(*args, **kwargs):
-        raise AssertionError("the blend fitted ALS again")
+    gate_rows = holdout.split().train.num_rows
+    real_fit = AlsRecommender.fit
+
+    def no_second_fit(self, train, *args, **kwargs):  # the earlier label window's own fit, on fewer events, is fine
+        if train.num_rows >= gate_rows:
+            raise AssertionError("the blend fitted ALS again")
+        return real_fit(self, train, *args, **kwargs)
 
     monkeypatch.setattr(AlsRecommender, "fit", no_second_fit)
     outcome, block = blend_step.learn(holdout, shop.items, settings)
     assert outcome is not None and "validation" in block, block
+    assert block["customers"]["earlier_window"] > 0  # it did learn from the window before, with a fit of its own
 
 
 def test_the_blend_learns_with_the_gates_repeat_model(shop, monkeypatch):
@@ -59,8 +65,12 @@ def test_the_blend_learns_with_the_gates_repeat_model(shop, monkeypatch):
     learnt, _ = blend_step.learn(holdout, shop.items, settings)  # builds its own repeat model
     holdout.repeats = repeat.repeat_candidates(train, holdout.fit.as_of, settings.lists.next_purchase_horizon_days)
 
-    def no_second_model(*args, **kwargs):
-        raise AssertionError("the blend built the repeat model again")
+    real_model = blend_learning.repeat_candidates
+
+    def no_second_model(events, *args, **kwargs):  # the earlier label window's own model is fine
+        if events.num_rows >= train.num_rows:
+            raise AssertionError("the blend built the repeat model again")
+        return real_model(events, *args, **kwargs)
 
     monkeypatch.setattr(blend_learning, "repeat_candidates", no_second_model)
     shared, block = blend_step.learn(holdout, shop.items, settings)
