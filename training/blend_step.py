@@ -18,7 +18,6 @@ which. A reused "the policy serves" builds no candidates at all.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -182,9 +181,6 @@ def learn(
         als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
         fit = als.fit(split.train, items=items).fitted
     customers, rule = settings.lists.blend_customers, share_is_rule
-    fitted_earlier = time.perf_counter()
-    earlier = earlier_window(split.train, holdout.days, items, settings) if settings.lists.blend_windows > 1 else None
-    fitted_earlier = time.perf_counter() - fitted_earlier
     outcome = learn_blend(
         split.train,
         split.test,
@@ -194,13 +190,11 @@ def learn(
         max_customers=customers,
         repeats=repeats,
         share_is_rule=rule,
-        earlier=earlier,
+        earlier=lambda: earlier_window(split.train, holdout.days, items, settings),
     )
     block = dict(outcome.report)
     if "skipped" in block:
         return outcome, block
-    if earlier is not None:  # its ALS fit, before learn_blend's own stages
-        block["seconds"] = {"earlier_fit": round(fitted_earlier, 2), **block.get("seconds", {})}
     gain = block.get("gain", {})
     z = gain.get("z", 0.0)
     if outcome.chosen:

@@ -11,12 +11,10 @@ learn from (:data:`LEARNT_FROM`).
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from recommender.evaluation.split import Split, time_split
+from recommender.evaluation.split import Split, span_days, time_split
 from recommender.models.als_recommender import AlsFit
 from recommender.models.repeat import RepeatIndex
-from recommender.models.weighting import latest_timestamp
 
 LEARNT_FROM = ("user_id", "item_id", "event_type", "timestamp", "order_id")
 """The columns the gate's models and the blend learn from: who did what when, and in which order. Quantities and
@@ -33,7 +31,7 @@ class NightHoldout:
         self.fit: AlsFit | None = None
         self.repeats: RepeatIndex | None = None
         self._split: Split | None = None
-        self._span_days = (latest_timestamp(events) - pc.min(events["timestamp"]).as_py()).days
+        self._span_days = span_days(events)
 
     @property
     def too_short(self) -> bool:

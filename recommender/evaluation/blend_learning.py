@@ -25,19 +25,18 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from recommender.config import ModelSettings
 from recommender.evaluation import metrics
 from recommender.evaluation.metrics import clearly_better, paired_gain
-from recommender.evaluation.split import targets, time_split
+from recommender.evaluation.split import span_days, targets, time_split
 from recommender.models.als_recommender import AlsFit, AlsRecommender
 from recommender.models.blend_candidates import BlendParams, CandidateBatch, CandidateSources
 from recommender.models.blend_ranker import BlendRanker, labels, ranked_picks, train_ranker, with_fallback
@@ -62,22 +61,26 @@ JUDGED_AT = 10
 
 @dataclass(frozen=True)
 class LabelWindow:
-    """A window of purchases to learn from: the events before it, the ALS fit on them, and the window's events."""
+    """A window of purchases to learn from: the events before it, the ALS fit on them (and how long it took), and
+    the window's events."""
 
     train: pa.Table
     window: pa.Table
     fit: AlsFit
+    fit_seconds: float = 0.0
 
 
 def earlier_window(train: pa.Table, days: int, items: pa.Table, settings: ModelSettings) -> LabelWindow | None:
     """The last ``days`` of ``train`` (the events before the judged window) as a second window to learn from, with an
-    ALS fit of ``settings`` on the events before it; None when that leaves less than ``days`` of history."""
-    span = pc.max(train["timestamp"]).as_py() - pc.min(train["timestamp"]).as_py()
-    if span.days < 2 * days:
+    ALS fit of ``settings`` on the events before it; None with ``blend_windows`` 1 or when that leaves less than
+    ``days`` of history."""
+    if settings.lists.blend_windows < 2 or span_days(train) < 2 * days:
         return None
     inner = time_split(train, test_days=days)
+    started = time.perf_counter()
     als = AlsRecommender(settings.als, settings.weights.as_dict(), settings.half_life_days)
-    return LabelWindow(inner.train, inner.test, als.fit(inner.train, items=items).fitted)
+    fit = als.fit(inner.train, items=items).fitted
+    return LabelWindow(inner.train, inner.test, fit, time.perf_counter() - started)
 
 
 @dataclass
@@ -162,17 +165,18 @@ def learn_blend(
     seed: int = 0,
     repeats: RepeatIndex | None = None,
     share_is_rule: bool = True,
-    earlier: LabelWindow | None = None,
+    earlier: Callable[[], LabelWindow | None] | None = None,
 ) -> BlendOutcome:
     """Judge a ranker learnt on each half of the customers who bought in ``window`` on the other half against the
     current policy (see the module docstring). ``fit`` is the ALS fit on ``train``, ``repeats`` its repeat model
     when the caller has it; ``share_is_rule``: False when self-tuning chose the repeat share (see above);
-    ``earlier``: a window before, whose buyers every ranker also learns from."""
+    ``earlier``: makes a window before, whose buyers every ranker also learns from (called only once the window
+    has enough buyers to learn from: it fits ALS)."""
     started = time.perf_counter()
     if share_is_rule and settings.repeat_share < 1.0:
         why = f"repeat share {settings.repeat_share} < 1 set for the lists, a rule the ranker does not follow"
         return BlendOutcome(None, False, {"skipped": f"{why}: the policy serves"})
-    truth = {u: t for u, t in targets(window, "purchase").items() if t and u in fit.inter.user_index}
+    truth = _buyers(window, fit)
     users = sorted(truth)
     if len(users) < 20:
         return BlendOutcome(None, False, {"skipped": f"{len(users)} customers bought in the window: too few to learn"})
@@ -186,7 +190,8 @@ def learn_blend(
     if not all(r[1].any() for r in rows):
         why = "no candidate was bought in the label window by the customers of one half: too little to learn from"
         return BlendOutcome(None, False, {"skipped": why})
-    extra, earlier_customers = _earlier_rows(earlier, items, settings, halves, max_customers, params, seed)
+    before = earlier() if earlier is not None else None
+    extra, earlier_customers = _earlier_rows(before, items, settings, halves, max_customers, params, seed)
     built_earlier = time.perf_counter()
     rankers = [train_ranker(*_joined([rows[k], extra[k]])) for k in (0, 1)]
     trained = time.perf_counter()
@@ -223,6 +228,7 @@ def learn_blend(
         "rows": int(learnt_rows),
         "importance": ranker.importance,
         "seconds": {
+            **({"earlier_fit": round(before.fit_seconds, 2)} if before is not None else {}),
             "sources": round(built - started, 2),
             "earlier_window": round(built_earlier - built, 2),
             "train": round(trained - built_earlier, 2),
@@ -234,10 +240,21 @@ def learn_blend(
 
 def split_halves(users: list[str], max_customers: int, seed: int) -> tuple[list[str], list[str]]:
     """Two halves of ``users`` (a seeded sample of ``max_customers`` at most), each sorted."""
-    if len(users) > max_customers:
-        users = sorted(np.random.default_rng(seed).choice(np.array(users, dtype=object), max_customers, False))
+    users = _sample(users, max_customers, seed)
     order = np.random.default_rng(seed + 1).permutation(len(users))
     return sorted(users[i] for i in order[: len(users) // 2]), sorted(users[i] for i in order[len(users) // 2 :])
+
+
+def _sample(users: list[str], max_customers: int, seed: int) -> list[str]:
+    """``users`` when they are at most ``max_customers``, else a seeded sample of that many, sorted."""
+    if len(users) <= max_customers:
+        return users
+    return sorted(np.random.default_rng(seed).choice(np.array(users, dtype=object), max_customers, False))
+
+
+def _buyers(window: pa.Table, fit: AlsFit) -> dict[str, set[str]]:
+    """What each customer the fit knows bought in ``window`` (customers who bought nothing left out)."""
+    return {u: t for u, t in targets(window, "purchase").items() if t and u in fit.inter.user_index}
 
 
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray, int]
@@ -260,10 +277,8 @@ def _earlier_rows(
     if earlier is None:
         return [None, None], 0
     fit = earlier.fit
-    truth = {u: t for u, t in targets(earlier.window, "purchase").items() if t and u in fit.inter.user_index}
-    users = sorted(truth)
-    if len(users) > max_customers:
-        users = sorted(np.random.default_rng(seed + 2).choice(np.array(users, dtype=object), max_customers, False))
+    truth = _buyers(earlier.window, fit)
+    users = _sample(sorted(truth), max_customers, seed + 2)
     side = {u: k for k in (0, 1) for u in halves[k]}
     dealt = np.random.default_rng(seed + 3).integers(0, 2, len(users))
     parts = [[u for u, d in zip(users, dealt) if side.get(u, d) == k] for k in (0, 1)]

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recommender.data.schema import CART, PURCHASE, VIEW
+from recommender.models.weighting import latest_timestamp
 
 TARGET_KINDS: dict[str, tuple[str, ...]] = {
     "purchase": (PURCHASE,),
@@ -66,6 +67,11 @@ def time_split(events: pa.Table, *, test_days: int, cutoff: datetime | None = No
     warm = _distinct(train["user_id"])
     cold = _distinct(test["user_id"]) - warm
     return Split(train=train, test=test, cutoff=cutoff, warm_users=warm, cold_users=cold, end=end)
+
+
+def span_days(events: pa.Table) -> int:
+    """Whole days from the oldest event to the newest (ValueError without events)."""
+    return (latest_timestamp(events) - pc.min(events["timestamp"]).as_py()).days
 
 
 def last_days(events: pa.Table, days: int) -> pa.Table:

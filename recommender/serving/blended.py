@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from recommender.config import ModelSettings
 from recommender.data.schema import PURCHASE
 from recommender.evaluation.blend_learning import BlendOutcome, blended, earlier_window, learn_blend
-from recommender.evaluation.split import time_split
+from recommender.evaluation.split import span_days, time_split
 from recommender.models.als_recommender import AlsRecommender
 from recommender.models.blend_candidates import CandidateSources
 from recommender.serving.production import ProductionModel
@@ -42,13 +42,11 @@ class BlendModel(ProductionModel):
         bought and new items its own way; see :func:`recommender.evaluation.blend_learning.learn_blend`)."""
         super().fit(train, items=items, als=als, repeats=kw.get("repeats"))
         s = self.settings
-        span = pc.max(train["timestamp"]).as_py() - pc.min(train["timestamp"]).as_py()
-        if span.days < 2 * self.window_days:  # as the job: no window to learn on, the policy serves
+        if span_days(train) < 2 * self.window_days:  # as the job: no window to learn on, the policy serves
             self.outcome = BlendOutcome(None, False, {"skipped": f"less than {2 * self.window_days} days of events"})
             return self
         inner = time_split(train, test_days=self.window_days)
         inner_als = AlsRecommender(s.als, s.weights.as_dict(), s.half_life_days).fit(inner.train, items=items)
-        earlier = earlier_window(inner.train, self.window_days, items, s) if s.lists.blend_windows > 1 else None
         self.outcome = learn_blend(
             inner.train,
             inner.test,
@@ -57,7 +55,7 @@ class BlendModel(ProductionModel):
             s,
             max_customers=s.lists.blend_customers,
             share_is_rule=kw.get("share_is_rule", True),
-            earlier=earlier,
+            earlier=lambda: earlier_window(inner.train, self.window_days, items, s),
         )
         if self.outcome.chosen:
             fit = self.als.fitted  # type: ignore[union-attr]

@@ -177,7 +177,8 @@ def test_an_earlier_window_teaches_every_ranker_and_judges_nobody(shop) -> None:
     assert pc.max(earlier.train["timestamp"]).as_py() < pc.min(earlier.window["timestamp"]).as_py()
     assert earlier.fit.as_of <= pc.min(earlier.window["timestamp"]).as_py()
     one = learn_blend(split.train, split.test, data.items, fit, SETTINGS, repeats=repeats).report
-    two = learn_blend(split.train, split.test, data.items, fit, SETTINGS, repeats=repeats, earlier=earlier).report
+    with_earlier = {"repeats": repeats, "earlier": lambda: earlier}
+    two = learn_blend(split.train, split.test, data.items, fit, SETTINGS, **with_earlier).report
     buyers = {u for u, t in targets(earlier.window, "purchase").items() if t and u in earlier.fit.inter.user_index}
     assert one["customers"]["earlier_window"] == 0 and two["customers"]["earlier_window"] == len(buyers) > 50
     assert two["customers"]["judged"] == one["customers"]["judged"]
@@ -185,6 +186,15 @@ def test_an_earlier_window_teaches_every_ranker_and_judges_nobody(shop) -> None:
     assert two["validation"]["blend"] != one["validation"]["blend"]  # its rankers learnt from more rows
     assert two["rows"] > one["rows"]
     assert earlier_window(split.train, 60, data.items, SETTINGS) is None  # 99 days: no 60 days before 60 days
+    one_window = ModelSettings.from_dict({"als": {"factors": 16, "iterations": 8}, "lists": {"blend_windows": 1}})
+    assert earlier_window(split.train, 21, data.items, one_window) is None
+
+    def no_fit() -> None:
+        raise AssertionError("the earlier window was made for a window too small to learn from")
+
+    nobody = split.test.slice(0, 0)
+    skipped = learn_blend(split.train, nobody, data.items, fit, SETTINGS, earlier=no_fit).report
+    assert "skipped" in skipped
 
 
 def test_a_customer_of_both_windows_learns_only_with_the_half_that_does_not_judge_them(shop, monkeypatch) -> None:
@@ -195,7 +205,7 @@ def test_a_customer_of_both_windows_learns_only_with_the_half_that_does_not_judg
     monkeypatch.setattr(
         blend_learning, "batches", lambda sources, users: built.append(list(users)) or real(sources, users)
     )
-    learn_blend(split.train, split.test, data.items, fit, SETTINGS, repeats=repeats, earlier=earlier)
+    learn_blend(split.train, split.test, data.items, fit, SETTINGS, repeats=repeats, earlier=lambda: earlier)
     halves, parts = built[:2], built[2:]  # the judged window's halves first, then the earlier window's two parts
     buyers = {u for u, t in targets(earlier.window, "purchase").items() if t and u in earlier.fit.inter.user_index}
     assert set(parts[0]) | set(parts[1]) == buyers and not set(parts[0]) & set(parts[1])
